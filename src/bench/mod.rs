@@ -1,0 +1,6 @@
+//! Microbenchmarks (`dr bench ...`): CUDA-event timing, medians of raw
+//! samples, each figure set against the device's peak, results written to
+//! `bench-results/*.json` with device, driver and commit.
+
+pub mod bandwidth;
+pub mod report;

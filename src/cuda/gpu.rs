@@ -1,0 +1,477 @@
+//! One device: its context, a small pool of streams, the kernel modules loaded
+//! from the embedded fatbins (once per context, on first use), device buffers,
+//! events and the pinned host pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytemuck::Pod;
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr,
+    ValidAsZeroBits, sys,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::error::{CudaError, DriverContext, Result};
+use super::kernels::{Family, KERNEL_TARGETS, Kernel, NVCC_VERSION};
+use super::launch::{ArgList, LaunchShape};
+use super::pinned::{PinnedBuf, PinnedPool};
+use super::probe::{DeviceInfo, Probe, driver_version_string, probe};
+
+/// Streams created with each context: compute, upload, download, spare.
+const STREAMS: usize = 4;
+
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<GpuInner>,
+}
+
+struct GpuInner {
+    ctx: Arc<CudaContext>,
+    info: DeviceInfo,
+    driver_version: i32,
+    modules: Vec<OnceLock<Arc<CudaModule>>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    streams: Vec<Arc<CudaStream>>,
+    pinned: PinnedPool,
+}
+
+/// A typed device buffer.
+pub struct DevBuf<T> {
+    pub(crate) slice: CudaSlice<T>,
+}
+
+impl<T> DevBuf<T> {
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.slice.len() == 0
+    }
+    pub fn bytes(&self) -> usize {
+        self.slice.num_bytes()
+    }
+}
+
+/// A stream of the device, through which all work is queued.
+#[derive(Clone)]
+pub struct Stream {
+    raw: Arc<CudaStream>,
+    gpu: Gpu,
+}
+
+/// A timing event recorded on a stream.
+pub struct Event {
+    raw: CudaEvent,
+    ordinal: usize,
+}
+
+/// Whether a build with `targets` can run on a device of compute capability
+/// `cc`: SASS for the same major and a minor at most the device's ("a"
+/// variants only on their exact chip), or PTX of an older or equal version.
+pub fn build_runs_on(targets: &str, cc: (u32, u32)) -> bool {
+    let dev = cc.0 * 10 + cc.1;
+    targets.split_whitespace().any(|t| {
+        let (sass, num) = match (t.strip_prefix("sm_"), t.strip_prefix("compute_")) {
+            (Some(n), _) => (true, n),
+            (_, Some(n)) => (false, n),
+            _ => return false,
+        };
+        let exact = num.ends_with(['a', 'f']);
+        let Ok(v) = num.trim_end_matches(['a', 'f']).parse::<u32>() else {
+            return false;
+        };
+        if exact {
+            v == dev
+        } else if sass {
+            v / 10 == cc.0 && v <= dev
+        } else {
+            v <= dev
+        }
+    })
+}
+
+impl Gpu {
+    /// Opens device `ordinal`: checks that this build has kernels for it and
+    /// that the driver can load them, then creates its context and streams.
+    pub fn open(ordinal: usize) -> Result<Gpu> {
+        let Some(targets) = KERNEL_TARGETS else {
+            return Err(CudaError::NoKernels);
+        };
+        let (driver_version, devices) = match probe() {
+            Probe::Unavailable { reason, fix } => {
+                let fix = fix.unwrap_or_else(|| {
+                    "run on a machine with an NVIDIA GPU and driver >= 580 (see `dr devices`)"
+                        .into()
+                });
+                return Err(CudaError::Unavailable(format!("{reason}. Fix: {fix}")));
+            }
+            Probe::Ready {
+                driver_version,
+                devices,
+            } => (driver_version, devices),
+        };
+        let count = devices.len();
+        let info = devices
+            .into_iter()
+            .nth(ordinal)
+            .ok_or(CudaError::NoSuchDevice { ordinal, count })?;
+        check_compatible(targets, &info, driver_version)?;
+        let ctx = CudaContext::new(ordinal).during(|| "creating a context".into(), ordinal)?;
+        let streams = (0..STREAMS)
+            .map(|_| ctx.new_stream())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .during(|| "creating streams".into(), ordinal)?;
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                pinned: PinnedPool::new(ctx.clone()),
+                ctx,
+                info,
+                driver_version,
+                modules: Family::ALL.iter().map(|_| OnceLock::new()).collect(),
+                functions: Mutex::new(HashMap::new()),
+                streams,
+            }),
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.inner.info
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.inner.info.ordinal
+    }
+
+    pub fn driver_version(&self) -> i32 {
+        self.inner.driver_version
+    }
+
+    /// Stream `i` of the pool (wraps around).
+    pub fn stream(&self, i: usize) -> Stream {
+        Stream {
+            raw: self.inner.streams[i % STREAMS].clone(),
+            gpu: self.clone(),
+        }
+    }
+
+    pub fn pinned(&self) -> &PinnedPool {
+        &self.inner.pinned
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner
+            .ctx
+            .synchronize()
+            .during(|| "synchronizing".into(), self.ordinal())
+    }
+
+    /// (free, total) device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.inner
+            .ctx
+            .mem_get_info()
+            .during(|| "reading memory info".into(), self.ordinal())
+    }
+
+    fn module(&self, family: Family) -> Result<Arc<CudaModule>> {
+        let slot = &self.inner.modules[family.index()];
+        if let Some(m) = slot.get() {
+            return Ok(m.clone());
+        }
+        let fatbin = family.fatbin().ok_or(CudaError::NoKernels)?;
+        let module = self
+            .inner
+            .ctx
+            .load_module(Ptx::from_binary(fatbin.to_vec()))
+            .map_err(|e| CudaError::ModuleLoad {
+                family: family.name(),
+                device: format!(
+                    "device {} ({}, {})",
+                    self.ordinal(),
+                    self.info().name,
+                    self.info().arch()
+                ),
+                detail: module_load_hint(e, self.inner.driver_version),
+            })?;
+        Ok(slot.get_or_init(|| module).clone())
+    }
+
+    /// The loaded entry point `name` of `family`, cached per context.
+    pub(crate) fn function(&self, family: Family, name: &'static str) -> Result<CudaFunction> {
+        if let Some(f) = self.inner.functions.lock().unwrap().get(name) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .module(family)?
+            .load_function(name)
+            .map_err(|e| CudaError::ModuleLoad {
+                family: family.name(),
+                device: format!("device {}", self.ordinal()),
+                detail: format!(
+                    "entry point `{name}` not found ({e:?}); kernels.rs and kernels/{}.cu disagree",
+                    family.name()
+                ),
+            })?;
+        self.inner.functions.lock().unwrap().insert(name, f.clone());
+        Ok(f)
+    }
+
+    /// Loads every declared entry point of every family: the smoke test that
+    /// a build's kernels match this device and driver.
+    pub fn load_all_kernels(&self) -> Result<usize> {
+        let mut n = 0;
+        for &f in Family::ALL {
+            for &name in f.entry_points() {
+                self.function(f, name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// An uninitialised buffer of `len` elements (any bit pattern is a valid
+    /// `T`; contents are whatever the allocator left).
+    pub fn alloc<T: Pod + DeviceRepr>(&self, len: usize) -> Result<DevBuf<T>> {
+        let s = &self.inner.streams[0];
+        // SAFETY: T is Pod, so uninitialised device bytes are a valid T when read back.
+        let slice = unsafe { s.alloc::<T>(len) }.during(
+            || format!("allocating {len} x {} B", size_of::<T>()),
+            self.ordinal(),
+        )?;
+        Ok(DevBuf { slice })
+    }
+
+    pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<DevBuf<T>> {
+        let slice = self.inner.streams[0].alloc_zeros::<T>(len).during(
+            || format!("allocating {len} x {} B", size_of::<T>()),
+            self.ordinal(),
+        )?;
+        Ok(DevBuf { slice })
+    }
+}
+
+/// Refuses, with the fix, a device this build's kernels cannot run on.
+fn check_compatible(targets: &str, info: &DeviceInfo, driver_version: i32) -> Result<()> {
+    let ordinal = info.ordinal;
+    if info.compute_capability.0 < 8 {
+        return Err(CudaError::Unavailable(format!(
+            "device {ordinal} ({}) is {}: dr's kernels need compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)",
+            info.name,
+            info.arch()
+        )));
+    }
+    if !build_runs_on(targets, info.compute_capability) {
+        return Err(CudaError::Unavailable(format!(
+            "this dr has kernels for `{targets}` only, none of which runs on device {ordinal} ({}, {}). \
+             Fix: rebuild with DR_CUDA_ARCHS unset (all targets) or including {}",
+            info.name,
+            info.arch(),
+            info.arch()
+        )));
+    }
+    if let Some(need) = NVCC_VERSION.and_then(cuda_major)
+        && driver_version / 1000 < need
+    {
+        return Err(CudaError::Unavailable(format!(
+            "the NVIDIA driver supports CUDA {} but this dr's kernels were built with CUDA {}. \
+             Fix: install a driver for CUDA {need}.x (>= 580 for 13.0), or rebuild with an nvcc the driver supports",
+            driver_version_string(driver_version),
+            NVCC_VERSION.unwrap_or("?")
+        )));
+    }
+    Ok(())
+}
+
+fn cuda_major(v: &str) -> Option<i32> {
+    v.split('.').next()?.parse().ok()
+}
+
+fn module_load_hint(e: cudarc::driver::DriverError, driver_version: i32) -> String {
+    use sys::cudaError_enum as E;
+    let hint = match e.0 {
+        E::CUDA_ERROR_UNSUPPORTED_PTX_VERSION | E::CUDA_ERROR_INVALID_PTX => format!(
+            "the driver (CUDA {}) is older than the nvcc ({}) that built the kernels. Fix: update the NVIDIA driver (>= 580 for CUDA 13.0)",
+            driver_version_string(driver_version),
+            NVCC_VERSION.unwrap_or("?")
+        ),
+        E::CUDA_ERROR_NO_BINARY_FOR_GPU => format!(
+            "no kernel image for this GPU in `{}`. Fix: rebuild with DR_CUDA_ARCHS unset or naming this GPU's sm_XX",
+            KERNEL_TARGETS.unwrap_or("")
+        ),
+        _ => "see the driver error".into(),
+    };
+    format!("{e:?}: {hint}")
+}
+
+impl Stream {
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn ordinal(&self) -> usize {
+        self.gpu.ordinal()
+    }
+
+    /// Queues `kernel` with `args`, whose types must match its declared signature.
+    pub fn launch<S, A: ArgList<S>>(
+        &self,
+        kernel: &Kernel<S>,
+        shape: LaunchShape,
+        mut args: A,
+    ) -> Result<()> {
+        shape.check(kernel.name)?;
+        let f = self
+            .gpu
+            .function(kernel.family, kernel.name)
+            .map_err(|e| shape.error(kernel.name, e.to_string()))?;
+        let mut b = self.raw.launch_builder(&f);
+        args.push_all(&mut b);
+        // SAFETY: the argument tuple matches the signature declared for this
+        // entry point in kernels.rs (enforced by ArgList<S>), and that
+        // declaration mirrors the .cu (checked by the kernel's GPU test).
+        // Buffers are borrowed for the call and their use is ordered by
+        // cudarc's per-buffer events.
+        unsafe { b.launch(shape.config()) }
+            .map(|_| ())
+            .map_err(|e| shape.error(kernel.name, format!("{e:?}")))
+    }
+
+    /// Host → device from ordinary (pageable) memory.
+    pub fn upload<T: DeviceRepr>(&self, src: &[T], dst: &mut DevBuf<T>) -> Result<()> {
+        check_len("upload", src.len(), dst.len())?;
+        self.raw
+            .memcpy_htod(src, &mut dst.slice.slice_mut(..src.len()))
+            .during(
+                || format!("uploading {} elements", src.len()),
+                self.ordinal(),
+            )
+    }
+
+    /// Device → host into ordinary (pageable) memory.
+    pub fn download<T: DeviceRepr>(&self, src: &DevBuf<T>, dst: &mut [T]) -> Result<()> {
+        check_len("download", src.len(), dst.len())?;
+        self.raw.memcpy_dtoh(&src.slice, dst).during(
+            || format!("downloading {} elements", src.len()),
+            self.ordinal(),
+        )
+    }
+
+    /// Host → device from a pinned buffer (asynchronous; the buffer is held
+    /// until the copy completes).
+    pub fn upload_pinned(&self, src: &mut PinnedBuf, dst: &mut DevBuf<u8>) -> Result<()> {
+        check_len("upload", src.len(), dst.len())?;
+        let n = src.len();
+        let host = src.raw_mut()?;
+        self.raw
+            .memcpy_htod(&*host, &mut dst.slice.slice_mut(..n))
+            .during(|| format!("uploading {n} pinned bytes"), self.ordinal())?;
+        src.pending = Some(self.record_raw()?);
+        Ok(())
+    }
+
+    /// Device → host into a pinned buffer (asynchronous; reading the buffer waits).
+    pub fn download_pinned(&self, src: &DevBuf<u8>, dst: &mut PinnedBuf) -> Result<()> {
+        check_len("download", src.len(), dst.len())?;
+        let n = src.len();
+        let host = dst.raw_mut()?;
+        self.raw.memcpy_dtoh(&src.slice, &mut host[..n]).during(
+            || format!("downloading {n} bytes to pinned memory"),
+            self.ordinal(),
+        )?;
+        dst.pending = Some(self.record_raw()?);
+        Ok(())
+    }
+
+    /// Device → device through the driver's copy (cuMemcpyDtoDAsync): the
+    /// peer our copy kernel is measured against.
+    pub fn copy_driver<T: DeviceRepr>(&self, src: &DevBuf<T>, dst: &mut DevBuf<T>) -> Result<()> {
+        check_len("device copy", src.len(), dst.len())?;
+        self.raw.memcpy_dtod(&src.slice, &mut dst.slice).during(
+            || format!("copying {} device elements", src.len()),
+            self.ordinal(),
+        )
+    }
+
+    fn record_raw(&self) -> Result<CudaEvent> {
+        self.raw
+            .record_event(Some(sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC))
+            .during(|| "recording an event".into(), self.ordinal())
+    }
+
+    /// Records a timing event after the work queued so far.
+    pub fn record(&self) -> Result<Event> {
+        let raw = self
+            .raw
+            .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .during(|| "recording a timing event".into(), self.ordinal())?;
+        Ok(Event {
+            raw,
+            ordinal: self.ordinal(),
+        })
+    }
+
+    /// Makes later work on this stream wait for `event`.
+    pub fn wait(&self, event: &Event) -> Result<()> {
+        self.raw
+            .wait(&event.raw)
+            .during(|| "waiting on an event".into(), self.ordinal())
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.raw.synchronize().during(
+            || "synchronizing a stream (a failed kernel reports here)".into(),
+            self.ordinal(),
+        )
+    }
+}
+
+impl Event {
+    /// Milliseconds from `self` to `end`, waiting for both.
+    pub fn elapsed_ms(&self, end: &Event) -> Result<f32> {
+        self.raw
+            .elapsed_ms(&end.raw)
+            .during(|| "reading event times".into(), self.ordinal)
+    }
+}
+
+fn check_len(what: &str, src: usize, dst: usize) -> Result<()> {
+    if src > dst {
+        return Err(CudaError::Invalid(format!(
+            "{what}: source has {src} elements but the destination only {dst}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_builds_run_where() {
+        let all = "sm_80 sm_86 sm_89 sm_90a compute_80";
+        assert!(build_runs_on(all, (8, 0)));
+        assert!(build_runs_on(all, (9, 0)));
+        assert!(
+            build_runs_on(all, (10, 0)),
+            "compute_80 PTX JITs on Blackwell"
+        );
+        assert!(!build_runs_on(all, (7, 5)));
+        assert!(build_runs_on("sm_90a", (9, 0)));
+        assert!(!build_runs_on("sm_90a", (8, 0)));
+        assert!(
+            !build_runs_on("sm_90a", (10, 0)),
+            "sm_90a SASS runs on sm_90 only"
+        );
+        assert!(
+            build_runs_on("sm_80", (8, 6)),
+            "sm_80 SASS runs on later 8.x"
+        );
+        assert!(!build_runs_on("sm_86", (8, 0)));
+        assert!(
+            !build_runs_on("sm_80", (9, 0)),
+            "SASS does not cross majors"
+        );
+    }
+}

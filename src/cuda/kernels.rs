@@ -1,0 +1,135 @@
+//! The kernels this build embeds, as data: families (one `kernels/<family>.cu`
+//! and one CUDA module each) and their entry points with Rust signatures.
+//!
+//! A `Kernel<S>` names an `extern "C"` entry point and states its C signature
+//! as a tuple of argument kinds (`In<T>` = `const T*`, `Out<T>` = `T*`,
+//! scalars by value), so a launcher can only pass arguments of those types in
+//! that order. The signature written here is the contract with the `.cu`;
+//! a mismatch is caught by the kernel's CPU-vs-GPU test, and the names are
+//! checked against the ptxas report at build-test time (no GPU needed) and by
+//! loading every one of them in the GPU smoke test.
+
+use std::marker::PhantomData;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+/// Targets the embedded fatbins hold, e.g. "sm_80 sm_86 sm_89 sm_90a compute_80";
+/// `None` when built without nvcc.
+pub const KERNEL_TARGETS: Option<&str> = embedded::KERNEL_TARGETS;
+/// The nvcc release that built them, e.g. "13.0".
+pub const NVCC_VERSION: Option<&str> = embedded::NVCC_VERSION;
+
+/// `const T*` argument: the kernel reads this buffer.
+pub struct In<T>(PhantomData<T>);
+/// `T*` argument: the kernel writes (and may read) this buffer.
+pub struct Out<T>(PhantomData<T>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Memops,
+}
+
+impl Family {
+    pub const ALL: &'static [Family] = &[Family::Memops];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Memops => "memops",
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Every entry point declared for this family.
+    pub fn entry_points(self) -> &'static [&'static str] {
+        match self {
+            Family::Memops => memops::ALL,
+        }
+    }
+
+    /// The embedded fatbin, or `None` when built without nvcc.
+    pub fn fatbin(self) -> Option<&'static [u8]> {
+        embedded::FATBINS
+            .iter()
+            .find(|(name, _, _)| *name == self.name())
+            .map(|(_, bin, _)| *bin)
+    }
+
+    /// ptxas's `-v` resource report for this family (registers, spills).
+    pub fn ptxas_report(self) -> Option<&'static str> {
+        embedded::FATBINS
+            .iter()
+            .find(|(name, _, _)| *name == self.name())
+            .map(|(_, _, report)| *report)
+    }
+}
+
+/// Families compiled into this build (all of them, or none without nvcc).
+pub fn built_families() -> Vec<&'static str> {
+    embedded::FATBINS.iter().map(|(name, _, _)| *name).collect()
+}
+
+/// An entry point with its signature `S`.
+pub struct Kernel<S> {
+    pub family: Family,
+    pub name: &'static str,
+    signature: PhantomData<fn(S)>,
+}
+
+impl<S> Kernel<S> {
+    pub const fn new(family: Family, name: &'static str) -> Self {
+        Kernel {
+            family,
+            name,
+            signature: PhantomData,
+        }
+    }
+}
+
+/// kernels/memops.cu
+pub mod memops {
+    use super::*;
+    pub const COPY_BYTES: Kernel<(In<u8>, Out<u8>, u64)> =
+        Kernel::new(Family::Memops, "copy_bytes");
+    pub const FILL_U32: Kernel<(Out<u32>, u32, u64)> = Kernel::new(Family::Memops, "fill_u32");
+    pub const ALL: &[&str] = &[COPY_BYTES.name, FILL_U32.name];
+    /// Threads a block, `MEMOPS_THREADS` in the .cu.
+    pub const THREADS: u32 = 256;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::ptxas;
+
+    #[test]
+    fn declared_entry_points_match_the_compiled_ones() {
+        if KERNEL_TARGETS.is_none() {
+            println!("skipped: built without nvcc (no ptxas report to check names against)");
+            return;
+        }
+        assert_eq!(
+            built_families().len(),
+            Family::ALL.len(),
+            "a kernels/*.cu has no Family"
+        );
+        for f in Family::ALL {
+            let report = ptxas::parse(f.ptxas_report().expect("report embedded"));
+            let mut compiled: Vec<&str> = report.iter().map(|k| k.name.as_str()).collect();
+            compiled.sort_unstable();
+            compiled.dedup();
+            let mut declared = f.entry_points().to_vec();
+            declared.sort_unstable();
+            assert_eq!(
+                compiled,
+                declared,
+                "family {}: compiled vs declared entry points",
+                f.name()
+            );
+        }
+    }
+}

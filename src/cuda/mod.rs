@@ -1,0 +1,23 @@
+//! The CUDA host layer: the only module that talks to cudarc.
+//!
+//! `probe` finds the driver and devices without binding anything that could
+//! panic; `Gpu` owns a context, streams, loaded kernel modules and a pinned
+//! pool; launchers elsewhere reach the device only through `Stream::launch`
+//! with the typed entry points declared in `kernels`.
+
+mod error;
+mod gpu;
+pub mod kernels;
+mod launch;
+pub mod memops;
+mod pinned;
+mod probe;
+pub mod ptxas;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use error::{CudaError, Result};
+pub use gpu::{DevBuf, Event, Gpu, Stream, build_runs_on};
+pub use launch::LaunchShape;
+pub use pinned::{PinnedBuf, PinnedKind, PinnedPool};
+pub use probe::{DeviceInfo, NO_DRIVER, PcieLink, Probe, driver_version_string, probe};

@@ -1,0 +1,274 @@
+//! Device discovery. No GPU is a normal state: every way CUDA can be missing
+//! (no libcuda, a stub library, cuInit failing, zero devices, an old driver
+//! whose symbols cudarc cannot bind) becomes a `Probe::Unavailable` with one
+//! line saying why, never a panic.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use cudarc::driver::{result, sys};
+use serde::Serialize;
+
+/// What `dr devices` and every GPU entry point learn about this machine.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Probe {
+    Ready {
+        /// e.g. 13000 for CUDA 13.0, as cuDriverGetVersion reports it.
+        driver_version: i32,
+        devices: Vec<DeviceInfo>,
+    },
+    Unavailable {
+        /// Why, e.g. "no CUDA driver found".
+        reason: String,
+        /// What to do about it, when there is something to do.
+        fix: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    pub compute_capability: (u32, u32),
+    pub sm_count: u32,
+    pub total_mem_bytes: u64,
+    pub l2_bytes: u64,
+    pub mem_clock_khz: u32,
+    pub mem_bus_bits: u32,
+    pub pci_bus_id: String,
+    /// Theoretical DRAM bandwidth (read + write), 2 x clock x bus width.
+    pub peak_dram_gbps: Option<f64>,
+    /// PCIe link as Linux reports it (absent in some VMs).
+    pub pcie: Option<PcieLink>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PcieLink {
+    pub gts: f64,
+    pub width: u32,
+    /// One direction, after 128b/130b (gen3+) or 8b/10b (gen1/2) encoding.
+    pub peak_gbps: f64,
+}
+
+pub const NO_DRIVER: &str = "no CUDA driver found";
+
+impl DeviceInfo {
+    pub fn arch(&self) -> String {
+        format!(
+            "sm_{}{}",
+            self.compute_capability.0, self.compute_capability.1
+        )
+    }
+}
+
+/// Formats cuDriverGetVersion's number as "13.0".
+pub fn driver_version_string(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// Looks for libcuda and the devices behind it without creating a context.
+pub fn probe() -> Probe {
+    // SAFETY: only checks whether one of the library names can be opened.
+    if !unsafe { sys::is_culib_present() } {
+        return unavailable(NO_DRIVER.into(), None);
+    }
+    // cudarc panics when a symbol it expects is missing (a driver older than
+    // the bindings): turn that into a message too.
+    match catch_unwind(AssertUnwindSafe(probe_driver)) {
+        Ok(Ok(p)) => p,
+        Ok(Err((reason, fix))) => unavailable(reason, fix),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            unavailable(
+                format!("the CUDA driver could not be used ({what})"),
+                Some("install NVIDIA driver >= 580 (CUDA 13.0)".into()),
+            )
+        }
+    }
+}
+
+fn unavailable(reason: String, fix: Option<String>) -> Probe {
+    Probe::Unavailable { reason, fix }
+}
+
+type Unavailable = (String, Option<String>);
+
+fn probe_driver() -> Result<Probe, Unavailable> {
+    let failed = |what: &str, e: cudarc::driver::DriverError| {
+        (format!("CUDA driver found but {what} failed ({e:?})"), None)
+    };
+    result::init().map_err(|e| {
+        let (reason, _) = failed("cuInit", e);
+        (
+            reason,
+            Some("check `nvidia-smi`; a container needs the GPU passed through".into()),
+        )
+    })?;
+    let mut driver_version = 0;
+    // SAFETY: writes one int.
+    unsafe { sys::cuDriverGetVersion(&mut driver_version) }
+        .result()
+        .map_err(|e| failed("cuDriverGetVersion", e))?;
+    let count = result::device::get_count().map_err(|e| failed("cuDeviceGetCount", e))?;
+    if count == 0 {
+        return Err((
+            format!(
+                "CUDA driver {} found but no CUDA device",
+                driver_version_string(driver_version)
+            ),
+            None,
+        ));
+    }
+    let devices = (0..count as usize)
+        .map(device_info)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed("reading device properties", e))?;
+    Ok(Probe::Ready {
+        driver_version,
+        devices,
+    })
+}
+
+fn device_info(ordinal: usize) -> Result<DeviceInfo, cudarc::driver::DriverError> {
+    use sys::CUdevice_attribute as A;
+    let dev = result::device::get(ordinal as i32)?;
+    // SAFETY: `dev` came from cuDeviceGet above.
+    let attr = |a: A| unsafe { result::device::get_attribute(dev, a) };
+    let mem_clock_khz = attr(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)? as u32;
+    let mem_bus_bits = attr(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)? as u32;
+    let pci_bus_id = format!(
+        "{:04x}:{:02x}:{:02x}.0",
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID)?,
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?
+    );
+    let peak_dram_gbps = (mem_clock_khz > 0 && mem_bus_bits > 0)
+        .then(|| 2.0 * mem_clock_khz as f64 * 1e3 * (mem_bus_bits / 8) as f64 / 1e9);
+    Ok(DeviceInfo {
+        ordinal,
+        name: result::device::get_name(dev)?,
+        compute_capability: (
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)? as u32,
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)? as u32,
+        ),
+        sm_count: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
+        // SAFETY: as above.
+        total_mem_bytes: unsafe { result::device::total_mem(dev)? } as u64,
+        l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
+        mem_clock_khz,
+        mem_bus_bits,
+        pcie: pcie_link(&pci_bus_id),
+        pci_bus_id,
+        peak_dram_gbps,
+    })
+}
+
+/// Reads the negotiated link from sysfs ("32.0 GT/s PCIe", "16").
+fn pcie_link(bus_id: &str) -> Option<PcieLink> {
+    let dir = std::path::Path::new("/sys/bus/pci/devices").join(bus_id);
+    let speed = std::fs::read_to_string(dir.join("current_link_speed")).ok()?;
+    let width = std::fs::read_to_string(dir.join("current_link_width")).ok()?;
+    parse_pcie(&speed, &width)
+}
+
+pub(crate) fn parse_pcie(speed: &str, width: &str) -> Option<PcieLink> {
+    let gts: f64 = speed.split_whitespace().next()?.parse().ok()?;
+    let width: u32 = width.trim().parse().ok()?;
+    if gts <= 0.0 || width == 0 {
+        return None;
+    }
+    let efficiency = if gts >= 8.0 { 128.0 / 130.0 } else { 0.8 };
+    Some(PcieLink {
+        gts,
+        width,
+        peak_gbps: gts * width as f64 * efficiency / 8.0,
+    })
+}
+
+impl Probe {
+    /// The `dr devices` table, or the one line saying why there is none.
+    pub fn render(&self) -> String {
+        match self {
+            Probe::Unavailable { reason, fix } => {
+                let mut s = format!("{reason}: using the CPU backend\n");
+                if let Some(fix) = fix {
+                    s.push_str(&format!("Fix: {fix}\n"));
+                }
+                s
+            }
+            Probe::Ready {
+                driver_version,
+                devices,
+            } => {
+                let mut s = format!(
+                    "CUDA driver {} ({} device{})\n",
+                    driver_version_string(*driver_version),
+                    devices.len(),
+                    if devices.len() == 1 { "" } else { "s" }
+                );
+                s.push_str(&format!(
+                    "{:>3}  {:<28} {:>6} {:>5} {:>9} {:>8} {:>10}  {:<14} {}\n",
+                    "id", "name", "arch", "SMs", "memory", "L2", "DRAM peak", "PCIe", "bus"
+                ));
+                for d in devices {
+                    let pcie = d
+                        .pcie
+                        .as_ref()
+                        .map_or("-".into(), |p| format!("{:.0}GT/s x{}", p.gts, p.width));
+                    let peak = d
+                        .peak_dram_gbps
+                        .map_or("-".into(), |g| format!("{g:.0} GB/s"));
+                    s.push_str(&format!(
+                        "{:>3}  {:<28} {:>6} {:>5} {:>6.1}GiB {:>5}MiB {:>10}  {:<14} {}\n",
+                        d.ordinal,
+                        d.name,
+                        d.arch(),
+                        d.sm_count,
+                        d.total_mem_bytes as f64 / (1u64 << 30) as f64,
+                        d.l2_bytes >> 20,
+                        peak,
+                        pcie,
+                        d.pci_bus_id
+                    ));
+                }
+                s
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcie_gen5_x16_is_63_gbps() {
+        let l = parse_pcie("32.0 GT/s PCIe\n", "16\n").unwrap();
+        assert!((l.peak_gbps - 63.0).abs() < 0.1, "{}", l.peak_gbps);
+        let l = parse_pcie("5.0 GT/s PCIe", "8").unwrap();
+        assert!((l.peak_gbps - 4.0).abs() < 1e-9);
+        assert!(parse_pcie("Unknown", "16").is_none());
+        assert!(parse_pcie("8.0 GT/s", "0").is_none());
+    }
+
+    #[test]
+    fn driver_version_formats() {
+        assert_eq!(driver_version_string(13000), "13.0");
+        assert_eq!(driver_version_string(12040), "12.4");
+    }
+
+    #[test]
+    fn probe_never_panics() {
+        // Whatever this machine has, probing answers.
+        match probe() {
+            Probe::Ready { devices, .. } => assert!(!devices.is_empty()),
+            p @ Probe::Unavailable { .. } => {
+                assert!(p.render().contains(": using the CPU backend"))
+            }
+        }
+    }
+}

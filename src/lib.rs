@@ -1,0 +1,9 @@
+//! dr: builds reinforced datasets (Dataset Reinforcement, ml-dr compatible)
+//! with hand-written CUDA kernels and a CPU reference path.
+//!
+//! Data flows one way: dataset → augment → teacher → store (see DESIGN.md).
+//! `cuda` is the only module that touches the driver.
+
+pub mod bench;
+pub mod build_info;
+pub mod cuda;
