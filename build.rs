@@ -318,9 +318,17 @@ fn write_generated(out: &Path, kernels: &[KernelSource], archs: &[String], built
 /// The commit the binary was built from, "-dirty" when the tree had changes.
 /// DR_GIT_COMMIT overrides (builds from a tarball have no .git).
 fn write_commit(manifest: &Path) {
+    // Rebuild the stamp when HEAD moves: HEAD itself, the branch it names,
+    // packed refs, and the index (for "-dirty").
     let git_dir = manifest.join(".git");
-    for f in ["HEAD", "index"] {
-        if git_dir.join(f).exists() {
+    let mut watch = vec!["HEAD".to_owned(), "index".to_owned(), "packed-refs".to_owned()];
+    if let Ok(head) = fs::read_to_string(git_dir.join("HEAD"))
+        && let Some(r) = head.strip_prefix("ref: ")
+    {
+        watch.push(r.trim().to_owned());
+    }
+    for f in watch {
+        if git_dir.join(&f).exists() {
             println!("cargo:rerun-if-changed={}", git_dir.join(f).display());
         }
     }
