@@ -321,7 +321,11 @@ fn write_commit(manifest: &Path) {
     // Rebuild the stamp when HEAD moves: HEAD itself, the branch it names,
     // packed refs, and the index (for "-dirty").
     let git_dir = manifest.join(".git");
-    let mut watch = vec!["HEAD".to_owned(), "index".to_owned(), "packed-refs".to_owned()];
+    let mut watch = vec![
+        "HEAD".to_owned(),
+        "index".to_owned(),
+        "packed-refs".to_owned(),
+    ];
     if let Ok(head) = fs::read_to_string(git_dir.join("HEAD"))
         && let Some(r) = head.strip_prefix("ref: ")
     {
