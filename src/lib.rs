@@ -6,4 +6,6 @@
 
 pub mod bench;
 pub mod build_info;
+pub mod config;
 pub mod cuda;
+pub mod rng;
