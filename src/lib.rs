@@ -4,6 +4,7 @@
 //! Data flows one way: dataset → augment → teacher → store (see DESIGN.md).
 //! `cuda` is the only module that touches the driver.
 
+pub mod augment;
 pub mod bench;
 pub mod build_info;
 pub mod config;

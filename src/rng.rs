@@ -125,6 +125,12 @@ impl Philox {
         (self.uniform_f32() as f64) < p
     }
 
+    /// Bernoulli draw shaped as ml-dr's skip test `torch.rand(1) > p`
+    /// (true = apply).
+    pub fn chance_at_most(&mut self, p: f64) -> bool {
+        (self.uniform_f32() as f64) <= p
+    }
+
     /// Standard normal (Box-Muller, one of the pair).
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform_f64(); // (0, 1]

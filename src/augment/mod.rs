@@ -1,0 +1,9 @@
+//! Augmentation as ml-dr generates it: parameter sampling (`params`) and the
+//! CPU reference ops (`geometry`, `resample`, `randaug`, `tensor`), the
+//! executable specification the GPU kernels are tested against.
+
+pub mod geometry;
+pub mod image;
+pub mod params;
+pub mod randaug;
+pub mod resample;
