@@ -68,8 +68,8 @@ pub fn center_crop(img: &Rgb8, h: usize, w: usize) -> Rgb8 {
     if w > img.width || h > img.height {
         let pl = (w.saturating_sub(img.width)) / 2;
         let pt = (h.saturating_sub(img.height)) / 2;
-        let pr = (w.saturating_sub(img.width) + 1) / 2;
-        let pb = (h.saturating_sub(img.height) + 1) / 2;
+        let pr = w.saturating_sub(img.width).div_ceil(2);
+        let pb = h.saturating_sub(img.height).div_ceil(2);
         img = pad(&img, [pl, pt, pr, pb], 0, PaddingMode::Constant);
         if (img.width, img.height) == (w, h) {
             return img;

@@ -90,10 +90,10 @@ fn horizontal(src: &Rgb8, t: &Taps) -> Rgb8 {
         for xx in 0..out_w {
             let k = &t.weights[xx * t.ksize..];
             let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-            for i in 0..t.count[xx] {
+            for (i, &ki) in k[..t.count[xx]].iter().enumerate() {
                 let p = (t.first[xx] + i) * 3;
                 for c in 0..3 {
-                    acc[c] += row[p + c] as i64 * k[i] as i64;
+                    acc[c] += row[p + c] as i64 * ki as i64;
                 }
             }
             for c in 0..3 {
@@ -112,9 +112,9 @@ fn vertical(src: &Rgb8, t: &Taps) -> Rgb8 {
     for yy in 0..out_h {
         acc.fill(1i64 << (PRECISION_BITS - 1));
         let k = &t.weights[yy * t.ksize..];
-        for i in 0..t.count[yy] {
+        for (i, &ki) in k[..t.count[yy]].iter().enumerate() {
             let row = &src.data[(t.first[yy] + i) * w3..(t.first[yy] + i + 1) * w3];
-            let ki = k[i] as i64;
+            let ki = ki as i64;
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i64 * ki;
             }

@@ -204,7 +204,7 @@ fn pair_crop_is_the_pair_images_own_crop() {
 #[test]
 fn mixing_groups_partition_the_listing() {
     let g = MixingGroups::new(3, 100, 32);
-    let mut seen = vec![false; 100];
+    let mut seen = [false; 100];
     for &img in g.order() {
         seen[img as usize] = true;
         let group = g.group_of(img);
