@@ -9,4 +9,6 @@ pub mod bench;
 pub mod build_info;
 pub mod config;
 pub mod cuda;
+pub mod dataset;
+pub mod npy;
 pub mod rng;

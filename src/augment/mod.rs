@@ -5,5 +5,8 @@
 pub mod geometry;
 pub mod image;
 pub mod params;
+pub mod pipeline;
 pub mod randaug;
+pub mod record;
 pub mod resample;
+pub mod tensor;

@@ -46,7 +46,9 @@ pub struct SideParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairParams {
     pub id2: u32,
-    pub sample2: u32,
+    /// Which of the pair image's samples lent its crop (not in ml-dr's
+    /// records, so `None` after reading one).
+    pub sample2: Option<u32>,
     pub crop: CropRecord,
     pub side: SideParams,
 }
@@ -329,7 +331,7 @@ impl Draw<'_> {
             let (w2, h2) = (self.size_of)(id2);
             pair = Some(PairParams {
                 id2,
-                sample2,
+                sample2: Some(sample2),
                 crop: sample_crop(aug, self.seed, id2, sample2, w2, h2),
                 side: sample_side(aug, self.seed, image, sample, PAIR_SIDE, ow, oh),
             });

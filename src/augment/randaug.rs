@@ -233,13 +233,15 @@ fn sharpness(img: &mut U8Chw, factor: f64) {
 }
 
 /// Per channel: stretch [min, max] to [0, 255] in float32, truncated;
-/// a flat channel is unchanged.
+/// a flat channel is unchanged. torchvision writes `255.0 / (max - min)`,
+/// which torch evaluates as `reciprocal(max - min) * 255` (`__rtruediv__`),
+/// one rounding more than a division.
 fn autocontrast(img: &mut U8Chw) {
     for c in 0..img.channels {
         let ch = img.channel_mut(c);
         let mn = *ch.iter().min().unwrap() as f32;
         let mx = *ch.iter().max().unwrap() as f32;
-        let scale = 255.0f32 / (mx - mn);
+        let scale = (1.0f32 / (mx - mn)) * 255.0f32;
         let (mn, scale) = if scale.is_finite() {
             (mn, scale)
         } else {

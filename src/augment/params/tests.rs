@@ -173,7 +173,7 @@ fn mixing_rates_lambda_and_pairs() {
     for p in &s {
         let pair = p.pair.as_ref().unwrap();
         ids[pair.id2 as usize] += 1;
-        samples[pair.sample2 as usize] += 1;
+        samples[pair.sample2.unwrap() as usize] += 1;
         assert!(pair.crop.rrc.is_some());
     }
     assert!(chi_square_z(&ids, &[n as f64 / 32.0; 32]) < 4.5);
@@ -193,7 +193,7 @@ fn pair_crop_is_the_pair_images_own_crop() {
     let group = [0u32, 1, 2, 3];
     let p = d.sample(2, 5, &group);
     let pair = p.pair.unwrap();
-    let own = d.sample(pair.id2, pair.sample2, &group);
+    let own = d.sample(pair.id2, pair.sample2.unwrap(), &group);
     assert_eq!(pair.crop, own.crop);
     assert_ne!(
         pair.side, own.side,

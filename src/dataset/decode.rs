@@ -1,0 +1,149 @@
+//! Image files to 8-bit RGB with Pillow's `convert("RGB")` semantics
+//! (FACTS.md §9): gray → (v, v, v); alpha dropped without compositing;
+//! palette → its RGB entries; 16-bit gray (Pillow "I;16") saturates at 255
+//! rather than shifting; 16-bit RGB/RGBA/LA take the high byte (Pillow's
+//! ";16B" raw modes); no EXIF rotation (Pillow's loader applies none).
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageReader};
+
+use crate::augment::image::Rgb8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a decodable image ({detail}). Fix: remove or replace the file, or run with --on-bad-image skip"
+    )]
+    Undecodable { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Unsupported { path: String, detail: String },
+}
+
+/// Decodes `path` to RGB.
+pub fn decode_rgb(path: &Path) -> Result<Rgb8, DecodeError> {
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    decode_rgb_bytes(&bytes, &path.display().to_string())
+}
+
+/// Decodes an in-memory file; `name` appears in errors.
+pub fn decode_rgb_bytes(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return decode_jpeg(bytes, name);
+    }
+    let img = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Undecodable {
+            path: name.into(),
+            detail: e.to_string(),
+        })?
+        .decode()
+        .map_err(|e| DecodeError::Undecodable {
+            path: name.into(),
+            detail: e.to_string(),
+        })?;
+    to_rgb(img, name)
+}
+
+fn to_rgb(img: DynamicImage, name: &str) -> Result<Rgb8, DecodeError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let data: Vec<u8> = match img {
+        DynamicImage::ImageRgb8(b) => b.into_raw(),
+        DynamicImage::ImageRgba8(b) => b
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        DynamicImage::ImageLuma8(b) => b.into_raw().into_iter().flat_map(|v| [v; 3]).collect(),
+        DynamicImage::ImageLumaA8(b) => b
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [p[0]; 3])
+            .collect(),
+        // Pillow opens 16-bit gray as "I;16"; convert("RGB") clamps to 255.
+        DynamicImage::ImageLuma16(b) => b
+            .into_raw()
+            .into_iter()
+            .flat_map(|v| [v.min(255) as u8; 3])
+            .collect(),
+        DynamicImage::ImageLumaA16(b) => b
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [(p[0] >> 8) as u8; 3])
+            .collect(),
+        DynamicImage::ImageRgb16(b) => b.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgba16(b) => b
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+            .collect(),
+        other => {
+            return Err(DecodeError::Unsupported {
+                path: name.into(),
+                detail: format!(
+                    "pixel format {:?} is not supported (float images). Fix: convert the file to 8-bit PNG or JPEG",
+                    other.color()
+                ),
+            });
+        }
+    };
+    Ok(Rgb8::from_raw(w, h, data))
+}
+
+/// JPEG through libjpeg-turbo's decoder with Pillow's settings (ISLOW IDCT,
+/// fancy upsampling, libjpeg's colour conversion). CMYK/YCCK come out as
+/// CMYK, inverted when an Adobe marker is present (Pillow's "CMYK;I"), then
+/// Pillow's `cmyk2rgb`.
+fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
+    use mozjpeg::{ColorSpace, Decompress, Marker};
+    let undecodable = |e: std::io::Error| DecodeError::Undecodable {
+        path: name.into(),
+        detail: format!("JPEG: {e}"),
+    };
+    let d = Decompress::builder()
+        .with_markers(&[Marker::APP(14)])
+        .from_mem(bytes)
+        .map_err(undecodable)?;
+    let (w, h) = d.size();
+    let adobe = d.markers().any(|m| m.data.starts_with(b"Adobe"));
+    let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+    let data = if cmyk {
+        let mut s = d.to_colorspace(ColorSpace::JCS_CMYK).map_err(undecodable)?;
+        let px: Vec<[u8; 4]> = s.read_scanlines().map_err(undecodable)?;
+        s.finish().map_err(undecodable)?;
+        px.into_iter()
+            .flat_map(|p| cmyk_to_rgb(if adobe { p.map(|v| 255 - v) } else { p }))
+            .collect()
+    } else {
+        let mut s = d.rgb().map_err(undecodable)?;
+        let px: Vec<u8> = s.read_scanlines::<u8>().map_err(undecodable)?;
+        s.finish().map_err(undecodable)?;
+        px
+    };
+    if data.len() != w * h * 3 {
+        return Err(DecodeError::Undecodable {
+            path: name.into(),
+            detail: format!("JPEG: {} bytes decoded for {w}x{h}", data.len()),
+        });
+    }
+    Ok(Rgb8::from_raw(w, h, data))
+}
+
+/// Pillow `cmyk2rgb`: `nk = 255 - K`, `R = clip(nk - MULDIV255(C, nk))`.
+fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
+    let nk = 255 - k as i32;
+    let muldiv255 = |a: u8| {
+        let t = a as i32 * nk + 128;
+        ((t >> 8) + t) >> 8
+    };
+    [c, m, y].map(|v| (nk - muldiv255(v)).clamp(0, 255) as u8)
+}
