@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use dr::bench::{bandwidth, report};
-use dr::{build_info, cuda};
+use dr::config::PassOrder;
+use dr::{augment, build_info, cuda};
 
 static LONG_VERSION: LazyLock<String> = LazyLock::new(build_info::long_version);
 
@@ -26,11 +27,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Augment one image as ml-dr would: writes samples.npy, uint8.npy, params.json.
+    Augment {
+        #[command(flatten)]
+        input: AugmentArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A contact sheet of augmentations with their parameters captioned.
+    Preview {
+        #[command(flatten)]
+        input: AugmentArgs,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Microbenchmarks on a GPU; results go to bench-results/.
     Bench {
         #[command(subcommand)]
         bench: Bench,
     },
+}
+
+#[derive(clap::Args)]
+struct AugmentArgs {
+    /// ml-dr reinforce YAML (parameters.reinforce...) or dr's short form.
+    #[arg(long)]
+    config: PathBuf,
+    /// Reproduce ml-dr's handling of unknown transform names (ignored, with warnings).
+    #[arg(long)]
+    ml_dr_compat: bool,
+    /// Pillow release whose resize pass order to reproduce (overrides the config).
+    #[arg(long, value_parser = ["pillow13", "pillow12"])]
+    resize_pass_order: Option<String>,
+    /// The image.
+    #[arg(long)]
+    image: PathBuf,
+    /// Pair image for MixUp/CutMix (id = index + 1); default: the image itself.
+    #[arg(long)]
+    pair: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The image's dataset index (parameters depend on it).
+    #[arg(long, default_value_t = 0)]
+    index: u32,
+    /// Number of samples (default: the config's num_samples; preview: 16).
+    #[arg(long)]
+    samples: Option<u32>,
+    /// Replay these records (a params.json, or a JSON list of ml-dr compressed records).
+    #[arg(long)]
+    params: Option<PathBuf>,
+}
+
+impl AugmentArgs {
+    fn request(self, default_samples: Option<u32>) -> augment::run::Request {
+        augment::run::Request {
+            config: self.config,
+            ml_dr_compat: self.ml_dr_compat,
+            pass_order: self.resize_pass_order.map(|o| {
+                if o == "pillow12" {
+                    PassOrder::Pillow12
+                } else {
+                    PassOrder::Pillow13
+                }
+            }),
+            image: self.image,
+            pair: self.pair,
+            seed: self.seed,
+            index: self.index,
+            samples: self.samples.or(default_samples),
+            params: self.params,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -67,6 +136,22 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", p.render());
             }
+        }
+        Command::Augment { input, out } => {
+            let o = augment::run::augment_to_dir(&input.request(None), &out)?;
+            let t = &o.samples[0].tensor;
+            eprintln!(
+                "wrote {} samples of 3x{}x{} to {}/{{samples.npy,uint8.npy,params.json}}",
+                o.samples.len(),
+                t.height,
+                t.width,
+                out.display()
+            );
+        }
+        Command::Preview { input, out } => {
+            let o = input.request(Some(16)).run()?;
+            augment::preview::write_png(&augment::preview::contact_sheet(&o), &out)?;
+            eprintln!("wrote {} ({} samples)", out.display(), o.samples.len());
         }
         Command::Bench {
             bench:

@@ -18,9 +18,7 @@ pub enum DecodeError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}: not a decodable image ({detail}). Fix: remove or replace the file, or run with --on-bad-image skip"
-    )]
+    #[error("{path}: not a decodable image ({detail}). Fix: replace or remove the file")]
     Undecodable { path: String, detail: String },
     #[error("{path}: {detail}")]
     Unsupported { path: String, detail: String },
@@ -99,17 +97,66 @@ fn to_rgb(img: DynamicImage, name: &str) -> Result<Rgb8, DecodeError> {
     Ok(Rgb8::from_raw(w, h, data))
 }
 
+/// libjpeg reports a fatal error by unwinding out of the C decoder with a
+/// message (mozjpeg's convention); `decode_jpeg` catches it.
+extern "C-unwind" fn jpeg_fatal(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    // SAFETY: libjpeg calls this with its live error manager installed.
+    let code = unsafe { (*cinfo.err).msg_code };
+    std::panic::resume_unwind(Box::new(format!("libjpeg error {code}")));
+}
+
+/// Warnings are ignored, as Pillow ignores them, except a premature end of
+/// data: Pillow refuses truncated files ("image file is truncated") where
+/// libjpeg would pad them with gray.
+extern "C-unwind" fn jpeg_warning(
+    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    level: std::os::raw::c_int,
+) {
+    // SAFETY: as above.
+    let code = unsafe { (*cinfo.err).msg_code };
+    if level < 0 && code == mozjpeg_sys::JWRN_JPEG_EOF {
+        std::panic::resume_unwind(Box::new(
+            "the file is truncated (premature end of JPEG data)".to_string(),
+        ));
+    }
+}
+
+fn jpeg_errors() -> mozjpeg_sys::jpeg_error_mgr {
+    // SAFETY: an all-zero jpeg_error_mgr is what jpeg_std_error expects to fill.
+    let mut err: mozjpeg_sys::jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    // SAFETY: fills `err` with libjpeg's defaults; no other effect.
+    unsafe { mozjpeg_sys::jpeg_std_error(&mut err) };
+    err.error_exit = Some(jpeg_fatal);
+    err.emit_message = Some(jpeg_warning);
+    err
+}
+
 /// JPEG through libjpeg-turbo's decoder with Pillow's settings (ISLOW IDCT,
 /// fancy upsampling, libjpeg's colour conversion). CMYK/YCCK come out as
 /// CMYK, inverted when an Adobe marker is present (Pillow's "CMYK;I"), then
 /// Pillow's `cmyk2rgb`.
 fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
+    std::panic::catch_unwind(|| decode_jpeg_unwinding(bytes, name)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libjpeg failed".into());
+        Err(DecodeError::Undecodable {
+            path: name.into(),
+            detail: format!("JPEG: {detail}"),
+        })
+    })
+}
+
+fn decode_jpeg_unwinding(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
     use mozjpeg::{ColorSpace, Decompress, Marker};
     let undecodable = |e: std::io::Error| DecodeError::Undecodable {
         path: name.into(),
         detail: format!("JPEG: {e}"),
     };
     let d = Decompress::builder()
+        .with_err(jpeg_errors())
         .with_markers(&[Marker::APP(14)])
         .from_mem(bytes)
         .map_err(undecodable)?;
