@@ -85,7 +85,10 @@ pub fn apply_op(img: &mut U8Chw, op: usize, mag: f64) {
         "TranslateY" => affine(img, (0.0, 0.0), 0.0, (0.0, (mag as i64) as f64), (0.0, 0.0)),
         // F.rotate builds the inverse matrix for -angle.
         "Rotate" => affine(img, (0.0, 0.0), -mag, (0.0, 0.0), (0.0, 0.0)),
-        "Brightness" => blend_each(img, 1.0 + mag, |_, _| 0.0),
+        "Brightness" => {
+            let lut = blend_const_lut(1.0 + mag, 0.0);
+            apply_lut(img, |_| lut);
+        }
         "Color" => {
             if img.channels == 3 {
                 let gray = grayscale(img);
@@ -99,18 +102,24 @@ pub fn apply_op(img: &mut U8Chw, op: usize, mag: f64) {
             } else {
                 img.data.iter().map(|&g| g as f64).sum::<f64>() as f32 / img.data.len() as f32
             };
-            blend_each(img, 1.0 + mag, |_, _| mean);
+            let lut = blend_const_lut(1.0 + mag, mean);
+            apply_lut(img, |_| lut);
         }
         "Sharpness" => sharpness(img, 1.0 + mag),
         "Posterize" => {
             let mask = (-(1i32 << (8 - mag as i32))) as u8;
             img.data.iter_mut().for_each(|v| *v &= mask);
         }
-        "Solarize" => img.data.iter_mut().for_each(|v| {
-            if *v as f64 >= mag {
-                *v = 255 - *v;
-            }
-        }),
+        "Solarize" => {
+            let lut: [u8; 256] = std::array::from_fn(|v| {
+                if v as f64 >= mag {
+                    255 - v as u8
+                } else {
+                    v as u8
+                }
+            });
+            apply_lut(img, |_| lut);
+        }
         "AutoContrast" => autocontrast(img),
         "Equalize" => equalize(img),
         other => unreachable!("op {other}"),
@@ -163,8 +172,8 @@ fn affine(
             let xc = x as f64 + 0.5 - hw;
             let sx = m[0] * xc + m[1] * yc + m[2];
             let sy = m[3] * xc + m[4] * yc + m[5];
-            let ix = (sx + hw - 0.5).round_ties_even();
-            let iy = (sy + hh - 0.5).round_ties_even();
+            let ix = round_half_even(sx + hw - 0.5);
+            let iy = round_half_even(sy + hh - 0.5);
             let inside = ix >= 0.0 && iy >= 0.0 && ix < w as f64 && iy < h as f64;
             for c in 0..img.channels {
                 img.data[c * plane + y * w + x] = if inside {
@@ -175,6 +184,35 @@ fn affine(
             }
         }
     }
+}
+
+/// `nearbyint` for |x| < 2^51: adding and subtracting 1.5·2^52 rounds to
+/// an integer in the FPU's round-half-to-even mode (exact; `f64::round_ties_even`
+/// is a library call on baseline x86-64).
+#[inline]
+fn round_half_even(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    if x.abs() < 2_251_799_813_685_248.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x.round_ties_even()
+    }
+}
+
+/// Applies a per-channel 256-entry table (exact for every point op).
+fn apply_lut(img: &mut U8Chw, lut_for: impl Fn(usize) -> [u8; 256]) {
+    for c in 0..img.channels {
+        let lut = lut_for(c);
+        img.channel_mut(c)
+            .iter_mut()
+            .for_each(|v| *v = lut[*v as usize]);
+    }
+}
+
+/// `_blend` of each value with a constant, as a table.
+fn blend_const_lut(ratio: f64, other: f32) -> [u8; 256] {
+    let (r, r1) = (ratio as f32, (1.0 - ratio) as f32);
+    std::array::from_fn(|v| (r * v as f32 + r1 * other).clamp(0.0, 255.0) as u8)
 }
 
 /// uint8 `rgb_to_grayscale`: `(0.2989 r + 0.587 g + 0.114 b)` in float32,
@@ -239,8 +277,10 @@ fn sharpness(img: &mut U8Chw, factor: f64) {
 fn autocontrast(img: &mut U8Chw) {
     for c in 0..img.channels {
         let ch = img.channel_mut(c);
-        let mn = *ch.iter().min().unwrap() as f32;
-        let mx = *ch.iter().max().unwrap() as f32;
+        let (mn, mx) = ch
+            .iter()
+            .fold((255u8, 0u8), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (mn, mx) = (mn as f32, mx as f32);
         let scale = (1.0f32 / (mx - mn)) * 255.0f32;
         let (mn, scale) = if scale.is_finite() {
             (mn, scale)
