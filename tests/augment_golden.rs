@@ -9,13 +9,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use dr::augment::geometry::{crop, resize};
+use dr::augment::geometry::{center_crop, crop, pad, resize};
 use dr::augment::image::Rgb8;
 use dr::augment::pipeline::augment;
 use dr::augment::randaug::apply_op;
 use dr::augment::record::decompress;
 use dr::augment::resample::resize_bilinear;
-use dr::config::{PassOrder, ReinforceConfig, ResizeSize};
+use dr::config::{PaddingMode, PassOrder, ReinforceConfig, ResizeSize};
 use dr::dataset::decode::decode_rgb;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -140,6 +140,40 @@ fn rrc_matches_pillow12() {
 fn resize_matches_torchvision_pil() {
     run("cases-pillow13.json", "resize/", check_resize);
     run("cases-pillow12.json", "resize/", check_resize);
+}
+
+#[test]
+fn center_crop_and_pad_match_torchvision_pil() {
+    run("cases-pillow13.json", "geometry/", |case, _| {
+        let img = load(case["input"].as_str().unwrap());
+        let out = if let Some(size) = case.get("center_crop") {
+            let s = ints(size);
+            center_crop(&img, s[0] as usize, s[1] as usize)
+        } else {
+            let p = ints(&case["pad"]);
+            let mode = match case["padding_mode"].as_str().unwrap() {
+                "constant" => PaddingMode::Constant,
+                "edge" => PaddingMode::Edge,
+                "reflect" => PaddingMode::Reflect,
+                _ => PaddingMode::Symmetric,
+            };
+            let fill = case["fill"].as_u64().unwrap() as u8;
+            pad(
+                &img,
+                [p[0], p[1], p[2], p[3]].map(|v| v as usize),
+                fill,
+                mode,
+            )
+        };
+        let hw = ints(&case["out_hw"]);
+        if [out.height as i64, out.width as i64] != hw[..] {
+            return Err(format!(
+                "size {}x{}, reference {hw:?}",
+                out.height, out.width
+            ));
+        }
+        expect(case, &out.data)
+    });
 }
 
 #[test]

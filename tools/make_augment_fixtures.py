@@ -131,6 +131,25 @@ def resize_cases(files):
     return cases
 
 
+def geometry_cases(files):
+    """center_crop (pads when larger), pad in each mode, RandomCrop with pad_if_needed."""
+    cases = []
+    for key in ["photo", "line", "flat", "gray"]:
+        img = load_rgb(files[key])
+        for size in [[224, 224], [7, 5], [64, 301]]:
+            out = np.asarray(F.center_crop(img, size))
+            cases.append({"name": f"geometry/center_crop/{key}/{size[0]}x{size[1]}", "input": files[key],
+                          "center_crop": size, "out_hw": list(out.shape[:2]), "sha256": sha(out)})
+        for mode in ["constant", "edge", "reflect", "symmetric"]:
+            pad = [3, 1, 2, 4]  # left, top, right, bottom
+            if min(img.size) <= max(pad) and mode == "reflect":
+                continue  # numpy's reflect needs more pixels than the pad
+            out = np.asarray(F.pad(img, pad, fill=7, padding_mode=mode))
+            cases.append({"name": f"geometry/pad/{key}/{mode}", "input": files[key], "pad": pad, "fill": 7,
+                          "padding_mode": mode, "out_hw": list(out.shape[:2]), "sha256": sha(out)})
+    return cases
+
+
 def randaug_inputs(files):
     photo = load_rgb(files["photo"])
     ins = {
@@ -281,6 +300,7 @@ def main():
     cases = resize_cases(files)
     if not a.resize_only:
         cases += decode_cases(files)
+        cases += geometry_cases(files)
         cases += randaug_cases(randaug_inputs(files))
         cases += pipeline_cases(files)
     major = PIL.__version__.split(".")[0]

@@ -2,7 +2,7 @@ use super::*;
 use crate::config::ReinforceConfig;
 use crate::rng::stats::{chi_square_z, ks, ks_critical};
 
-const N: u32 = 20_000;
+const N: u32 = 100_000;
 
 fn config(extra: &str) -> Augmentation {
     let text = format!(
