@@ -79,6 +79,11 @@ def make_images():
     for key, img in [("jpeg", small), ("jpeg_gray", small.convert("L")), ("jpeg_cmyk", small.convert("CMYK"))]:
         img.save(os.path.join(OUT, "images", f"{key}.jpg"), quality=90)
         files[key] = f"{key}.jpg"
+    # The other formats ImageFolder accepts.
+    for key, ext, opts in [("bmp", "bmp", {}), ("tiff", "tiff", {}), ("ppm", "ppm", {}),
+                           ("webp_lossless", "webp", {"lossless": True}), ("webp", "webp", {"quality": 80})]:
+        imgs["photo"].crop((150, 90, 246, 154)).save(os.path.join(OUT, "images", f"{key}.{ext}"), **opts)
+        files[key] = f"{key}.{ext}"
     return files
 
 
