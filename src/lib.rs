@@ -12,3 +12,4 @@ pub mod cuda;
 pub mod dataset;
 pub mod npy;
 pub mod rng;
+pub mod teacher;

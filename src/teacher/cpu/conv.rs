@@ -1,0 +1,324 @@
+//! Convolution (im2col + GEMM per image and group), batch norm and pooling
+//! on NCHW float32.
+
+use rayon::prelude::*;
+
+use super::gemm::matmul;
+use crate::teacher::graph::{Activation, ConvAttrs, PoolAttrs, PoolKind};
+use crate::teacher::tensor::Tensor;
+
+/// Output extent of a window op along one axis (ONNX/PyTorch rule: with
+/// ceil_mode the last window must start inside the input or its begin pad).
+pub fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_begin: usize,
+    pad_end: usize,
+    dilation: usize,
+    ceil: bool,
+) -> usize {
+    let span = (kernel - 1) * dilation + 1;
+    let padded = input + pad_begin + pad_end;
+    if padded < span {
+        return 0;
+    }
+    let num = padded - span;
+    let mut out = if ceil {
+        num.div_ceil(stride)
+    } else {
+        num / stride
+    } + 1;
+    if ceil && (out - 1) * stride >= input + pad_begin {
+        out -= 1;
+    }
+    out
+}
+
+fn conv_out(c: &ConvAttrs, h: usize, w: usize) -> (usize, usize) {
+    (
+        out_size(
+            h,
+            c.kernel[0],
+            c.strides[0],
+            c.pads[0],
+            c.pads[2],
+            c.dilations[0],
+            false,
+        ),
+        out_size(
+            w,
+            c.kernel[1],
+            c.strides[1],
+            c.pads[1],
+            c.pads[3],
+            c.dilations[1],
+            false,
+        ),
+    )
+}
+
+/// Output shape of a convolution, or why the shapes do not fit.
+pub fn conv_shape(c: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<Vec<usize>, String> {
+    if x.len() != 4 || w.len() != 4 {
+        return Err(format!(
+            "Conv on input {x:?} with weight {w:?}: only 2-D NCHW convolution is supported"
+        ));
+    }
+    if x[1] != w[1] * c.group || !w[0].is_multiple_of(c.group) {
+        return Err(format!(
+            "Conv: input channels {} do not match weight {w:?} with {} groups",
+            x[1], c.group
+        ));
+    }
+    if [w[2], w[3]] != c.kernel {
+        return Err(format!(
+            "Conv: kernel_shape {:?} but weight {w:?}",
+            c.kernel
+        ));
+    }
+    let (oh, ow) = conv_out(c, x[2], x[3]);
+    Ok(vec![x[0], w[0], oh, ow])
+}
+
+/// `act(conv(x, w) + bias + residual)`.
+pub fn conv2d(
+    c: &ConvAttrs,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+) -> Result<Tensor, String> {
+    let shape = conv_shape(c, &x.shape, &w.shape)?;
+    let (n, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (m, oh, ow) = (shape[1], shape[2], shape[3]);
+    let (g, cg, mg) = (c.group, cin / c.group, m / c.group);
+    let (kh, kw) = (c.kernel[0], c.kernel[1]);
+    let kdim = cg * kh * kw;
+    let xs = x.as_f32().ok_or("Conv input is not float")?;
+    let ws = w.as_f32().ok_or("Conv weight is not float")?;
+    let bs = bias
+        .map(|b| b.as_f32().ok_or("Conv bias is not float"))
+        .transpose()?;
+    if bs.is_some_and(|b| b.len() != m) {
+        return Err(format!(
+            "Conv bias has {} values for {m} channels",
+            bs.unwrap().len()
+        ));
+    }
+    let rs = residual
+        .map(|r| r.as_f32().ok_or("residual is not float"))
+        .transpose()?;
+    if residual.is_some_and(|r| r.shape != shape) {
+        return Err(format!(
+            "residual {:?} does not match conv output {shape:?}",
+            residual.unwrap().shape
+        ));
+    }
+    let plane = oh * ow;
+    let pointwise = kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4];
+    let mut out = vec![0f32; n * m * plane];
+    out.par_chunks_mut(mg * plane)
+        .enumerate()
+        .for_each(|(idx, dst)| {
+            let (b, gi) = (idx / g, idx % g);
+            let xg = &xs[(b * cin + gi * cg) * h * wd..(b * cin + (gi + 1) * cg) * h * wd];
+            let wg = &ws[gi * mg * kdim..(gi + 1) * mg * kdim];
+            let col;
+            let cols: &[f32] = if pointwise {
+                xg
+            } else {
+                col = im2col(xg, cg, h, wd, c, oh, ow);
+                &col
+            };
+            matmul(mg, plane, kdim, wg, false, cols, false, dst, false);
+            for (mi, row) in dst.chunks_mut(plane).enumerate() {
+                let ch = gi * mg + mi;
+                let bias = bs.map_or(0.0, |b| b[ch]);
+                let res = rs.map(|r| &r[(b * m + ch) * plane..(b * m + ch + 1) * plane]);
+                for (j, v) in row.iter_mut().enumerate() {
+                    let mut y = *v + bias;
+                    if let Some(r) = res {
+                        y += r[j];
+                    }
+                    if c.act == Activation::Relu {
+                        y = y.max(0.0);
+                    }
+                    *v = y;
+                }
+            }
+        });
+    Ok(Tensor::f32(shape, out))
+}
+
+/// Unfolds one image's `cg` channels into [cg·kh·kw, oh·ow] columns.
+fn im2col(
+    x: &[f32],
+    cg: usize,
+    h: usize,
+    w: usize,
+    c: &ConvAttrs,
+    oh: usize,
+    ow: usize,
+) -> Vec<f32> {
+    let (kh, kw) = (c.kernel[0], c.kernel[1]);
+    let mut col = vec![0f32; cg * kh * kw * oh * ow];
+    for ci in 0..cg {
+        let src = &x[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = ((ci * kh + ky) * kw + kx) * oh * ow;
+                for oy in 0..oh {
+                    let iy =
+                        (oy * c.strides[0] + ky * c.dilations[0]) as isize - c.pads[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let srow = &src[iy as usize * w..(iy as usize + 1) * w];
+                    let drow = &mut col[row + oy * ow..row + (oy + 1) * ow];
+                    for (ox, d) in drow.iter_mut().enumerate() {
+                        let ix =
+                            (ox * c.strides[1] + kx * c.dilations[1]) as isize - c.pads[1] as isize;
+                        if ix >= 0 && ix < w as isize {
+                            *d = srow[ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    col
+}
+
+/// Inference batch norm: `(x - mean) / sqrt(var + eps) * scale + bias` per channel.
+pub fn batch_norm(
+    x: &Tensor,
+    scale: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+) -> Result<Tensor, String> {
+    let xs = x.as_f32().ok_or("BatchNorm input is not float")?;
+    let c = *x
+        .shape
+        .get(1)
+        .ok_or("BatchNorm input has no channel axis")?;
+    if [scale.len(), bias.len(), mean.len(), var.len()] != [c; 4] {
+        return Err(format!("BatchNorm parameters do not have {c} channels"));
+    }
+    let inner: usize = x.shape[2..].iter().product();
+    let mut out = xs.to_vec();
+    for (i, chunk) in out.chunks_mut(inner.max(1)).enumerate() {
+        let ch = i % c;
+        let k = scale[ch] / (var[ch] + eps).sqrt();
+        let b = bias[ch] - mean[ch] * k;
+        chunk.iter_mut().for_each(|v| *v = *v * k + b);
+    }
+    Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+pub fn pool_shape(p: &PoolAttrs, x: &[usize]) -> Result<Vec<usize>, String> {
+    if x.len() != 4 {
+        return Err(format!(
+            "pooling on input {x:?}: only 2-D NCHW pooling is supported"
+        ));
+    }
+    Ok(vec![
+        x[0],
+        x[1],
+        out_size(
+            x[2],
+            p.kernel[0],
+            p.strides[0],
+            p.pads[0],
+            p.pads[2],
+            p.dilations[0],
+            p.ceil_mode,
+        ),
+        out_size(
+            x[3],
+            p.kernel[1],
+            p.strides[1],
+            p.pads[1],
+            p.pads[3],
+            p.dilations[1],
+            p.ceil_mode,
+        ),
+    ])
+}
+
+/// Max or average pooling (PyTorch's divisor rules for average).
+pub fn pool2d(p: &PoolAttrs, x: &Tensor) -> Result<Tensor, String> {
+    let shape = pool_shape(p, &x.shape)?;
+    let (h, w) = (x.shape[2], x.shape[3]);
+    let (oh, ow) = (shape[2], shape[3]);
+    let xs = x.as_f32().ok_or("pooling input is not float")?;
+    let mut out = vec![0f32; shape.iter().product()];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let src = &xs[plane * h * w..(plane + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let y0 = (oy * p.strides[0]) as isize - p.pads[0] as isize;
+                    let x0 = (ox * p.strides[1]) as isize - p.pads[1] as isize;
+                    let (mut acc, mut count) = (
+                        if p.kind == PoolKind::Max {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        },
+                        0usize,
+                    );
+                    for ky in 0..p.kernel[0] {
+                        let iy = y0 + (ky * p.dilations[0]) as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..p.kernel[1] {
+                            let ix = x0 + (kx * p.dilations[1]) as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let v = src[iy as usize * w + ix as usize];
+                            match p.kind {
+                                PoolKind::Max => acc = acc.max(v),
+                                PoolKind::Average { .. } => acc += v,
+                            }
+                            count += 1;
+                        }
+                    }
+                    dst[oy * ow + ox] = match p.kind {
+                        PoolKind::Max => acc,
+                        PoolKind::Average { count_include_pad } => {
+                            let div = if count_include_pad {
+                                let ye = (y0 + p.kernel[0] as isize).min((h + p.pads[2]) as isize);
+                                let xe = (x0 + p.kernel[1] as isize).min((w + p.pads[3]) as isize);
+                                ((ye - y0) * (xe - x0)) as usize
+                            } else {
+                                count
+                            };
+                            acc / div.max(1) as f32
+                        }
+                    };
+                }
+            }
+        });
+    Ok(Tensor::f32(shape, out))
+}
+
+pub fn global_average_pool(x: &Tensor) -> Result<Tensor, String> {
+    let xs = x.as_f32().ok_or("GlobalAveragePool input is not float")?;
+    if x.shape.len() < 3 {
+        return Err(format!("GlobalAveragePool on {:?}", x.shape));
+    }
+    let inner: usize = x.shape[2..].iter().product();
+    let out: Vec<f32> = xs
+        .chunks(inner.max(1))
+        .map(|c| (c.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32)
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[2..].iter_mut().for_each(|d| *d = 1);
+    Ok(Tensor::f32(shape, out))
+}

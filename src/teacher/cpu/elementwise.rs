@@ -1,0 +1,299 @@
+//! Elementwise math with numpy broadcasting, activations, softmax and
+//! reductions.
+
+use crate::teacher::graph::{Binary, ReduceKind, Unary};
+use crate::teacher::tensor::{Data, Tensor, numel};
+
+/// numpy's broadcast of two shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let da = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
+            match (da, db) {
+                (x, y) if x == y => Ok(x),
+                (1, y) => Ok(y),
+                (x, 1) => Ok(x),
+                _ => Err(format!("shapes {a:?} and {b:?} do not broadcast")),
+            }
+        })
+        .collect()
+}
+
+/// Element strides of `shape` read as `out` (0 along broadcast axes).
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; out.len()];
+    let mut s = 1;
+    for i in (0..shape.len()).rev() {
+        let o = i + out.len() - shape.len();
+        strides[o] = if shape[i] == 1 { 0 } else { s };
+        s *= shape[i];
+    }
+    strides
+}
+
+/// Visits output positions with the matching input offsets.
+fn zip_broadcast<T: Copy, U>(
+    a: &[T],
+    ash: &[usize],
+    b: &[T],
+    bsh: &[usize],
+    f: impl Fn(T, T) -> U,
+) -> Result<(Vec<usize>, Vec<U>), String> {
+    let out = broadcast_shape(ash, bsh)?;
+    if ash == bsh {
+        return Ok((out, a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()));
+    }
+    if b.len() == 1 {
+        return Ok((out, a.iter().map(|&x| f(x, b[0])).collect()));
+    }
+    let (sa, sb) = (broadcast_strides(ash, &out), broadcast_strides(bsh, &out));
+    let n = numel(&out);
+    let mut idx = vec![0usize; out.len()];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    let mut res = Vec::with_capacity(n);
+    for _ in 0..n {
+        res.push(f(a[oa], b[ob]));
+        for d in (0..out.len()).rev() {
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            oa -= sa[d] * out[d];
+            ob -= sb[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    Ok((out, res))
+}
+
+pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    match (&a.data, &b.data) {
+        (Data::I64(x), Data::I64(y)) => {
+            let f = |p: i64, q: i64| match op {
+                Binary::Add => p.wrapping_add(q),
+                Binary::Sub => p.wrapping_sub(q),
+                Binary::Mul => p.wrapping_mul(q),
+                Binary::Div => p.checked_div(q).unwrap_or(0), // C truncation, as onnxruntime
+                Binary::Pow => p.pow(q.clamp(0, 63) as u32),
+            };
+            let (shape, v) = zip_broadcast(x, &a.shape, y, &b.shape, f)?;
+            Ok(Tensor::i64(shape, v))
+        }
+        _ => {
+            let (x, y) = (a.to_f32_vec(), b.to_f32_vec());
+            let f = |p: f32, q: f32| match op {
+                Binary::Add => p + q,
+                Binary::Sub => p - q,
+                Binary::Mul => p * q,
+                Binary::Div => p / q,
+                Binary::Pow => p.powf(q),
+            };
+            let (shape, v) = zip_broadcast(&x, &a.shape, &y, &b.shape, f)?;
+            Ok(Tensor::f32(shape, v))
+        }
+    }
+}
+
+/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), in f64.
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
+}
+
+pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
+    if op == Unary::Identity {
+        return Ok(x.clone());
+    }
+    if let (Data::I64(v), Unary::Neg | Unary::Abs | Unary::Relu) = (&x.data, op) {
+        let f = |p: i64| match op {
+            Unary::Neg => -p,
+            Unary::Abs => p.abs(),
+            _ => p.max(0),
+        };
+        return Ok(Tensor::i64(
+            x.shape.clone(),
+            v.iter().map(|&p| f(p)).collect(),
+        ));
+    }
+    let f = |p: f32| match op {
+        Unary::Relu => p.max(0.0),
+        Unary::Sigmoid => 1.0 / (1.0 + (-p).exp()),
+        Unary::Tanh => p.tanh(),
+        Unary::Erf => erf(p as f64) as f32,
+        Unary::Sqrt => p.sqrt(),
+        Unary::Exp => p.exp(),
+        Unary::Neg => -p,
+        Unary::Abs => p.abs(),
+        Unary::Reciprocal => 1.0 / p,
+        Unary::Identity => p,
+    };
+    Ok(Tensor::f32(
+        x.shape.clone(),
+        x.to_f32_vec().into_iter().map(f).collect(),
+    ))
+}
+
+pub fn clip(x: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, String> {
+    let lo = min.map_or(f32::NEG_INFINITY, |t| t.to_f32_vec()[0]);
+    let hi = max.map_or(f32::INFINITY, |t| t.to_f32_vec()[0]);
+    Ok(Tensor::f32(
+        x.shape.clone(),
+        x.to_f32_vec()
+            .into_iter()
+            .map(|v| v.max(lo).min(hi))
+            .collect(),
+    ))
+}
+
+pub fn hard_sigmoid(x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor, String> {
+    Ok(Tensor::f32(
+        x.shape.clone(),
+        x.to_f32_vec()
+            .into_iter()
+            .map(|v| (alpha * v + beta).clamp(0.0, 1.0))
+            .collect(),
+    ))
+}
+
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a as usize >= rank.max(1) {
+        return Err(format!("axis {axis} out of range for rank {rank}"));
+    }
+    Ok(a as usize)
+}
+
+pub fn softmax(x: &Tensor, axis: i64) -> Result<Tensor, String> {
+    let a = norm_axis(axis, x.shape.len())?;
+    let v = x.to_f32_vec();
+    let (len, inner) = (x.shape[a], x.shape[a + 1..].iter().product::<usize>());
+    let mut out = v.clone();
+    for block in 0..v.len() / (len * inner).max(1) {
+        for i in 0..inner {
+            let at = |k: usize| block * len * inner + k * inner + i;
+            let m = (0..len).map(|k| v[at(k)]).fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = (0..len).map(|k| (v[at(k)] - m).exp()).sum();
+            for k in 0..len {
+                out[at(k)] = (v[at(k)] - m).exp() / s;
+            }
+        }
+    }
+    Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+pub fn reduce_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (true, true) => Some(1),
+            (true, false) => None,
+            _ => Some(d),
+        })
+        .collect()
+}
+
+pub fn reduce(
+    kind: ReduceKind,
+    x: &Tensor,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Tensor, String> {
+    let v = x.to_f32_vec();
+    let out_shape = reduce_shape(&x.shape, axes, true);
+    let n = numel(&out_shape);
+    let mut acc = vec![
+        if kind == ReduceKind::Max {
+            f64::NEG_INFINITY
+        } else {
+            0.0
+        };
+        n
+    ];
+    let strides = broadcast_strides(&out_shape, &x.shape);
+    let mut idx = vec![0usize; x.shape.len()];
+    let mut o = 0usize;
+    for &val in &v {
+        match kind {
+            ReduceKind::Max => acc[o] = acc[o].max(val as f64),
+            _ => acc[o] += val as f64,
+        }
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            o += strides[d];
+            if idx[d] < x.shape[d] {
+                break;
+            }
+            o -= strides[d] * x.shape[d];
+            idx[d] = 0;
+        }
+    }
+    let count = (v.len() / n.max(1)) as f64;
+    let data = acc.into_iter().map(|a| if kind == ReduceKind::Mean { a / count } else { a } as f32).collect();
+    Ok(Tensor::f32(reduce_shape(&x.shape, axes, keepdims), data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting() {
+        let a = Tensor::f32(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]);
+        let b = Tensor::f32(vec![3], vec![10., 20., 30.]);
+        assert_eq!(
+            binary(Binary::Add, &a, &b).unwrap().as_f32().unwrap(),
+            &[11., 22., 33., 14., 25., 36.]
+        );
+        let c = Tensor::f32(vec![2, 1], vec![1., 2.]);
+        assert_eq!(
+            binary(Binary::Mul, &a, &c).unwrap().as_f32().unwrap(),
+            &[1., 2., 3., 8., 10., 12.]
+        );
+        assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+    }
+
+    #[test]
+    fn erf_is_accurate() {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (-2.0, -0.995_322_265),
+        ] {
+            assert!((erf(x) - want).abs() < 2e-7, "erf({x})");
+        }
+    }
+
+    #[test]
+    fn reduce_mean_over_spatial() {
+        let x = Tensor::f32(vec![1, 2, 2, 2], (0..8).map(|v| v as f32).collect());
+        let r = reduce(ReduceKind::Mean, &x, &[2, 3], true).unwrap();
+        assert_eq!(r.shape, [1, 2, 1, 1]);
+        assert_eq!(r.as_f32().unwrap(), &[1.5, 5.5]);
+    }
+}

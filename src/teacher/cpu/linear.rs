@@ -1,0 +1,159 @@
+//! Gemm (fully connected layers) and MatMul (batched, broadcasting).
+
+use rayon::prelude::*;
+
+use super::elementwise::broadcast_shape;
+use super::gemm::matmul;
+use crate::teacher::tensor::{Tensor, numel};
+
+/// ONNX Gemm: `alpha·A'·B' + beta·C` with A' [M,K], B' [K,N], C broadcast to [M,N].
+pub fn gemm_op(
+    a: &Tensor,
+    b: &Tensor,
+    c: Option<&Tensor>,
+    alpha: f32,
+    beta: f32,
+    ta: bool,
+    tb: bool,
+) -> Result<Tensor, String> {
+    if a.shape.len() != 2 || b.shape.len() != 2 {
+        return Err(format!("Gemm of {:?} and {:?}", a.shape, b.shape));
+    }
+    let (m, k) = if ta {
+        (a.shape[1], a.shape[0])
+    } else {
+        (a.shape[0], a.shape[1])
+    };
+    let (k2, n) = if tb {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
+    if k != k2 {
+        return Err(format!("Gemm inner sizes {k} and {k2} differ"));
+    }
+    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    let mut out = vec![0f32; m * n];
+    // Rows in parallel: each block of rows is an independent product.
+    let rows = m.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    out.par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(blk, dst)| {
+            let r0 = blk * rows;
+            let mr = dst.len() / n;
+            if ta {
+                // A' rows r0.. are columns of A: gather them.
+                let sub: Vec<f32> = (0..k)
+                    .flat_map(|p| (r0..r0 + mr).map(move |i| (p, i)))
+                    .map(|(p, i)| av[p * m + i])
+                    .collect();
+                matmul(mr, n, k, &sub, true, &bv, tb, dst, false);
+            } else {
+                matmul(
+                    mr,
+                    n,
+                    k,
+                    &av[r0 * k..(r0 + mr) * k],
+                    false,
+                    &bv,
+                    tb,
+                    dst,
+                    false,
+                );
+            }
+        });
+    if alpha != 1.0 {
+        out.iter_mut().for_each(|v| *v *= alpha);
+    }
+    if let Some(c) = c {
+        let shape = broadcast_shape(&[m, n], &c.shape)?;
+        if shape != [m, n] {
+            return Err(format!(
+                "Gemm C {:?} does not broadcast to [{m}, {n}]",
+                c.shape
+            ));
+        }
+        let cv = c.to_f32_vec();
+        let (cr, cc) = match c.shape.len() {
+            0 => (1, 1),
+            1 => (1, c.shape[0]),
+            _ => (c.shape[0], c.shape[1]),
+        };
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] += beta * cv[(i % cr) * cc + j % cc];
+            }
+        }
+    }
+    Ok(Tensor::f32(vec![m, n], out))
+}
+
+/// numpy matmul: 1-D operands promoted, batch dimensions broadcast.
+pub fn matmul_op(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    let (mut ash, mut bsh) = (a.shape.clone(), b.shape.clone());
+    let (a1, b1) = (ash.len() == 1, bsh.len() == 1);
+    if a1 {
+        ash.insert(0, 1);
+    }
+    if b1 {
+        bsh.push(1);
+    }
+    if ash.len() < 2 || bsh.len() < 2 {
+        return Err(format!("MatMul of {:?} and {:?}", a.shape, b.shape));
+    }
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
+    if k != k2 {
+        return Err(format!(
+            "MatMul inner sizes {k} and {k2} differ ({:?} · {:?})",
+            a.shape, b.shape
+        ));
+    }
+    let batch = broadcast_shape(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
+    let nb = numel(&batch);
+    let idx = |sh: &[usize], bi: usize| -> usize {
+        // Broadcast batch index bi of `batch` into the operand's batch dims.
+        let mut rem = bi;
+        let mut off = 0;
+        let mut stride = 1;
+        let lead = sh.len() - 2;
+        for d in (0..batch.len()).rev() {
+            let i = rem % batch[d];
+            rem /= batch[d];
+            let od = d as isize - (batch.len() as isize - lead as isize);
+            if od >= 0 {
+                let dim = sh[od as usize];
+                off += if dim == 1 { 0 } else { i } * stride;
+                stride *= dim;
+            }
+        }
+        off
+    };
+    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    let mut out = vec![0f32; nb * m * n];
+    out.par_chunks_mut((m * n).max(1))
+        .enumerate()
+        .for_each(|(bi, dst)| {
+            let ao = idx(&ash, bi) * m * k;
+            let bo = idx(&bsh, bi) * k * n;
+            matmul(
+                m,
+                n,
+                k,
+                &av[ao..ao + m * k],
+                false,
+                &bv[bo..bo + k * n],
+                false,
+                dst,
+                false,
+            );
+        });
+    let mut shape = batch;
+    if !a1 {
+        shape.push(m);
+    }
+    if !b1 {
+        shape.push(n);
+    }
+    Ok(Tensor::f32(shape, out))
+}

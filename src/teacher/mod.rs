@@ -1,0 +1,9 @@
+//! The teacher: ONNX models (`onnx`) as an IR (`graph`) with static shapes
+//! (`shape`), simplified by `passes` and run by the CPU executor (`cpu`), the
+//! oracle of the GPU executor.
+
+pub mod cpu;
+pub mod graph;
+pub mod onnx;
+pub mod shape;
+pub mod tensor;

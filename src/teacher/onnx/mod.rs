@@ -1,0 +1,426 @@
+//! ONNX model files to the IR: protobuf decoding (prost, messages declared
+//! in `proto`), initializers in every float and integer encoding including
+//! external data files, and one import function per op (`ops`).
+
+pub mod ops;
+pub mod proto;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prost::Message;
+use proto::{TensorProto, data_type};
+
+use super::graph::{Graph, Node, Value, ValueId};
+use super::tensor::{DType, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TeacherError {
+    #[error("{file}: cannot read the model: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: not an ONNX model ({detail}). Fix: check the file is complete (not truncated) and is an .onnx export"
+    )]
+    Protobuf { file: String, detail: String },
+    #[error("{file}: initializer `{tensor}`: {detail}")]
+    Tensor {
+        file: String,
+        tensor: String,
+        detail: String,
+    },
+    #[error(
+        "{file}: node `{node}` ({op}, opset {opset}): {detail}. dr does not run this model rather than risk a wrong answer"
+    )]
+    Unsupported {
+        file: String,
+        node: String,
+        op: String,
+        opset: i64,
+        detail: String,
+    },
+    #[error("{file}: {detail}")]
+    Invalid { file: String, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, TeacherError>;
+
+/// A dimension of a declared graph input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Fixed(usize),
+    Symbolic(String),
+}
+
+/// A loaded model: the IR before shapes are fixed, and its declared inputs.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub graph: Graph,
+    pub input_dims: Vec<Vec<Dim>>,
+    pub producer: String,
+}
+
+/// Reads and converts `path` (external data is read from beside it).
+pub fn load(path: &Path) -> Result<Model> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| TeacherError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let model =
+        proto::ModelProto::decode(bytes.as_slice()).map_err(|e| TeacherError::Protobuf {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
+    convert(model, path)
+}
+
+fn invalid(file: &str, detail: impl Into<String>) -> TeacherError {
+    TeacherError::Invalid {
+        file: file.into(),
+        detail: detail.into(),
+    }
+}
+
+fn convert(model: proto::ModelProto, path: &Path) -> Result<Model> {
+    let file = path.display().to_string();
+    let graph = model
+        .graph
+        .ok_or_else(|| invalid(&file, "the model has no graph (is it an ONNX model?)"))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .filter(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+        .filter_map(|o| o.version)
+        .max()
+        .ok_or_else(|| invalid(&file, "no default-domain opset is imported"))?;
+    let mut g = Graph {
+        values: Vec::new(),
+        nodes: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        opset,
+        source: path.to_path_buf(),
+    };
+    let mut by_name: HashMap<String, ValueId> = HashMap::new();
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for t in &graph.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        let tensor = decode_tensor(t, &dir, &file)?;
+        g.values.push(Value {
+            name: name.clone(),
+            dtype: tensor.dtype(),
+            shape: Some(tensor.shape.clone()),
+            constant: Some(Arc::new(tensor)),
+        });
+        by_name.insert(name, g.values.len() - 1);
+    }
+    if !graph.sparse_initializer.is_empty() {
+        return Err(invalid(&file, "sparse initializers are not supported"));
+    }
+    let mut input_dims = Vec::new();
+    for vi in &graph.input {
+        let name = vi.name.clone().unwrap_or_default();
+        if by_name.contains_key(&name) {
+            continue; // IR < 4 lists initializers as inputs too
+        }
+        let tt = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+        let elem = tt.and_then(|t| t.elem_type).unwrap_or(data_type::FLOAT);
+        if elem != data_type::FLOAT {
+            return Err(invalid(
+                &file,
+                format!(
+                    "input `{name}` is {}; dr feeds float32 images",
+                    data_type::name(elem)
+                ),
+            ));
+        }
+        let dims = tt
+            .and_then(|t| t.shape.as_ref())
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match (d.dim_value, &d.dim_param) {
+                        (Some(v), _) if v > 0 => Dim::Fixed(v as usize),
+                        (_, Some(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
+                        _ => Dim::Symbolic(format!("dim{i}")),
+                    })
+                    .collect()
+            })
+            .ok_or_else(|| invalid(&file, format!("input `{name}` has no shape")))?;
+        input_dims.push(dims);
+        let id = g.add_value(name.clone(), DType::F32);
+        g.inputs.push(id);
+        by_name.insert(name, id);
+    }
+    for n in &graph.node {
+        let node = import_node(n, &model.functions, &mut g, &mut by_name, &file, opset)?;
+        g.nodes.push(node);
+    }
+    for vi in &graph.output {
+        let name = vi.name.clone().unwrap_or_default();
+        let id = *by_name.get(&name).ok_or_else(|| {
+            invalid(
+                &file,
+                format!("graph output `{name}` is produced by no node"),
+            )
+        })?;
+        g.outputs.push(id);
+    }
+    Ok(Model {
+        graph: g,
+        input_dims,
+        producer: format!(
+            "{} {}",
+            model.producer_name.unwrap_or_default(),
+            model.producer_version.unwrap_or_default()
+        )
+        .trim()
+        .to_owned(),
+    })
+}
+
+fn import_node(
+    n: &proto::NodeProto,
+    functions: &[proto::FunctionProto],
+    g: &mut Graph,
+    by_name: &mut HashMap<String, ValueId>,
+    file: &str,
+    opset: i64,
+) -> Result<Node> {
+    let op_type = n.op_type.clone().unwrap_or_default();
+    let name = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        format!(
+            "{op_type} -> {}",
+            n.output.first().cloned().unwrap_or_default()
+        )
+    });
+    let unsupported = |detail: String| TeacherError::Unsupported {
+        file: file.into(),
+        node: name.clone(),
+        op: op_type.clone(),
+        opset,
+        detail,
+    };
+    let domain = n.domain.as_deref().unwrap_or("");
+    if !matches!(domain, "" | "ai.onnx") {
+        let what = if functions
+            .iter()
+            .any(|f| f.name.as_deref() == Some(&op_type))
+        {
+            "a model-local function; re-export with functions inlined"
+        } else {
+            "an operator of another domain"
+        };
+        return Err(unsupported(format!("domain `{domain}`: {what}")));
+    }
+    let mut inputs = Vec::new();
+    for i in &n.input {
+        if i.is_empty() {
+            inputs.push(None);
+        } else {
+            let id = *by_name.get(i).ok_or_else(|| {
+                unsupported(format!("input `{i}` is produced by no earlier node"))
+            })?;
+            inputs.push(Some(id));
+        }
+    }
+    let ctx = ops::NodeCtx {
+        node: n,
+        opset,
+        inputs: &inputs,
+        graph: g,
+    };
+    let op = ops::import(&op_type, &ctx).map_err(unsupported)?;
+    let mut outputs = Vec::new();
+    for o in &n.output {
+        let id = g.add_value(o.clone(), ops::output_dtype(&op, &inputs, g));
+        if !o.is_empty() {
+            by_name.insert(o.clone(), id);
+        }
+        outputs.push(id);
+    }
+    Ok(Node {
+        name,
+        op,
+        inputs,
+        outputs,
+    })
+}
+
+/// Converts an initializer or Constant tensor to f32/i64/bool.
+pub fn decode_tensor(t: &TensorProto, dir: &Path, file: &str) -> Result<Tensor> {
+    let name = t.name.clone().unwrap_or_default();
+    let err = |detail: String| TeacherError::Tensor {
+        file: file.into(),
+        tensor: name.clone(),
+        detail,
+    };
+    let shape: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| err(format!("negative dimension {d}"))))
+        .collect::<Result<_>>()?;
+    let n: usize = shape.iter().product();
+    let dt = t.data_type.unwrap_or(0);
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == Some(1) {
+        external = read_external(t, dir).map_err(&err)?;
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
+    let width = match dt {
+        data_type::FLOAT | data_type::INT32 => 4,
+        data_type::INT64 | data_type::DOUBLE => 8,
+        data_type::FLOAT16 | data_type::BFLOAT16 => 2,
+        data_type::UINT8 | data_type::INT8 | data_type::BOOL => 1,
+        other => {
+            return Err(err(format!(
+                "element type {} is not supported",
+                data_type::name(other)
+            )));
+        }
+    };
+    if let Some(raw) = raw
+        && raw.len() != n * width
+    {
+        return Err(err(format!(
+            "{} bytes of data for shape {shape:?} of {} ({} expected)",
+            raw.len(),
+            data_type::name(dt),
+            n * width
+        )));
+    }
+    let chunks = |raw: &[u8]| -> Vec<[u8; 8]> {
+        raw.chunks_exact(width)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..width].copy_from_slice(c);
+                b
+            })
+            .collect()
+    };
+    let f16_bits = |bits: u16| half::f16::from_bits(bits).to_f32();
+    let bf16_bits = |bits: u16| half::bf16::from_bits(bits).to_f32();
+    let tensor = match (dt, raw) {
+        (data_type::FLOAT, Some(r)) => Tensor::f32(shape, bytemuck::pod_collect_to_vec(r)),
+        (data_type::FLOAT, None) => Tensor::f32(shape, t.float_data.clone()),
+        (data_type::DOUBLE, Some(r)) => Tensor::f32(
+            shape,
+            chunks(r)
+                .iter()
+                .map(|b| f64::from_le_bytes(*b) as f32)
+                .collect(),
+        ),
+        (data_type::DOUBLE, None) => {
+            Tensor::f32(shape, t.double_data.iter().map(|&v| v as f32).collect())
+        }
+        (data_type::FLOAT16, Some(r)) => Tensor::f32(
+            shape,
+            chunks(r)
+                .iter()
+                .map(|b| f16_bits(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ),
+        (data_type::FLOAT16, None) => Tensor::f32(
+            shape,
+            t.int32_data.iter().map(|&v| f16_bits(v as u16)).collect(),
+        ),
+        (data_type::BFLOAT16, Some(r)) => Tensor::f32(
+            shape,
+            chunks(r)
+                .iter()
+                .map(|b| bf16_bits(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ),
+        (data_type::BFLOAT16, None) => Tensor::f32(
+            shape,
+            t.int32_data.iter().map(|&v| bf16_bits(v as u16)).collect(),
+        ),
+        (data_type::INT64, Some(r)) => Tensor::i64(
+            shape,
+            chunks(r).iter().map(|b| i64::from_le_bytes(*b)).collect(),
+        ),
+        (data_type::INT64, None) => Tensor::i64(shape, t.int64_data.clone()),
+        (data_type::INT32, Some(r)) => Tensor::i64(
+            shape,
+            chunks(r)
+                .iter()
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect(),
+        ),
+        (data_type::INT32, None) => {
+            Tensor::i64(shape, t.int32_data.iter().map(|&v| v as i64).collect())
+        }
+        (data_type::UINT8, Some(r)) => Tensor::i64(shape, r.iter().map(|&v| v as i64).collect()),
+        (data_type::INT8, Some(r)) => {
+            Tensor::i64(shape, r.iter().map(|&v| v as i8 as i64).collect())
+        }
+        (data_type::UINT8 | data_type::INT8, None) => {
+            Tensor::i64(shape, t.int32_data.iter().map(|&v| v as i64).collect())
+        }
+        (data_type::BOOL, Some(r)) => Tensor::bool(shape, r.iter().map(|&v| v != 0).collect()),
+        (data_type::BOOL, None) => {
+            Tensor::bool(shape, t.int32_data.iter().map(|&v| v != 0).collect())
+        }
+        _ => unreachable!(),
+    };
+    Ok(tensor)
+}
+
+/// `location`/`offset`/`length` of an external tensor, relative to the model.
+fn read_external(t: &TensorProto, dir: &Path) -> std::result::Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let get = |k: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some(k))
+            .and_then(|e| e.value.clone())
+    };
+    let location = get("location").ok_or("external data without a `location`")?;
+    let rel = PathBuf::from(&location);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "external data location `{location}` must be a file beside the model"
+        ));
+    }
+    let path = dir.join(rel);
+    let parse = |k: &str| {
+        get(k)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("external data {k} `{v}` is not a number"))
+            })
+            .transpose()
+    };
+    let offset = parse("offset")?.unwrap_or(0);
+    let length = parse("length")?;
+    let mut f = std::fs::File::open(&path).map_err(|e| {
+        format!(
+            "external data file {} cannot be opened ({e}). Fix: keep the data file beside the .onnx, under the name the model gives",
+            path.display()
+        )
+    })?;
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    if offset + length > size {
+        return Err(format!(
+            "external data file {} has {size} bytes; the tensor needs {length} at offset {offset} (truncated file?)",
+            path.display()
+        ));
+    }
+    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; length as usize];
+    f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
+}

@@ -1,0 +1,120 @@
+//! Convolution, batch norm and pooling.
+
+use super::{ImportFn, NodeCtx, usize_array};
+use crate::teacher::graph::{Activation, ConvAttrs, Op, PoolAttrs, PoolKind};
+
+pub const TABLE: &[(&str, ImportFn)] = &[
+    ("Conv", conv),
+    ("BatchNormalization", batch_norm),
+    ("MaxPool", max_pool),
+    ("AveragePool", average_pool),
+    ("GlobalAveragePool", global_average_pool),
+];
+
+/// ONNX pads are [x1_begin, x2_begin, x1_end, x2_end] = top, left, bottom, right.
+fn pads(ctx: &NodeCtx) -> Result<[usize; 4], String> {
+    match ctx.string("auto_pad")?.as_deref() {
+        None | Some("NOTSET") => usize_array(ctx.ints("pads")?, [0; 4], "pads"),
+        Some("VALID") => Ok([0; 4]),
+        Some(other) => Err(format!(
+            "auto_pad={other} is not supported (re-export with explicit pads)"
+        )),
+    }
+}
+
+fn conv(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&[
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "pads",
+        "strides",
+    ])?;
+    let kernel = match ctx.ints("kernel_shape")? {
+        Some(k) => usize_array(Some(k), [1, 1], "kernel_shape")?,
+        None => {
+            let w = ctx
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|i| ctx.graph.values[i].constant.clone());
+            let w = w.ok_or("kernel_shape is absent and the weight is not a constant")?;
+            if w.shape.len() != 4 {
+                return Err(format!(
+                    "weight of rank {}: only 2-D convolution is supported",
+                    w.shape.len()
+                ));
+            }
+            [w.shape[2], w.shape[3]]
+        }
+    };
+    let group = ctx.int("group", 1)?;
+    if group < 1 {
+        return Err(format!("group = {group}"));
+    }
+    Ok(Op::Conv(ConvAttrs {
+        kernel,
+        strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
+        pads: pads(ctx)?,
+        dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
+        group: group as usize,
+        act: Activation::None,
+    }))
+}
+
+fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["epsilon", "momentum", "spatial", "training_mode"])?;
+    if ctx.int("training_mode", 0)? != 0 || ctx.n_outputs() > 1 {
+        return Err("training-mode batch norm (running statistics as outputs) is not supported; export in eval mode".into());
+    }
+    Ok(Op::BatchNorm {
+        eps: ctx.float("epsilon", 1e-5)?,
+    })
+}
+
+fn pool(ctx: &NodeCtx, kind: PoolKind) -> Result<Op, String> {
+    ctx.only_attrs(&[
+        "auto_pad",
+        "ceil_mode",
+        "dilations",
+        "kernel_shape",
+        "pads",
+        "strides",
+        "storage_order",
+        "count_include_pad",
+    ])?;
+    if ctx.n_outputs() > 1 {
+        return Err("the Indices output of MaxPool is not supported".into());
+    }
+    let kernel = usize_array(
+        ctx.ints("kernel_shape")?
+            .map(Some)
+            .ok_or("kernel_shape is required")?,
+        [1, 1],
+        "kernel_shape",
+    )?;
+    Ok(Op::Pool(PoolAttrs {
+        kind,
+        kernel,
+        strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
+        pads: pads(ctx)?,
+        dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
+        ceil_mode: ctx.int("ceil_mode", 0)? != 0,
+    }))
+}
+
+fn max_pool(ctx: &NodeCtx) -> Result<Op, String> {
+    pool(ctx, PoolKind::Max)
+}
+
+fn average_pool(ctx: &NodeCtx) -> Result<Op, String> {
+    let count_include_pad = ctx.int("count_include_pad", 0)? != 0;
+    pool(ctx, PoolKind::Average { count_include_pad })
+}
+
+fn global_average_pool(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&[])?;
+    Ok(Op::GlobalAveragePool)
+}

@@ -1,0 +1,283 @@
+//! Static shapes for a batch size, with constant folding on the way: a node
+//! whose inputs are all known is evaluated (the Shape/Gather/Concat/Reshape
+//! subgraphs exporters emit), `Shape` of a value with a known shape is a
+//! constant, and every other node gets its output shape inferred.
+
+use std::sync::Arc;
+
+use super::cpu::{conv, elementwise, eval, layout};
+use super::graph::{Graph, Op};
+use super::onnx::{Dim, Model, TeacherError};
+use super::tensor::{Tensor, numel};
+
+/// Largest tensor (elements) constant folding will materialise.
+const FOLD_LIMIT: usize = 1 << 24;
+
+fn unsupported(g: &Graph, node: usize, detail: String) -> TeacherError {
+    let n = &g.nodes[node];
+    TeacherError::Unsupported {
+        file: g.source.display().to_string(),
+        node: n.name.clone(),
+        op: n.op.name(),
+        opset: g.opset,
+        detail,
+    }
+}
+
+/// The graph with every shape fixed for `batch`, constants folded.
+pub fn with_batch(model: &Model, batch: usize) -> Result<Graph, TeacherError> {
+    let mut g = model.graph.clone();
+    let file = g.source.display().to_string();
+    for (k, (&id, dims)) in g.inputs.clone().iter().zip(&model.input_dims).enumerate() {
+        let shape = dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Fixed(n) if i == 0 && *n != batch => Err(TeacherError::Invalid {
+                    file: file.clone(),
+                    detail: format!(
+                        "input `{}` has a fixed batch of {n}; run it with --batch-size {n}, or re-export with a dynamic batch axis",
+                        g.values[id].name
+                    ),
+                }),
+                Dim::Fixed(n) => Ok(*n),
+                Dim::Symbolic(_) if i == 0 => Ok(batch),
+                Dim::Symbolic(name) => Err(TeacherError::Invalid {
+                    file: file.clone(),
+                    detail: format!(
+                        "input `{}` dimension {i} is dynamic (`{name}`): dr needs a fixed image size. Fix: re-export with a fixed height and width (only the batch axis may be dynamic)",
+                        g.values[id].name
+                    ),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let _ = k;
+        g.values[id].shape = Some(shape);
+    }
+    for i in 0..g.nodes.len() {
+        infer_node(&mut g, i)?;
+    }
+    for &o in &g.outputs {
+        if g.values[o].shape.is_none() {
+            return Err(TeacherError::Invalid {
+                file: file.clone(),
+                detail: format!("output `{}` has no inferred shape", g.values[o].name),
+            });
+        }
+    }
+    Ok(g)
+}
+
+fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
+    let node = g.nodes[i].clone();
+    let shape_of = |v: Option<usize>| v.and_then(|v| g.values[v].shape.clone());
+    let consts: Vec<Option<Arc<Tensor>>> = node
+        .inputs
+        .iter()
+        .map(|v| v.and_then(|v| g.values[v].constant.clone()))
+        .collect();
+    let all_const = node
+        .inputs
+        .iter()
+        .zip(&consts)
+        .all(|(v, c)| v.is_none() || c.is_some());
+    // Fold: every input known (and not a weight-sized computation).
+    let folded: Option<Vec<Tensor>> = if let Op::Shape { start, end } = &node.op {
+        let s = shape_of(node.inputs[0])
+            .ok_or_else(|| unsupported(g, i, "input shape unknown".into()))?;
+        Some(vec![layout::shape_of(&s, *start, *end)])
+    } else if all_const && !matches!(node.op, Op::Conv(_) | Op::Gemm { .. } | Op::MatMul) {
+        let ins: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
+        let size: usize = ins.iter().flatten().map(|t| t.len()).sum();
+        if size <= FOLD_LIMIT {
+            Some(eval(&node.op, &ins).map_err(|e| unsupported(g, i, e))?)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    if let Some(outs) = folded {
+        for (&o, t) in node.outputs.iter().zip(outs) {
+            g.values[o].shape = Some(t.shape.clone());
+            g.values[o].dtype = t.dtype();
+            g.values[o].constant = Some(Arc::new(t));
+        }
+        return Ok(());
+    }
+    let ins: Vec<Vec<usize>> = node
+        .inputs
+        .iter()
+        .map(|v| match v {
+            Some(v) => g.values[*v].shape.clone().ok_or_else(|| {
+                unsupported(g, i, format!("shape of `{}` unknown", g.values[*v].name))
+            }),
+            None => Ok(vec![]),
+        })
+        .collect::<Result<_, _>>()?;
+    let c = |k: usize| consts.get(k).cloned().flatten();
+    let need_const = |k: usize, what: &str| {
+        c(k).ok_or_else(|| unsupported(g, i, format!("{what} is computed at run time; dr needs it constant once the batch size is fixed")))
+    };
+    let out: Vec<usize> = match &node.op {
+        Op::Conv(a) => conv::conv_shape(a, &ins[0], &ins[1]).map_err(|e| unsupported(g, i, e))?,
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => {
+            let m = if *trans_a {
+                ins[0].get(1)
+            } else {
+                ins[0].first()
+            };
+            let n = if *trans_b {
+                ins[1].first()
+            } else {
+                ins[1].get(1)
+            };
+            vec![*m.unwrap_or(&0), *n.unwrap_or(&0)]
+        }
+        Op::MatMul => {
+            let (a, b) = (
+                Tensor::f32(ins[0].clone(), vec![0.0; numel(&ins[0])]),
+                Tensor::f32(ins[1].clone(), vec![0.0; numel(&ins[1])]),
+            );
+            if a.len() + b.len() > FOLD_LIMIT {
+                return Err(unsupported(
+                    g,
+                    i,
+                    "MatMul too large for shape inference".into(),
+                ));
+            }
+            super::cpu::linear::matmul_op(&a, &b)
+                .map_err(|e| unsupported(g, i, e))?
+                .shape
+        }
+        Op::BatchNorm { .. }
+        | Op::Unary(_)
+        | Op::Clip
+        | Op::HardSigmoid { .. }
+        | Op::Softmax { .. }
+        | Op::Cast { .. } => ins[0].clone(),
+        Op::Binary(_) => {
+            elementwise::broadcast_shape(&ins[0], &ins[1]).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Pool(p) => conv::pool_shape(p, &ins[0]).map_err(|e| unsupported(g, i, e))?,
+        Op::GlobalAveragePool => {
+            let mut s = ins[0].clone();
+            s[2..].iter_mut().for_each(|d| *d = 1);
+            s
+        }
+        Op::Reduce {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+            ..
+        } => {
+            let axes = match axes {
+                Some(a) => a.clone(),
+                None if node.inputs.len() > 1 && node.inputs[1].is_some() => {
+                    need_const(1, "the reduction axes")?.to_i64_vec()
+                }
+                None => vec![],
+            };
+            if axes.is_empty() && *noop_with_empty_axes {
+                ins[0].clone()
+            } else {
+                let ax: Vec<usize> = if axes.is_empty() {
+                    (0..ins[0].len()).collect()
+                } else {
+                    axes.iter()
+                        .map(|&a| elementwise::norm_axis(a, ins[0].len()))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| unsupported(g, i, e))?
+                };
+                elementwise::reduce_shape(&ins[0], &ax, *keepdims)
+            }
+        }
+        Op::Flatten { axis } => {
+            layout::flatten_shape(&ins[0], *axis).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Reshape { allowzero } => layout::reshape_shape(
+            &ins[0],
+            &need_const(1, "the target shape")?.to_i64_vec(),
+            *allowzero,
+        )
+        .map_err(|e| unsupported(g, i, e))?,
+        Op::Transpose { perm } => {
+            let p = perm
+                .clone()
+                .unwrap_or_else(|| (0..ins[0].len()).rev().collect());
+            if p.len() != ins[0].len() || p.iter().any(|&x| x >= ins[0].len()) {
+                return Err(unsupported(
+                    g,
+                    i,
+                    format!("perm {p:?} for shape {:?}", ins[0]),
+                ));
+            }
+            p.iter().map(|&k| ins[0][k]).collect()
+        }
+        Op::Concat { axis } => {
+            let present: Vec<&Vec<usize>> = node
+                .inputs
+                .iter()
+                .zip(&ins)
+                .filter(|(v, _)| v.is_some())
+                .map(|(_, s)| s)
+                .collect();
+            let a = elementwise::norm_axis(*axis, present[0].len())
+                .map_err(|e| unsupported(g, i, e))?;
+            let mut s = present[0].clone();
+            s[a] = present.iter().map(|p| p.get(a).copied().unwrap_or(0)).sum();
+            s
+        }
+        Op::Gather { axis } => {
+            let a =
+                elementwise::norm_axis(*axis, ins[0].len()).map_err(|e| unsupported(g, i, e))?;
+            let mut s = ins[0][..a].to_vec();
+            s.extend_from_slice(&ins[1]);
+            s.extend_from_slice(&ins[0][a + 1..]);
+            s
+        }
+        Op::Unsqueeze { axes } => {
+            let axes = match axes {
+                Some(a) => a.clone(),
+                None => need_const(1, "the Unsqueeze axes")?.to_i64_vec(),
+            };
+            layout::unsqueeze_shape(&ins[0], &axes).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Squeeze { axes } => {
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None if node.inputs.len() > 1 && node.inputs[1].is_some() => {
+                    Some(need_const(1, "the Squeeze axes")?.to_i64_vec())
+                }
+                None => None,
+            };
+            layout::squeeze_shape(&ins[0], axes.as_deref()).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Slice => {
+            let v = |k: usize, what: &str| -> Result<Option<Vec<i64>>, TeacherError> {
+                if node.inputs.get(k).copied().flatten().is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(need_const(k, what)?.to_i64_vec()))
+            };
+            let (s, e) = (
+                v(1, "Slice starts")?.unwrap_or_default(),
+                v(2, "Slice ends")?.unwrap_or_default(),
+            );
+            let plan = layout::slice_plan(
+                &ins[0],
+                &s,
+                &e,
+                v(3, "Slice axes")?.as_deref(),
+                v(4, "Slice steps")?.as_deref(),
+            )
+            .map_err(|e| unsupported(g, i, e))?;
+            plan.iter().map(|p| p.2).collect()
+        }
+        Op::Shape { .. } | Op::Constant(_) => unreachable!("folded above"),
+    };
+    g.values[node.outputs[0]].shape = Some(out);
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! dr's CPU teacher executor against onnxruntime on models exported by
+//! torch.onnx (legacy at opsets 13 and 17, and dynamo), recorded by
+//! tools/make_teacher_fixtures.py. Goal: logits max relative error <= 1e-4
+//! and identical top-10 class ids.
+
+mod common;
+
+use std::path::PathBuf;
+
+use dr::teacher::tensor::Tensor;
+use dr::teacher::{cpu, onnx, shape};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("DR_FIXTURES")
+        .map(|f| PathBuf::from(f).join("teacher"))
+        .unwrap_or_else(|| common::repo_root().join("tests/fixtures/teacher"))
+}
+
+fn npy(name: &str) -> Tensor {
+    let (shape, data): (Vec<usize>, Vec<f32>) = dr::npy::read(&fixtures().join(name)).unwrap();
+    Tensor::f32(shape, data)
+}
+
+fn topk(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+#[test]
+fn every_fixture_model_matches_onnxruntime() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
+            .unwrap();
+    println!("fixtures from {}", meta["versions"]);
+    let mut failures = Vec::new();
+    let cases = meta["cases"].as_array().unwrap();
+    for c in cases {
+        let name = c["model"].as_str().unwrap();
+        let model = onnx::load(&fixtures().join(name)).unwrap();
+        let x = npy(c["input"].as_str().unwrap());
+        let want = npy(c["output"].as_str().unwrap());
+        let g = shape::with_batch(&model, x.shape[0]).unwrap();
+        let got = cpu::run(&g, vec![x]).unwrap().remove(0);
+        assert_eq!(got.shape, want.shape, "{name}");
+        let (gv, wv) = (got.as_f32().unwrap(), want.as_f32().unwrap());
+        let scale = wv.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = gv
+            .iter()
+            .zip(wv)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        let classes = *want.shape.last().unwrap();
+        let k = classes.min(10);
+        let same_top = gv
+            .chunks(classes)
+            .zip(wv.chunks(classes))
+            .all(|(a, b)| topk(a, k) == topk(b, k));
+        println!(
+            "{name}: opset {}, {} nodes, max rel error {err:.2e}, top-{k} identical: {same_top}",
+            c["opset"],
+            g.nodes.len()
+        );
+        if err > 1e-4 || !same_top {
+            failures.push(format!(
+                "{name}: rel error {err:.2e}, top-{k} identical {same_top}"
+            ));
+        }
+    }
+    assert!(!cases.is_empty());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
