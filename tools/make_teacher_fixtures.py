@@ -80,8 +80,294 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, r, act, gate):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.act, self.fc2, self.gate = nn.Conv2d(c, r, 1), act(), nn.Conv2d(r, c, 1), gate()
+
+    def forward(self, x):
+        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2/V3 and EfficientNet (MBConv) block: expand, depthwise, SE, project."""
+
+    def __init__(self, cin, cout, k, stride, expand, act, se_gate=None):
+        super().__init__()
+        mid = cin * expand
+        layers = [nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), act(),
+                  nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False), nn.BatchNorm2d(mid), act()]
+        if se_gate is not None:
+            layers.append(SqueezeExcite(mid, max(4, mid // 4), act if act is not nn.ReLU6 else nn.ReLU, se_gate))
+        layers += [nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class TinyMobileNet(nn.Module):
+    """MobileNetV2 (ReLU6) and V3 (hard-swish, SE with hard-sigmoid) patterns."""
+
+    def __init__(self, classes=37):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 3, 1, 2, nn.ReLU6),
+            InvertedResidual(16, 24, 3, 2, 3, nn.ReLU6),
+            InvertedResidual(24, 24, 5, 1, 3, nn.Hardswish, nn.Hardsigmoid),
+            InvertedResidual(24, 40, 5, 2, 3, nn.Hardswish, nn.Hardsigmoid))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(40, 64), nn.Hardswish(),
+                                  nn.Dropout(0.2), nn.Linear(64, classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+class TinyEfficientNet(nn.Module):
+    """EfficientNet: SiLU everywhere, MBConv with SE (sigmoid gate), 5x5 depthwise."""
+
+    def __init__(self, classes=37):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 3, 1, 1, nn.SiLU, nn.Sigmoid),
+            InvertedResidual(16, 24, 3, 2, 4, nn.SiLU, nn.Sigmoid),
+            InvertedResidual(24, 24, 5, 1, 4, nn.SiLU, nn.Sigmoid),
+            InvertedResidual(24, 32, 5, 2, 4, nn.SiLU, nn.Sigmoid))
+        self.head = nn.Sequential(nn.Conv2d(32, 64, 1, bias=False), nn.BatchNorm2d(64), nn.SiLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.f = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 2 * growth, 1, bias=False),
+                               nn.BatchNorm2d(2 * growth), nn.ReLU(), nn.Conv2d(2 * growth, growth, 3, 1, 1, bias=False))
+
+    def forward(self, x):
+        return torch.cat([x, self.f(x)], 1)
+
+
+class TinyDenseNet(nn.Module):
+    """DenseNet: pre-activation BN-ReLU-conv (BN not foldable), concat, avg-pool transitions."""
+
+    def __init__(self, classes=37):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.block1 = nn.Sequential(DenseLayer(16, 8), DenseLayer(24, 8))
+        self.trans = nn.Sequential(nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 16, 1, bias=False), nn.AvgPool2d(2, 2))
+        self.block2 = nn.Sequential(DenseLayer(16, 8), DenseLayer(24, 8))
+        self.head = nn.Sequential(nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, classes))
+
+    def forward(self, x):
+        return self.head(self.block2(self.trans(self.block1(self.stem(x)))))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Channels-first LayerNorm as timm's ConvNeXt writes it (permute, LN, permute)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, 1, 3, groups=c)
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+        self.fc1, self.act, self.fc2 = nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.rand(c) * 0.5 + 0.1)  # layer scale
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(self.act(self.fc1(self.norm(y)))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class TinyConvNeXt(nn.Module):
+    """ConvNeXt: patchify stem, 7x7 depthwise, channels-last LayerNorm, GELU MLP, layer scale."""
+
+    def __init__(self, classes=37):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 4, 4), LayerNorm2d(16, eps=1e-6))
+        self.stage1 = nn.Sequential(ConvNeXtBlock(16), ConvNeXtBlock(16))
+        self.down = nn.Sequential(LayerNorm2d(16, eps=1e-6), nn.Conv2d(16, 32, 2, 2))
+        self.stage2 = ConvNeXtBlock(32)
+        self.norm = nn.LayerNorm(32, eps=1e-6)
+        self.head = nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.head(self.norm(x.mean((2, 3))))
+
+
+class Attention(nn.Module):
+    """timm-style attention: fused qkv, heads split by reshape/permute, SDPA."""
+
+    sdpa = False  # F.scaled_dot_product_attention needs opset >= 14 in the legacy exporter
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x, bias=None):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if bias is None and Attention.sdpa:
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        elif bias is None:
+            y = ((q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+        else:
+            attn = (q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1) + bias
+            y = attn.softmax(-1) @ v
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class ViTBlock(nn.Module):
+    def __init__(self, dim, heads, approx="none"):
+        super().__init__()
+        self.n1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, heads)
+        self.n2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(approximate=approx), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.n1(x))
+        return x + self.mlp(self.n2(x))
+
+
+class TinyViT(nn.Module):
+    """ViT/DeiT: patch embedding conv, class token, position embedding, pre-norm
+    blocks (erf and tanh GELU), class-token head."""
+
+    def __init__(self, classes=37, dim=32):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 8, 8)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
+        self.pos = nn.Parameter(torch.randn(1, 17, dim) * 0.5)
+        self.blocks = nn.Sequential(ViTBlock(dim, 2), ViTBlock(dim, 2, "tanh"))
+        self.norm, self.head = nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def window_partition(x, w):
+    b, h, wd, c = x.shape
+    x = x.view(b, h // w, w, wd // w, w, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, w * w, c)
+
+
+def window_reverse(x, w, h, wd):
+    c = x.shape[-1]
+    x = x.view(-1, h // w, wd // w, w, w, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, wd, c)
+
+
+class SwinBlock(nn.Module):
+    """Window attention with relative position bias; shifted windows via torch.roll and a mask."""
+
+    def __init__(self, dim, heads, res, window, shift):
+        super().__init__()
+        self.res, self.w, self.shift, self.heads = res, window, shift, heads
+        self.n1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.n2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.table = nn.Parameter(torch.randn((2 * window - 1) ** 2, heads) * 0.5)
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+        self.register_buffer("index", rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+        mask = None
+        if shift:
+            img = torch.zeros(1, res, res, 1)
+            cnt = 0
+            for hs in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+                for ws in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+                    img[:, hs, ws, :] = cnt
+                    cnt += 1
+            mw = window_partition(img, window).squeeze(-1)
+            mask = (mw[:, None, :] - mw[:, :, None]).ne(0).float() * -100.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        y = self.n1(x).view(b, self.res, self.res, c)
+        if self.shift:
+            y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
+        win = window_partition(y, self.w)
+        bias = self.table[self.index.reshape(-1)].reshape(self.w * self.w, self.w * self.w, -1).permute(2, 0, 1)
+        if self.mask is not None:
+            nw = self.mask.shape[0]
+            bias = (bias.unsqueeze(0) + self.mask.unsqueeze(1)).repeat(b, 1, 1, 1)
+            bias = bias.reshape(b * nw, self.heads, self.w * self.w, self.w * self.w)
+        y = window_reverse(self.attn(win, bias), self.w, self.res, self.res)
+        if self.shift:
+            y = torch.roll(y, (self.shift, self.shift), (1, 2))
+        x = x + y.reshape(b, n, c)
+        return x + self.mlp(self.n2(x))
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, dim, res):
+        super().__init__()
+        self.res, self.norm, self.red = res, nn.LayerNorm(4 * dim), nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        x = x.view(b, self.res, self.res, c)
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.red(self.norm(x.view(b, -1, 4 * c)))
+
+
+class TinyViTSdpa(TinyViT):
+    """The same ViT with fused attention (exported from opset 14 on)."""
+
+    def forward(self, x):
+        Attention.sdpa = True
+        try:
+            return super().forward(x)
+        finally:
+            Attention.sdpa = False
+
+
+class TinySwin(nn.Module):
+    """Swin: patch embed, window and shifted-window attention with relative
+    position bias and masks, patch merging, mean-pooled head."""
+
+    def __init__(self, classes=37):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, 4)
+        self.pnorm = nn.LayerNorm(16)
+        self.s1 = nn.Sequential(SwinBlock(16, 2, 8, 4, 0), SwinBlock(16, 2, 8, 4, 2))
+        self.merge = PatchMerging(16, 8)
+        self.s2 = SwinBlock(32, 2, 4, 4, 0)
+        self.norm, self.head = nn.LayerNorm(32), nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.pnorm(self.patch(x).flatten(2).transpose(1, 2))
+        x = self.s2(self.merge(self.s1(x)))
+        return self.head(self.norm(x).mean(1))
+
+
 FAMILIES = {
-    "resnet": (TinyResNet, (3, 64, 64)),
+    "resnet": (TinyResNet, (3, 32, 32)),
+    "mobilenet": (TinyMobileNet, (3, 32, 32)),
+    "efficientnet": (TinyEfficientNet, (3, 32, 32)),
+    "densenet": (TinyDenseNet, (3, 32, 32)),
+    "convnext": (TinyConvNeXt, (3, 32, 32)),
+    "vit": (TinyViT, (3, 32, 32)),
+    "vit_sdpa": (TinyViTSdpa, (3, 32, 32)),
+    "swin": (TinySwin, (3, 32, 32)),
 }
 
 
@@ -109,11 +395,13 @@ def main():
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         model = randomize_bn(ctor(), gen)
-        x = torch.randn((3,) + shape, generator=gen)
+        x = torch.randn((2,) + shape, generator=gen)
         np.save(os.path.join(a.out, f"{fam}.input.npy"), x.numpy())
         with torch.no_grad():
             ref = model(x).numpy()
         for kind in ["legacy13", "legacy17", "dynamo"]:
+            if fam == "vit_sdpa" and kind == "legacy13":
+                continue
             path = os.path.join(a.out, f"{fam}-{kind}.onnx")
             export(model, x, path, kind)
             sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])

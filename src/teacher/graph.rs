@@ -65,6 +65,7 @@ pub enum Unary {
     Neg,
     Abs,
     Reciprocal,
+    HardSwish,
     Identity,
 }
 
@@ -153,6 +154,28 @@ pub enum Op {
         to: DType,
     },
     Constant(Arc<Tensor>),
+    /// x, scale, [bias]: normalise over axes `axis..rank`
+    LayerNorm {
+        axis: i64,
+        eps: f32,
+    },
+    Gelu {
+        tanh: bool,
+    },
+    /// shape → filled with `value`
+    ConstantOfShape(Arc<Tensor>),
+    Equal,
+    /// cond, x, y
+    Where,
+    /// data, shape
+    Expand,
+    /// data, [split sizes]
+    Split {
+        axis: i64,
+        sizes: Option<Vec<i64>>,
+    },
+    /// data, repeats
+    Tile,
 }
 
 impl Op {

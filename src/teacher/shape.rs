@@ -90,7 +90,7 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
         let ins: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
         let size: usize = ins.iter().flatten().map(|t| t.len()).sum();
         if size <= FOLD_LIMIT {
-            Some(eval(&node.op, &ins).map_err(|e| unsupported(g, i, e))?)
+            Some(eval(&node.op, &ins, node.outputs.len()).map_err(|e| unsupported(g, i, e))?)
         } else {
             None
         }
@@ -119,6 +119,24 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
     let need_const = |k: usize, what: &str| {
         c(k).ok_or_else(|| unsupported(g, i, format!("{what} is computed at run time; dr needs it constant once the batch size is fixed")))
     };
+    if let Op::Split { axis, sizes } = &node.op {
+        let a = elementwise::norm_axis(*axis, ins[0].len()).map_err(|e| unsupported(g, i, e))?;
+        let sizes = match sizes {
+            Some(s) => Some(s.clone()),
+            None if node.inputs.len() > 1 && node.inputs[1].is_some() => {
+                Some(need_const(1, "the Split sizes")?.to_i64_vec())
+            }
+            None => None,
+        };
+        let sizes = layout::split_sizes(ins[0][a], sizes, node.outputs.len())
+            .map_err(|e| unsupported(g, i, e))?;
+        for (&o, s) in node.outputs.iter().zip(sizes) {
+            let mut shape = ins[0].clone();
+            shape[a] = s;
+            g.values[o].shape = Some(shape);
+        }
+        return Ok(());
+    }
     let out: Vec<usize> = match &node.op {
         Op::Conv(a) => conv::conv_shape(a, &ins[0], &ins[1]).map_err(|e| unsupported(g, i, e))?,
         Op::Gemm {
@@ -157,9 +175,44 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
         | Op::Clip
         | Op::HardSigmoid { .. }
         | Op::Softmax { .. }
-        | Op::Cast { .. } => ins[0].clone(),
-        Op::Binary(_) => {
+        | Op::Cast { .. }
+        | Op::LayerNorm { .. }
+        | Op::Gelu { .. } => ins[0].clone(),
+        Op::Binary(_) | Op::Equal => {
             elementwise::broadcast_shape(&ins[0], &ins[1]).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Where => elementwise::broadcast_shape(&ins[0], &ins[1])
+            .and_then(|s| elementwise::broadcast_shape(&s, &ins[2]))
+            .map_err(|e| unsupported(g, i, e))?,
+        Op::Expand => {
+            let target: Vec<usize> = need_const(1, "the Expand shape")?
+                .to_i64_vec()
+                .into_iter()
+                .map(|d| d.max(0) as usize)
+                .collect();
+            elementwise::broadcast_shape(&ins[0], &target).map_err(|e| unsupported(g, i, e))?
+        }
+        Op::Tile => {
+            let reps = need_const(1, "the Tile repeats")?.to_i64_vec();
+            if reps.len() != ins[0].len() {
+                return Err(unsupported(
+                    g,
+                    i,
+                    format!("Tile repeats {reps:?} for shape {:?}", ins[0]),
+                ));
+            }
+            ins[0]
+                .iter()
+                .zip(&reps)
+                .map(|(&d, &r)| d * r.max(0) as usize)
+                .collect()
+        }
+        Op::ConstantOfShape(_) => {
+            return Err(unsupported(
+                g,
+                i,
+                "the shape is computed at run time".into(),
+            ));
         }
         Op::Pool(p) => conv::pool_shape(p, &ins[0]).map_err(|e| unsupported(g, i, e))?,
         Op::GlobalAveragePool => {
@@ -277,6 +330,7 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
             plan.iter().map(|p| p.2).collect()
         }
         Op::Shape { .. } | Op::Constant(_) => unreachable!("folded above"),
+        Op::Split { .. } => unreachable!("handled above"),
     };
     g.values[node.outputs[0]].shape = Some(out);
     Ok(())

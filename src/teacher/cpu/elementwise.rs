@@ -149,6 +149,8 @@ pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
         Unary::Neg => -p,
         Unary::Abs => p.abs(),
         Unary::Reciprocal => 1.0 / p,
+        // ONNX HardSwish: x · max(0, min(1, x/6 + 1/2))
+        Unary::HardSwish => p * (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
         Unary::Identity => p,
     };
     Ok(Tensor::f32(
@@ -255,6 +257,91 @@ pub fn reduce(
     let count = (v.len() / n.max(1)) as f64;
     let data = acc.into_iter().map(|a| if kind == ReduceKind::Mean { a / count } else { a } as f32).collect();
     Ok(Tensor::f32(reduce_shape(&x.shape, axes, keepdims), data))
+}
+
+/// LayerNormalization over the axes `axis..rank`: `(x - mean)/sqrt(var + eps)·scale + bias`.
+pub fn layer_norm(
+    x: &Tensor,
+    scale: &Tensor,
+    bias: Option<&Tensor>,
+    axis: i64,
+    eps: f32,
+) -> Result<Tensor, String> {
+    let a = norm_axis(axis, x.shape.len())?;
+    let inner: usize = x.shape[a..].iter().product();
+    let v = x.to_f32_vec();
+    let (s, b) = (scale.to_f32_vec(), bias.map(|b| b.to_f32_vec()));
+    if s.len() != inner || b.as_ref().is_some_and(|b| b.len() != inner) {
+        return Err(format!("LayerNorm scale/bias sizes do not match {inner}"));
+    }
+    let mut out = vec![0f32; v.len()];
+    for (row, dst) in v.chunks(inner.max(1)).zip(out.chunks_mut(inner.max(1))) {
+        let mean = row.iter().map(|&t| t as f64).sum::<f64>() / inner as f64;
+        let var = row.iter().map(|&t| (t as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for (k, (d, &t)) in dst.iter_mut().zip(row).enumerate() {
+            *d = ((t as f64 - mean) * inv) as f32 * s[k] + b.as_ref().map_or(0.0, |b| b[k]);
+        }
+    }
+    Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// GELU, exact (erf) or the tanh approximation.
+pub fn gelu(x: &Tensor, tanh: bool) -> Tensor {
+    let f = |p: f32| {
+        let p = p as f64;
+        let y = if tanh {
+            0.5 * p
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (p + 0.044_715 * p * p * p)).tanh())
+        } else {
+            0.5 * p * (1.0 + erf(p / std::f64::consts::SQRT_2))
+        };
+        y as f32
+    };
+    Tensor::f32(x.shape.clone(), x.to_f32_vec().into_iter().map(f).collect())
+}
+
+pub fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    let (shape, v) = match (&a.data, &b.data) {
+        (Data::I64(x), Data::I64(y)) => zip_broadcast(x, &a.shape, y, &b.shape, |p, q| p == q)?,
+        _ => zip_broadcast(
+            &a.to_f32_vec(),
+            &a.shape,
+            &b.to_f32_vec(),
+            &b.shape,
+            |p, q| p == q,
+        )?,
+    };
+    Ok(Tensor::bool(shape, v))
+}
+
+/// `cond ? x : y` with three-way broadcasting.
+pub fn where_op(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&broadcast_shape(&cond.shape, &x.shape)?, &y.shape)?;
+    let c = super::layout::expand(cond, &shape)?.to_i64_vec();
+    let (xe, ye) = (
+        super::layout::expand(x, &shape)?,
+        super::layout::expand(y, &shape)?,
+    );
+    Ok(match (&xe.data, &ye.data) {
+        (Data::I64(p), Data::I64(q)) => Tensor::i64(
+            shape,
+            c.iter()
+                .zip(p.iter().zip(q))
+                .map(|(&k, (&p, &q))| if k != 0 { p } else { q })
+                .collect(),
+        ),
+        _ => {
+            let (p, q) = (xe.to_f32_vec(), ye.to_f32_vec());
+            Tensor::f32(
+                shape,
+                c.iter()
+                    .zip(p.iter().zip(&q))
+                    .map(|(&k, (&p, &q))| if k != 0 { p } else { q })
+                    .collect(),
+            )
+        }
+    })
 }
 
 #[cfg(test)]

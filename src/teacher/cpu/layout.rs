@@ -320,6 +320,114 @@ pub fn cast(x: &Tensor, to: DType) -> Tensor {
     }
 }
 
+/// Broadcasts `x` to `shape` (numpy rules; ONNX Expand's target is itself
+/// broadcast with the input shape).
+pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor, String> {
+    let out = super::elementwise::broadcast_shape(&x.shape, shape)?;
+    if out == x.shape {
+        return Ok(x.clone());
+    }
+    let r = out.len();
+    let mut strides = vec![0usize; r];
+    let mut s = 1;
+    for i in (0..x.shape.len()).rev() {
+        let o = i + r - x.shape.len();
+        strides[o] = if x.shape[i] == 1 { 0 } else { s };
+        s *= x.shape[i];
+    }
+    let n = numel(&out);
+    let mut src = Vec::with_capacity(n);
+    let mut idx = vec![0usize; r];
+    let mut off = 0usize;
+    for _ in 0..n {
+        src.push(off);
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            off += strides[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            off -= strides[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    let data = map_data!(x, |v| src.iter().map(|&i| v[i]).collect());
+    Ok(Tensor { shape: out, data })
+}
+
+pub fn tile(x: &Tensor, repeats: &[i64]) -> Result<Tensor, String> {
+    if repeats.len() != x.shape.len() || repeats.iter().any(|&r| r < 0) {
+        return Err(format!("Tile repeats {repeats:?} for shape {:?}", x.shape));
+    }
+    let mut t = x.clone();
+    for (axis, &rep) in repeats.iter().enumerate() {
+        if rep != 1 {
+            let copies: Vec<&Tensor> = std::iter::repeat_n(&t, rep as usize).collect();
+            t = if copies.is_empty() {
+                let mut shape = t.shape.clone();
+                shape[axis] = 0;
+                Tensor {
+                    shape,
+                    data: map_data!(t, |_v| Vec::new()),
+                }
+            } else {
+                concat(&copies, axis as i64)?
+            };
+        }
+    }
+    Ok(t)
+}
+
+/// Split sizes along `axis`: given, or equal parts for `parts` outputs.
+pub fn split_sizes(
+    dim: usize,
+    sizes: Option<Vec<i64>>,
+    parts: usize,
+) -> Result<Vec<usize>, String> {
+    match sizes {
+        Some(s) => {
+            let s: Vec<usize> = s
+                .into_iter()
+                .map(|v| usize::try_from(v).map_err(|_| format!("Split size {v}")))
+                .collect::<Result<_, _>>()?;
+            if s.iter().sum::<usize>() != dim {
+                return Err(format!("Split sizes {s:?} do not add up to {dim}"));
+            }
+            Ok(s)
+        }
+        None => {
+            let each = dim.div_ceil(parts.max(1));
+            Ok((0..parts)
+                .map(|i| each.min(dim.saturating_sub(i * each)))
+                .collect())
+        }
+    }
+}
+
+pub fn split(x: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, String> {
+    let a = norm_axis(axis, x.shape.len())?;
+    let mut start = 0i64;
+    sizes
+        .iter()
+        .map(|&s| {
+            let t = slice(x, &[start], &[start + s as i64], Some(&[a as i64]), None);
+            start += s as i64;
+            t
+        })
+        .collect()
+}
+
+pub fn constant_of_shape(shape: &Tensor, value: &Tensor) -> Result<Tensor, String> {
+    let dims: Vec<usize> = shape
+        .to_i64_vec()
+        .into_iter()
+        .map(|d| usize::try_from(d).map_err(|_| format!("ConstantOfShape dim {d}")))
+        .collect::<Result<_, _>>()?;
+    let n = numel(&dims);
+    let data = map_data!(value, |v| vec![v[0]; n]);
+    Ok(Tensor { shape: dims, data })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::teacher::graph::{Graph, Op};
 use crate::teacher::tensor::Tensor;
 
 /// Runs one op on its inputs (`None` = omitted optional input).
-pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, String> {
+pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<Tensor>, String> {
     let get = |i: usize| -> Result<&Tensor, String> {
         inputs
             .get(i)
@@ -127,6 +127,33 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, String> 
         }
         Op::Cast { to } => one(layout::cast(get(0)?, *to)),
         Op::Constant(t) => one((**t).clone()),
+        Op::LayerNorm { axis, eps } => one(elementwise::layer_norm(
+            get(0)?,
+            get(1)?,
+            opt(2),
+            *axis,
+            *eps,
+        )?),
+        Op::Gelu { tanh } => one(elementwise::gelu(get(0)?, *tanh)),
+        Op::ConstantOfShape(v) => one(layout::constant_of_shape(get(0)?, v)?),
+        Op::Equal => one(elementwise::equal(get(0)?, get(1)?)?),
+        Op::Where => one(elementwise::where_op(get(0)?, get(1)?, get(2)?)?),
+        Op::Expand => {
+            let shape: Vec<usize> = get(1)?
+                .to_i64_vec()
+                .into_iter()
+                .map(|d| d.max(0) as usize)
+                .collect();
+            one(layout::expand(get(0)?, &shape)?)
+        }
+        Op::Tile => one(layout::tile(get(0)?, &get(1)?.to_i64_vec())?),
+        Op::Split { axis, sizes } => {
+            let x = get(0)?;
+            let a = elementwise::norm_axis(*axis, x.shape.len())?;
+            let sizes =
+                layout::split_sizes(x.shape[a], sizes.clone().or_else(|| ints(1)), outputs)?;
+            layout::split(x, *axis, &sizes)
+        }
     }
 }
 
@@ -167,8 +194,8 @@ pub fn run(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
             .iter()
             .map(|v| v.and_then(|v| vals[v].as_deref()))
             .collect();
-        let outs =
-            eval(&n.op, &ins).map_err(|e| format!("node `{}` ({}): {e}", n.name, n.op.name()))?;
+        let outs = eval(&n.op, &ins, n.outputs.len())
+            .map_err(|e| format!("node `{}` ({}): {e}", n.name, n.op.name()))?;
         for (&o, t) in n.outputs.iter().zip(outs) {
             vals[o] = Some(Arc::new(t));
         }

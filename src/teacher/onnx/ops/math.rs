@@ -15,6 +15,7 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("Neg", |c| plain(c, Op::Unary(Unary::Neg))),
     ("Abs", |c| plain(c, Op::Unary(Unary::Abs))),
     ("Reciprocal", |c| plain(c, Op::Unary(Unary::Reciprocal))),
+    ("HardSwish", |c| plain(c, Op::Unary(Unary::HardSwish))),
     ("Add", |c| plain(c, Op::Binary(Binary::Add))),
     ("Sub", |c| plain(c, Op::Binary(Binary::Sub))),
     ("Mul", |c| plain(c, Op::Binary(Binary::Mul))),
@@ -26,7 +27,32 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("ReduceMean", |c| reduce(c, ReduceKind::Mean)),
     ("ReduceSum", |c| reduce(c, ReduceKind::Sum)),
     ("ReduceMax", |c| reduce(c, ReduceKind::Max)),
+    ("LayerNormalization", layer_norm),
+    ("Gelu", gelu),
+    ("Equal", |c| plain(c, Op::Equal)),
+    ("Where", |c| plain(c, Op::Where)),
 ];
+
+fn layer_norm(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["axis", "epsilon", "stash_type"])?;
+    if ctx.n_outputs() > 1 {
+        return Err("the Mean/InvStdDev outputs of LayerNormalization are not supported".into());
+    }
+    Ok(Op::LayerNorm {
+        axis: ctx.int("axis", -1)?,
+        eps: ctx.float("epsilon", 1e-5)?,
+    })
+}
+
+fn gelu(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["approximate"])?;
+    let tanh = match ctx.string("approximate")?.as_deref() {
+        None | Some("none") => false,
+        Some("tanh") => true,
+        Some(other) => return Err(format!("Gelu approximate={other}")),
+    };
+    Ok(Op::Gelu { tanh })
+}
 
 fn plain(ctx: &NodeCtx, op: Op) -> Result<Op, String> {
     ctx.only_attrs(&[])?;

@@ -24,7 +24,39 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("Constant", constant),
     ("Identity", identity),
     ("Dropout", dropout),
+    ("ConstantOfShape", constant_of_shape),
+    ("Expand", |c| plain(c, Op::Expand)),
+    ("Tile", |c| plain(c, Op::Tile)),
+    ("Split", split),
 ];
+
+fn plain(ctx: &NodeCtx, op: Op) -> Result<Op, String> {
+    ctx.only_attrs(&[])?;
+    Ok(op)
+}
+
+fn constant_of_shape(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["value"])?;
+    let value = match ctx.tensor_attr("value") {
+        Some(t) => {
+            let file = ctx.graph.source.display().to_string();
+            decode_tensor(t, Path::new(""), &file).map_err(|e| e.to_string())?
+        }
+        None => Tensor::scalar_f32(0.0),
+    };
+    if value.len() != 1 {
+        return Err("ConstantOfShape value must have one element".into());
+    }
+    Ok(Op::ConstantOfShape(Arc::new(value)))
+}
+
+fn split(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["axis", "split", "num_outputs"])?;
+    Ok(Op::Split {
+        axis: ctx.int("axis", 0)?,
+        sizes: ctx.ints("split")?,
+    })
+}
 
 fn flatten(ctx: &NodeCtx) -> Result<Op, String> {
     ctx.only_attrs(&["axis"])?;
