@@ -43,6 +43,43 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run a teacher (or an ensemble) on images: logits, probabilities, top-k.
+    Infer {
+        /// ONNX model; repeat for an ensemble (mean of softmax(logits / T)).
+        #[arg(long = "model", required = true)]
+        models: Vec<PathBuf>,
+        /// float32 NCHW .npy input.
+        #[arg(long, conflicts_with = "image")]
+        input: Option<PathBuf>,
+        /// An image file or a folder of them, with the eval preprocessing.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Output .npy: logits [N, C] (one model), probabilities (ensemble or --probs),
+        /// or with --topk the top-k values (and Y.idx.npy, int64 ids).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Softmax probabilities instead of logits for one model.
+        #[arg(long)]
+        probs: bool,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        #[arg(long)]
+        topk: Option<usize>,
+        /// Class names, one per line, for the printed top-5.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// --image preprocessing: shorter side, then center crop.
+        #[arg(long, default_value_t = 256)]
+        resize: u32,
+        #[arg(long, default_value_t = 224)]
+        crop: u32,
+    },
+    /// Inputs, outputs, op histogram, parameters, GMACs and what the passes fused.
+    Inspect { model: PathBuf },
     /// Microbenchmarks on a GPU; results go to bench-results/.
     Bench {
         #[command(subcommand)]
@@ -153,6 +190,107 @@ fn run(cli: Cli) -> Result<()> {
             augment::preview::write_png(&augment::preview::contact_sheet(&o), &out)?;
             eprintln!("wrote {} ({} samples)", out.display(), o.samples.len());
         }
+        Command::Infer {
+            models,
+            input,
+            image,
+            output,
+            device,
+            batch_size,
+            probs,
+            temperature,
+            topk,
+            labels,
+            resize,
+            crop,
+        } => {
+            use dr::teacher::infer;
+            use dr::teacher::tensor::Tensor;
+            if device != "cpu" {
+                anyhow::bail!(
+                    "--device {device}: the CUDA teacher executor is not built yet (issue [gpu-cnn]). Fix: run with --device cpu"
+                );
+            }
+            anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+            anyhow::ensure!(temperature > 0.0, "--temperature must be positive");
+            let (x, names) = match (&input, &image) {
+                (Some(p), _) => {
+                    let (shape, data): (Vec<usize>, Vec<f32>) = dr::npy::read(p)?;
+                    (Tensor::f32(shape, data), None)
+                }
+                (None, Some(p)) => {
+                    let files = infer::image_files(p)?;
+                    let pre = infer::Preprocess {
+                        resize,
+                        crop,
+                        ..Default::default()
+                    };
+                    let mut data = Vec::new();
+                    for f in &files {
+                        data.extend(pre.image(f)?);
+                    }
+                    (
+                        Tensor::f32(vec![files.len(), 3, crop as usize, crop as usize], data),
+                        Some(files),
+                    )
+                }
+                (None, None) => anyhow::bail!("give --input X.npy or --image FILE|DIR"),
+            };
+            let req = infer::InferRequest {
+                models: models.clone(),
+                input: x,
+                batch_size,
+                probs,
+                temperature,
+            };
+            let y = infer::infer(&req)?;
+            let are_probs = probs || models.len() > 1;
+            if let Some(out) = &output {
+                match topk {
+                    Some(k) => {
+                        let (vals, ids) = infer::topk(&y, k);
+                        let k = k.min(y.shape[1]);
+                        dr::npy::write(out, &[y.shape[0], k], &vals)?;
+                        let idx = out.with_extension("idx.npy");
+                        dr::npy::write(&idx, &[y.shape[0], k], &ids)?;
+                        eprintln!("wrote {} and {}", out.display(), idx.display());
+                    }
+                    None => {
+                        dr::npy::write(out, &y.shape, y.as_f32().unwrap())?;
+                        eprintln!(
+                            "wrote {} {:?} ({})",
+                            out.display(),
+                            y.shape,
+                            if are_probs { "probabilities" } else { "logits" }
+                        );
+                    }
+                }
+            }
+            if let Some(files) = names {
+                let labels: Option<Vec<String>> = labels
+                    .map(|l| {
+                        std::fs::read_to_string(&l).map(|t| t.lines().map(str::to_owned).collect())
+                    })
+                    .transpose()?;
+                let p = infer::as_probs(&y, are_probs);
+                let (vals, ids) = infer::topk(&p, 5);
+                let k = vals.len() / files.len().max(1);
+                for (i, f) in files.iter().enumerate() {
+                    println!("{}", f.display());
+                    for j in 0..k {
+                        let id = ids[i * k + j] as usize;
+                        let name = labels
+                            .as_ref()
+                            .and_then(|l| l.get(id))
+                            .map_or(String::new(), |n| format!(" {n}"));
+                        println!("  {:>6.2}%  {id}{name}", 100.0 * vals[i * k + j]);
+                    }
+                }
+            } else if output.is_none() {
+                anyhow::bail!("--input needs --output Y.npy");
+            }
+        }
+        Command::Inspect { model } => print!("{}", dr::teacher::infer::inspect(&model)?),
         Command::Bench {
             bench:
                 Bench::Bandwidth {

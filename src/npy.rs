@@ -15,6 +15,9 @@ impl Element for f32 {
 impl Element for u8 {
     const DESCR: &'static str = "|u1";
 }
+impl Element for i64 {
+    const DESCR: &'static str = "<i8";
+}
 impl Element for u32 {
     const DESCR: &'static str = "<u4";
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use dr::teacher::tensor::Tensor;
-use dr::teacher::{cpu, onnx, shape};
+use dr::teacher::{cpu, onnx, passes, shape};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -43,7 +43,20 @@ fn every_fixture_model_matches_onnxruntime() {
         let x = npy(c["input"].as_str().unwrap());
         let want = npy(c["output"].as_str().unwrap());
         let g = shape::with_batch(&model, x.shape[0]).unwrap();
+        let plain = cpu::run(&g, vec![x.clone()]).unwrap().remove(0);
+        let mut g = g;
+        let report = passes::optimize(&mut g).unwrap();
         let got = cpu::run(&g, vec![x]).unwrap().remove(0);
+        let drift = plain
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(got.as_f32().unwrap())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            drift < 1e-4,
+            "{name}: the passes changed the output by {drift}: {report:?}"
+        );
         assert_eq!(got.shape, want.shape, "{name}");
         let (gv, wv) = (got.as_f32().unwrap(), want.as_f32().unwrap());
         let scale = wv.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -59,7 +72,7 @@ fn every_fixture_model_matches_onnxruntime() {
             .zip(wv.chunks(classes))
             .all(|(a, b)| topk(a, k) == topk(b, k));
         println!(
-            "{name}: opset {}, {} nodes, max rel error {err:.2e}, top-{k} identical: {same_top}",
+            "{name}: opset {}, {} nodes after passes, max rel error {err:.2e}, top-{k} identical: {same_top}",
             c["opset"],
             g.nodes.len()
         );

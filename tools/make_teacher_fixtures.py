@@ -415,6 +415,23 @@ def main():
             cases.append({"family": fam, "exporter": kind, "model": os.path.basename(path), "opset": opset,
                           "input": f"{fam}.input.npy", "output": os.path.basename(path)[:-5] + ".ort.npy",
                           "ops": ops})
+    # Models for the error paths (tests/teacher_errors.rs).
+    model = randomize_bn(TinyResNet(), torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, 32, 32)
+    torch.onnx.export(model, (x,), os.path.join(a.out, "resnet-external.onnx"), dynamo=True,
+                      input_names=["input"], output_names=["logits"], external_data=True)
+    with torch.no_grad():
+        np.save(os.path.join(a.out, "resnet-external.torch.npy"), model(x).numpy())
+    np.save(os.path.join(a.out, "resnet-external.input.npy"), x.numpy())
+    torch.onnx.export(model, x, os.path.join(a.out, "resnet-dynamic-hw.onnx"), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}})
+
+    class CumSum(nn.Module):
+        def forward(self, x):
+            return x.cumsum(1).mean((2, 3))
+
+    torch.onnx.export(CumSum(), x, os.path.join(a.out, "unsupported-cumsum.onnx"), opset_version=17, dynamo=False)
     meta = {"versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
             "cases": cases}
     with open(os.path.join(a.out, "cases.json"), "w") as f:

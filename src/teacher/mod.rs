@@ -3,7 +3,10 @@
 //! oracle of the GPU executor.
 
 pub mod cpu;
+pub mod ensemble;
 pub mod graph;
+pub mod infer;
 pub mod onnx;
+pub mod passes;
 pub mod shape;
 pub mod tensor;

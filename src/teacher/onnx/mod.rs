@@ -76,7 +76,24 @@ pub fn load(path: &Path) -> Result<Model> {
             file: file.clone(),
             detail: e.to_string(),
         })?;
-    convert(model, path)
+    convert(model, path, None)
+}
+
+/// Every node dr cannot import, each as the error `load` would give.
+pub fn unsupported_nodes(path: &Path) -> Result<Vec<String>> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| TeacherError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let model =
+        proto::ModelProto::decode(bytes.as_slice()).map_err(|e| TeacherError::Protobuf {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
+    let mut found = Vec::new();
+    convert(model, path, Some(&mut found))?;
+    Ok(found)
 }
 
 fn invalid(file: &str, detail: impl Into<String>) -> TeacherError {
@@ -86,7 +103,13 @@ fn invalid(file: &str, detail: impl Into<String>) -> TeacherError {
     }
 }
 
-fn convert(model: proto::ModelProto, path: &Path) -> Result<Model> {
+/// `collect`: record unsupported nodes there and go on (with an Identity in
+/// their place) instead of failing at the first.
+fn convert(
+    model: proto::ModelProto,
+    path: &Path,
+    mut collect: Option<&mut Vec<String>>,
+) -> Result<Model> {
     let file = path.display().to_string();
     let graph = model
         .graph
@@ -159,7 +182,17 @@ fn convert(model: proto::ModelProto, path: &Path) -> Result<Model> {
         by_name.insert(name, id);
     }
     for n in &graph.node {
-        let node = import_node(n, &model.functions, &mut g, &mut by_name, &file, opset)?;
+        let node = match (
+            import_node(n, &model.functions, &mut g, &mut by_name, &file, opset),
+            collect.as_deref_mut(),
+        ) {
+            (Ok(node), _) => node,
+            (Err(e @ TeacherError::Unsupported { .. }), Some(found)) => {
+                found.push(e.to_string());
+                placeholder(n, &mut g, &mut by_name)
+            }
+            (Err(e), _) => return Err(e),
+        };
         g.nodes.push(node);
     }
     for vi in &graph.output {
@@ -183,6 +216,30 @@ fn convert(model: proto::ModelProto, path: &Path) -> Result<Model> {
         .trim()
         .to_owned(),
     })
+}
+
+/// Stands in for an unsupported node while scanning a whole model.
+fn placeholder(
+    n: &proto::NodeProto,
+    g: &mut Graph,
+    by_name: &mut HashMap<String, ValueId>,
+) -> Node {
+    let inputs = n.input.iter().map(|i| by_name.get(i).copied()).collect();
+    let outputs = n
+        .output
+        .iter()
+        .map(|o| {
+            let id = g.add_value(o.clone(), DType::F32);
+            by_name.insert(o.clone(), id);
+            id
+        })
+        .collect();
+    Node {
+        name: n.name.clone().unwrap_or_default(),
+        op: super::graph::Op::Unary(super::graph::Unary::Identity),
+        inputs,
+        outputs,
+    }
 }
 
 fn import_node(
@@ -266,7 +323,11 @@ pub fn decode_tensor(t: &TensorProto, dir: &Path, file: &str) -> Result<Tensor> 
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| err(format!("negative dimension {d}"))))
         .collect::<Result<_>>()?;
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= 1 << 34)
+        .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
     let dt = t.data_type.unwrap_or(0);
     let external;
     let raw: Option<&[u8]> = if t.data_location == Some(1) {
@@ -308,6 +369,19 @@ pub fn decode_tensor(t: &TensorProto, dir: &Path, file: &str) -> Result<Tensor> 
     };
     let f16_bits = |bits: u16| half::f16::from_bits(bits).to_f32();
     let bf16_bits = |bits: u16| half::bf16::from_bits(bits).to_f32();
+    if raw.is_none() {
+        let typed = match dt {
+            data_type::FLOAT => t.float_data.len(),
+            data_type::DOUBLE => t.double_data.len(),
+            data_type::INT64 => t.int64_data.len(),
+            _ => t.int32_data.len(),
+        };
+        if typed != n {
+            return Err(err(format!(
+                "{typed} values for shape {shape:?} ({n} expected)"
+            )));
+        }
+    }
     let tensor = match (dt, raw) {
         (data_type::FLOAT, Some(r)) => Tensor::f32(shape, bytemuck::pod_collect_to_vec(r)),
         (data_type::FLOAT, None) => Tensor::f32(shape, t.float_data.clone()),

@@ -1,0 +1,145 @@
+//! Teachers as the pipeline uses them: one model or an ensemble, each member
+//! prepared (shapes fixed, passes run) once per batch size. An ensemble's
+//! output is the mean over members of softmax(logits / T), as ml-dr's
+//! `ClassificationEnsembleNet` computes it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::cpu;
+use super::graph::Graph;
+use super::onnx::{self, Model, TeacherError};
+use super::passes;
+use super::shape::with_batch;
+use super::tensor::Tensor;
+
+pub struct Member {
+    pub path: PathBuf,
+    pub model: Model,
+    prepared: Mutex<HashMap<usize, std::sync::Arc<Graph>>>,
+}
+
+impl Member {
+    pub fn load(path: &Path) -> Result<Self, TeacherError> {
+        let model = onnx::load(path)?;
+        if model.graph.inputs.len() != 1 || model.graph.outputs.len() != 1 {
+            return Err(TeacherError::Invalid {
+                file: path.display().to_string(),
+                detail: format!(
+                    "a teacher takes one image input and gives one logits output; this model has {} inputs and {} outputs",
+                    model.graph.inputs.len(),
+                    model.graph.outputs.len()
+                ),
+            });
+        }
+        let m = Member {
+            path: path.to_path_buf(),
+            model,
+            prepared: Mutex::new(HashMap::new()),
+        };
+        m.graph(1)?; // shapes and passes must work before we accept the model
+        Ok(m)
+    }
+
+    /// The graph prepared for `batch` (cached).
+    pub fn graph(&self, batch: usize) -> Result<std::sync::Arc<Graph>, TeacherError> {
+        if let Some(g) = self.prepared.lock().unwrap().get(&batch) {
+            return Ok(g.clone());
+        }
+        let mut g = with_batch(&self.model, batch)?;
+        passes::optimize(&mut g)?;
+        let g = std::sync::Arc::new(g);
+        self.prepared.lock().unwrap().insert(batch, g.clone());
+        Ok(g)
+    }
+
+    /// The input shape [C, H, W] the model expects.
+    pub fn input_chw(&self) -> Result<Vec<usize>, TeacherError> {
+        let g = self.graph(1)?;
+        Ok(g.values[g.inputs[0]].shape.clone().unwrap_or_default()[1..].to_vec())
+    }
+
+    /// Logits for a batch [N, C, H, W] → [N, classes].
+    pub fn logits(&self, x: Tensor) -> Result<Tensor, TeacherError> {
+        let g = self.graph(x.shape[0])?;
+        let mut out = cpu::run(&g, vec![x]).map_err(|detail| TeacherError::Invalid {
+            file: self.path.display().to_string(),
+            detail,
+        })?;
+        let y = out.remove(0);
+        if y.shape.len() != 2 {
+            return Err(TeacherError::Invalid {
+                file: self.path.display().to_string(),
+                detail: format!(
+                    "the output has shape {:?}; a teacher gives [batch, classes] logits",
+                    y.shape
+                ),
+            });
+        }
+        Ok(y)
+    }
+}
+
+/// Row-wise softmax of `logits / t`.
+pub fn softmax_rows(logits: &Tensor, t: f32) -> Tensor {
+    let c = logits.shape[1];
+    let v = logits.as_f32().expect("logits are float");
+    let mut out = vec![0f32; v.len()];
+    for (row, dst) in v.chunks(c).zip(out.chunks_mut(c)) {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b / t));
+        let e: Vec<f64> = row.iter().map(|&x| ((x / t - m) as f64).exp()).collect();
+        let s: f64 = e.iter().sum();
+        for (d, x) in dst.iter_mut().zip(e) {
+            *d = (x / s) as f32;
+        }
+    }
+    Tensor::f32(logits.shape.clone(), out)
+}
+
+pub struct Ensemble {
+    pub members: Vec<Member>,
+}
+
+impl Ensemble {
+    pub fn load(paths: &[PathBuf]) -> Result<Self, TeacherError> {
+        let members = paths
+            .iter()
+            .map(|p| Member::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Ensemble { members })
+    }
+
+    /// Mean over members of softmax(logits / t); all members must agree on
+    /// the class count.
+    pub fn probs(&self, x: &Tensor, t: f32) -> Result<Tensor, TeacherError> {
+        let mut acc: Option<Vec<f32>> = None;
+        let mut shape = vec![];
+        for m in &self.members {
+            let p = softmax_rows(&m.logits(x.clone())?, t);
+            match &mut acc {
+                None => {
+                    shape = p.shape.clone();
+                    acc = Some(p.as_f32().unwrap().to_vec());
+                }
+                Some(a) => {
+                    if p.shape != shape {
+                        return Err(TeacherError::Invalid {
+                            file: m.path.display().to_string(),
+                            detail: format!(
+                                "gives {:?} but the first member gives {shape:?}: ensemble members must share the class count",
+                                p.shape
+                            ),
+                        });
+                    }
+                    a.iter_mut()
+                        .zip(p.as_f32().unwrap())
+                        .for_each(|(s, v)| *s += v);
+                }
+            }
+        }
+        let n = self.members.len() as f32;
+        let a = acc.unwrap_or_default().into_iter().map(|v| v / n).collect();
+        Ok(Tensor::f32(shape, a))
+    }
+}

@@ -1,0 +1,267 @@
+//! `dr infer` and `dr inspect`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::ensemble::{Ensemble, softmax_rows};
+use super::graph::{Graph, Op};
+use super::onnx;
+use super::tensor::Tensor;
+use crate::augment::geometry::{center_crop, resize};
+use crate::config::{PassOrder, ResizeSize};
+use crate::dataset::decode::decode_rgb;
+
+/// Evaluation preprocessing for `--image`: resize the shorter side,
+/// center-crop, to_tensor, normalize (torchvision's standard eval transform).
+#[derive(Debug, Clone)]
+pub struct Preprocess {
+    pub resize: u32,
+    pub crop: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Preprocess {
+            resize: 256,
+            crop: 224,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+impl Preprocess {
+    pub fn image(&self, path: &Path) -> Result<Vec<f32>> {
+        let img = decode_rgb(path)?;
+        let img = resize(
+            &img,
+            ResizeSize::Shorter(self.resize),
+            None,
+            PassOrder::Pillow13,
+        );
+        let img = center_crop(&img, self.crop as usize, self.crop as usize);
+        let t = img.to_chw();
+        let plane = t.plane();
+        Ok(t.data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f32 / 255.0 - self.mean[i / plane]) / self.std[i / plane])
+            .collect())
+    }
+}
+
+/// Image files of a folder (sorted), or the file itself.
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let exts = [
+        "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+    ];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no image files ({})", path.display(), exts.join(", "));
+    }
+    Ok(files)
+}
+
+pub struct InferRequest {
+    pub models: Vec<PathBuf>,
+    pub input: Tensor,
+    pub batch_size: usize,
+    pub probs: bool,
+    pub temperature: f32,
+}
+
+/// Logits (one model, no `--probs`) or mean probabilities, [N, classes].
+pub fn infer(req: &InferRequest) -> Result<Tensor> {
+    let ens = Ensemble::load(&req.models)?;
+    let want = ens.members[0].input_chw()?;
+    if req.input.shape.len() != 4 || req.input.shape[1..] != want[..] {
+        bail!(
+            "the input is {:?} but {} takes [N, {}] (float32 NCHW)",
+            req.input.shape,
+            req.models[0].display(),
+            want.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for m in &ens.members[1..] {
+        if m.input_chw()? != want {
+            bail!(
+                "{} takes {:?} but {} takes {:?}: members with other input sizes need their own resize (not supported by dr infer yet)",
+                m.path.display(),
+                m.input_chw()?,
+                req.models[0].display(),
+                want
+            );
+        }
+    }
+    let n = req.input.shape[0];
+    let per = req.input.len() / n.max(1);
+    let x = req.input.as_f32().context("input must be float32")?;
+    let mut rows: Vec<f32> = Vec::new();
+    let mut classes = 0;
+    for start in (0..n).step_by(req.batch_size.max(1)) {
+        let b = req.batch_size.min(n - start);
+        let chunk = Tensor::f32(
+            [vec![b], want.clone()].concat(),
+            x[start * per..(start + b) * per].to_vec(),
+        );
+        let y = if ens.members.len() == 1 && !req.probs {
+            ens.members[0].logits(chunk)?
+        } else {
+            ens.probs(&chunk, req.temperature)?
+        };
+        classes = y.shape[1];
+        rows.extend_from_slice(y.as_f32().unwrap());
+    }
+    Ok(Tensor::f32(vec![n, classes], rows))
+}
+
+/// Top-k per row: values and ids, largest first, ties to the lower id.
+pub fn topk(y: &Tensor, k: usize) -> (Vec<f32>, Vec<i64>) {
+    let c = y.shape[1];
+    let k = k.min(c);
+    let (mut vals, mut ids) = (Vec::new(), Vec::new());
+    for row in y.as_f32().unwrap().chunks(c) {
+        let mut idx: Vec<usize> = (0..c).collect();
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        for &i in &idx[..k] {
+            vals.push(row[i]);
+            ids.push(i as i64);
+        }
+    }
+    (vals, ids)
+}
+
+/// Probabilities for display whatever `infer` returned.
+pub fn as_probs(y: &Tensor, already: bool) -> Tensor {
+    if already {
+        y.clone()
+    } else {
+        softmax_rows(y, 1.0)
+    }
+}
+
+/// Multiply-accumulates of the graph at its prepared batch size.
+pub fn macs(g: &Graph) -> u64 {
+    let shape = |v: Option<usize>| {
+        v.and_then(|v| g.values[v].shape.clone())
+            .unwrap_or_default()
+    };
+    g.nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Conv(_) => {
+                let w = shape(n.inputs[1]);
+                let o = shape(Some(n.outputs[0]));
+                (o.iter().product::<usize>() * w[1..].iter().product::<usize>()) as u64
+            }
+            Op::Gemm { trans_a, .. } => {
+                let a = shape(n.inputs[0]);
+                let o = shape(Some(n.outputs[0]));
+                let k = if *trans_a { a[0] } else { a[1] };
+                (o.iter().product::<usize>() * k) as u64
+            }
+            Op::MatMul => {
+                let a = shape(n.inputs[0]);
+                let o = shape(Some(n.outputs[0]));
+                (o.iter().product::<usize>() * a.last().copied().unwrap_or(0)) as u64
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The `dr inspect` report.
+pub fn inspect(path: &Path) -> Result<String> {
+    let mut s = String::new();
+    let unsupported = onnx::unsupported_nodes(path)?;
+    if !unsupported.is_empty() {
+        writeln!(
+            s,
+            "{}: {} unsupported node(s):",
+            path.display(),
+            unsupported.len()
+        )?;
+        for u in &unsupported {
+            writeln!(s, "  {u}")?;
+        }
+        return Ok(s);
+    }
+    let model = onnx::load(path)?;
+    let g0 = &model.graph;
+    writeln!(
+        s,
+        "{} (producer {}, opset {})",
+        path.display(),
+        model.producer,
+        g0.opset
+    )?;
+    for (&i, dims) in g0.inputs.iter().zip(&model.input_dims) {
+        let d: Vec<String> = dims
+            .iter()
+            .map(|d| match d {
+                onnx::Dim::Fixed(n) => n.to_string(),
+                onnx::Dim::Symbolic(p) => p.clone(),
+            })
+            .collect();
+        writeln!(s, "input  {} [{}]", g0.values[i].name, d.join(", "))?;
+    }
+    let mut hist: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &g0.nodes {
+        *hist.entry(n.op.name()).or_default() += 1;
+    }
+    let mut g = super::shape::with_batch(&model, 1)?;
+    let folded_nodes = g0.nodes.len();
+    let report = super::passes::optimize(&mut g)?;
+    for &o in &g.outputs {
+        writeln!(
+            s,
+            "output {} {:?} at batch 1",
+            g.values[o].name,
+            g.values[o].shape.clone().unwrap_or_default()
+        )?;
+    }
+    writeln!(s, "parameters {:.2} M", g.parameter_count() as f64 / 1e6)?;
+    writeln!(s, "GMACs at batch 1: {:.3}", macs(&g) as f64 / 1e9)?;
+    writeln!(s, "ops as exported ({folded_nodes} nodes):")?;
+    for (op, n) in &hist {
+        writeln!(s, "  {op:<22} {n}")?;
+    }
+    writeln!(s, "passes:")?;
+    for (name, before, after) in report {
+        writeln!(s, "  {name:<22} {before} -> {after} nodes")?;
+    }
+    let mut fused: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &g.nodes {
+        *fused.entry(n.op.name()).or_default() += 1;
+    }
+    writeln!(
+        s,
+        "ops after passes ({} nodes): {}",
+        g.nodes.len(),
+        fused
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    Ok(s)
+}
