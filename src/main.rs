@@ -141,6 +141,20 @@ impl AugmentArgs {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Teacher throughput (img/s, GFLOP/s) on the CPU executor.
+    Model {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Host<->device (pinned, pageable) and device copy bandwidth vs the peaks.
     Bandwidth {
         /// CUDA device ordinal.
@@ -288,6 +302,40 @@ fn run(cli: Cli) -> Result<()> {
                 }
             } else if output.is_none() {
                 anyhow::bail!("--input needs --output Y.npy");
+            }
+        }
+        Command::Bench {
+            bench:
+                Bench::Model {
+                    model,
+                    device,
+                    batch_size,
+                    iters,
+                    json,
+                },
+        } => {
+            if device != "cpu" {
+                anyhow::bail!(
+                    "--device {device}: the CUDA teacher executor is not built yet (issue [gpu-cnn]). Fix: --device cpu"
+                );
+            }
+            let r = dr::bench::model::run_cpu(&model, batch_size, iters)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}: batch {}, {} threads: {:.2} img/s, {:.1} GFLOP/s ({:.2} GMACs/image)",
+                    model.display(),
+                    r.batch,
+                    r.threads,
+                    r.img_per_s,
+                    r.gflops,
+                    r.gmacs_per_image
+                );
+                let total: f64 = r.per_op.iter().map(|p| p.1).sum();
+                for (op, t, n) in r.per_op.iter().take(10) {
+                    println!("  {op:<16} {:>5.1}%  {n} calls", 100.0 * t / total);
+                }
             }
         }
         Command::Inspect { model } => print!("{}", dr::teacher::infer::inspect(&model)?),

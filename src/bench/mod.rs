@@ -3,4 +3,5 @@
 //! `bench-results/*.json` with device, driver and commit.
 
 pub mod bandwidth;
+pub mod model;
 pub mod report;

@@ -76,6 +76,10 @@ pub enum Binary {
     Mul,
     Div,
     Pow,
+    /// Integer modulo with the divisor's sign (ONNX Mod, fmod = 0).
+    Mod,
+    /// C fmod: the dividend's sign (ONNX Mod, fmod = 1).
+    Fmod,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +100,7 @@ pub enum Op {
         trans_a: bool,
         trans_b: bool,
     },
+    /// a, b, [bias over the last axis: fused by `fuse_matmul_bias`]
     MatMul,
     /// x, scale, bias, mean, var
     BatchNorm {

@@ -166,7 +166,7 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
                     "MatMul too large for shape inference".into(),
                 ));
             }
-            super::cpu::linear::matmul_op(&a, &b)
+            super::cpu::linear::matmul_op(&a, &b, None)
                 .map_err(|e| unsupported(g, i, e))?
                 .shape
         }

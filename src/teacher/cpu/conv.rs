@@ -124,14 +124,15 @@ pub fn conv2d(
             let (b, gi) = (idx / g, idx % g);
             let xg = &xs[(b * cin + gi * cg) * h * wd..(b * cin + (gi + 1) * cg) * h * wd];
             let wg = &ws[gi * mg * kdim..(gi + 1) * mg * kdim];
-            let col;
-            let cols: &[f32] = if pointwise {
-                xg
+            if pointwise {
+                matmul(mg, plane, kdim, wg, false, xg, false, dst, false);
             } else {
-                col = im2col(xg, cg, h, wd, c, oh, ow);
-                &col
-            };
-            matmul(mg, plane, kdim, wg, false, cols, false, dst, false);
+                COLS.with(|cols| {
+                    let mut col = cols.borrow_mut();
+                    im2col(xg, cg, h, wd, c, oh, ow, &mut col);
+                    matmul(mg, plane, kdim, wg, false, &col, false, dst, false);
+                });
+            }
             for (mi, row) in dst.chunks_mut(plane).enumerate() {
                 let ch = gi * mg + mi;
                 let bias = bs.map_or(0.0, |b| b[ch]);
@@ -151,7 +152,14 @@ pub fn conv2d(
     Ok(Tensor::f32(shape, out))
 }
 
-/// Unfolds one image's `cg` channels into [cg·kh·kw, oh·ow] columns.
+thread_local! {
+    /// im2col scratch, reused across convolutions on this thread.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Unfolds one image's `cg` channels into `col` as [cg·kh·kw, oh·ow]
+/// (zeros where the window reads padding).
+#[allow(clippy::too_many_arguments)]
 fn im2col(
     x: &[f32],
     cg: usize,
@@ -160,14 +168,18 @@ fn im2col(
     c: &ConvAttrs,
     oh: usize,
     ow: usize,
-) -> Vec<f32> {
+    col: &mut Vec<f32>,
+) {
     let (kh, kw) = (c.kernel[0], c.kernel[1]);
-    let mut col = vec![0f32; cg * kh * kw * oh * ow];
+    col.clear();
+    col.resize(cg * kh * kw * oh * ow, 0.0);
+    let unit = c.strides[1] == 1;
     for ci in 0..cg {
         let src = &x[ci * h * w..(ci + 1) * h * w];
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = ((ci * kh + ky) * kw + kx) * oh * ow;
+                let x0 = (kx * c.dilations[1]) as isize - c.pads[1] as isize;
                 for oy in 0..oh {
                     let iy =
                         (oy * c.strides[0] + ky * c.dilations[0]) as isize - c.pads[0] as isize;
@@ -176,18 +188,26 @@ fn im2col(
                     }
                     let srow = &src[iy as usize * w..(iy as usize + 1) * w];
                     let drow = &mut col[row + oy * ow..row + (oy + 1) * ow];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix =
-                            (ox * c.strides[1] + kx * c.dilations[1]) as isize - c.pads[1] as isize;
-                        if ix >= 0 && ix < w as isize {
-                            *d = srow[ix as usize];
+                    if unit {
+                        // Output columns whose input column x0 + ox is inside.
+                        let lo = (-x0).max(0) as usize;
+                        let hi = ((w as isize - x0).max(0) as usize).min(ow);
+                        if lo < hi {
+                            let s0 = (x0 + lo as isize) as usize;
+                            drow[lo..hi].copy_from_slice(&srow[s0..s0 + (hi - lo)]);
+                        }
+                    } else {
+                        for (ox, d) in drow.iter_mut().enumerate() {
+                            let ix = x0 + (ox * c.strides[1]) as isize;
+                            if ix >= 0 && ix < w as isize {
+                                *d = srow[ix as usize];
+                            }
                         }
                     }
                 }
             }
         }
     }
-    col
 }
 
 /// Inference batch norm: `(x - mean) / sqrt(var + eps) * scale + bias` per channel.

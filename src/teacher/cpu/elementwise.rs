@@ -1,7 +1,12 @@
 //! Elementwise math with numpy broadcasting, activations, softmax and
 //! reductions.
 
+use rayon::prelude::*;
+
 use crate::teacher::graph::{Binary, ReduceKind, Unary};
+
+/// Elements per parallel task of elementwise ops.
+const PAR_CHUNK: usize = 1 << 14;
 use crate::teacher::tensor::{Data, Tensor, numel};
 
 /// numpy's broadcast of two shapes.
@@ -42,19 +47,53 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 /// Visits output positions with the matching input offsets.
-fn zip_broadcast<T: Copy, U>(
+fn zip_broadcast<T: Copy + Send + Sync, U: Send>(
     a: &[T],
     ash: &[usize],
     b: &[T],
     bsh: &[usize],
-    f: impl Fn(T, T) -> U,
+    f: impl Fn(T, T) -> U + Send + Sync,
 ) -> Result<(Vec<usize>, Vec<U>), String> {
     let out = broadcast_shape(ash, bsh)?;
     if ash == bsh {
-        return Ok((out, a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()));
+        return Ok((
+            out,
+            a.par_iter()
+                .zip(b.par_iter())
+                .with_min_len(PAR_CHUNK)
+                .map(|(&x, &y)| f(x, y))
+                .collect(),
+        ));
     }
     if b.len() == 1 {
-        return Ok((out, a.iter().map(|&x| f(x, b[0])).collect()));
+        return Ok((
+            out,
+            a.par_iter()
+                .with_min_len(PAR_CHUNK)
+                .map(|&x| f(x, b[0]))
+                .collect(),
+        ));
+    }
+    // One operand broadcast along the other's leading axes (a bias [C] over [..., C]).
+    let trailing = |long: &[usize], short: &[usize]| {
+        let s: Vec<usize> = short.iter().copied().skip_while(|&d| d == 1).collect();
+        !s.is_empty() && long.len() >= s.len() && long[long.len() - s.len()..] == s[..]
+    };
+    if out == ash && trailing(ash, bsh) {
+        let mut res = Vec::with_capacity(a.len());
+        res.par_extend(
+            a.par_chunks(b.len())
+                .flat_map_iter(|row| row.iter().zip(b).map(|(&x, &y)| f(x, y))),
+        );
+        return Ok((out, res));
+    }
+    if out == bsh && trailing(bsh, ash) {
+        let mut res = Vec::with_capacity(b.len());
+        res.par_extend(
+            b.par_chunks(a.len())
+                .flat_map_iter(|row| a.iter().zip(row).map(|(&x, &y)| f(x, y))),
+        );
+        return Ok((out, res));
     }
     let (sa, sb) = (broadcast_strides(ash, &out), broadcast_strides(bsh, &out));
     let n = numel(&out);
@@ -87,6 +126,14 @@ pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
                 Binary::Mul => p.wrapping_mul(q),
                 Binary::Div => p.checked_div(q).unwrap_or(0), // C truncation, as onnxruntime
                 Binary::Pow => p.pow(q.clamp(0, 63) as u32),
+                Binary::Mod => p.checked_rem(q).map_or(0, |r| {
+                    if r != 0 && (r < 0) != (q < 0) {
+                        r + q
+                    } else {
+                        r
+                    }
+                }),
+                Binary::Fmod => p.checked_rem(q).unwrap_or(0),
             };
             let (shape, v) = zip_broadcast(x, &a.shape, y, &b.shape, f)?;
             Ok(Tensor::i64(shape, v))
@@ -99,6 +146,15 @@ pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
                 Binary::Mul => p * q,
                 Binary::Div => p / q,
                 Binary::Pow => p.powf(q),
+                Binary::Mod => {
+                    let r = p % q;
+                    if r != 0.0 && (r < 0.0) != (q < 0.0) {
+                        r + q
+                    } else {
+                        r
+                    }
+                }
+                Binary::Fmod => p % q,
             };
             let (shape, v) = zip_broadcast(&x, &a.shape, &y, &b.shape, f)?;
             Ok(Tensor::f32(shape, v))
@@ -153,10 +209,10 @@ pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
         Unary::HardSwish => p * (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
         Unary::Identity => p,
     };
-    Ok(Tensor::f32(
-        x.shape.clone(),
-        x.to_f32_vec().into_iter().map(f).collect(),
-    ))
+    let mut v = x.to_f32_vec();
+    v.par_chunks_mut(PAR_CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|p| *p = f(*p)));
+    Ok(Tensor::f32(x.shape.clone(), v))
 }
 
 pub fn clip(x: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, String> {
@@ -194,16 +250,28 @@ pub fn softmax(x: &Tensor, axis: i64) -> Result<Tensor, String> {
     let v = x.to_f32_vec();
     let (len, inner) = (x.shape[a], x.shape[a + 1..].iter().product::<usize>());
     let mut out = v.clone();
-    for block in 0..v.len() / (len * inner).max(1) {
-        for i in 0..inner {
-            let at = |k: usize| block * len * inner + k * inner + i;
-            let m = (0..len).map(|k| v[at(k)]).fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = (0..len).map(|k| (v[at(k)] - m).exp()).sum();
-            for k in 0..len {
-                out[at(k)] = (v[at(k)] - m).exp() / s;
-            }
-        }
+    if len == 0 {
+        return Ok(Tensor::f32(x.shape.clone(), out));
     }
+    // Each block [len, inner] is independent.
+    out.par_chunks_mut(len * inner)
+        .zip(v.par_chunks(len * inner))
+        .for_each(|(dst, src)| {
+            for i in 0..inner {
+                let m = (0..len)
+                    .map(|k| src[k * inner + i])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut s = 0f32;
+                for k in 0..len {
+                    let e = (src[k * inner + i] - m).exp();
+                    dst[k * inner + i] = e;
+                    s += e;
+                }
+                for k in 0..len {
+                    dst[k * inner + i] /= s;
+                }
+            }
+        });
     Ok(Tensor::f32(x.shape.clone(), out))
 }
 
@@ -275,30 +343,45 @@ pub fn layer_norm(
         return Err(format!("LayerNorm scale/bias sizes do not match {inner}"));
     }
     let mut out = vec![0f32; v.len()];
-    for (row, dst) in v.chunks(inner.max(1)).zip(out.chunks_mut(inner.max(1))) {
-        let mean = row.iter().map(|&t| t as f64).sum::<f64>() / inner as f64;
-        let var = row.iter().map(|&t| (t as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
-        let inv = 1.0 / (var + eps as f64).sqrt();
-        for (k, (d, &t)) in dst.iter_mut().zip(row).enumerate() {
-            *d = ((t as f64 - mean) * inv) as f32 * s[k] + b.as_ref().map_or(0.0, |b| b[k]);
-        }
-    }
+    out.par_chunks_mut(inner.max(1))
+        .zip(v.par_chunks(inner.max(1)))
+        .for_each(|(dst, row)| {
+            let mean = row.iter().map(|&t| t as f64).sum::<f64>() / inner as f64;
+            let var = row.iter().map(|&t| (t as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
+            let inv = 1.0 / (var + eps as f64).sqrt();
+            for (k, (d, &t)) in dst.iter_mut().zip(row).enumerate() {
+                *d = ((t as f64 - mean) * inv) as f32 * s[k] + b.as_ref().map_or(0.0, |b| b[k]);
+            }
+        });
     Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// erf in float32 (Abramowitz & Stegun 7.1.26; |error| < 5e-7 in float32): GELU's hot path.
+#[inline]
+pub fn erf_f32(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * (-z * z).exp();
+    if x < 0.0 { -y } else { y }
 }
 
 /// GELU, exact (erf) or the tanh approximation.
 pub fn gelu(x: &Tensor, tanh: bool) -> Tensor {
     let f = |p: f32| {
-        let p = p as f64;
-        let y = if tanh {
-            0.5 * p
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (p + 0.044_715 * p * p * p)).tanh())
+        if tanh {
+            let inner = 0.797_884_6 * (p + 0.044_715 * p * p * p);
+            0.5 * p * (1.0 + inner.tanh())
         } else {
-            0.5 * p * (1.0 + erf(p / std::f64::consts::SQRT_2))
-        };
-        y as f32
+            0.5 * p * (1.0 + erf_f32(p * std::f32::consts::FRAC_1_SQRT_2))
+        }
     };
-    Tensor::f32(x.shape.clone(), x.to_f32_vec().into_iter().map(f).collect())
+    let mut v = x.to_f32_vec();
+    v.par_chunks_mut(PAR_CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|p| *p = f(*p)));
+    Tensor::f32(x.shape.clone(), v)
 }
 
 pub fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
@@ -362,6 +445,29 @@ mod tests {
             &[1., 2., 3., 8., 10., 12.]
         );
         assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+    }
+
+    #[test]
+    fn modulo_signs() {
+        let a = Tensor::i64(vec![4], vec![7, -7, 7, -7]);
+        let b = Tensor::i64(vec![4], vec![3, 3, -3, -3]);
+        assert_eq!(
+            binary(Binary::Mod, &a, &b).unwrap().to_i64_vec(),
+            [1, 2, -2, -1]
+        );
+        assert_eq!(
+            binary(Binary::Fmod, &a, &b).unwrap().to_i64_vec(),
+            [1, -1, 1, -1]
+        );
+    }
+
+    #[test]
+    fn erf_f32_is_accurate() {
+        for i in -400..=400 {
+            let x = i as f64 / 100.0;
+            let e = (erf_f32(x as f32) as f64 - erf(x)).abs();
+            assert!(e < 5e-7, "erf_f32({x}): {e}");
+        }
     }
 
     #[test]

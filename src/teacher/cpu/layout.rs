@@ -65,6 +65,7 @@ pub fn reshape_shape(input: &[usize], spec: &[i64], allowzero: bool) -> Result<V
 }
 
 pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
+    use rayon::prelude::*;
     let r = x.shape.len();
     let mut sorted = perm.to_vec();
     sorted.sort_unstable();
@@ -72,28 +73,52 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
         return Err(format!("Transpose perm {perm:?} for rank {r}"));
     }
     let out_shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    if r == 0 || numel(&out_shape) == 0 {
+        return Ok(Tensor {
+            shape: out_shape,
+            data: x.data.clone(),
+        });
+    }
     let mut in_strides = vec![1usize; r];
-    for i in (0..r.saturating_sub(1)).rev() {
+    for i in (0..r - 1).rev() {
         in_strides[i] = in_strides[i + 1] * x.shape[i + 1];
     }
     let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let n = numel(&out_shape);
-    let mut src = Vec::with_capacity(n);
-    let mut idx = vec![0usize; r];
-    let mut off = 0usize;
-    for _ in 0..n {
-        src.push(off);
-        for d in (0..r).rev() {
-            idx[d] += 1;
-            off += strides[d];
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            off -= strides[d] * out_shape[d];
-            idx[d] = 0;
+    let inner = out_shape[r - 1];
+    let inner_stride = strides[r - 1];
+    // Source offset of the first element of output row `row` (all but the last axis).
+    let base = |row: usize| {
+        let (mut rem, mut off) = (row, 0usize);
+        for d in (0..r - 1).rev() {
+            off += (rem % out_shape[d]) * strides[d];
+            rem /= out_shape[d];
         }
+        off
+    };
+    fn gather_rows<T: Copy + Send + Sync + Default>(
+        v: &[T],
+        n: usize,
+        inner: usize,
+        stride: usize,
+        base: &(impl Fn(usize) -> usize + Sync),
+    ) -> Vec<T> {
+        let mut out = vec![T::default(); n];
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let b = base(row);
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = v[b + j * stride];
+                }
+            });
+        out
     }
-    let data = map_data!(x, |v| src.iter().map(|&i| v[i]).collect());
+    let n = numel(&out_shape);
+    let data = match &x.data {
+        Data::F32(v) => Data::F32(gather_rows(v, n, inner, inner_stride, &base)),
+        Data::I64(v) => Data::I64(gather_rows(v, n, inner, inner_stride, &base)),
+        Data::Bool(v) => Data::Bool(gather_rows(v, n, inner, inner_stride, &base)),
+    };
     Ok(Tensor {
         shape: out_shape,
         data,

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::broadcast_shape;
-use super::gemm::matmul;
+use super::gemm::{matmul, matmul_parallel};
 use crate::teacher::tensor::{Tensor, numel};
 
 /// ONNX Gemm: `alpha·A'·B' + beta·C` with A' [M,K], B' [K,N], C broadcast to [M,N].
@@ -88,8 +88,9 @@ pub fn gemm_op(
     Ok(Tensor::f32(vec![m, n], out))
 }
 
-/// numpy matmul: 1-D operands promoted, batch dimensions broadcast.
-pub fn matmul_op(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+/// numpy matmul: 1-D operands promoted, batch dimensions broadcast; with a
+/// fused `bias` (a constant over the last axis, added in the product).
+pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
     let (mut ash, mut bsh) = (a.shape.clone(), b.shape.clone());
     let (a1, b1) = (ash.len() == 1, bsh.len() == 1);
     if a1 {
@@ -130,6 +131,25 @@ pub fn matmul_op(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
         off
     };
     let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    if bsh.len() == 2 && !b1 {
+        // A plain weight matrix: every row of every batch is one product.
+        let rows = nb * m;
+        let mut out = match bias {
+            Some(t) if t.len() == n => t.to_f32_vec().repeat(rows),
+            Some(t) => return Err(format!("MatMul bias of {:?} for {n} columns", t.shape)),
+            None => vec![0f32; rows * n],
+        };
+        matmul_parallel(rows, n, k, &av, false, &bv, false, &mut out, bias.is_some());
+        let mut shape = batch;
+        if !a1 {
+            shape.push(m);
+        }
+        shape.push(n);
+        return Ok(Tensor::f32(shape, out));
+    }
+    if bias.is_some() {
+        return Err("a fused MatMul bias needs a 2-D weight".into());
+    }
     let mut out = vec![0f32; nb * m * n];
     out.par_chunks_mut((m * n).max(1))
         .enumerate()

@@ -40,7 +40,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             *trans_a,
             *trans_b,
         )?),
-        Op::MatMul => one(linear::matmul_op(get(0)?, get(1)?)?),
+        Op::MatMul => one(linear::matmul_op(get(0)?, get(1)?, opt(2))?),
         Op::BatchNorm { eps } => {
             let f = |i| get(i).map(|t| t.to_f32_vec());
             one(conv::batch_norm(
@@ -160,6 +160,15 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
 /// Runs a graph whose shapes are fixed: inputs in graph order, outputs in
 /// graph order. Intermediate values are dropped after their last use.
 pub fn run(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+    run_profiled(g, inputs, None)
+}
+
+/// `run`, adding each node's wall time to `profile` (op name → seconds, count).
+pub fn run_profiled(
+    g: &Graph,
+    inputs: Vec<Tensor>,
+    mut profile: Option<&mut std::collections::BTreeMap<String, (f64, usize)>>,
+) -> Result<Vec<Tensor>, String> {
     if inputs.len() != g.inputs.len() {
         return Err(format!(
             "{} inputs given, the model takes {}",
@@ -194,8 +203,14 @@ pub fn run(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
             .iter()
             .map(|v| v.and_then(|v| vals[v].as_deref()))
             .collect();
+        let t0 = std::time::Instant::now();
         let outs = eval(&n.op, &ins, n.outputs.len())
             .map_err(|e| format!("node `{}` ({}): {e}", n.name, n.op.name()))?;
+        if let Some(p) = profile.as_deref_mut() {
+            let e = p.entry(n.op.name()).or_default();
+            e.0 += t0.elapsed().as_secs_f64();
+            e.1 += 1;
+        }
         for (&o, t) in n.outputs.iter().zip(outs) {
             vals[o] = Some(Arc::new(t));
         }

@@ -60,3 +60,50 @@ pub fn fuse_conv_epilogue(g: &mut Graph) -> bool {
     }
     false
 }
+
+/// `matmul(x, W) + b` with a constant 2-D `W` and a constant `b` over the
+/// last axis → one MatMul that starts its accumulators at `b`.
+pub fn fuse_matmul_bias(g: &mut Graph) -> bool {
+    let uses = consumers(g);
+    for mi in 0..g.nodes.len() {
+        let n = &g.nodes[mi];
+        if n.op != Op::MatMul || n.inputs.len() != 2 {
+            continue;
+        }
+        let Some(w) = g.constant(n.inputs[1]) else {
+            continue;
+        };
+        if w.shape.len() != 2 {
+            continue;
+        }
+        let cols = w.shape[1];
+        let out = n.outputs[0];
+        let readers = uses.get(&out).map_or(&[][..], Vec::as_slice);
+        let &[ai] = readers else { continue };
+        if g.outputs.contains(&out) || g.nodes[ai].op != Op::Binary(Binary::Add) {
+            continue;
+        }
+        let bias = g.nodes[ai]
+            .inputs
+            .iter()
+            .flatten()
+            .copied()
+            .find(|&v| v != out);
+        let Some(bias) = bias else { continue };
+        let ok = g.values[bias]
+            .constant
+            .as_ref()
+            .is_some_and(|t| t.len() == cols && t.shape.last() == Some(&cols))
+            && g.values[g.nodes[ai].outputs[0]].shape == g.values[out].shape;
+        if !ok {
+            continue;
+        }
+        let new_out = g.nodes[ai].outputs[0];
+        let m = &mut g.nodes[mi];
+        m.inputs.push(Some(bias));
+        m.outputs = vec![new_out];
+        g.nodes.remove(ai);
+        return true;
+    }
+    false
+}

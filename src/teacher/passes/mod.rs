@@ -6,6 +6,7 @@
 mod batchnorm;
 mod dead;
 mod epilogue;
+mod patterns;
 
 use std::collections::HashMap;
 
@@ -17,8 +18,11 @@ pub type Pass = fn(&mut Graph) -> bool;
 /// The pipeline, in order.
 pub const PIPELINE: &[(&str, Pass)] = &[
     ("remove_folded", dead::remove_folded),
+    ("fuse_gelu", patterns::fuse_gelu),
+    ("fuse_layer_norm", patterns::fuse_layer_norm),
     ("fold_batchnorm", batchnorm::fold_batchnorm),
     ("fuse_conv_epilogue", epilogue::fuse_conv_epilogue),
+    ("fuse_matmul_bias", epilogue::fuse_matmul_bias),
     ("remove_dead", dead::remove_dead),
 ];
 

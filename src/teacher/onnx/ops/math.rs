@@ -21,6 +21,7 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("Mul", |c| plain(c, Op::Binary(Binary::Mul))),
     ("Div", |c| plain(c, Op::Binary(Binary::Div))),
     ("Pow", |c| plain(c, Op::Binary(Binary::Pow))),
+    ("Mod", modulo),
     ("Clip", |c| plain(c, Op::Clip)),
     ("HardSigmoid", hard_sigmoid),
     ("Softmax", softmax),
@@ -57,6 +58,15 @@ fn gelu(ctx: &NodeCtx) -> Result<Op, String> {
 fn plain(ctx: &NodeCtx, op: Op) -> Result<Op, String> {
     ctx.only_attrs(&[])?;
     Ok(op)
+}
+
+fn modulo(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["fmod"])?;
+    Ok(Op::Binary(if ctx.int("fmod", 0)? != 0 {
+        Binary::Fmod
+    } else {
+        Binary::Mod
+    }))
 }
 
 fn gemm(ctx: &NodeCtx) -> Result<Op, String> {

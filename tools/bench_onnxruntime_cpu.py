@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Peer for `dr bench model --device cpu`: onnxruntime on the CPU, same
+models, same batch, same machine.
+
+    python3 tools/bench_onnxruntime_cpu.py --models-dir /tmp/dr-bench-models [--batch-size 8]
+        [--out-dir bench-results]
+
+Exports torchvision's ResNet-50 and ViT-B/16 (random weights, eval mode,
+legacy exporter at opset 17) into --models-dir if they are not there, times
+onnxruntime (all cores, graph optimisations on) and prints img/s; writes
+<out-dir>/<date>-cpu-onnxruntime-models.json with the raw samples. Run
+`dr bench model --model <dir>/resnet50.onnx --device cpu` beside it.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torchvision
+
+
+def export(models_dir):
+    os.makedirs(models_dir, exist_ok=True)
+    paths = {}
+    for name, ctor in [("resnet50", torchvision.models.resnet50), ("vit_b_16", torchvision.models.vit_b_16)]:
+        path = os.path.join(models_dir, f"{name}.onnx")
+        if not os.path.exists(path):
+            torch.manual_seed(0)
+            m = ctor().eval()
+            if name == "vit_b_16":
+                # torchvision zero-initialises the head: give it weights so
+                # the logits (and a parity check on them) mean something.
+                torch.nn.init.normal_(m.heads.head.weight, std=0.02)
+            x = torch.randn(1, 3, 224, 224)
+            torch.onnx.export(m, x, path, opset_version=17, dynamo=False, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        paths[name] = path
+    return paths
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models-dir", default="/tmp/dr-bench-models")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--out-dir", default="bench-results")
+    a = ap.parse_args()
+    res = {}
+    for name, path in export(a.models_dir).items():
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((a.batch_size, 3, 224, 224), dtype=np.float32)
+        feed = {sess.get_inputs()[0].name: x}
+        sess.run(None, feed)
+        samples = []
+        for _ in range(a.iters):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            samples.append(time.perf_counter() - t0)
+        med = sorted(samples)[len(samples) // 2]
+        res[name] = {"model": path, "batch": a.batch_size, "median_s": med, "img_per_s": a.batch_size / med,
+                     "samples_s": samples}
+        print(f"{name:10s} batch {a.batch_size}: {a.batch_size / med:8.2f} img/s (onnxruntime {ort.__version__}, "
+              f"{os.cpu_count()} cores)")
+    meta = {"bench": "cpu-onnxruntime-models", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "onnxruntime": ort.__version__, "results": res}
+    os.makedirs(a.out_dir, exist_ok=True)
+    path = os.path.join(a.out_dir, f"{datetime.date.today().isoformat()}-cpu-onnxruntime-models.json")
+    with open(path, "w") as f:
+        json.dump(meta, f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
