@@ -375,6 +375,12 @@ def export(model, x, path, kind):
     if kind == "legacy13":
         torch.onnx.export(model, x, path, opset_version=13, dynamo=False, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    elif kind == "legacy17-unfolded":
+        # BatchNorm kept as its own node (the exporter's conv-BN fusion off),
+        # for dr's fold_batchnorm pass.
+        torch.onnx.export(model, x, path, opset_version=17, dynamo=False, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     elif kind == "legacy17":
         torch.onnx.export(model, x, path, opset_version=17, dynamo=False, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
@@ -399,7 +405,7 @@ def main():
         np.save(os.path.join(a.out, f"{fam}.input.npy"), x.numpy())
         with torch.no_grad():
             ref = model(x).numpy()
-        for kind in ["legacy13", "legacy17", "dynamo"]:
+        for kind in ["legacy13", "legacy17", "dynamo"] + (["legacy17-unfolded"] if fam == "resnet" else []):
             if fam == "vit_sdpa" and kind == "legacy13":
                 continue
             path = os.path.join(a.out, f"{fam}-{kind}.onnx")

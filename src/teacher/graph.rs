@@ -66,6 +66,8 @@ pub enum Unary {
     Abs,
     Reciprocal,
     HardSwish,
+    /// x · sigmoid(x), recognised from its decomposition.
+    Silu,
     Identity,
 }
 

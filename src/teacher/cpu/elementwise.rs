@@ -207,6 +207,7 @@ pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
         Unary::Reciprocal => 1.0 / p,
         // ONNX HardSwish: x · max(0, min(1, x/6 + 1/2))
         Unary::HardSwish => p * (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+        Unary::Silu => p / (1.0 + (-p).exp()),
         Unary::Identity => p,
     };
     let mut v = x.to_f32_vec();

@@ -20,6 +20,7 @@ pub const PIPELINE: &[(&str, Pass)] = &[
     ("remove_folded", dead::remove_folded),
     ("fuse_gelu", patterns::fuse_gelu),
     ("fuse_layer_norm", patterns::fuse_layer_norm),
+    ("fuse_gated_activations", patterns::fuse_gated_activations),
     ("fold_batchnorm", batchnorm::fold_batchnorm),
     ("fuse_conv_epilogue", epilogue::fuse_conv_epilogue),
     ("fuse_matmul_bias", epilogue::fuse_matmul_bias),

@@ -278,3 +278,43 @@ pub fn fuse_layer_norm(g: &mut Graph) -> bool {
     }
     false
 }
+
+/// `x · sigmoid(x)` → SiLU and `x · hard_sigmoid(x)` (alpha 1/6, beta 1/2)
+/// → HardSwish, when the gate is read only by the product.
+pub fn fuse_gated_activations(g: &mut Graph) -> bool {
+    let uses = consumers(g);
+    for gi in 0..g.nodes.len() {
+        let fused = match g.nodes[gi].op {
+            Op::Unary(Unary::Sigmoid) => Unary::Silu,
+            Op::HardSigmoid { alpha, beta }
+                if near(Some(alpha), 1.0 / 6.0) && near(Some(beta), 0.5) =>
+            {
+                Unary::HardSwish
+            }
+            _ => continue,
+        };
+        let Some(x) = g.nodes[gi].inputs[0] else {
+            continue;
+        };
+        let gate = g.nodes[gi].outputs[0];
+        let readers = uses.get(&gate).map_or(&[][..], Vec::as_slice);
+        let &[mi] = readers else { continue };
+        let m = &g.nodes[mi];
+        let mut ins: Vec<ValueId> = m.inputs.iter().flatten().copied().collect();
+        ins.sort_unstable();
+        let mut want = vec![x, gate];
+        want.sort_unstable();
+        if m.op != Op::Binary(Binary::Mul) || ins != want || g.outputs.contains(&gate) {
+            continue;
+        }
+        let node = Node {
+            name: g.nodes[gi].name.clone(),
+            op: Op::Unary(fused),
+            inputs: vec![Some(x)],
+            outputs: m.outputs.clone(),
+        };
+        replace(g, mi.max(gi), node, &[gi, mi]);
+        return true;
+    }
+    false
+}

@@ -1,0 +1,208 @@
+//! `dr infer` and `dr inspect` as a user runs them.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{dr, repo_root, text};
+
+fn fx(name: &str) -> String {
+    repo_root()
+        .join("tests/fixtures/teacher")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dr-cli-teacher-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn read(p: &PathBuf) -> (Vec<usize>, Vec<f32>) {
+    dr::npy::read(p).unwrap()
+}
+
+#[test]
+fn inspect_reports_ops_passes_and_size() {
+    let o = dr(&["inspect", &fx("vit-legacy13.onnx")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    for want in [
+        "opset 13",
+        "input  input [batch, 3, 32, 32]",
+        "GMACs at batch 1",
+        "fuse_gelu",
+        "fuse_layer_norm",
+        "LayerNorm",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    let o = dr(&["inspect", &fx("unsupported-cumsum.onnx")]);
+    let s = text(&o.stdout);
+    assert!(
+        s.contains("1 unsupported node") && s.contains("CumSum"),
+        "{s}"
+    );
+}
+
+#[test]
+fn infer_logits_probs_topk_and_ensemble() {
+    let out = tmp("logits.npy");
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--input",
+        &fx("resnet.input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (shape, got) = read(&out);
+    let (_, want) = read(&PathBuf::from(fx("resnet-dynamo.ort.npy")));
+    assert_eq!(shape, [2, 37]);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(a, b)| (a - b).abs() <= 1e-4 * scale)
+    );
+
+    // Ensemble of two members: mean of their softmaxes.
+    let ens = tmp("ens.npy");
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--model",
+        &fx("mobilenet-dynamo.onnx"),
+        "--input",
+        &fx("resnet.input.npy"),
+        "--output",
+        ens.to_str().unwrap(),
+        "--temperature",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (_, p) = read(&ens);
+    let mob = tmp("mob.npy");
+    assert!(
+        dr(&[
+            "infer",
+            "--model",
+            &fx("mobilenet-dynamo.onnx"),
+            "--input",
+            &fx("resnet.input.npy"),
+            "--output",
+            mob.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let (_, m) = read(&mob);
+    let soft = |row: &[f32]| {
+        let e: Vec<f64> = row.iter().map(|&v| (v as f64 / 2.0).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(move |v| v / s).collect::<Vec<f64>>()
+    };
+    for r in 0..2 {
+        let (a, b) = (
+            soft(&got[r * 37..(r + 1) * 37]),
+            soft(&m[r * 37..(r + 1) * 37]),
+        );
+        for c in 0..37 {
+            assert!((p[r * 37 + c] as f64 - (a[c] + b[c]) / 2.0).abs() < 1e-5);
+        }
+    }
+
+    let top = tmp("top.npy");
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--input",
+        &fx("resnet.input.npy"),
+        "--output",
+        top.to_str().unwrap(),
+        "--topk",
+        "5",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(read(&top).0, [2, 5]);
+    let (ishape, ids): (Vec<usize>, Vec<i64>) =
+        dr::npy::read(&top.with_extension("idx.npy")).unwrap();
+    assert_eq!(ishape, [2, 5]);
+    let best = (0..37).max_by(|&a, &b| got[a].total_cmp(&got[b])).unwrap();
+    assert_eq!(ids[0], best as i64);
+}
+
+#[test]
+fn infer_images_and_bad_requests() {
+    let img = repo_root()
+        .join("tests/fixtures/augment/images/photo.png")
+        .display()
+        .to_string();
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--image",
+        &img,
+        "--resize",
+        "32",
+        "--crop",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(
+        s.contains("photo.png") && s.matches('%').count() == 5,
+        "{s}"
+    );
+
+    let e = text(
+        &dr(&[
+            "infer",
+            "--model",
+            &fx("resnet-dynamo.onnx"),
+            "--image",
+            &img,
+            "--device",
+            "cuda",
+        ])
+        .stderr,
+    );
+    assert!(
+        e.contains("not built yet") && e.contains("--device cpu"),
+        "{e}"
+    );
+    let e = text(
+        &dr(&[
+            "infer",
+            "--model",
+            &fx("resnet-dynamo.onnx"),
+            "--image",
+            &img,
+        ])
+        .stderr,
+    );
+    assert!(
+        e.contains("[1, 3, 224, 224]") && e.contains("3, 32, 32"),
+        "wrong input size is explained: {e}"
+    );
+    let e = text(
+        &dr(&[
+            "infer",
+            "--model",
+            &fx("unsupported-cumsum.onnx"),
+            "--image",
+            &img,
+        ])
+        .stderr,
+    );
+    assert!(e.contains("CumSum"), "{e}");
+}
