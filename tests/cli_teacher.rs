@@ -20,7 +20,7 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-fn read(p: &PathBuf) -> (Vec<usize>, Vec<f32>) {
+fn read(p: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     dr::npy::read(p).unwrap()
 }
 
