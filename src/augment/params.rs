@@ -117,16 +117,24 @@ pub struct StageSizes {
     pub output: (usize, usize),
 }
 
+/// One try of torchvision's box draw (RandomResizedCrop, RandomErasing):
+/// target area `A = area · U(scale)` and aspect `ar = exp(U(log ratio))` in
+/// float32, returned as `(round(sqrt(A·ar)), round(sqrt(A/ar)))`.
+fn draw_box(r: &mut Philox, scale: (f64, f64), ratio: (f64, f64), area: f64) -> (i64, i64) {
+    let target = area * r.uniform_range_f32(scale.0 as f32, scale.1 as f32) as f64;
+    let ar = r
+        .uniform_range_f32((ratio.0 as f32).ln(), (ratio.1 as f32).ln())
+        .exp() as f64;
+    (
+        (target * ar).sqrt().round_ties_even() as i64,
+        (target / ar).sqrt().round_ties_even() as i64,
+    )
+}
+
 /// torchvision `RandomResizedCrop.get_params` on an image of `w`×`h`.
 pub fn sample_rrc(r: &mut Philox, cfg: &RandomResizedCrop, w: usize, h: usize) -> [i64; 4] {
-    let area = (w * h) as f64;
-    let log_lo = (cfg.ratio.0 as f32).ln();
-    let log_hi = (cfg.ratio.1 as f32).ln();
     for _ in 0..10 {
-        let target = area * r.uniform_range_f32(cfg.scale.0 as f32, cfg.scale.1 as f32) as f64;
-        let ar = r.uniform_range_f32(log_lo, log_hi).exp() as f64;
-        let cw = (target * ar).sqrt().round_ties_even() as i64;
-        let ch = (target / ar).sqrt().round_ties_even() as i64;
+        let (cw, ch) = draw_box(r, cfg.scale, cfg.ratio, (w * h) as f64);
         if 0 < cw && cw <= w as i64 && 0 < ch && ch <= h as i64 {
             let i = r.range_inclusive(0, h as i64 - ch);
             let j = r.range_inclusive(0, w as i64 - cw);
@@ -176,14 +184,9 @@ pub fn sample_erase(r: &mut Philox, cfg: &RandomErase, w: usize, h: usize) -> Op
     if !r.chance_at_most(cfg.p) {
         return None;
     }
-    let area = (w * h) as f64;
-    let log_lo = (cfg.ratio.0 as f32).ln();
-    let log_hi = (cfg.ratio.1 as f32).ln();
     for _ in 0..10 {
-        let target = area * r.uniform_range_f32(cfg.scale.0 as f32, cfg.scale.1 as f32) as f64;
-        let ar = r.uniform_range_f32(log_lo, log_hi).exp() as f64;
-        let eh = (target * ar).sqrt().round_ties_even() as i64;
-        let ew = (target / ar).sqrt().round_ties_even() as i64;
+        // RandomErasing puts the aspect ratio on the height, RRC on the width.
+        let (eh, ew) = draw_box(r, cfg.scale, cfg.ratio, (w * h) as f64);
         if !(eh < h as i64 && ew < w as i64) {
             continue;
         }

@@ -366,3 +366,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod stability {
+    use super::*;
+    use crate::augment::params::Draw;
+    use crate::config::ReinforceConfig;
+
+    /// Parameters are part of the output format: a change to sampling must
+    /// show up here (and bump the format version), never silently.
+    #[test]
+    fn sampled_records_are_pinned() {
+        let text = "reinforce:\n  num_samples: 8\n  image_augmentation:\n    uint8: {}\n    random_resized_crop: {size: 224}\n    random_horizontal_flip: {}\n    rand_augment: {}\n    to_tensor: {}\n    random_erase: {p: 0.25}\n    mixup: {alpha: 1.0, div_by: 2.0, p: 0.5}\n    cutmix: {alpha: 1.0, p: 0.5}\n";
+        let aug = ReinforceConfig::parse(text, "t", false).unwrap().augment;
+        let size = |i: u32| (500 + 10 * i as usize, 375);
+        let d = Draw {
+            aug: &aug,
+            seed: 2024,
+            num_samples: 8,
+            size_of: &size,
+        };
+        let got: Vec<String> = (0..4)
+            .map(|s| compress(&aug, &d.sample(3, s, &[1, 2, 3, 4])).to_string())
+            .collect();
+        println!("{}", got.join("\n"));
+        assert_eq!(got, PINNED);
+    }
+
+    const PINNED: [&str; 4] = [
+        "[4,[[0,40,373,369],[52,183,299,249]],[true,false],[[[13,0.0],[4,30.45317268371582]],[[9,0.26999998092651367],[4,30.45317268371582]]],[null,null],0.47448173562243484,null]",
+        "[null,[16,132,353,380],false,[[9,0.26999998092651367],[2,-0.09000000357627869]],null,null,null]",
+        "[3,[[0,134,375,346],[0,31,370,447]],[true,false],[[[0,0.0],[11,178.5]],[[1,-0.09000000357627869],[9,0.26999998092651367]]],[null,null],0.4819787652131659,null]",
+        "[null,[15,23,336,320],true,[[1,-0.09000000357627869],[7,0.26999998092651367]],null,null,null]",
+    ];
+}

@@ -146,33 +146,50 @@ pub fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor, String> {
     }
     let outer: usize = shape[..a].iter().product();
     let inner: usize = shape[a + 1..].iter().product();
-    let pieces = |o: usize, x: &Tensor| (o * x.shape[a] * inner, (o + 1) * x.shape[a] * inner);
+    // Every input contributes `len(axis) · inner` elements per outer index.
+    fn join<T: Clone>(parts: &[(&[T], usize)], outer: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(parts.iter().map(|(v, _)| v.len()).sum());
+        for o in 0..outer {
+            for (v, run) in parts {
+                out.extend_from_slice(&v[o * run..(o + 1) * run]);
+            }
+        }
+        out
+    }
+    let run = |x: &Tensor| x.shape[a] * inner;
     let data = match first.dtype() {
         DType::I64 => {
             let vs: Vec<Vec<i64>> = xs.iter().map(|x| x.to_i64_vec()).collect();
-            Data::I64(
-                (0..outer)
-                    .flat_map(|o| {
-                        xs.iter().zip(&vs).flat_map(move |(x, v)| {
-                            let (s, e) = pieces(o, x);
-                            v[s..e].to_vec()
-                        })
-                    })
-                    .collect(),
-            )
+            Data::I64(join(
+                &vs.iter()
+                    .zip(xs)
+                    .map(|(v, x)| (&v[..], run(x)))
+                    .collect::<Vec<_>>(),
+                outer,
+            ))
         }
-        _ => {
+        DType::Bool => {
+            let vs: Vec<Vec<bool>> = xs
+                .iter()
+                .map(|x| x.to_i64_vec().into_iter().map(|v| v != 0).collect())
+                .collect();
+            Data::Bool(join(
+                &vs.iter()
+                    .zip(xs)
+                    .map(|(v, x)| (&v[..], run(x)))
+                    .collect::<Vec<_>>(),
+                outer,
+            ))
+        }
+        DType::F32 => {
             let vs: Vec<Vec<f32>> = xs.iter().map(|x| x.to_f32_vec()).collect();
-            Data::F32(
-                (0..outer)
-                    .flat_map(|o| {
-                        xs.iter().zip(&vs).flat_map(move |(x, v)| {
-                            let (s, e) = pieces(o, x);
-                            v[s..e].to_vec()
-                        })
-                    })
-                    .collect(),
-            )
+            Data::F32(join(
+                &vs.iter()
+                    .zip(xs)
+                    .map(|(v, x)| (&v[..], run(x)))
+                    .collect::<Vec<_>>(),
+                outer,
+            ))
         }
     };
     Ok(Tensor { shape, data })
