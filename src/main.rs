@@ -230,7 +230,7 @@ fn run(cli: Cli) -> Result<()> {
             let (x, names) = match (&input, &image) {
                 (Some(p), _) => {
                     let (shape, data): (Vec<usize>, Vec<f32>) = dr::npy::read(p)?;
-                    (Tensor::f32(shape, data), None)
+                    (infer::Input::Tensor(Tensor::f32(shape, data)), None)
                 }
                 (None, Some(p)) => {
                     let files = infer::image_files(p)?;
@@ -239,12 +239,11 @@ fn run(cli: Cli) -> Result<()> {
                         crop,
                         ..Default::default()
                     };
-                    let mut data = Vec::new();
-                    for f in &files {
-                        data.extend(pre.image(f)?);
-                    }
                     (
-                        Tensor::f32(vec![files.len(), 3, crop as usize, crop as usize], data),
+                        infer::Input::Images {
+                            files: files.clone(),
+                            pre,
+                        },
                         Some(files),
                     )
                 }

@@ -180,20 +180,36 @@ fn infer_images_and_bad_requests() {
         e.contains("not built yet") && e.contains("--device cpu"),
         "{e}"
     );
+    // Without --resize/--crop each member gets the eval transform scaled to
+    // its own input size (32 px here: resize 37, crop 32).
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--model",
+        &fx("vit-dynamo.onnx"),
+        "--image",
+        &img,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).matches('%').count(), 5);
+    // A tensor input of the wrong size is explained.
+    let bad = tmp("bad.npy");
+    dr::npy::write(&bad, &[1, 3, 8, 8], &[0.0f32; 192]).unwrap();
+    let out = tmp("o.npy");
     let e = text(
         &dr(&[
             "infer",
             "--model",
             &fx("resnet-dynamo.onnx"),
-            "--image",
-            &img,
+            "--input",
+            bad.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
         ])
         .stderr,
     );
-    assert!(
-        e.contains("[1, 3, 224, 224]") && e.contains("3, 32, 32"),
-        "wrong input size is explained: {e}"
-    );
+    assert!(e.contains("[1, 3, 8, 8]") && e.contains("3, 32, 32"), "{e}");
     let e = text(
         &dr(&[
             "infer",

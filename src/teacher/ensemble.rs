@@ -110,36 +110,39 @@ impl Ensemble {
         Ok(Ensemble { members })
     }
 
-    /// Mean over members of softmax(logits / t); all members must agree on
-    /// the class count.
+    /// Mean over members of softmax(logits / t) for one input they all take.
     pub fn probs(&self, x: &Tensor, t: f32) -> Result<Tensor, TeacherError> {
-        let mut acc: Option<Vec<f32>> = None;
-        let mut shape = vec![];
-        for m in &self.members {
-            let p = softmax_rows(&m.logits(x.clone())?, t);
-            match &mut acc {
-                None => {
-                    shape = p.shape.clone();
-                    acc = Some(p.as_f32().unwrap().to_vec());
-                }
-                Some(a) => {
-                    if p.shape != shape {
-                        return Err(TeacherError::Invalid {
-                            file: m.path.display().to_string(),
-                            detail: format!(
-                                "gives {:?} but the first member gives {shape:?}: ensemble members must share the class count",
-                                p.shape
-                            ),
-                        });
-                    }
-                    a.iter_mut()
-                        .zip(p.as_f32().unwrap())
-                        .for_each(|(s, v)| *s += v);
-                }
-            }
-        }
-        let n = self.members.len() as f32;
-        let a = acc.unwrap_or_default().into_iter().map(|v| v / n).collect();
-        Ok(Tensor::f32(shape, a))
+        let logits = self
+            .members
+            .iter()
+            .map(|m| m.logits(x.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        mean_softmax(&logits, t).map_err(|detail| TeacherError::Invalid {
+            file: self.members[0].path.display().to_string(),
+            detail,
+        })
     }
+}
+
+/// Mean over members of softmax(logits / t); members must share the class
+/// count (ml-dr's `ClassificationEnsembleNet` with `return_prob`).
+pub fn mean_softmax(logits: &[Tensor], t: f32) -> Result<Tensor, String> {
+    let first = logits.first().ok_or("an ensemble needs a member")?;
+    let mut acc = vec![0f32; first.len()];
+    for (i, l) in logits.iter().enumerate() {
+        if l.shape != first.shape {
+            return Err(format!(
+                "member {i} gives {:?} but member 0 gives {:?}: ensemble members must share the class count",
+                l.shape, first.shape
+            ));
+        }
+        acc.iter_mut()
+            .zip(softmax_rows(l, t).as_f32().unwrap())
+            .for_each(|(a, v)| *a += v);
+    }
+    let n = logits.len() as f32;
+    Ok(Tensor::f32(
+        first.shape.clone(),
+        acc.into_iter().map(|v| v / n).collect(),
+    ))
 }

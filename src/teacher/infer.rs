@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::ensemble::{Ensemble, softmax_rows};
+use super::ensemble::{Ensemble, mean_softmax, softmax_rows};
 use super::graph::{Graph, Op};
 use super::onnx;
 use super::tensor::Tensor;
@@ -78,60 +78,95 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// What to run the teacher on.
+pub enum Input {
+    /// float32 NCHW, every member must take its size.
+    Tensor(Tensor),
+    /// Image files, preprocessed for each member at its own input size (the
+    /// resize scales with it: 256 for 224, as in torchvision's eval transform).
+    Images {
+        files: Vec<PathBuf>,
+        pre: Preprocess,
+    },
+}
+
 pub struct InferRequest {
     pub models: Vec<PathBuf>,
-    pub input: Tensor,
+    pub input: Input,
     pub batch_size: usize,
     pub probs: bool,
     pub temperature: f32,
 }
 
+/// The input of one member, checked against its expected [C, H, W].
+fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
+    match input {
+        Input::Tensor(x) => {
+            if x.shape.len() != 4 || x.shape[1..] != want[..] {
+                bail!(
+                    "the input is {:?} but {} takes [N, {}] (float32 NCHW)",
+                    x.shape,
+                    path.display(),
+                    want.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(x.clone())
+        }
+        Input::Images { files, pre } => {
+            if want.len() != 3 || want[0] != 3 || want[1] != want[2] {
+                bail!(
+                    "{} takes {want:?}; --image needs a square 3-channel input",
+                    path.display()
+                );
+            }
+            let crop = want[1] as u32;
+            let pre = if crop == pre.crop {
+                pre.clone()
+            } else {
+                Preprocess {
+                    crop,
+                    resize: (crop as f64 * pre.resize as f64 / pre.crop as f64).round() as u32,
+                    ..pre.clone()
+                }
+            };
+            let mut data = Vec::new();
+            for f in files {
+                data.extend(pre.image(f)?);
+            }
+            Ok(Tensor::f32(vec![files.len(), 3, want[1], want[2]], data))
+        }
+    }
+}
+
 /// Logits (one model, no `--probs`) or mean probabilities, [N, classes].
 pub fn infer(req: &InferRequest) -> Result<Tensor> {
     let ens = Ensemble::load(&req.models)?;
-    let want = ens.members[0].input_chw()?;
-    if req.input.shape.len() != 4 || req.input.shape[1..] != want[..] {
-        bail!(
-            "the input is {:?} but {} takes [N, {}] (float32 NCHW)",
-            req.input.shape,
-            req.models[0].display(),
-            want.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    for m in &ens.members[1..] {
-        if m.input_chw()? != want {
-            bail!(
-                "{} takes {:?} but {} takes {:?}: members with other input sizes need their own resize (not supported by dr infer yet)",
-                m.path.display(),
-                m.input_chw()?,
-                req.models[0].display(),
-                want
+    let mut all_logits = Vec::new();
+    for m in &ens.members {
+        let x = member_input(&m.path, &m.input_chw()?, &req.input)?;
+        let n = x.shape[0];
+        let per = x.len() / n.max(1);
+        let xs = x.as_f32().context("input must be float32")?;
+        let (mut rows, mut classes) = (Vec::new(), 0);
+        for start in (0..n).step_by(req.batch_size.max(1)) {
+            let b = req.batch_size.min(n - start);
+            let chunk = Tensor::f32(
+                [vec![b], x.shape[1..].to_vec()].concat(),
+                xs[start * per..(start + b) * per].to_vec(),
             );
+            let y = m.logits(chunk)?;
+            classes = y.shape[1];
+            rows.extend_from_slice(y.as_f32().unwrap());
         }
+        all_logits.push(Tensor::f32(vec![n, classes], rows));
     }
-    let n = req.input.shape[0];
-    let per = req.input.len() / n.max(1);
-    let x = req.input.as_f32().context("input must be float32")?;
-    let mut rows: Vec<f32> = Vec::new();
-    let mut classes = 0;
-    for start in (0..n).step_by(req.batch_size.max(1)) {
-        let b = req.batch_size.min(n - start);
-        let chunk = Tensor::f32(
-            [vec![b], want.clone()].concat(),
-            x[start * per..(start + b) * per].to_vec(),
-        );
-        let y = if ens.members.len() == 1 && !req.probs {
-            ens.members[0].logits(chunk)?
-        } else {
-            ens.probs(&chunk, req.temperature)?
-        };
-        classes = y.shape[1];
-        rows.extend_from_slice(y.as_f32().unwrap());
+    if all_logits.len() == 1 && !req.probs {
+        return Ok(all_logits.remove(0));
     }
-    Ok(Tensor::f32(vec![n, classes], rows))
+    mean_softmax(&all_logits, req.temperature).map_err(anyhow::Error::msg)
 }
 
 /// Top-k per row: values and ids, largest first, ties to the lower id.
