@@ -19,6 +19,7 @@ pub type Pass = fn(&mut Graph) -> bool;
 pub const PIPELINE: &[(&str, Pass)] = &[
     ("remove_folded", dead::remove_folded),
     ("fuse_gelu", patterns::fuse_gelu),
+    ("fuse_gelu_tanh", patterns::fuse_gelu_tanh),
     ("fuse_layer_norm", patterns::fuse_layer_norm),
     ("fuse_gated_activations", patterns::fuse_gated_activations),
     ("fold_batchnorm", batchnorm::fold_batchnorm),

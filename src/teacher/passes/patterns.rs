@@ -69,48 +69,15 @@ pub fn fuse_gelu(g: &mut Graph) -> bool {
             (_, Some((x, c))) if near(Some(c), std::f32::consts::FRAC_1_SQRT_2) => x,
             _ => continue,
         };
-        // 1 + erf
-        if !only(e_in) || !only(e_out) {
+        if !only(e_in) {
             continue;
         }
-        let ai = uses[&e_out][0];
-        let Some((_, one)) = with_scalar(g, &g.nodes[ai], Binary::Add) else {
+        let Some((out, tail)) = gelu_tail(g, &uses, e_out, x) else {
             continue;
-        };
-        if !near(Some(one), 1.0) {
-            continue;
-        }
-        let a_out = g.nodes[ai].outputs[0];
-        if !only(a_out) {
-            continue;
-        }
-        // (x · (1 + erf)) · 0.5, or (x · 0.5) · (1 + erf)
-        let mi = uses[&a_out][0];
-        let m = &g.nodes[mi];
-        if m.op != Op::Binary(Binary::Mul) || m.inputs.len() != 2 {
-            continue;
-        }
-        let other = m.inputs.iter().flatten().copied().find(|&v| v != a_out);
-        let Some(other) = other else { continue };
-        let m_out = m.outputs[0];
-        let (out, extra) = if other == x && only(m_out) {
-            let hi = uses[&m_out][0];
-            match with_scalar(g, &g.nodes[hi], Binary::Mul) {
-                Some((_, h)) if near(Some(h), 0.5) => (g.nodes[hi].outputs[0], vec![hi]),
-                _ => continue,
-            }
-        } else {
-            let Some(hi) = producer(g, other) else {
-                continue;
-            };
-            match with_scalar(g, &g.nodes[hi], Binary::Mul) {
-                Some((v, h)) if v == x && near(Some(h), 0.5) && only(other) => (m_out, vec![hi]),
-                _ => continue,
-            }
         };
         let name = g.nodes[ei].name.clone();
-        let mut dead = vec![di, ei, ai, mi];
-        dead.extend(extra);
+        let mut dead = vec![di, ei];
+        dead.extend(tail);
         // The fused node takes the place of the last node of the pattern.
         let last = *dead.iter().max().unwrap();
         replace(
@@ -119,6 +86,144 @@ pub fn fuse_gelu(g: &mut Graph) -> bool {
             Node {
                 name,
                 op: Op::Gelu { tanh: false },
+                inputs: vec![Some(x)],
+                outputs: vec![out],
+            },
+            &dead,
+        );
+        return true;
+    }
+    false
+}
+
+/// The shared end of both GELU forms: `gate` (erf(..) or tanh(..)) read
+/// only by `+ 1`, then `· x` and `· 0.5` in either order. Returns the final
+/// output and the nodes of this tail.
+fn gelu_tail(
+    g: &Graph,
+    uses: &std::collections::HashMap<ValueId, Vec<usize>>,
+    gate: ValueId,
+    x: ValueId,
+) -> Option<(ValueId, Vec<usize>)> {
+    let only = |v: ValueId| uses.get(&v).map_or(0, Vec::len) == 1 && !g.outputs.contains(&v);
+    if !only(gate) {
+        return None;
+    }
+    let ai = uses[&gate][0];
+    let (_, one) = with_scalar(g, &g.nodes[ai], Binary::Add)?;
+    let a_out = g.nodes[ai].outputs[0];
+    if !near(Some(one), 1.0) || !only(a_out) {
+        return None;
+    }
+    let mi = uses[&a_out][0];
+    let m = &g.nodes[mi];
+    if m.op != Op::Binary(Binary::Mul) || m.inputs.len() != 2 {
+        return None;
+    }
+    let other = m.inputs.iter().flatten().copied().find(|&v| v != a_out)?;
+    let m_out = m.outputs[0];
+    if other == x && only(m_out) {
+        // (x · (1 + gate)) · 0.5
+        let hi = uses[&m_out][0];
+        let (_, h) = with_scalar(g, &g.nodes[hi], Binary::Mul)?;
+        near(Some(h), 0.5).then(|| (g.nodes[hi].outputs[0], vec![ai, mi, hi]))
+    } else {
+        // (x · 0.5) · (1 + gate)
+        let hi = producer(g, other)?;
+        let (v, h) = with_scalar(g, &g.nodes[hi], Binary::Mul)?;
+        (v == x && near(Some(h), 0.5) && only(other)).then(|| (m_out, vec![ai, mi, hi]))
+    }
+}
+
+/// `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))` → Gelu (tanh form);
+/// x³ as `x · (x · x)` or `Pow(x, 3)`.
+pub fn fuse_gelu_tanh(g: &mut Graph) -> bool {
+    let uses = consumers(g);
+    let only = |v: ValueId| uses.get(&v).map_or(0, Vec::len) == 1 && !g.outputs.contains(&v);
+    for ti in 0..g.nodes.len() {
+        if g.nodes[ti].op != Op::Unary(Unary::Tanh) {
+            continue;
+        }
+        let Some(t_in) = g.nodes[ti].inputs[0] else {
+            continue;
+        };
+        // √(2/π) · inner
+        let Some(si) = producer(g, t_in) else {
+            continue;
+        };
+        let Some((inner, c)) = with_scalar(g, &g.nodes[si], Binary::Mul) else {
+            continue;
+        };
+        if !near(Some(c), (2.0 / std::f32::consts::PI).sqrt()) || !only(t_in) || !only(inner) {
+            continue;
+        }
+        // inner = x + 0.044715 · cube
+        let Some(ai) = producer(g, inner) else {
+            continue;
+        };
+        let a = &g.nodes[ai];
+        if a.op != Op::Binary(Binary::Add) || a.inputs.len() != 2 {
+            continue;
+        }
+        let mut found = None;
+        for (k, v) in a.inputs.iter().enumerate() {
+            let (Some(v), Some(x)) = (*v, a.inputs[1 - k]) else {
+                continue;
+            };
+            let Some(ci) = producer(g, v) else { continue };
+            if let Some((cube, c)) = with_scalar(g, &g.nodes[ci], Binary::Mul)
+                && near(Some(c), 0.044_715)
+                && only(v)
+            {
+                found = Some((x, ci, cube));
+            }
+        }
+        let Some((x, ci, cube)) = found else { continue };
+        // cube = x · (x · x) or Pow(x, 3)
+        let Some(qi) = producer(g, cube) else {
+            continue;
+        };
+        let q = &g.nodes[qi];
+        let cube_nodes = match q.op {
+            Op::Binary(Binary::Pow)
+                if q.inputs[0] == Some(x) && near(scalar(g, q.inputs[1]), 3.0) =>
+            {
+                vec![qi]
+            }
+            Op::Binary(Binary::Mul) => {
+                let sq = q.inputs.iter().flatten().copied().find(|&v| v != x);
+                let Some(sq) = sq.filter(|_| q.inputs.contains(&Some(x))) else {
+                    continue;
+                };
+                let Some(pi) = producer(g, sq) else { continue };
+                if g.nodes[pi].op != Op::Binary(Binary::Mul)
+                    || g.nodes[pi].inputs != [Some(x), Some(x)]
+                    || !only(sq)
+                {
+                    continue;
+                }
+                vec![qi, pi]
+            }
+            _ => continue,
+        };
+        if !only(cube) {
+            continue;
+        }
+        let t_out = g.nodes[ti].outputs[0];
+        let Some((out, tail)) = gelu_tail(g, &uses, t_out, x) else {
+            continue;
+        };
+        let mut dead = vec![ti, si, ai, ci];
+        dead.extend(cube_nodes);
+        dead.extend(tail);
+        let last = *dead.iter().max().unwrap();
+        let name = g.nodes[ti].name.clone();
+        replace(
+            g,
+            last,
+            Node {
+                name,
+                op: Op::Gelu { tanh: true },
                 inputs: vec![Some(x)],
                 outputs: vec![out],
             },
