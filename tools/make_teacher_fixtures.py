@@ -5,7 +5,9 @@ exporter), with onnxruntime's outputs recorded for tests/teacher_golden.rs.
 
     /tmp/ref/bin/pip install torch torchvision onnx onnxruntime onnxscript numpy
     /tmp/ref/bin/python tools/make_teacher_fixtures.py            # small, committed
-    /tmp/ref/bin/python tools/make_teacher_fixtures.py --full /tmp/full   # real widths, local only
+
+Full-size models (torchvision ResNet-50, ViT-B/16) come from
+tools/bench_onnxruntime_cpu.py, which exports them for local runs only.
 
 Each model: random weights, eval mode, BatchNorm with non-trivial running
 statistics. Writes tests/fixtures/teacher/<family>-<exporter>.onnx, the input
