@@ -7,7 +7,7 @@
 #                               # test executables and fixtures in .gpu-bundle/
 #   scripts/gpu-check.sh run    # there, from the repo root: every test executable
 #                               # (GPU tests required, not skipped), the GPU
-#                               # benchmarks and the tools/ peer scripts; writes
+#                               # benchmarks and the tools/gpu_bench_*.py peers; writes
 #                               # gpu-check.json, gpu-check.log and bench results
 #                               # under $OUT (or ./gpu-check-out)
 #
@@ -88,7 +88,8 @@ run() {
     step "test:$(basename "$t")" "$t" --test-threads=4 --nocapture
   done
   step bench-bandwidth "$BUNDLE/bin/dr" bench bandwidth --out-dir "$out/bench-results"
-  for py in tools/bench_*.py; do
+  # GPU peer scripts (PyTorch on the same device); CPU peers run at home.
+  for py in tools/gpu_bench_*.py; do
     [[ -e "$py" ]] || continue
     step "peer:$(basename "$py")" python3 "$py" --out-dir "$out/bench-results"
   done
