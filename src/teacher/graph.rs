@@ -183,6 +183,11 @@ pub enum Op {
     },
     /// data, repeats
     Tile,
+    /// q [.., N, d], k [.., M, d], v [.., M, e], [bias broadcast to [.., N, M]]:
+    /// softmax(q·kᵀ·scale + bias)·v, recognised from its decomposition.
+    Attention {
+        scale: f32,
+    },
 }
 
 impl Op {

@@ -207,6 +207,13 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
                 .map(|(&d, &r)| d * r.max(0) as usize)
                 .collect()
         }
+        Op::Attention { .. } => {
+            let mut s = ins[0].clone();
+            if let (Some(last), Some(&e)) = (s.last_mut(), ins[2].last()) {
+                *last = e;
+            }
+            s
+        }
         Op::ConstantOfShape(_) => {
             return Err(unsupported(
                 g,

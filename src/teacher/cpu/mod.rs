@@ -147,6 +147,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             one(layout::expand(get(0)?, &shape)?)
         }
         Op::Tile => one(layout::tile(get(0)?, &get(1)?.to_i64_vec())?),
+        Op::Attention { scale } => one(attention(get(0)?, get(1)?, get(2)?, opt(3), *scale)?),
         Op::Split { axis, sizes } => {
             let x = get(0)?;
             let a = elementwise::norm_axis(*axis, x.shape.len())?;
@@ -155,6 +156,36 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             layout::split(x, *axis, &sizes)
         }
     }
+}
+
+/// softmax(q·kᵀ·scale + bias)·v, composed from the other ops (the CPU twin
+/// of a fused attention kernel).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f32,
+) -> Result<Tensor, String> {
+    let r = k.shape.len();
+    if r < 2 {
+        return Err(format!("Attention key of shape {:?}", k.shape));
+    }
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 2, r - 1);
+    let kt = layout::transpose(k, &perm)?;
+    let mut s = linear::matmul_op(q, &kt, None)?;
+    if scale != 1.0 {
+        s = elementwise::binary(
+            crate::teacher::graph::Binary::Mul,
+            &s,
+            &Tensor::scalar_f32(scale),
+        )?;
+    }
+    if let Some(b) = bias {
+        s = elementwise::binary(crate::teacher::graph::Binary::Add, &s, b)?;
+    }
+    linear::matmul_op(&elementwise::softmax(&s, -1)?, v, None)
 }
 
 /// Runs a graph whose shapes are fixed: inputs in graph order, outputs in
