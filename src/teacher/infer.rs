@@ -214,6 +214,12 @@ pub fn macs(g: &Graph) -> u64 {
                 let k = if *trans_a { a[0] } else { a[1] };
                 (o.iter().product::<usize>() * k) as u64
             }
+            Op::Attention { .. } => {
+                let (q, k, v) = (shape(n.inputs[0]), shape(n.inputs[1]), shape(n.inputs[2]));
+                let rows: usize = q[..q.len() - 1].iter().product();
+                let m = k[k.len() - 2];
+                (rows * m * (q[q.len() - 1] + v[v.len() - 1])) as u64
+            }
             Op::MatMul => {
                 let a = shape(n.inputs[0]);
                 let o = shape(Some(n.outputs[0]));

@@ -174,14 +174,17 @@ pub fn attention(
     let mut perm: Vec<usize> = (0..r).collect();
     perm.swap(r - 2, r - 1);
     let kt = layout::transpose(k, &perm)?;
-    let mut s = linear::matmul_op(q, &kt, None)?;
-    if scale != 1.0 {
-        s = elementwise::binary(
+    // Scale q (N·d elements) rather than the scores (N·M).
+    let q = if scale != 1.0 {
+        &elementwise::binary(
             crate::teacher::graph::Binary::Mul,
-            &s,
+            q,
             &Tensor::scalar_f32(scale),
-        )?;
-    }
+        )?
+    } else {
+        q
+    };
+    let mut s = linear::matmul_op(q, &kt, None)?;
     if let Some(b) = bias {
         s = elementwise::binary(crate::teacher::graph::Binary::Add, &s, b)?;
     }
