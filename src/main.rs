@@ -10,6 +10,27 @@ use dr::bench::{bandwidth, report};
 use dr::config::PassOrder;
 use dr::{augment, build_info, cuda};
 
+/// println! that ends the program quietly when stdout is closed (`dr ... | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// print! counterpart of `out!`.
+macro_rules! out_str {
+    ($s:expr) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), "{}", $s).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 static LONG_VERSION: LazyLock<String> = LazyLock::new(build_info::long_version);
 
 #[derive(Parser)]
@@ -183,9 +204,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { json } => {
             let p = cuda::probe();
             if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+                out!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                print!("{}", p.render());
+                out_str!(p.render());
             }
         }
         Command::Augment { input, out } => {
@@ -289,14 +310,14 @@ fn run(cli: Cli) -> Result<()> {
                 let (vals, ids) = infer::topk(&p, 5);
                 let k = vals.len() / files.len().max(1);
                 for (i, f) in files.iter().enumerate() {
-                    println!("{}", f.display());
+                    out!("{}", f.display());
                     for j in 0..k {
                         let id = ids[i * k + j] as usize;
                         let name = labels
                             .as_ref()
                             .and_then(|l| l.get(id))
                             .map_or(String::new(), |n| format!(" {n}"));
-                        println!("  {:>6.2}%  {id}{name}", 100.0 * vals[i * k + j]);
+                        out!("  {:>6.2}%  {id}{name}", 100.0 * vals[i * k + j]);
                     }
                 }
             } else if output.is_none() {
@@ -320,9 +341,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let r = dr::bench::model::run_cpu(&model, batch_size, iters)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
+                out!(
                     "{}: batch {}, {} threads: {:.2} img/s, {:.1} GFLOP/s ({:.2} GMACs/image)",
                     model.display(),
                     r.batch,
@@ -333,11 +354,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 let total: f64 = r.per_op.iter().map(|p| p.1).sum();
                 for (op, t, n) in r.per_op.iter().take(10) {
-                    println!("  {op:<16} {:>5.1}%  {n} calls", 100.0 * t / total);
+                    out!("  {op:<16} {:>5.1}%  {n} calls", 100.0 * t / total);
                 }
             }
         }
-        Command::Inspect { model } => print!("{}", dr::teacher::infer::inspect(&model)?),
+        Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
         Command::Bench {
             bench:
                 Bench::Bandwidth {
@@ -361,9 +382,9 @@ fn run(cli: Cli) -> Result<()> {
             let path = r.meta.path_in(&out_dir);
             report::write_json(&path, &r)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                print!("{}", r.render());
+                out_str!(r.render());
             }
             eprintln!("wrote {}", path.display());
         }
