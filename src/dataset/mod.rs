@@ -2,3 +2,4 @@
 //! (`Image.open(f).convert("RGB")`) sees them.
 
 pub mod decode;
+pub mod listing;
