@@ -12,4 +12,5 @@ pub mod cuda;
 pub mod dataset;
 pub mod npy;
 pub mod rng;
+pub mod store;
 pub mod teacher;

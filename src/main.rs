@@ -99,6 +99,14 @@ enum Command {
         #[arg(long, default_value_t = 224)]
         crop: u32,
     },
+    /// Re-hash the source images of a reinforced dataset; name every file missing or changed.
+    Verify {
+        /// The reinforced dataset folder (holding images.tsv).
+        out: PathBuf,
+        /// Where the images are now.
+        #[arg(long)]
+        images: PathBuf,
+    },
     /// Inputs, outputs, op histogram, parameters, GMACs and what the passes fused.
     Inspect { model: PathBuf },
     /// Microbenchmarks on a GPU; results go to bench-results/.
@@ -356,6 +364,29 @@ fn run(cli: Cli) -> Result<()> {
                 for (op, t, n) in r.per_op.iter().take(10) {
                     out!("  {op:<16} {:>5.1}%  {n} calls", 100.0 * t / total);
                 }
+            }
+        }
+        Command::Verify { out, images } => {
+            let rows = dr::store::images::read(&out.join("images.tsv"))?;
+            let d = dr::store::images::verify(&rows, &images);
+            for p in &d.missing {
+                out!("missing  {p}");
+            }
+            for p in &d.changed {
+                out!("changed  {p}");
+            }
+            out!(
+                "{} files checked: {} missing, {} changed",
+                d.checked,
+                d.missing.len(),
+                d.changed.len()
+            );
+            if !d.missing.is_empty() || !d.changed.is_empty() {
+                anyhow::bail!(
+                    "{} no longer matches {}/images.tsv: soft labels would go to the wrong images. Fix: restore the files, or regenerate",
+                    images.display(),
+                    out.display()
+                );
             }
         }
         Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
