@@ -358,15 +358,10 @@ pub fn decode_tensor(t: &TensorProto, dir: &Path, file: &str) -> Result<Tensor> 
             n * width
         )));
     }
-    let chunks = |raw: &[u8]| -> Vec<[u8; 8]> {
-        raw.chunks_exact(width)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b[..width].copy_from_slice(c);
-                b
-            })
-            .collect()
-    };
+    // raw_data is little-endian, as are the hosts dr runs on (x86-64, aarch64).
+    fn le<T: bytemuck::Pod>(raw: &[u8]) -> Vec<T> {
+        bytemuck::pod_collect_to_vec(raw)
+    }
     let f16_bits = |bits: u16| half::f16::from_bits(bits).to_f32();
     let bf16_bits = |bits: u16| half::bf16::from_bits(bits).to_f32();
     if raw.is_none() {
@@ -383,52 +378,33 @@ pub fn decode_tensor(t: &TensorProto, dir: &Path, file: &str) -> Result<Tensor> 
         }
     }
     let tensor = match (dt, raw) {
-        (data_type::FLOAT, Some(r)) => Tensor::f32(shape, bytemuck::pod_collect_to_vec(r)),
+        (data_type::FLOAT, Some(r)) => Tensor::f32(shape, le(r)),
         (data_type::FLOAT, None) => Tensor::f32(shape, t.float_data.clone()),
-        (data_type::DOUBLE, Some(r)) => Tensor::f32(
-            shape,
-            chunks(r)
-                .iter()
-                .map(|b| f64::from_le_bytes(*b) as f32)
-                .collect(),
-        ),
+        (data_type::DOUBLE, Some(r)) => {
+            Tensor::f32(shape, le::<f64>(r).into_iter().map(|v| v as f32).collect())
+        }
         (data_type::DOUBLE, None) => {
             Tensor::f32(shape, t.double_data.iter().map(|&v| v as f32).collect())
         }
-        (data_type::FLOAT16, Some(r)) => Tensor::f32(
-            shape,
-            chunks(r)
-                .iter()
-                .map(|b| f16_bits(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-        ),
+        (data_type::FLOAT16, Some(r)) => {
+            Tensor::f32(shape, le::<u16>(r).into_iter().map(f16_bits).collect())
+        }
         (data_type::FLOAT16, None) => Tensor::f32(
             shape,
             t.int32_data.iter().map(|&v| f16_bits(v as u16)).collect(),
         ),
-        (data_type::BFLOAT16, Some(r)) => Tensor::f32(
-            shape,
-            chunks(r)
-                .iter()
-                .map(|b| bf16_bits(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-        ),
+        (data_type::BFLOAT16, Some(r)) => {
+            Tensor::f32(shape, le::<u16>(r).into_iter().map(bf16_bits).collect())
+        }
         (data_type::BFLOAT16, None) => Tensor::f32(
             shape,
             t.int32_data.iter().map(|&v| bf16_bits(v as u16)).collect(),
         ),
-        (data_type::INT64, Some(r)) => Tensor::i64(
-            shape,
-            chunks(r).iter().map(|b| i64::from_le_bytes(*b)).collect(),
-        ),
+        (data_type::INT64, Some(r)) => Tensor::i64(shape, le(r)),
         (data_type::INT64, None) => Tensor::i64(shape, t.int64_data.clone()),
-        (data_type::INT32, Some(r)) => Tensor::i64(
-            shape,
-            chunks(r)
-                .iter()
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
-                .collect(),
-        ),
+        (data_type::INT32, Some(r)) => {
+            Tensor::i64(shape, le::<i32>(r).into_iter().map(i64::from).collect())
+        }
         (data_type::INT32, None) => {
             Tensor::i64(shape, t.int32_data.iter().map(|&v| v as i64).collect())
         }
@@ -497,4 +473,84 @@ fn read_external(t: &TensorProto, dir: &Path) -> std::result::Result<Vec<u8>, St
     let mut buf = vec![0u8; length as usize];
     f.read_exact(&mut buf).map_err(|e| e.to_string())?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(dt: i32, dims: Vec<i64>, bytes: Vec<u8>) -> TensorProto {
+        TensorProto {
+            dims,
+            data_type: Some(dt),
+            raw_data: Some(bytes),
+            name: Some("t".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_initializer_encoding_decodes() {
+        let d = |t: &TensorProto| decode_tensor(t, Path::new(""), "m.onnx").unwrap();
+        let f16: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        assert_eq!(
+            d(&raw(data_type::FLOAT16, vec![2], f16)).to_f32_vec(),
+            [1.5, -2.0]
+        );
+        let bf16: Vec<u8> = [0.25f32, 3.0]
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        assert_eq!(
+            d(&raw(data_type::BFLOAT16, vec![2], bf16)).to_f32_vec(),
+            [0.25, 3.0]
+        );
+        let f64s: Vec<u8> = [0.5f64, -1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            d(&raw(data_type::DOUBLE, vec![2], f64s)).to_f32_vec(),
+            [0.5, -1.0]
+        );
+        let i32s: Vec<u8> = [-3i32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            d(&raw(data_type::INT32, vec![1, 2], i32s)).to_i64_vec(),
+            [-3, 7]
+        );
+        assert_eq!(
+            d(&raw(data_type::INT8, vec![2], vec![0xFF, 5])).to_i64_vec(),
+            [-1, 5]
+        );
+        // Typed fields: fp16 bits travel in int32_data.
+        let typed = TensorProto {
+            dims: vec![2],
+            data_type: Some(data_type::FLOAT16),
+            int32_data: vec![
+                half::f16::from_f32(0.5).to_bits() as i32,
+                half::f16::from_f32(4.0).to_bits() as i32,
+            ],
+            ..Default::default()
+        };
+        assert_eq!(d(&typed).to_f32_vec(), [0.5, 4.0]);
+        // Wrong sizes and types are errors naming the tensor.
+        let e = decode_tensor(
+            &raw(data_type::FLOAT, vec![3], vec![0; 8]),
+            Path::new(""),
+            "m.onnx",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("m.onnx") && e.contains("`t`") && e.contains("8 bytes"),
+            "{e}"
+        );
+        let e = decode_tensor(&raw(8, vec![1], vec![]), Path::new(""), "m.onnx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("string is not supported"), "{e}");
+    }
 }
