@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{dr, repo_root, text};
 
@@ -12,12 +12,6 @@ fn photo(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dr-cli-augment-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 const CONFIG: &str = "parameters:
@@ -55,7 +49,7 @@ fn npy_shape(path: &Path) -> Vec<usize> {
 
 #[test]
 fn augment_writes_samples_and_replays_them_exactly() {
-    let dir = tmp("replay");
+    let dir = common::fresh_dir("cli-augment-replay");
     let cfg = write_config(&dir, CONFIG);
     let out = dir.join("a");
     let o = dr(&[
@@ -124,7 +118,7 @@ fn augment_writes_samples_and_replays_them_exactly() {
 
 #[test]
 fn preview_draws_a_contact_sheet() {
-    let dir = tmp("preview");
+    let dir = common::fresh_dir("cli-augment-preview");
     let cfg = write_config(&dir, CONFIG);
     let png = dir.join("sheet.png");
     let o = dr(&[
@@ -150,7 +144,7 @@ fn preview_draws_a_contact_sheet() {
 
 #[test]
 fn bad_input_says_file_problem_and_fix() {
-    let dir = tmp("bad");
+    let dir = common::fresh_dir("cli-augment-bad");
     let cfg = write_config(&dir, CONFIG);
     let out = dir.join("o");
     let run = |args: &[&str]| {

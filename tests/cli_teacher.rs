@@ -14,12 +14,6 @@ fn fx(name: &str) -> String {
         .to_string()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dr-cli-teacher-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
 fn read(p: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     dr::npy::read(p).unwrap()
 }
@@ -49,6 +43,8 @@ fn inspect_reports_ops_passes_and_size() {
 
 #[test]
 fn infer_logits_probs_topk_and_ensemble() {
+    let dir = common::fresh_dir("cli-teacher-infer");
+    let tmp = |name: &str| dir.join(name);
     let out = tmp("logits.npy");
     let o = dr(&[
         "infer",
@@ -142,6 +138,8 @@ fn infer_logits_probs_topk_and_ensemble() {
 
 #[test]
 fn infer_images_and_bad_requests() {
+    let dir = common::fresh_dir("cli-teacher-images");
+    let tmp = |name: &str| dir.join(name);
     let img = repo_root()
         .join("tests/fixtures/augment/images/photo.png")
         .display()

@@ -3,17 +3,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use dr::dataset::listing::{file_list, image_folder};
 use serde_json::Value;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dr-listing-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn touch(root: &std::path::Path, rel: &str) {
     let p = root.join(rel);
@@ -25,7 +16,7 @@ fn touch(root: &std::path::Path, rel: &str) {
 fn image_folder_matches_torchvision() {
     let fx = common::repo_root().join("tests/fixtures/listing.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(fx).unwrap()).unwrap();
-    let root = tmp("tv");
+    let root = common::fresh_dir("listing-tv");
     for f in v["files"].as_array().unwrap() {
         touch(&root, f.as_str().unwrap());
     }
@@ -66,14 +57,14 @@ fn image_folder_matches_torchvision() {
 
 #[test]
 fn image_folder_errors() {
-    let root = tmp("empty");
+    let root = common::fresh_dir("listing-empty");
     let e = image_folder(&root).unwrap_err().to_string();
     assert!(e.contains("no class folders") && e.contains("Fix:"), "{e}");
     touch(&root, "a/x.jpg");
     touch(&root, "b/readme.txt");
     let e = image_folder(&root).unwrap_err().to_string();
     assert!(e.contains("class `b` has no image files"), "{e}");
-    let root = tmp("loop");
+    let root = common::fresh_dir("listing-loop");
     touch(&root, "a/x.jpg");
     std::os::unix::fs::symlink("..", root.join("a/up")).unwrap();
     let e = image_folder(&root).unwrap_err().to_string();
@@ -82,7 +73,7 @@ fn image_folder_errors() {
 
 #[test]
 fn file_lists() {
-    let d = tmp("list");
+    let d = common::fresh_dir("listing-list");
     std::fs::write(
         d.join("l.tsv"),
         "# comment\nimgs/a.jpg\t3\n\nimgs/b c.png\t0\r\n",
@@ -110,8 +101,8 @@ fn file_lists() {
 #[test]
 fn verify_names_missing_and_changed_files() {
     use dr::store::images;
-    let data = tmp("verify-data");
-    let out = tmp("verify-out");
+    let data = common::fresh_dir("listing-verify-data");
+    let out = common::fresh_dir("listing-verify-out");
     touch(&data, "cat/a.jpg");
     std::fs::write(data.join("cat/b.jpg"), b"bee").unwrap();
     std::fs::write(data.join("cat/c.jpg"), b"sea").unwrap();

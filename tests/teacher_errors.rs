@@ -15,13 +15,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dr-teacher-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn load_err(path: &Path) -> String {
     match onnx::load(path) {
         Ok(m) => match shape::with_batch(&m, 1) {
@@ -52,7 +45,7 @@ fn external_data_loads_and_matches_torch() {
 
 #[test]
 fn missing_or_truncated_external_data() {
-    let d = tmpdir("ext");
+    let d = common::fresh_dir("teacher-ext");
     std::fs::copy(fixture("resnet-external.onnx"), d.join("m.onnx")).unwrap();
     // The data file is named inside the model: without it, say which file.
     let e = load_err(&d.join("m.onnx"));
@@ -70,7 +63,7 @@ fn missing_or_truncated_external_data() {
 
 #[test]
 fn malformed_and_truncated_models() {
-    let d = tmpdir("bad");
+    let d = common::fresh_dir("teacher-bad");
     std::fs::write(d.join("text.onnx"), "this is not a model").unwrap();
     let e = load_err(&d.join("text.onnx"));
     assert!(
@@ -124,7 +117,7 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
 
 #[test]
 fn random_bytes_and_mutated_models_never_panic() {
-    let d = tmpdir("fuzz");
+    let d = common::fresh_dir("teacher-fuzz");
     let path = d.join("f.onnx");
     let mut next = rng(42);
     let model = std::fs::read(fixture("mobilenet-legacy13.onnx")).unwrap();

@@ -94,18 +94,6 @@ impl U8Chw {
         let p = self.plane();
         &mut self.data[c * p..(c + 1) * p]
     }
-
-    pub fn to_rgb8(&self) -> Rgb8 {
-        assert_eq!(self.channels, 3);
-        let plane = self.plane();
-        let mut data = vec![0u8; plane * 3];
-        for i in 0..plane {
-            for c in 0..3 {
-                data[i * 3 + c] = self.data[c * plane + i];
-            }
-        }
-        Rgb8::from_raw(self.width, self.height, data)
-    }
 }
 
 impl F32Chw {

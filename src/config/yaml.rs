@@ -71,10 +71,6 @@ impl<'a> Node<'a> {
         self.error(format!("expected {expected}, found {}", show(self.value)))
     }
 
-    pub fn is_map(&self) -> bool {
-        matches!(self.value, Yaml::Hash(_))
-    }
-
     /// YAML 1.2's core schema also spells null `Null` and `NULL` (ml-dr's
     /// configs write `NULL`), which yaml-rust2 reads as strings.
     pub fn is_null(&self) -> bool {

@@ -362,7 +362,7 @@ impl Stream {
     pub fn upload_pinned(&self, src: &mut PinnedBuf, dst: &mut DevBuf<u8>) -> Result<()> {
         check_len("upload", src.len(), dst.len())?;
         let n = src.len();
-        let host = src.raw_mut()?;
+        let host = src.as_mut_slice()?;
         self.raw
             .memcpy_htod(&*host, &mut dst.slice.slice_mut(..n))
             .during(|| format!("uploading {n} pinned bytes"), self.ordinal())?;
@@ -374,7 +374,7 @@ impl Stream {
     pub fn download_pinned(&self, src: &DevBuf<u8>, dst: &mut PinnedBuf) -> Result<()> {
         check_len("download", src.len(), dst.len())?;
         let n = src.len();
-        let host = dst.raw_mut()?;
+        let host = dst.as_mut_slice()?;
         self.raw.memcpy_dtoh(&src.slice, &mut host[..n]).during(
             || format!("downloading {n} bytes to pinned memory"),
             self.ordinal(),

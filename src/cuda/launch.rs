@@ -76,27 +76,17 @@ impl LaunchShape {
 /// One argument that can stand where a kernel expects kind `K`.
 pub trait Arg<K> {
     fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>);
-    /// Elements of the buffer behind this argument (for size checks), if any.
-    fn buffer_len(&self) -> Option<usize> {
-        None
-    }
 }
 
 impl<T> Arg<In<T>> for &DevBuf<T> {
     fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.slice);
     }
-    fn buffer_len(&self) -> Option<usize> {
-        Some(self.len())
-    }
 }
 
 impl<T> Arg<Out<T>> for &mut DevBuf<T> {
     fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
         b.arg(&mut self.slice);
-    }
-    fn buffer_len(&self) -> Option<usize> {
-        Some(self.len())
     }
 }
 

@@ -147,12 +147,6 @@ impl PinnedBuf {
             .during(|| "writing a pinned buffer".into(), ordinal)?;
         Ok(&mut s[..len])
     }
-
-    /// Raw view for the copy engine; the caller records `pending` after
-    /// enqueueing the copy.
-    pub(crate) fn raw_mut(&mut self) -> Result<&mut [u8]> {
-        self.as_mut_slice()
-    }
 }
 
 impl Drop for PinnedBuf {

@@ -109,19 +109,6 @@ impl Ensemble {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Ensemble { members })
     }
-
-    /// Mean over members of softmax(logits / t) for one input they all take.
-    pub fn probs(&self, x: &Tensor, t: f32) -> Result<Tensor, TeacherError> {
-        let logits = self
-            .members
-            .iter()
-            .map(|m| m.logits(x.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        mean_softmax(&logits, t).map_err(|detail| TeacherError::Invalid {
-            file: self.members[0].path.display().to_string(),
-            detail,
-        })
-    }
 }
 
 /// Mean over members of softmax(logits / t); members must share the class

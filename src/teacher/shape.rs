@@ -28,7 +28,7 @@ fn unsupported(g: &Graph, node: usize, detail: String) -> TeacherError {
 pub fn with_batch(model: &Model, batch: usize) -> Result<Graph, TeacherError> {
     let mut g = model.graph.clone();
     let file = g.source.display().to_string();
-    for (k, (&id, dims)) in g.inputs.clone().iter().zip(&model.input_dims).enumerate() {
+    for (&id, dims) in g.inputs.clone().iter().zip(&model.input_dims) {
         let shape = dims
             .iter()
             .enumerate()
@@ -51,7 +51,6 @@ pub fn with_batch(model: &Model, batch: usize) -> Result<Graph, TeacherError> {
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let _ = k;
         g.values[id].shape = Some(shape);
     }
     for i in 0..g.nodes.len() {

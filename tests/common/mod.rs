@@ -19,6 +19,14 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// An empty scratch folder for one test: `<tmp>/dr-<tag>-<pid>`, cleared first.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dr-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("creating a scratch folder");
+    d
+}
+
 pub fn dr(args: &[&str]) -> Output {
     Command::new(dr_bin())
         .args(args)

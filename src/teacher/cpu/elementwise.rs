@@ -35,7 +35,7 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
 }
 
 /// Element strides of `shape` read as `out` (0 along broadcast axes).
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; out.len()];
     let mut s = 1;
     for i in (0..shape.len()).rev() {

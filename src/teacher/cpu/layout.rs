@@ -370,13 +370,7 @@ pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor, String> {
         return Ok(x.clone());
     }
     let r = out.len();
-    let mut strides = vec![0usize; r];
-    let mut s = 1;
-    for i in (0..x.shape.len()).rev() {
-        let o = i + r - x.shape.len();
-        strides[o] = if x.shape[i] == 1 { 0 } else { s };
-        s *= x.shape[i];
-    }
+    let strides = super::elementwise::broadcast_strides(&x.shape, &out);
     let n = numel(&out);
     let mut src = Vec::with_capacity(n);
     let mut idx = vec![0usize; r];

@@ -40,14 +40,6 @@ pub fn import(op_type: &str, ctx: &NodeCtx) -> Result<Op, String> {
     f(ctx)
 }
 
-/// Every op type dr imports (for `dr inspect`).
-pub fn supported_ops() -> Vec<&'static str> {
-    [conv::TABLE, math::TABLE, shape::TABLE]
-        .iter()
-        .flat_map(|t| t.iter().map(|(n, _)| *n))
-        .collect()
-}
-
 /// The element type of an op's outputs.
 pub fn output_dtype(op: &Op, inputs: &[Option<ValueId>], g: &Graph) -> DType {
     match op {
