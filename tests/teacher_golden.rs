@@ -85,3 +85,15 @@ fn every_fixture_model_matches_onnxruntime() {
     assert!(!cases.is_empty());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Shapes for a large batch come from shape rules alone (no tensor of that
+/// size is built to find them).
+#[test]
+fn large_batches_prepare() {
+    let model = onnx::load(&fixtures().join("vit-legacy13.onnx")).unwrap();
+    let g = shape::with_batch(&model, 50_000).unwrap();
+    assert_eq!(
+        g.values[g.outputs[0]].shape.as_deref(),
+        Some(&[50_000, 37][..])
+    );
+}

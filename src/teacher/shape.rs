@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::cpu::{conv, elementwise, eval, layout};
 use super::graph::{Graph, Op};
 use super::onnx::{Dim, Model, TeacherError};
-use super::tensor::{Tensor, numel};
+use super::tensor::Tensor;
 
 /// Largest tensor (elements) constant folding will materialise.
 const FOLD_LIMIT: usize = 1 << 24;
@@ -154,20 +154,9 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
             vec![*m.unwrap_or(&0), *n.unwrap_or(&0)]
         }
         Op::MatMul => {
-            let (a, b) = (
-                Tensor::f32(ins[0].clone(), vec![0.0; numel(&ins[0])]),
-                Tensor::f32(ins[1].clone(), vec![0.0; numel(&ins[1])]),
-            );
-            if a.len() + b.len() > FOLD_LIMIT {
-                return Err(unsupported(
-                    g,
-                    i,
-                    "MatMul too large for shape inference".into(),
-                ));
-            }
-            super::cpu::linear::matmul_op(&a, &b, None)
+            super::cpu::linear::matmul_dims(&ins[0], &ins[1])
                 .map_err(|e| unsupported(g, i, e))?
-                .shape
+                .out
         }
         Op::BatchNorm { .. }
         | Op::Unary(_)

@@ -88,10 +88,21 @@ pub fn gemm_op(
     Ok(Tensor::f32(vec![m, n], out))
 }
 
-/// numpy matmul: 1-D operands promoted, batch dimensions broadcast; with a
-/// fused `bias` (a constant over the last axis, added in the product).
-pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
-    let (mut ash, mut bsh) = (a.shape.clone(), b.shape.clone());
+/// numpy matmul's shape rules: 1-D operands promoted, batch dimensions broadcast.
+pub struct MatMulDims {
+    /// Operand shapes after promotion to at least 2-D.
+    pub a: Vec<usize>,
+    pub b: Vec<usize>,
+    pub batch: Vec<usize>,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// The output shape (promoted axes dropped again).
+    pub out: Vec<usize>,
+}
+
+pub fn matmul_dims(a: &[usize], b: &[usize]) -> Result<MatMulDims, String> {
+    let (mut ash, mut bsh) = (a.to_vec(), b.to_vec());
     let (a1, b1) = (ash.len() == 1, bsh.len() == 1);
     if a1 {
         ash.insert(0, 1);
@@ -100,17 +111,46 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
         bsh.push(1);
     }
     if ash.len() < 2 || bsh.len() < 2 {
-        return Err(format!("MatMul of {:?} and {:?}", a.shape, b.shape));
+        return Err(format!("MatMul of {a:?} and {b:?}"));
     }
     let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
     let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
     if k != k2 {
         return Err(format!(
-            "MatMul inner sizes {k} and {k2} differ ({:?} · {:?})",
-            a.shape, b.shape
+            "MatMul inner sizes {k} and {k2} differ ({a:?} · {b:?})"
         ));
     }
     let batch = broadcast_shape(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
+    let mut out = batch.clone();
+    if !a1 {
+        out.push(m);
+    }
+    if !b1 {
+        out.push(n);
+    }
+    Ok(MatMulDims {
+        a: ash,
+        b: bsh,
+        batch,
+        m,
+        k,
+        n,
+        out,
+    })
+}
+
+/// numpy matmul; with a fused `bias` (a constant over the last axis, added
+/// in the product).
+pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
+    let MatMulDims {
+        a: ash,
+        b: bsh,
+        batch,
+        m,
+        k,
+        n,
+        out: shape,
+    } = matmul_dims(&a.shape, &b.shape)?;
     let nb = numel(&batch);
     let idx = |sh: &[usize], bi: usize| -> usize {
         // Broadcast batch index bi of `batch` into the operand's batch dims.
@@ -131,7 +171,7 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
         off
     };
     let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
-    if bsh.len() == 2 && !b1 {
+    if b.shape.len() == 2 {
         // A plain weight matrix: every row of every batch is one product.
         let rows = nb * m;
         let mut out = match bias {
@@ -140,11 +180,6 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
             None => vec![0f32; rows * n],
         };
         matmul_parallel(rows, n, k, &av, false, &bv, false, &mut out, bias.is_some());
-        let mut shape = batch;
-        if !a1 {
-            shape.push(m);
-        }
-        shape.push(n);
         return Ok(Tensor::f32(shape, out));
     }
     if bias.is_some() {
@@ -168,12 +203,5 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
                 false,
             );
         });
-    let mut shape = batch;
-    if !a1 {
-        shape.push(m);
-    }
-    if !b1 {
-        shape.push(n);
-    }
     Ok(Tensor::f32(shape, out))
 }
