@@ -171,6 +171,9 @@ fn find_nvcc() -> Option<PathBuf> {
                 .map(|c| c.join("dr/cuda-13.0"))
         })?;
     let p = cache.join("pkgs/nvidia/cu13/bin/nvcc");
+    // Rebuild once setup-cuda.sh installs it (a missing path reruns this
+    // script on every build, which costs nothing without nvcc).
+    println!("cargo:rerun-if-changed={}", p.display());
     is_exe(&p).then_some(p)
 }
 

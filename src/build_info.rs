@@ -18,3 +18,8 @@ pub fn kernels_line() -> String {
 pub fn long_version() -> String {
     format!("{VERSION} (commit {COMMIT})\n{}", kernels_line())
 }
+
+/// `dr 0.1.0 (abc1234)`: what wrote a file.
+pub fn short_version() -> String {
+    format!("dr {VERSION} ({COMMIT})")
+}

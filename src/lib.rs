@@ -11,6 +11,7 @@ pub mod config;
 pub mod cuda;
 pub mod dataset;
 pub mod npy;
+pub mod pipeline;
 pub mod rng;
 pub mod store;
 pub mod teacher;

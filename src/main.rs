@@ -31,6 +31,9 @@ macro_rules! out_str {
     }};
 }
 
+// After the macros, so the subcommand modules can use them.
+mod cli;
+
 static LONG_VERSION: LazyLock<String> = LazyLock::new(build_info::long_version);
 
 #[derive(Parser)]
@@ -64,6 +67,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Build a reinforced dataset: NS augmentations per image, teacher top-k, shards + manifest.
+    #[command(after_help = cli::reinforce::EXIT_CODES)]
+    Reinforce(cli::reinforce::ReinforceArgs),
     /// Run a teacher (or an ensemble) on images: logits, probabilities, top-k.
     Infer {
         /// ONNX model; repeat for an ensemble (mean of softmax(logits / T)).
@@ -99,13 +105,34 @@ enum Command {
         #[arg(long, default_value_t = 224)]
         crop: u32,
     },
-    /// Re-hash the source images of a reinforced dataset; name every file missing or changed.
+    /// Check a reinforced dataset: shard hashes and every record's invariants;
+    /// with --images, re-hash the source images and name every file missing or changed.
     Verify {
-        /// The reinforced dataset folder (holding images.tsv).
+        /// The reinforced dataset folder.
         out: PathBuf,
         /// Where the images are now.
         #[arg(long)]
-        images: PathBuf,
+        images: Option<PathBuf>,
+    },
+    /// Print an image's stored samples: ml-dr's compressed parameters and the top-k.
+    Show {
+        out: PathBuf,
+        /// Image id (its row in images.tsv).
+        #[arg(long)]
+        image: u32,
+        #[arg(long)]
+        sample: Option<u32>,
+        /// Class names, one per line.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
+    /// Join the outputs of every task of a `--shard i/N` job into one dataset.
+    Merge {
+        /// Task output folders.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Inputs, outputs, op histogram, parameters, GMACs and what the passes fused.
     Inspect { model: PathBuf },
@@ -216,6 +243,12 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 out_str!(p.render());
             }
+        }
+        Command::Reinforce(a) => {
+            cli::reinforce::set_threads(a.threads)?;
+            let opt = cli::reinforce::options(&a)?;
+            let s = cli::reinforce::run_with_progress(&opt, a.quiet)?;
+            cli::reinforce::print_summary(&s, a.json)?;
         }
         Command::Augment { input, out } => {
             let o = augment::run::augment_to_dir(&input.request(None), &out)?;
@@ -366,29 +399,14 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Verify { out, images } => {
-            let rows = dr::store::images::read(&out.join("images.tsv"))?;
-            let d = dr::store::images::verify(&rows, &images);
-            for p in &d.missing {
-                out!("missing  {p}");
-            }
-            for p in &d.changed {
-                out!("changed  {p}");
-            }
-            out!(
-                "{} files checked: {} missing, {} changed",
-                d.checked,
-                d.missing.len(),
-                d.changed.len()
-            );
-            if !d.missing.is_empty() || !d.changed.is_empty() {
-                anyhow::bail!(
-                    "{} no longer matches {}/images.tsv: soft labels would go to the wrong images. Fix: restore the files, or regenerate",
-                    images.display(),
-                    out.display()
-                );
-            }
-        }
+        Command::Verify { out, images } => cli::dataset::verify(&out, images.as_deref())?,
+        Command::Show {
+            out,
+            image,
+            sample,
+            labels,
+        } => cli::dataset::show(&out, image, sample, labels.as_deref())?,
+        Command::Merge { parts, out } => cli::dataset::merge(&parts, &out)?,
         Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
         Command::Bench {
             bench:
@@ -428,7 +446,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<dr::pipeline::shard::ShardError>() {
+                Some(dr::pipeline::shard::ShardError::BadImage { .. }) => ExitCode::from(3),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

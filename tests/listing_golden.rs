@@ -90,6 +90,7 @@ fn file_lists() {
         ("a.jpg 3\n", "path<TAB>label"),
         ("a.jpg\tcat\n", "not a non-negative integer"),
         ("/abs.jpg\t1\n", "relative"),
+        ("imgs/../../etc/passwd\t1\n", "leaves the list's folder"),
         ("\n", "no entries"),
     ] {
         std::fs::write(d.join("bad.tsv"), body).unwrap();

@@ -10,6 +10,7 @@
 //! at all. We refuse unknown names (with a did-you-mean) unless
 //! `ml_dr_compat` is set, which reproduces ml-dr and lists what it ignored.
 
+mod json;
 mod transforms;
 pub mod yaml;
 

@@ -354,3 +354,46 @@ fn unreadable_files() {
         .to_string();
     assert!(e.starts_with("/nonexistent/c.yaml: cannot read"), "{e}");
 }
+
+/// The written-out config reads back to the same config.
+#[test]
+fn json_form_reads_back() {
+    let mut texts: Vec<String> = [
+        include_str!("../../configs/imagenet-cropflip.yaml"),
+        include_str!("../../configs/imagenet-randaug_mixing.yaml"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    texts.push(
+        "reinforce:
+  num_samples: 3
+  topk: 4
+  mixing_group: 5
+  resize_pass_order: pillow12
+  image_augmentation:
+    uint8: {}
+    resize: {size: [40, 50], max_size: 90}
+    center_crop: {size: 36}
+    random_crop: {size: [30, 32], padding: [1, 2, 3, 4], pad_if_needed: true, fill: 9, padding_mode: reflect}
+    random_horizontal_flip: {p: 0.25}
+    rand_augment: {p: 0.5, num_ops: 3, magnitude: 5, num_magnitude_bins: 11}
+    to_tensor: {}
+    random_erase: {p: 0.3, scale: [0.1, 0.2], ratio: [0.5, 2.0]}
+    normalize: {mean: [0.5, 0.25, 0.125], std: [0.2, 0.3, 0.4]}
+    cutmix: {alpha: 0.7, p: 0.9}
+"
+        .into(),
+    );
+    for text in texts {
+        let c = parse(&text).unwrap();
+        let json = serde_json::json!({ "reinforce": c.to_json() }).to_string();
+        let back = parse(&json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+        assert_eq!(back, c, "{json}");
+    }
+    let c = parse(include_str!("../../configs/imagenet-randaug.yaml")).unwrap();
+    assert_eq!(
+        c.to_json()["image_augmentation"]["normalize"]["mean"],
+        serde_json::json!([0.485, 0.456, 0.406])
+    );
+}

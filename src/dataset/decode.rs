@@ -24,6 +24,23 @@ pub enum DecodeError {
     Unsupported { path: String, detail: String },
 }
 
+/// Pillow's `DecompressionBombError` threshold: twice `MAX_IMAGE_PIXELS`
+/// (89,478,485). Larger images are refused before any pixel is decoded.
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+fn check_size(w: u64, h: u64, name: &str) -> Result<(), DecodeError> {
+    if w * h > MAX_PIXELS {
+        return Err(DecodeError::Unsupported {
+            path: name.into(),
+            detail: format!(
+                "{w}x{h} is {} pixels, above Pillow's decompression-bomb limit of {MAX_PIXELS}. Fix: downscale the file",
+                w * h
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Decodes `path` to RGB.
 pub fn decode_rgb(path: &Path) -> Result<Rgb8, DecodeError> {
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
@@ -38,17 +55,24 @@ pub fn decode_rgb_bytes(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return decode_jpeg(bytes, name);
     }
-    let img = ImageReader::new(std::io::Cursor::new(bytes))
+    let undecodable = |e: image::ImageError| DecodeError::Undecodable {
+        path: name.into(),
+        detail: e.to_string(),
+    };
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Undecodable {
             path: name.into(),
             detail: e.to_string(),
-        })?
-        .decode()
-        .map_err(|e| DecodeError::Undecodable {
-            path: name.into(),
-            detail: e.to_string(),
         })?;
+    let mut decoder = reader.into_decoder().map_err(undecodable)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    check_size(w as u64, h as u64, name)?;
+    // The pixel limit above is ours; the crate's default allocation cap
+    // (512 MiB) would refuse some images Pillow opens.
+    image::ImageDecoder::set_limits(&mut decoder, image::Limits::no_limits())
+        .map_err(undecodable)?;
+    let img = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     to_rgb(img, name)
 }
 
@@ -161,6 +185,7 @@ fn decode_jpeg_unwinding(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> 
         .from_mem(bytes)
         .map_err(undecodable)?;
     let (w, h) = d.size();
+    check_size(w as u64, h as u64, name)?;
     let adobe = d.markers().any(|m| m.data.starts_with(b"Adobe"));
     let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
     let data = if cmyk {

@@ -186,6 +186,15 @@ pub fn file_list(list: &Path) -> Result<Listing, ListingError> {
                 format!("`{path}` must be a path relative to the list's folder"),
             ));
         }
+        if Path::new(path)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(bad(
+                i + 1,
+                format!("`{path}` leaves the list's folder (`..`); list only files below it"),
+            ));
+        }
         max_label = max_label.max(Some(label));
         entries.push(Entry {
             path: path.to_owned(),

@@ -19,8 +19,10 @@ pub struct ImageRow {
     pub index: u32,
     pub path: String,
     pub label: u32,
-    pub bytes: u64,
-    pub sha256: String,
+    /// Size and hash; `None` (written `-`) for rows another `--shard` task
+    /// hashes (`dr merge` fills them in).
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,14 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 
 /// Hashes every listed file (in parallel); rows in listing order.
 pub fn rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
+    rows_where(listing, |_| true)
+}
+
+/// Rows of every listed file, hashing those `hash(index)` selects.
+pub fn rows_where(
+    listing: &Listing,
+    hash: impl Fn(u32) -> bool + Sync,
+) -> Result<Vec<ImageRow>, ImagesError> {
     listing
         .entries
         .par_iter()
@@ -66,16 +76,20 @@ pub fn rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
                     "tabs and line breaks in file names cannot be listed; rename the file",
                 ));
             }
-            let p = listing.root.join(&e.path);
-            let (bytes, sha256) =
-                hash_file(&p).map_err(|err| file_err(&p, format!("cannot read: {err}")))?;
-            Ok(ImageRow {
+            let mut row = ImageRow {
                 index: i as u32,
                 path: e.path.clone(),
                 label: e.label,
-                bytes,
-                sha256,
-            })
+                bytes: None,
+                sha256: None,
+            };
+            if hash(i as u32) {
+                let p = listing.root.join(&e.path);
+                let (bytes, sha256) =
+                    hash_file(&p).map_err(|err| file_err(&p, format!("cannot read: {err}")))?;
+                (row.bytes, row.sha256) = (Some(bytes), Some(sha256));
+            }
+            Ok(row)
         })
         .collect()
 }
@@ -85,12 +99,15 @@ pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
     s.push_str(HEADER);
     s.push('\n');
     for r in rows {
+        let bytes = r.bytes.map_or("-".to_string(), |b| b.to_string());
+        let sha = r.sha256.as_deref().unwrap_or("-");
         s.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
-            r.index, r.path, r.label, r.bytes, r.sha256
+            "{}\t{}\t{}\t{bytes}\t{sha}\n",
+            r.index, r.path, r.label
         ));
     }
-    std::fs::write(path, s).map_err(|e| file_err(path, format!("cannot write: {e}")))
+    super::atomic_write(path, s.as_bytes())
+        .map_err(|e| file_err(path, format!("cannot write: {e}")))
 }
 
 pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
@@ -120,8 +137,11 @@ pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
                 index: f[0].parse().map_err(|_| bad())?,
                 path: f[1].to_owned(),
                 label: f[2].parse().map_err(|_| bad())?,
-                bytes: f[3].parse().map_err(|_| bad())?,
-                sha256: f[4].to_owned(),
+                bytes: match f[3] {
+                    "-" => None,
+                    b => Some(b.parse().map_err(|_| bad())?),
+                },
+                sha256: (f[4] != "-").then(|| f[4].to_owned()),
             })
         })
         .collect()
@@ -133,26 +153,33 @@ pub struct Drift {
     pub missing: Vec<String>,
     pub changed: Vec<String>,
     pub checked: usize,
+    /// Rows without a hash (another task's share before `dr merge`).
+    pub unhashed: usize,
 }
 
 /// Re-hashes the files under `images` and names every one missing or changed.
 pub fn verify(rows: &[ImageRow], images: &Path) -> Drift {
-    let results: Vec<(usize, Option<bool>)> = rows
+    let hashed: Vec<&ImageRow> = rows.iter().filter(|r| r.sha256.is_some()).collect();
+    let results: Vec<(usize, Option<bool>)> = hashed
         .par_iter()
         .enumerate()
         .map(|(i, r)| match hash_file(&images.join(&r.path)) {
-            Ok((bytes, sha)) => (i, Some(bytes == r.bytes && sha == r.sha256)),
+            Ok((bytes, sha)) => (
+                i,
+                Some(Some(bytes) == r.bytes && r.sha256.as_ref() == Some(&sha)),
+            ),
             Err(_) => (i, None),
         })
         .collect();
     let mut d = Drift {
-        checked: rows.len(),
+        checked: hashed.len(),
+        unhashed: rows.len() - hashed.len(),
         ..Default::default()
     };
     for (i, ok) in results {
         match ok {
-            None => d.missing.push(rows[i].path.clone()),
-            Some(false) => d.changed.push(rows[i].path.clone()),
+            None => d.missing.push(hashed[i].path.clone()),
+            Some(false) => d.changed.push(hashed[i].path.clone()),
             Some(true) => {}
         }
     }
@@ -173,7 +200,10 @@ mod tests {
             std::fs::write(root.join(p), body).unwrap();
         }
         let rows = rows(&image_folder(&root).unwrap()).unwrap();
-        assert_eq!(rows[0].sha256, format!("{:x}", Sha256::digest(b"one")));
+        assert_eq!(
+            rows[0].sha256,
+            Some(format!("{:x}", Sha256::digest(b"one")))
+        );
         let tsv = root.join("images.tsv");
         write(&tsv, &rows).unwrap();
         assert_eq!(read(&tsv).unwrap(), rows);
@@ -191,6 +221,13 @@ mod tests {
             (d.missing, d.changed),
             (vec!["b/3.png".to_string()], vec!["a/2.jpg".to_string()])
         );
+        // Rows of another task's share are written as `-` and not checked.
+        let mut partial = rows.clone();
+        (partial[2].bytes, partial[2].sha256) = (None, None);
+        write(&tsv, &partial).unwrap();
+        assert_eq!(read(&tsv).unwrap(), partial);
+        let d = verify(&partial, &root);
+        assert_eq!((d.checked, d.unhashed, d.missing.len()), (2, 1, 0));
         std::fs::write(&tsv, "junk\n").unwrap();
         assert!(
             read(&tsv)

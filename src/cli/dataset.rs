@@ -1,0 +1,129 @@
+//! Commands on a finished (or partial) reinforced dataset: verify, show, merge.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use dr::augment::record;
+use dr::store::reader::Reinforced;
+
+pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
+    let mut failed = false;
+    if out.join("manifest.json").exists() {
+        let d = Reinforced::open(out)?;
+        let r = dr::store::verify::verify(&d);
+        for p in r.problems.iter().take(50) {
+            out!("problem  {p}");
+        }
+        if r.problems.len() > 50 {
+            out!("... and {} more", r.problems.len() - 50);
+        }
+        out!(
+            "{} shards, {} records checked ({} of {} shards of the job, status {:?}): {} problems",
+            r.shards,
+            r.records,
+            r.shards,
+            d.manifest.shard_count,
+            d.manifest.status,
+            r.problems.len()
+        );
+        failed |= !r.problems.is_empty();
+    }
+    if let Some(images) = images {
+        let rows = dr::store::images::read(&out.join("images.tsv"))?;
+        let d = dr::store::images::verify(&rows, images);
+        for p in &d.missing {
+            out!("missing  {p}");
+        }
+        for p in &d.changed {
+            out!("changed  {p}");
+        }
+        out!(
+            "{} files checked: {} missing, {} changed{}",
+            d.checked,
+            d.missing.len(),
+            d.changed.len(),
+            if d.unhashed > 0 {
+                format!(" ({} rows hashed by other tasks; merge first)", d.unhashed)
+            } else {
+                String::new()
+            }
+        );
+        if !d.missing.is_empty() || !d.changed.is_empty() {
+            bail!(
+                "{} no longer matches {}/images.tsv: soft labels would go to the wrong images. Fix: restore the files, or regenerate",
+                images.display(),
+                out.display()
+            );
+        }
+    }
+    if failed {
+        bail!(
+            "{} failed verification (problems above). Fix: delete the named shards and rerun the same `dr reinforce` command to redo them",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn labels(path: Option<&Path>) -> Result<Option<Vec<String>>> {
+    path.map(|l| {
+        std::fs::read_to_string(l)
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", l.display()))
+    })
+    .transpose()
+}
+
+pub fn show(out: &Path, image: u32, sample: Option<u32>, labels_file: Option<&Path>) -> Result<()> {
+    let d = Reinforced::open(out)?;
+    let names = labels(labels_file)?;
+    let recs = d.records(image)?;
+    let row = &d.rows[image as usize];
+    out!("image {image}: {} (label {})", row.path, row.label);
+    let name = |c: u32| {
+        names
+            .as_ref()
+            .and_then(|n| n.get(c as usize))
+            .map_or(String::new(), |n| format!(" {n}"))
+    };
+    for (s, r) in recs.iter().enumerate() {
+        if sample.is_some_and(|j| j as usize != s) {
+            continue;
+        }
+        match &r.params {
+            None => out!("  sample {s}: invalid (bad image)"),
+            Some(p) => {
+                out!("  sample {s}: {}", record::compress(&d.config.augment, p));
+                let top: Vec<String> = r
+                    .probs
+                    .iter()
+                    .zip(&r.classes)
+                    .map(|(v, c)| format!("{c}{} {:.1}%", name(*c), 100.0 * v))
+                    .collect();
+                out!("    top-{}: {}", top.len(), top.join(", "));
+            }
+        }
+    }
+    if let Some(j) = sample
+        && j as usize >= recs.len()
+    {
+        bail!(
+            "sample {j} does not exist ({} samples per image)",
+            recs.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn merge(parts: &[PathBuf], out: &Path) -> Result<()> {
+    let m = dr::store::merge::merge(parts, out)?;
+    out!(
+        "{}: {} shards from {} tasks ({} hard-linked, {} copied)",
+        out.display(),
+        m.shards,
+        parts.len(),
+        m.linked,
+        m.copied
+    );
+    Ok(())
+}

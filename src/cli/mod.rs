@@ -1,0 +1,4 @@
+//! Subcommands with more than a call's worth of flag handling.
+
+pub mod dataset;
+pub mod reinforce;

@@ -1,0 +1,278 @@
+//! `dr reinforce`: flags → pipeline options, task from the scheduler's
+//! environment, progress on stderr, summary on stdout.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use dr::config::{PassOrder, ReinforceConfig};
+use dr::pipeline::reinforce::{self, DEFAULT_IMAGES_PER_SHARD, Options, Progress, Source, Summary};
+
+pub const EXIT_CODES: &str = "Exit codes: 0 done (bad images skipped are listed in OUT/bad-images.tsv); \
+1 error (message on stderr; complete shards are kept, rerun to resume); \
+2 usage error; 3 stopped at a bad image (--on-bad-image fail).";
+
+#[derive(clap::Args)]
+pub struct ReinforceArgs {
+    /// ImageFolder root (class sub-folders).
+    #[arg(long, conflicts_with = "list", required_unless_present = "list")]
+    pub data: Option<PathBuf>,
+    /// File list: `path<TAB>label` per line, relative to the list's folder.
+    #[arg(long)]
+    pub list: Option<PathBuf>,
+    /// ONNX teacher; repeat for an ensemble (mean of softmax(logits / T)).
+    #[arg(long = "teacher", required = true)]
+    pub teachers: Vec<PathBuf>,
+    /// Output folder (created; rerun the same command to resume).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// ml-dr reinforce YAML or dr's short form (configs/*.yaml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Reproduce ml-dr's handling of unknown transform names.
+    #[arg(long)]
+    pub ml_dr_compat: bool,
+    /// Samples per image (overrides num_samples).
+    #[arg(long)]
+    pub samples: Option<u32>,
+    /// Probabilities kept per sample (overrides topk).
+    #[arg(long)]
+    pub topk: Option<u32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples per teacher call (does not change the output).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Softmax temperature of the teachers.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// This process's part of a multi-task job, `i/N` (default: from
+    /// SLURM_ARRAY_TASK_ID/COUNT, JOB_COMPLETION_INDEX with DR_SHARD_COUNT,
+    /// or RANK/WORLD_SIZE; otherwise the whole job). Join parts with `dr merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Images per shard file (rounded up to whole mixing groups).
+    #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD)]
+    pub images_per_shard: u32,
+    /// What to do with an image that cannot be used: `skip` writes its
+    /// records flagged invalid and lists it in OUT/bad-images.tsv.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "fail"])]
+    pub on_bad_image: String,
+    /// Pillow release whose resize pass order to reproduce (overrides the config).
+    #[arg(long, value_parser = ["pillow13", "pillow12"])]
+    pub resize_pass_order: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `i/N` from the flag or the scheduler's environment; the source is named.
+fn task(flag: &Option<String>) -> Result<Option<(u32, u32, String)>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let parse = |i: &str, n: &str, from: &str| -> Result<(u32, u32, String)> {
+        match (i.trim().parse::<u32>(), n.trim().parse::<u32>()) {
+            (Ok(i), Ok(n)) if n > 0 && i < n => Ok((i, n, from.to_owned())),
+            _ => bail!("{from}: `{i}/{n}` is not a task i/N with 0 <= i < N"),
+        }
+    };
+    if let Some(s) = flag {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("--shard {s}: expected i/N, e.g. 0/8"))?;
+        return parse(i, n, "--shard").map(Some);
+    }
+    if let (Some(i), Some(n)) = (env("SLURM_ARRAY_TASK_ID"), env("SLURM_ARRAY_TASK_COUNT")) {
+        let min = env("SLURM_ARRAY_TASK_MIN").and_then(|m| m.parse::<u32>().ok());
+        let i = match (i.parse::<u32>(), min) {
+            (Ok(i), Some(m)) if i >= m => (i - m).to_string(),
+            _ => i,
+        };
+        return parse(&i, &n, "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT").map(Some);
+    }
+    if let Some(i) = env("JOB_COMPLETION_INDEX") {
+        let Some(n) = env("DR_SHARD_COUNT") else {
+            bail!(
+                "JOB_COMPLETION_INDEX is set but DR_SHARD_COUNT is not. Fix: set DR_SHARD_COUNT to the Job's completions, or pass --shard i/N"
+            );
+        };
+        return parse(&i, &n, "JOB_COMPLETION_INDEX/DR_SHARD_COUNT").map(Some);
+    }
+    if let (Some(i), Some(n)) = (env("RANK"), env("WORLD_SIZE")) {
+        return parse(&i, &n, "RANK/WORLD_SIZE").map(Some);
+    }
+    Ok(None)
+}
+
+pub fn config(
+    path: &std::path::Path,
+    compat: bool,
+    samples: Option<u32>,
+    topk: Option<u32>,
+    pass_order: Option<&str>,
+) -> Result<ReinforceConfig> {
+    let mut c = ReinforceConfig::load(path, compat)?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(s) = samples {
+        anyhow::ensure!(s > 0, "--samples must be at least 1");
+        c.num_samples = s;
+    }
+    if let Some(k) = topk {
+        anyhow::ensure!(k > 0, "--topk must be at least 1");
+        c.topk = k;
+    }
+    if let Some(o) = pass_order {
+        c.augment.pass_order = if o == "pillow12" {
+            PassOrder::Pillow12
+        } else {
+            PassOrder::Pillow13
+        };
+    }
+    Ok(c)
+}
+
+pub fn options(a: &ReinforceArgs) -> Result<Options> {
+    if a.device != "cpu" {
+        bail!(
+            "--device {}: the GPU pipeline is not built yet (issue [gpu-pipeline]). Fix: --device cpu",
+            a.device
+        );
+    }
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(a.temperature > 0.0, "--temperature must be positive");
+    let task = task(&a.shard)?;
+    if let Some((i, n, from)) = &task
+        && !a.quiet
+    {
+        eprintln!("task {i} of {n} (from {from})");
+    }
+    Ok(Options {
+        source: match (&a.data, &a.list) {
+            (Some(d), _) => Source::Folder(d.clone()),
+            (None, Some(l)) => Source::List(l.clone()),
+            (None, None) => bail!("give --data DIR or --list FILE"),
+        },
+        teachers: a.teachers.clone(),
+        out: a.out.clone(),
+        config: config(
+            &a.config,
+            a.ml_dr_compat,
+            a.samples,
+            a.topk,
+            a.resize_pass_order.as_deref(),
+        )?,
+        seed: a.seed,
+        batch_size: a.batch_size,
+        temperature: a.temperature,
+        task: task.map(|(i, n, _)| (i, n)),
+        fail_on_bad: a.on_bad_image == "fail",
+        images_per_shard: a.images_per_shard,
+    })
+}
+
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(t) = threads {
+        anyhow::ensure!(t > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs the job with a progress display on stderr (a bar on a terminal,
+/// a line every 10 s otherwise).
+pub fn run_with_progress(opt: &Options, quiet: bool) -> Result<Summary> {
+    let progress = Progress::default();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if !quiet {
+            s.spawn(|| show_progress(&progress, &done, opt.config.num_samples));
+        }
+        let r = reinforce::run(opt, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    })
+}
+
+fn show_progress(p: &Progress, done: &std::sync::atomic::AtomicBool, ns: u32) {
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        if tty {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images  {msg}  ETA {eta}")
+            .expect("valid template"),
+    );
+    let start = std::time::Instant::now();
+    let mut last_line = start;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let total = p.images_total.load(Ordering::Relaxed);
+        let images = p.images_done.load(Ordering::Relaxed);
+        let samples = p.samples_done.load(Ordering::Relaxed);
+        let rate = samples as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_length(total);
+        bar.set_position(images);
+        bar.set_message(format!("{rate:.0} samples/s"));
+        if !tty && last_line.elapsed() >= Duration::from_secs(10) && total > 0 {
+            last_line = std::time::Instant::now();
+            let left = (total * ns as u64).saturating_sub(samples) as f64 / rate.max(1e-9);
+            eprintln!(
+                "{images}/{total} images, {rate:.0} samples/s, ETA {:.0} s",
+                left
+            );
+        }
+    }
+    bar.finish_and_clear();
+}
+
+pub fn print_summary(s: &Summary, json: bool) -> Result<()> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    out!(
+        "{}: {} images x {} samples ({} shards written, {} kept from an earlier run), {} bad images",
+        s.out.display(),
+        s.images,
+        s.samples_per_image,
+        s.shards_written,
+        s.shards_kept,
+        s.bad_images
+    );
+    if s.records_written > 0 {
+        out!(
+            "{:.1} samples/s end to end; the teacher alone ran at {:.1} samples/s in this run ({:.0}%); {} B per record",
+            s.samples_per_second,
+            s.teacher_samples_per_second,
+            100.0 * s.samples_per_second / s.teacher_samples_per_second.max(1e-9),
+            s.record_bytes
+        );
+    }
+    if s.bad_images > 0 {
+        out!(
+            "bad images: {} (listed in {}/bad-images.tsv)",
+            s.bad_images,
+            s.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! `dr reinforce`: listing → images.tsv → order.npy → shards (each written
+//! whole, then named in the manifest) → status complete. A rerun of the same
+//! command continues where the last one stopped; a rerun with other
+//! settings is refused, naming what differs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use super::shard::{ShardContext, ShardError, run_shard};
+use crate::augment::params::{MixingGroups, stage_sizes};
+use crate::config::ReinforceConfig;
+use crate::dataset::listing::{self, Listing};
+use crate::store::images::{self, ImageRow};
+use crate::store::layout::{Layout, MAX_SAMPLES};
+use crate::store::manifest::{
+    self, Manifest, RecordInfo, Settings, ShardInfo, Status, Task, TeacherFile, shard_file,
+};
+use crate::teacher::ensemble::Ensemble;
+
+/// Default images per shard file (rounded up to whole mixing groups).
+pub const DEFAULT_IMAGES_PER_SHARD: u32 = 512;
+
+pub enum Source {
+    Folder(PathBuf),
+    List(PathBuf),
+}
+
+pub struct Options {
+    pub source: Source,
+    pub teachers: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub config: ReinforceConfig,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub temperature: f32,
+    /// `Some((i, n))`: this process is task i of n.
+    pub task: Option<(u32, u32)>,
+    pub fail_on_bad: bool,
+    pub images_per_shard: u32,
+}
+
+/// Counters the progress display reads while the job runs.
+#[derive(Default)]
+pub struct Progress {
+    pub images_total: AtomicU64,
+    pub images_done: AtomicU64,
+    pub samples_done: AtomicU64,
+    pub teacher_nanos: AtomicU64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub out: PathBuf,
+    pub status: &'static str,
+    pub images: u64,
+    pub samples_per_image: u32,
+    /// Shards written by this run, and those kept from an earlier one.
+    pub shards_written: u32,
+    pub shards_kept: u32,
+    pub records_written: u64,
+    pub bad_images: usize,
+    /// Wall time in all, and of the shard work alone (after listing,
+    /// hashing and loading the teachers).
+    pub seconds: f64,
+    pub work_seconds: f64,
+    /// Samples (decode + augment + teacher + top-k + write) per second in this run.
+    pub samples_per_second: f64,
+    /// Samples per second of the teacher calls alone, in the same run.
+    pub teacher_samples_per_second: f64,
+    pub record_bytes: usize,
+}
+
+/// sha256 over `index\tpath\tlabel\n` lines: the identity of the listing.
+pub fn listing_digest(listing: &Listing) -> String {
+    let mut h = Sha256::new();
+    for (i, e) in listing.entries.iter().enumerate() {
+        h.update(format!("{i}\t{}\t{}\n", e.path, e.label).as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn hash_teacher(path: &Path) -> Result<TeacherFile> {
+    let (_, sha256) =
+        images::hash_file(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(TeacherFile {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256,
+    })
+}
+
+/// Shard index range `[a, b)` of task i of n: contiguous, as even as can be.
+pub fn task_shards(shards: u32, i: u32, n: u32) -> [u32; 2] {
+    let f = |k: u32| (shards as u64 * k as u64 / n as u64) as u32;
+    [f(i), f(i + 1)]
+}
+
+pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
+    let t0 = Instant::now();
+    let cfg = &opt.config;
+    if cfg.num_samples > MAX_SAMPLES {
+        bail!(
+            "{} samples per image: records hold at most {MAX_SAMPLES}. Fix: lower --samples",
+            cfg.num_samples
+        );
+    }
+    let listing: Listing = match &opt.source {
+        Source::Folder(d) => listing::image_folder(d)?,
+        Source::List(f) => listing::file_list(f)?,
+    };
+    let n = u32::try_from(listing.entries.len()).context("more than 2^32 images")?;
+    let teachers = Ensemble::load(&opt.teachers)?;
+    let chw = teachers.members[0].input_chw()?;
+    for m in &teachers.members[1..] {
+        if m.input_chw()? != chw {
+            bail!(
+                "{} takes {:?} but {} takes {:?}: ensemble members of `dr reinforce` must share the input size",
+                m.path.display(),
+                m.input_chw()?,
+                teachers.members[0].path.display(),
+                chw
+            );
+        }
+    }
+    let out_wh = stage_sizes(&cfg.augment, 1, 1).output;
+    if chw.len() != 3 || chw[0] != 3 || (chw[2], chw[1]) != out_wh {
+        bail!(
+            "the teacher {} takes {:?} but the augmentation produces 3x{}x{}. Fix: set the crop size in the config to the teacher's input size",
+            teachers.members[0].path.display(),
+            chw,
+            out_wh.1,
+            out_wh.0
+        );
+    }
+    let classes = num_classes(&teachers)?;
+    let layout = Layout::new(&cfg.augment, cfg.topk as usize, classes, out_wh);
+    let group = cfg.mixing_group;
+    let per_shard = opt.images_per_shard.max(1).div_ceil(group) * group;
+    let shard_count = n.div_ceil(per_shard);
+    let (task, [first, last]) = match opt.task {
+        Some((i, k)) => {
+            if k == 0 || i >= k {
+                bail!("--shard {i}/{k}: the task index must be below the task count");
+            }
+            let r = task_shards(shard_count, i, k);
+            (
+                Some(Task {
+                    index: i,
+                    count: k,
+                    shards: r,
+                }),
+                r,
+            )
+        }
+        None => (None, [0, shard_count]),
+    };
+    let groups = MixingGroups::new(opt.seed, n, group);
+    let order = groups.order();
+    let positions = |s: u32| -> [u32; 2] { [s * per_shard, ((s + 1) * per_shard).min(n)] };
+    let mine = |pos: u32| pos >= positions(first)[0] && pos < positions(last.max(first + 1) - 1)[1];
+
+    std::fs::create_dir_all(&opt.out)
+        .with_context(|| format!("{}: cannot create the output folder", opt.out.display()))?;
+    let existing = Manifest::read(&opt.out)?;
+    let tsv = opt.out.join("images.tsv");
+    let rows: Vec<ImageRow> = if existing.is_some() && tsv.exists() {
+        images::read(&tsv)?
+    } else {
+        let mut position = vec![0u32; n as usize];
+        for (p, &id) in order.iter().enumerate() {
+            position[id as usize] = p as u32;
+        }
+        let rows = images::rows_where(&listing, |id| first < last && mine(position[id as usize]))?;
+        images::write(&tsv, &rows)?;
+        rows
+    };
+    let settings = Settings {
+        config: cfg.to_json(),
+        seed: opt.seed,
+        teachers: opt
+            .teachers
+            .iter()
+            .map(|p| hash_teacher(p))
+            .collect::<Result<_>>()?,
+        temperature: opt.temperature as f64,
+        num_classes: classes as u32,
+        images: n,
+        listing_sha256: listing_digest(&listing),
+        images_per_shard: per_shard,
+        input_size: [out_wh.0 as u32, out_wh.1 as u32],
+    };
+    let mut m = match existing {
+        Some(m) => {
+            let mut diffs = manifest::differences(&m.settings, &settings);
+            if m.task != task {
+                diffs.push(format!(
+                    "task: {} vs {}",
+                    serde_json::to_string(&m.task)?,
+                    serde_json::to_string(&task)?
+                ));
+            }
+            if !diffs.is_empty() {
+                bail!(
+                    "{} holds a reinforced dataset made with other settings:\n  {}\nFix: rerun with the settings it was made with, or use a new --out",
+                    opt.out.display(),
+                    diffs.join("\n  ")
+                );
+            }
+            m
+        }
+        None => Manifest {
+            format: manifest::FORMAT.into(),
+            version: manifest::VERSION,
+            writer: crate::build_info::short_version(),
+            source: std::path::absolute(&listing.root)
+                .unwrap_or_else(|_| listing.root.clone())
+                .display()
+                .to_string(),
+            status: Status::Running,
+            settings,
+            record: RecordInfo {
+                size: layout.size,
+                dtype: layout.numpy_descr(),
+                num_samples: cfg.num_samples,
+                topk: cfg.topk,
+            },
+            shard_count,
+            task: task.clone(),
+            shards: Vec::new(),
+        },
+    };
+    crate::npy::write(&opt.out.join("order.npy"), &[order.len()], order)?;
+    m.write(&opt.out)
+        .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+
+    let cx = ShardContext {
+        root: &listing.root,
+        rows: &rows,
+        order,
+        config: cfg,
+        seed: opt.seed,
+        teachers: &teachers,
+        temperature: opt.temperature,
+        layout: &layout,
+        batch_size: opt.batch_size,
+        input_wh: out_wh,
+        fail_on_bad: opt.fail_on_bad,
+        teacher_nanos: &progress.teacher_nanos,
+    };
+    let out = opt.out.clone();
+    m.shards.retain(|s| shard_complete(&out, s));
+    let todo: Vec<u32> = (first..last)
+        .filter(|s| !m.shards.iter().any(|i| i.index == *s))
+        .collect();
+    let kept = (last - first) - todo.len() as u32;
+    let todo_images: u64 = todo
+        .iter()
+        .map(|&s| (positions(s)[1] - positions(s)[0]) as u64)
+        .sum();
+    progress.images_total.store(todo_images, Ordering::Relaxed);
+    let tick = |i: u64, s: u64| {
+        progress.images_done.fetch_add(i, Ordering::Relaxed);
+        progress.samples_done.fetch_add(s, Ordering::Relaxed);
+    };
+    let mut records_written = 0;
+    let t_work = Instant::now();
+    for &s in &todo {
+        let [a, b] = positions(s);
+        let (bytes, bad) = run_shard(&cx, a as usize, b as usize, &tick).map_err(|e| match e {
+            ShardError::BadImage { .. } => anyhow::Error::new(e),
+            ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
+        })?;
+        let file = shard_file(s);
+        crate::store::atomic_write(&opt.out.join(&file), &bytes)
+            .with_context(|| format!("{}: cannot write {file}", opt.out.display()))?;
+        m.shards.push(ShardInfo {
+            index: s,
+            file,
+            positions: [a, b],
+            records: (bytes.len() / layout.size) as u64,
+            bytes: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(&bytes)),
+            bad_images: bad,
+        });
+        m.shards.sort_by_key(|s| s.index);
+        records_written += (bytes.len() / layout.size) as u64;
+        m.write_bad_images(&opt.out, &rows)?;
+        m.write(&opt.out)
+            .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+    }
+    m.status = Status::Complete;
+    m.write_bad_images(&opt.out, &rows)?;
+    m.write(&opt.out)
+        .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let work_seconds = t_work.elapsed().as_secs_f64();
+    let samples_run = progress.samples_done.load(Ordering::Relaxed);
+    Ok(Summary {
+        out: opt.out.clone(),
+        status: "complete",
+        images: m
+            .shards
+            .iter()
+            .map(|s| (s.positions[1] - s.positions[0]) as u64)
+            .sum(),
+        samples_per_image: cfg.num_samples,
+        shards_written: todo.len() as u32,
+        shards_kept: kept,
+        records_written,
+        bad_images: m.bad_images().count(),
+        seconds,
+        work_seconds,
+        samples_per_second: samples_run as f64 / work_seconds.max(1e-9),
+        teacher_samples_per_second: samples_run as f64
+            / (progress.teacher_nanos.load(Ordering::Relaxed) as f64 * 1e-9).max(1e-9),
+        record_bytes: layout.size,
+    })
+}
+
+/// The class count the members share (their output is [batch, classes]).
+fn num_classes(teachers: &Ensemble) -> Result<usize> {
+    let mut classes = None;
+    for m in &teachers.members {
+        let g = m.graph(1)?;
+        let shape = g.values[g.outputs[0]].shape.clone().unwrap_or_default();
+        let c = match shape.as_slice() {
+            [1, c] => *c,
+            s => bail!(
+                "{}: the output has shape {s:?}; a teacher gives [batch, classes] logits",
+                m.path.display()
+            ),
+        };
+        if classes.is_some_and(|k| k != c) {
+            bail!(
+                "{} gives {c} classes but {} gives {}: ensemble members must share the class count",
+                m.path.display(),
+                teachers.members[0].path.display(),
+                classes.unwrap()
+            );
+        }
+        classes = Some(c);
+    }
+    classes.context("no teacher given")
+}
+
+/// A shard counts as complete when the manifest names it and the file has
+/// the recorded size (`dr verify` checks the hashes).
+fn shard_complete(out: &Path, info: &ShardInfo) -> bool {
+    std::fs::metadata(out.join(&info.file)).is_ok_and(|md| md.len() == info.bytes)
+}

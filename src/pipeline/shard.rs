@@ -1,0 +1,219 @@
+//! One shard's work on the CPU backend: decode each image of a mixing group
+//! once, draw every (image, sample)'s parameters, augment, run the teacher in
+//! batches, keep the top-k, encode the records in work order.
+//!
+//! Nothing here depends on the batch size or thread count: parameters are a
+//! function of (seed, image, sample), pairs come from the mixing group, and
+//! the executor computes each image of a batch independently of the others
+//! (tests in tests/reinforce.rs check the bytes).
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::augment::image::Rgb8;
+use crate::augment::params::{Draw, SampleParams};
+use crate::augment::pipeline::augment;
+use crate::dataset::decode::decode_rgb_bytes;
+use crate::store::images::ImageRow;
+use crate::store::layout::{Layout, MAX_SIDE, Record};
+use crate::store::manifest::BadImage;
+use crate::teacher::ensemble::{Ensemble, mean_softmax};
+use crate::teacher::infer::topk;
+use crate::teacher::tensor::Tensor;
+
+/// What a shard needs from the job.
+pub struct ShardContext<'a> {
+    pub root: &'a std::path::Path,
+    pub rows: &'a [ImageRow],
+    pub order: &'a [u32],
+    pub config: &'a crate::config::ReinforceConfig,
+    pub seed: u64,
+    pub teachers: &'a Ensemble,
+    pub temperature: f32,
+    pub layout: &'a Layout,
+    pub batch_size: usize,
+    /// (w, h) the teachers take.
+    pub input_wh: (usize, usize),
+    pub fail_on_bad: bool,
+    /// Time spent in the teachers (for teacher-only throughput).
+    pub teacher_nanos: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Why the run stopped inside a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("{path}: {reason} (stopped by --on-bad-image fail; complete shards are kept)")]
+    BadImage { path: String, reason: String },
+    #[error("{0}")]
+    Teacher(String),
+}
+
+/// Reads, checks and decodes one listed image; `Err` is the reason it is bad.
+pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Result<Rgb8, String> {
+    let path = root.join(&row.path);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if let Some(want) = &row.sha256 {
+        let got = format!("{:x}", Sha256::digest(&bytes));
+        if &got != want {
+            return Err(format!(
+                "the file changed after it was listed (SHA-256 {got}, images.tsv has {want})"
+            ));
+        }
+    }
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let img = decode_rgb_bytes(&bytes, &row.path).map_err(|e| {
+        // The error names the path; the reason is what follows it.
+        let s = e.to_string();
+        s.strip_prefix(&format!("{}: ", row.path))
+            .unwrap_or(&s)
+            .to_owned()
+    })?;
+    if img.width > MAX_SIDE || img.height > MAX_SIDE {
+        return Err(format!(
+            "{}x{} has a side above {MAX_SIDE} px, which records cannot address",
+            img.width, img.height
+        ));
+    }
+    Ok(img)
+}
+
+/// Progress callback: (images, samples) finished since the last call.
+pub type Tick<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Records for work-order positions `[start, end)` and the bad images met.
+pub fn run_shard(
+    cx: &ShardContext,
+    start: usize,
+    end: usize,
+    tick: Tick,
+) -> Result<(Vec<u8>, Vec<BadImage>), ShardError> {
+    let ns = cx.config.num_samples as usize;
+    let group = cx.config.mixing_group as usize;
+    let rec = cx.layout.size;
+    let mut out = vec![0u8; (end - start) * ns * rec];
+    let mut bad = Vec::new();
+    for g0 in (start..end).step_by(group) {
+        let ids = &cx.order[g0..(g0 + group).min(end)];
+        let loaded: Vec<Result<Rgb8, String>> = ids
+            .par_iter()
+            .map(|&id| load_image(cx.root, &cx.rows[id as usize]))
+            .collect();
+        for (&id, r) in ids.iter().zip(&loaded) {
+            if let Err(reason) = r {
+                if cx.fail_on_bad {
+                    return Err(ShardError::BadImage {
+                        path: cx
+                            .root
+                            .join(&cx.rows[id as usize].path)
+                            .display()
+                            .to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+                bad.push(BadImage {
+                    index: id,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        let image_of = |id: u32| -> Option<&Rgb8> {
+            ids.iter()
+                .position(|&x| x == id)
+                .and_then(|i| loaded[i].as_ref().ok())
+        };
+        // Pairs come from the group's usable images (in work order).
+        let candidates: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| image_of(id).is_some())
+            .collect();
+        let size_of = |id: u32| {
+            let img = image_of(id).expect("pairs are drawn among decoded images");
+            (img.width, img.height)
+        };
+        let draw = Draw {
+            aug: &cx.config.augment,
+            seed: cx.seed,
+            num_samples: cx.config.num_samples,
+            size_of: &size_of,
+        };
+        // (record slot within the shard, image, params) of every usable sample.
+        let mut work: Vec<(usize, u32, SampleParams)> = Vec::new();
+        for (k, &id) in ids.iter().enumerate() {
+            let slot0 = (g0 - start + k) * ns;
+            if image_of(id).is_none() {
+                for s in 0..ns {
+                    let r = Record {
+                        params: None,
+                        probs: vec![0.0; cx.layout.topk],
+                        classes: vec![0; cx.layout.topk],
+                    };
+                    let o = (slot0 + s) * rec;
+                    cx.layout.encode(&r, &mut out[o..o + rec]);
+                }
+                continue;
+            }
+            for s in 0..ns {
+                let p = draw.sample(id, s as u32, &candidates);
+                work.push((slot0 + s, id, p));
+            }
+        }
+        for chunk in work.chunks(cx.batch_size.max(1)) {
+            let probs = teacher_probs(cx, chunk, &image_of)?;
+            let (vals, classes) = topk(&probs, cx.layout.topk);
+            let k = cx.layout.topk.min(probs.shape[1]);
+            for (i, (slot, _, p)) in chunk.iter().enumerate() {
+                let mut r = Record {
+                    params: Some(p.clone()),
+                    probs: vals[i * k..(i + 1) * k].to_vec(),
+                    classes: classes[i * k..(i + 1) * k]
+                        .iter()
+                        .map(|&c| c as u32)
+                        .collect(),
+                };
+                r.probs.resize(cx.layout.topk, 0.0);
+                r.classes.resize(cx.layout.topk, 0);
+                let o = slot * rec;
+                cx.layout.encode(&r, &mut out[o..o + rec]);
+            }
+            tick(0, chunk.len() as u64);
+        }
+        tick(ids.len() as u64, 0);
+    }
+    Ok((out, bad))
+}
+
+/// Augments `chunk` and returns the ensemble's probabilities, one row each.
+fn teacher_probs<'a>(
+    cx: &ShardContext,
+    chunk: &[(usize, u32, SampleParams)],
+    image_of: &(dyn Fn(u32) -> Option<&'a Rgb8> + Sync),
+) -> Result<Tensor, ShardError> {
+    let (w, h) = cx.input_wh;
+    let per = 3 * w * h;
+    let mut x = vec![0f32; chunk.len() * per];
+    x.par_chunks_mut(per)
+        .zip(chunk)
+        .for_each(|(dst, (_, id, p))| {
+            let img = image_of(*id).expect("usable image");
+            let pair = p.pair.as_ref().and_then(|q| image_of(q.id2));
+            let a = augment(&cx.config.augment, img, p, pair);
+            dst.copy_from_slice(&a.tensor.data);
+        });
+    let x = Tensor::f32(vec![chunk.len(), 3, h, w], x);
+    let t0 = std::time::Instant::now();
+    let logits = cx
+        .teachers
+        .members
+        .iter()
+        .map(|m| m.logits(x.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ShardError::Teacher(e.to_string()))?;
+    cx.teacher_nanos.fetch_add(
+        t0.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    mean_softmax(&logits, cx.temperature).map_err(ShardError::Teacher)
+}

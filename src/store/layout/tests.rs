@@ -1,0 +1,206 @@
+use super::*;
+use crate::augment::params::{Draw, MixingGroups};
+use crate::augment::record;
+use crate::config::ReinforceConfig;
+
+pub const CONFIGS: [(&str, &str); 4] = [
+    (
+        "cropflip",
+        include_str!("../../../configs/imagenet-cropflip.yaml"),
+    ),
+    (
+        "mixing",
+        include_str!("../../../configs/imagenet-mixing.yaml"),
+    ),
+    (
+        "randaug",
+        include_str!("../../../configs/imagenet-randaug.yaml"),
+    ),
+    (
+        "randaug_mixing",
+        include_str!("../../../configs/imagenet-randaug_mixing.yaml"),
+    ),
+];
+
+fn config(text: &str) -> ReinforceConfig {
+    ReinforceConfig::parse(text, "test.yaml", false).unwrap()
+}
+
+#[test]
+fn imagenet_records_stay_compact() {
+    // ml-dr's ImageNet+ metadata: 53.3 GB gzipped for 1.28 M images x 400.
+    let ml_dr = 53.3e9 / (1_281_167.0 * 400.0);
+    let sizes: Vec<(&str, usize)> = CONFIGS
+        .iter()
+        .map(|(name, text)| {
+            let c = config(text);
+            (*name, Layout::new(&c.augment, 10, 1000, (224, 224)).size)
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("cropflip", 50),
+            ("mixing", 84),
+            ("randaug", 60),
+            ("randaug_mixing", 104)
+        ]
+    );
+    assert!(sizes.iter().all(|&(_, s)| s as f64 <= ml_dr), "{ml_dr}");
+}
+
+#[test]
+fn class_ids_widen_past_u16() {
+    let c = config(CONFIGS[0].1);
+    let narrow = Layout::new(&c.augment, 5, 65536, (224, 224));
+    let wide = Layout::new(&c.augment, 5, 65537, (224, 224));
+    assert_eq!(narrow.field("classes").unwrap().kind, Kind::U16);
+    assert_eq!(wide.field("classes").unwrap().kind, Kind::U32);
+    let rec = Record {
+        params: None,
+        probs: vec![0.5, 0.25, 0.0, 0.0, 0.0],
+        classes: vec![65536, 7, 0, 0, 0],
+    };
+    let mut b = vec![0; wide.size];
+    wide.encode(&rec, &mut b);
+    assert_eq!(wide.decode(&b), rec);
+}
+
+#[test]
+fn numpy_descr_matches_offsets() {
+    let c = config(CONFIGS[3].1);
+    let l = Layout::new(&c.augment, 10, 1000, (224, 224));
+    let d = l.numpy_descr();
+    let names: Vec<&str> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pair",
+            "pair_sample",
+            "flags",
+            "rrc",
+            "pair_rrc",
+            "ra_ops",
+            "pair_ra_ops",
+            "erase",
+            "pair_erase",
+            "mixup_lam",
+            "cutmix_lam",
+            "cutmix_box",
+            "probs",
+            "classes"
+        ]
+    );
+    assert_eq!(d[5], json!(["ra_ops", "|u1", [2]]));
+    // Packed: each field starts where the previous one ends.
+    for w in l.fields.windows(2) {
+        assert_eq!(w[1].offset, w[0].offset + w[0].kind.size() * w[0].count);
+    }
+}
+
+/// Every drawn sample of every config reads back as drawn (CutMix's lam as
+/// f32), and ml-dr's compressed form of the two is identical.
+#[test]
+fn drawn_params_round_trip() {
+    let mut configs: Vec<String> = CONFIGS.iter().map(|c| c.1.to_string()).collect();
+    configs.push(
+        "reinforce:
+  num_samples: 4
+  image_augmentation:
+    uint8: {}
+    resize: {size: 40}
+    random_crop: {size: 32, padding: 4}
+    random_horizontal_flip: {p: 0.5}
+    rand_augment: {p: 0.7, num_ops: 3}
+    to_tensor: {}
+    random_erase: {p: 0.5}
+    mixup: {alpha: 0.2, p: 0.5}
+"
+        .into(),
+    );
+    for text in &configs {
+        let c = config(text);
+        let sizes = |i: u32| (100 + (i as usize * 37) % 400, 80 + (i as usize * 53) % 300);
+        let draw = Draw {
+            aug: &c.augment,
+            seed: 7,
+            num_samples: 8,
+            size_of: &sizes,
+        };
+        let groups = MixingGroups::new(7, 40, 8);
+        let out = crate::augment::params::stage_sizes(&c.augment, 10, 10).output;
+        let l = Layout::new(&c.augment, 3, 1000, out);
+        let mut seen_flags = 0u16;
+        for image in 0..40 {
+            for sample in 0..8 {
+                let p = draw.sample(image, sample, groups.group_of(image));
+                let rec = Record {
+                    params: Some(p.clone()),
+                    probs: vec![0.5, 0.25, 0.125],
+                    classes: vec![3, 999, 0],
+                };
+                let mut b = vec![0; l.size];
+                l.encode(&rec, &mut b);
+                seen_flags |= u16::from_le_bytes([
+                    b[l.field("flags").unwrap().offset],
+                    b[l.field("flags").unwrap().offset + 1],
+                ]);
+                let back = l.decode(&b);
+                assert_eq!(
+                    back.params.as_ref(),
+                    Some(&l.stored_form(&p)),
+                    "{image}/{sample}"
+                );
+                assert_eq!(back.probs, rec.probs);
+                assert_eq!(back.classes, rec.classes);
+                let compress = |q: &SampleParams| {
+                    let mut v = record::compress(&c.augment, q);
+                    // CutMix's lam is stored as f32; compare the rest exactly.
+                    if let Some(last) = v.as_array_mut().and_then(|a| a.last_mut())
+                        && c.augment.cutmix.is_some()
+                        && last.is_array()
+                    {
+                        last[0] = json!(0);
+                    }
+                    v
+                };
+                assert_eq!(compress(back.params.as_ref().unwrap()), compress(&p));
+            }
+        }
+        // Each configured flag was exercised by the draws.
+        let aug = &c.augment;
+        let want = [
+            (aug.random_horizontal_flip.is_some(), flag::FLIP),
+            (aug.rand_augment.is_some(), flag::RAND_AUGMENT),
+            (aug.random_erase.is_some(), flag::ERASE),
+            (aug.mixup.is_some(), flag::MIXUP),
+            (aug.cutmix.is_some(), flag::CUTMIX),
+        ];
+        for (on, bit) in want {
+            assert_eq!(seen_flags & bit != 0, on, "flag {bit:#x}");
+        }
+    }
+}
+
+#[test]
+fn invalid_records_are_zero_but_flagged() {
+    let c = config(CONFIGS[3].1);
+    let l = Layout::new(&c.augment, 10, 1000, (224, 224));
+    let rec = Record {
+        params: None,
+        probs: vec![0.0; 10],
+        classes: vec![0; 10],
+    };
+    let mut b = vec![0xAA; l.size];
+    l.encode(&rec, &mut b);
+    assert_eq!(&b[..4], &NO_PAIR.to_le_bytes());
+    assert_eq!(l.decode(&b), rec);
+    let flags = l.field("flags").unwrap().offset;
+    assert_eq!(b[flags], flag::INVALID as u8);
+    assert!(b[4..flags].iter().chain(&b[flags + 2..]).all(|&v| v == 0));
+}

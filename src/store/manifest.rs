@@ -1,0 +1,202 @@
+//! `OUT/manifest.json`: what a reinforced dataset is (settings, record
+//! layout) and how far it got (complete shards with their hashes, status).
+//! Replaced atomically after every shard, so it never names a shard that is
+//! not complete on disk.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const FORMAT: &str = "dr-reinforced";
+pub const VERSION: u32 = 1;
+pub const FILE: &str = "manifest.json";
+
+/// Everything that decides the bytes of the output. A rerun into the same
+/// OUT must match it exactly (otherwise it is refused, naming what differs);
+/// tasks of one `--shard` job must match each other to be merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// `ReinforceConfig::to_json`: ml-dr's reinforce mapping, spelled out.
+    pub config: Value,
+    pub seed: u64,
+    pub teachers: Vec<TeacherFile>,
+    pub temperature: f64,
+    pub num_classes: u32,
+    /// Images in the listing and the SHA-256 of its (index, path, label) lines.
+    pub images: u32,
+    pub listing_sha256: String,
+    pub images_per_shard: u32,
+    /// The teacher's input size (w, h) the augmentation produces.
+    pub input_size: [u32; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherFile {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordInfo {
+    /// Bytes per record.
+    pub size: usize,
+    /// numpy `dtype.descr`: `np.dtype([tuple(f) for f in dtype])`.
+    pub dtype: Value,
+    pub num_samples: u32,
+    pub topk: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BadImage {
+    pub index: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub file: String,
+    /// Work-order positions [start, end): `order.npy[start..end]` are its images.
+    pub positions: [u32; 2],
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub bad_images: Vec<BadImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub index: u32,
+    pub count: u32,
+    /// Shard indices [first, end) this task writes.
+    pub shards: [u32; 2],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Some of this task's shards are not written yet.
+    Running,
+    /// Every shard of this task (of the whole job when `task` is null).
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// dr version and commit that wrote it.
+    pub writer: String,
+    /// Where the images were read from (absolute), for `dr preview --from`.
+    pub source: String,
+    pub status: Status,
+    pub settings: Settings,
+    pub record: RecordInfo,
+    /// Shards of the whole job (all tasks).
+    pub shard_count: u32,
+    /// `Some` for one task of a `--shard i/N` job, `None` when whole.
+    pub task: Option<Task>,
+    /// Complete shards, by index.
+    pub shards: Vec<ShardInfo>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> anyhow::Result<Option<Manifest>> {
+        let path = dir.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => anyhow::bail!("{}: cannot read: {e}", path.display()),
+        };
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a dr manifest ({e}). Fix: point --out at a new folder",
+                path.display()
+            )
+        })?;
+        if m.format != FORMAT || m.version != VERSION {
+            anyhow::bail!(
+                "{}: format {} version {} is not {FORMAT} version {VERSION}; this dr cannot continue it. Fix: use a new --out",
+                path.display(),
+                m.format,
+                m.version
+            );
+        }
+        Ok(Some(m))
+    }
+
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        super::atomic_write(&dir.join(FILE), text.as_bytes())
+    }
+
+    pub fn bad_images(&self) -> impl Iterator<Item = &BadImage> {
+        self.shards.iter().flat_map(|s| &s.bad_images)
+    }
+
+    /// `OUT/bad-images.tsv` (index, path, reason), from the manifest.
+    pub fn write_bad_images(
+        &self,
+        out: &Path,
+        rows: &[super::images::ImageRow],
+    ) -> anyhow::Result<()> {
+        let mut s = String::from("index\tpath\treason\n");
+        for b in self.bad_images() {
+            let reason = b.reason.replace(['\t', '\n', '\r'], " ");
+            s.push_str(&format!(
+                "{}\t{}\t{reason}\n",
+                b.index, rows[b.index as usize].path
+            ));
+        }
+        super::atomic_write(&out.join("bad-images.tsv"), s.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: cannot write bad-images.tsv: {e}", out.display()))
+    }
+
+    pub fn records(&self) -> u64 {
+        self.shards.iter().map(|s| s.records).sum()
+    }
+}
+
+/// Names of the top-level settings that differ, with both values, for
+/// "this OUT was made with other settings" messages.
+pub fn differences(a: &Settings, b: &Settings) -> Vec<String> {
+    let (va, vb) = (
+        serde_json::to_value(a).unwrap(),
+        serde_json::to_value(b).unwrap(),
+    );
+    let mut out = Vec::new();
+    diff("", &va, &vb, &mut out);
+    out
+}
+
+fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => diff(&p, u, v, out),
+                    (u, v) => out.push(format!("{p}: {} vs {}", show(u), show(v))),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    v.map_or("absent".into(), |v| v.to_string())
+}
+
+pub fn shard_file(index: u32) -> String {
+    format!("shard-{index:05}.bin")
+}

@@ -1,0 +1,126 @@
+//! Reading a reinforced dataset back: manifest, listing, work order, and the
+//! NS records of any image (found through `order.npy` and the shard ranges).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::images::{self, ImageRow};
+use super::layout::{Layout, Record};
+use super::manifest::{Manifest, ShardInfo};
+use crate::config::ReinforceConfig;
+
+pub struct Reinforced {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub config: ReinforceConfig,
+    pub layout: Layout,
+    pub rows: Vec<ImageRow>,
+    /// Image ids in work order, and each image's position in it.
+    pub order: Vec<u32>,
+    pub position: Vec<u32>,
+}
+
+impl Reinforced {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::read(dir)?.with_context(|| {
+            format!(
+                "{}: no manifest.json; not a reinforced dataset (made by `dr reinforce`)",
+                dir.display()
+            )
+        })?;
+        let text = serde_json::json!({ "reinforce": manifest.settings.config }).to_string();
+        let config =
+            ReinforceConfig::parse(&text, &format!("{}/manifest.json", dir.display()), false)?;
+        let [w, h] = manifest.settings.input_size;
+        let layout = Layout::new(
+            &config.augment,
+            manifest.record.topk as usize,
+            manifest.settings.num_classes as usize,
+            (w as usize, h as usize),
+        );
+        if layout.size != manifest.record.size || layout.numpy_descr() != manifest.record.dtype {
+            bail!(
+                "{}: the record layout in the manifest is not the one its config gives; the file was edited or written by another dr",
+                dir.display()
+            );
+        }
+        let rows = images::read(&dir.join("images.tsv"))?;
+        let (shape, order): (Vec<usize>, Vec<u32>) = crate::npy::read(&dir.join("order.npy"))?;
+        let n = manifest.settings.images as usize;
+        if shape != [n] || rows.len() != n {
+            bail!(
+                "{}: order.npy {shape:?} and images.tsv ({} rows) do not match the manifest's {n} images",
+                dir.display(),
+                rows.len()
+            );
+        }
+        let mut position = vec![u32::MAX; n];
+        for (p, &id) in order.iter().enumerate() {
+            if (id as usize) < n {
+                position[id as usize] = p as u32;
+            }
+        }
+        if position.contains(&u32::MAX) {
+            bail!(
+                "{}: order.npy is not a permutation of the image ids",
+                dir.display()
+            );
+        }
+        Ok(Reinforced {
+            dir: dir.to_path_buf(),
+            manifest,
+            config,
+            layout,
+            rows,
+            order,
+            position,
+        })
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.manifest.record.num_samples as usize
+    }
+
+    /// The complete shard holding work-order position `pos`.
+    pub fn shard_of(&self, pos: u32) -> Option<&ShardInfo> {
+        self.manifest
+            .shards
+            .iter()
+            .find(|s| s.positions[0] <= pos && pos < s.positions[1])
+    }
+
+    /// The raw bytes of image `id`'s NS records.
+    pub fn raw(&self, id: u32) -> Result<Vec<u8>> {
+        let n = self.rows.len();
+        if id as usize >= n {
+            bail!("image {id} does not exist (the dataset has {n} images)");
+        }
+        let pos = self.position[id as usize];
+        let shard = self.shard_of(pos).with_context(|| {
+            format!(
+                "image {id} is in a shard not written yet (status {:?})",
+                self.manifest.status
+            )
+        })?;
+        let per_image = self.num_samples() * self.layout.size;
+        let offset = (pos - shard.positions[0]) as u64 * per_image as u64;
+        let path = self.dir.join(&shard.file);
+        let mut f = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; per_image];
+        f.read_exact(&mut buf)
+            .with_context(|| format!("{}: shorter than the manifest says", path.display()))?;
+        Ok(buf)
+    }
+
+    /// Image `id`'s NS records.
+    pub fn records(&self, id: u32) -> Result<Vec<Record>> {
+        Ok(self
+            .raw(id)?
+            .chunks(self.layout.size)
+            .map(|b| self.layout.decode(b))
+            .collect())
+    }
+}

@@ -1,0 +1,189 @@
+//! `dr verify OUT`: every shard's size and SHA-256 against the manifest, and
+//! every record's invariants: flags only of configured transforms, boxes
+//! inside the tensor, op indices valid, pairs from the image's own mixing
+//! group with the crop of the pair's own sample, top-k sorted, in range and
+//! summing to at most 1, invalid records all zero and listed as bad.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+
+use super::layout::Record;
+use super::reader::Reinforced;
+use crate::augment::params::MixingGroups;
+use crate::augment::randaug::OP_NAMES;
+
+/// What was checked and every problem found (file or image, sample, what).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub shards: usize,
+    pub records: u64,
+    pub problems: Vec<String>,
+}
+
+pub fn verify(d: &Reinforced) -> Report {
+    let m = &d.manifest;
+    let mut problems: Vec<String> = m
+        .shards
+        .par_iter()
+        .flat_map_iter(|s| {
+            let mut p = Vec::new();
+            match super::images::hash_file(&d.dir.join(&s.file)) {
+                Err(e) => p.push(format!("{}: cannot read: {e}", s.file)),
+                Ok((n, sha)) => {
+                    if n != s.bytes || sha != s.sha256 {
+                        p.push(format!(
+                            "{}: {n} bytes, SHA-256 {sha}; the manifest says {} bytes, {}",
+                            s.file, s.bytes, s.sha256
+                        ));
+                    }
+                }
+            }
+            let images = (s.positions[1] - s.positions[0]) as u64;
+            if s.records != images * d.num_samples() as u64
+                || s.bytes != s.records * d.layout.size as u64
+            {
+                p.push(format!(
+                    "{}: {} records for {images} images of {} samples",
+                    s.file,
+                    s.records,
+                    d.num_samples()
+                ));
+            }
+            p
+        })
+        .collect();
+    let groups = MixingGroups::new(m.settings.seed, m.settings.images, d.config.mixing_group);
+    let bad: HashSet<u32> = m.bad_images().map(|b| b.index).collect();
+    let ids: Vec<u32> = m
+        .shards
+        .iter()
+        .flat_map(|s| d.order[s.positions[0] as usize..s.positions[1] as usize].to_vec())
+        .collect();
+    problems.par_extend(ids.par_iter().flat_map_iter(|&id| {
+        let mut p = Vec::new();
+        match d.raw(id) {
+            Err(e) => p.push(format!("image {id}: {e:#}")),
+            Ok(raw) => {
+                for (s, b) in raw.chunks(d.layout.size).enumerate() {
+                    let extra = d.layout.flags(b) & !d.layout.allowed_flags();
+                    if extra != 0 {
+                        p.push(format!(
+                            "image {id} sample {s}: flags {extra:#x} of transforms not configured"
+                        ));
+                    }
+                    let r = d.layout.decode(b);
+                    for why in check_record(d, &groups, &bad, id, &r) {
+                        p.push(format!("image {id} sample {s}: {why}"));
+                    }
+                }
+            }
+        }
+        p
+    }));
+    if let Ok(text) = std::fs::read_to_string(d.dir.join("bad-images.tsv")) {
+        let listed = text.lines().skip(1).count();
+        if listed != bad.len() {
+            problems.push(format!(
+                "bad-images.tsv lists {listed} images; the manifest {}",
+                bad.len()
+            ));
+        }
+    }
+    Report {
+        shards: m.shards.len(),
+        records: m.records(),
+        problems,
+    }
+}
+
+fn check_record(
+    d: &Reinforced,
+    groups: &MixingGroups,
+    bad: &HashSet<u32>,
+    id: u32,
+    r: &Record,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    let classes = d.manifest.settings.num_classes;
+    let Some(params) = &r.params else {
+        if !bad.contains(&id) {
+            p.push("flagged invalid but not listed as a bad image".into());
+        }
+        if r.probs.iter().any(|&v| v != 0.0) {
+            p.push("an invalid record holds probabilities".into());
+        }
+        return p;
+    };
+    if bad.contains(&id) {
+        p.push("listed as a bad image but holds a valid record".into());
+    }
+    // Top-k: sorted, in [0, 1], summing to at most 1, distinct in-range ids.
+    let sum: f32 = r.probs.iter().sum();
+    if r.probs.iter().any(|v| !(0.0..=1.0).contains(v)) || sum > 1.0 + 1e-2 {
+        p.push(format!(
+            "probabilities {:?} are not a top-k of a distribution",
+            r.probs
+        ));
+    }
+    if r.probs.windows(2).any(|w| w[0] < w[1]) {
+        p.push(format!("probabilities {:?} are not sorted", r.probs));
+    }
+    let k = r.classes.len().min(classes as usize);
+    let distinct: HashSet<u32> = r.classes[..k].iter().copied().collect();
+    if r.classes.iter().any(|&c| c >= classes) || distinct.len() != k {
+        p.push(format!(
+            "class ids {:?} are out of range or repeated",
+            r.classes
+        ));
+    }
+    let (w, h) = {
+        let [w, h] = d.manifest.settings.input_size;
+        (w as i64, h as i64)
+    };
+    let sides = std::iter::once(&params.side).chain(params.pair.as_ref().map(|q| &q.side));
+    for side in sides {
+        if let Some(Some(ops)) = &side.rand_augment
+            && ops.iter().any(|&(op, _)| op as usize >= OP_NAMES.len())
+        {
+            p.push(format!("RandAugment op index out of range in {ops:?}"));
+        }
+        if let Some(Some([i, j, eh, ew])) = side.erase
+            && (i + eh > h || j + ew > w)
+        {
+            p.push(format!(
+                "erase box {:?} leaves the {w}x{h} tensor",
+                [i, j, eh, ew]
+            ));
+        }
+    }
+    if let Some(Some((_, b))) = params.cutmix
+        && (b[0] > b[2] || b[1] > b[3] || b[2] > h || b[3] > w)
+    {
+        p.push(format!("cutmix box {b:?} leaves the {w}x{h} tensor"));
+    }
+    if let Some(Some(lam)) = params.mixup
+        && !(0.0..=1.0).contains(&lam)
+    {
+        p.push(format!("mixup lam {lam} is not in [0, 1]"));
+    }
+    if let Some(q) = &params.pair {
+        if !groups.group_of(id).contains(&q.id2) {
+            p.push(format!("pair {} is not in the image's mixing group", q.id2));
+        } else if bad.contains(&q.id2) {
+            p.push(format!("pair {} is a bad image", q.id2));
+        } else if let Some(s2) = q.sample2 {
+            match d.records(q.id2) {
+                Ok(recs) => match recs.get(s2 as usize).and_then(|r| r.params.as_ref()) {
+                    Some(pp) if pp.crop == q.crop => {}
+                    _ => p.push(format!(
+                        "the pair's crop is not that of image {} sample {s2}",
+                        q.id2
+                    )),
+                },
+                Err(e) => p.push(format!("pair {}: {e:#}", q.id2)),
+            }
+        }
+    }
+    p
+}

@@ -1,0 +1,375 @@
+//! `dr reinforce` end to end on the CPU: output bytes independent of batch
+//! size, threads, task count and restarts (SIGKILL included); resume,
+//! refusal of other settings, merge, bad images, verify.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{dr, dr_bin, fresh_dir, repo_root, text};
+
+const CONFIG: &str = "reinforce:
+  num_samples: 3
+  topk: 5
+  mixing_group: 4
+  image_augmentation:
+    uint8: {enable: true}
+    random_resized_crop: {enable: true, size: 32}
+    random_horizontal_flip: {enable: true, p: 0.5}
+    rand_augment: {enable: true, p: 1.0}
+    to_tensor: {enable: true}
+    normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+    random_erase: {enable: true, p: 0.25}
+    mixup: {enable: true, alpha: 1.0, div_by: 2.0, p: 0.5}
+    cutmix: {enable: true, alpha: 1.0, p: 0.5}
+";
+
+/// A small ImageFolder of the augment fixtures (every decoder) in 3 classes,
+/// with `bad` adding a zero-byte, a truncated and a non-image file.
+fn dataset(tag: &str, bad: bool) -> PathBuf {
+    let root = fresh_dir(tag);
+    let src = repo_root().join("tests/fixtures/augment/images");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (i, f) in files.iter().enumerate() {
+        let class = root.join(format!("data/c{}", i % 3));
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::copy(f, class.join(f.file_name().unwrap())).unwrap();
+    }
+    if bad {
+        let jpeg = std::fs::read(src.join("jpeg.jpg")).unwrap();
+        std::fs::write(root.join("data/c0/zero.jpg"), b"").unwrap();
+        std::fs::write(root.join("data/c1/truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+        std::fs::write(root.join("data/c2/text.png"), b"not an image").unwrap();
+    }
+    std::fs::write(root.join("c.yaml"), CONFIG).unwrap();
+    root
+}
+
+fn teacher() -> String {
+    repo_root()
+        .join("tests/fixtures/teacher/resnet-legacy17.onnx")
+        .display()
+        .to_string()
+}
+
+fn reinforce(root: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "reinforce".to_string(),
+        "--data".into(),
+        root.join("data").display().to_string(),
+        "--teacher".into(),
+        teacher(),
+        "--config".into(),
+        root.join("c.yaml").display().to_string(),
+        "--out".into(),
+        root.join(out).display().to_string(),
+        "--images-per-shard".into(),
+        "4".into(),
+        "--quiet".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    dr(&a)
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Every file of a dataset folder, by name (temporary files excluded).
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    let (fa, fb) = (files(a), files(b));
+    let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fa), names(&fb), "{} vs {}", a.display(), b.display());
+    for ((n, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(
+            x == y,
+            "{n} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn bytes_do_not_depend_on_batch_size_threads_or_tasks() {
+    let root = dataset("reinforce-determinism", false);
+    let s = ok(reinforce(&root, "a", &["--batch-size", "32"]));
+    assert!(s.contains("0 bad images"), "{s}");
+    ok(reinforce(
+        &root,
+        "b",
+        &["--batch-size", "1", "--threads", "1"],
+    ));
+    ok(reinforce(
+        &root,
+        "c",
+        &["--batch-size", "5", "--threads", "2"],
+    ));
+    assert_same(&root.join("a"), &root.join("b"));
+    assert_same(&root.join("a"), &root.join("c"));
+    // Three tasks, merged: the same bytes as one task.
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let out = format!("t{i}");
+        ok(reinforce(
+            &root,
+            &out,
+            &["--shard", &format!("{i}/3"), "--batch-size", "7"],
+        ));
+        parts.push(root.join(out).display().to_string());
+    }
+    let merged = root.join("merged").display().to_string();
+    let mut args = vec!["merge"];
+    args.extend(parts.iter().map(String::as_str));
+    args.extend(["--out", &merged]);
+    let m = ok(dr(&args));
+    assert!(m.contains("3 tasks"), "{m}");
+    assert_same(&root.join("a"), &root.join("merged"));
+    let v = ok(dr(&[
+        "verify",
+        &merged,
+        "--images",
+        root.join("data").to_str().unwrap(),
+    ]));
+    assert!(
+        v.contains(": 0 problems") && v.contains("0 missing, 0 changed"),
+        "{v}"
+    );
+}
+
+#[test]
+fn resumes_to_the_same_bytes_after_sigkill() {
+    let root = dataset("reinforce-kill", false);
+    ok(reinforce(&root, "reference", &[]));
+    let out = root.join("killed");
+    // Kill at spread-out points (a fixed LCG, so a failure reproduces).
+    let mut state = 12345u64;
+    let (mut kills, mut mid_run) = (0, 0);
+    let total = files(&root.join("reference"))
+        .iter()
+        .filter(|f| f.0.starts_with("shard-"))
+        .count();
+    for round in 0..30u64 {
+        if round >= 6 && mid_run > 0 {
+            break;
+        }
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let ms = 20 + (state >> 33) % (300 + 100 * round);
+        let mut child = Command::new(dr_bin())
+            .args([
+                "reinforce",
+                "--data",
+                root.join("data").to_str().unwrap(),
+                "--teacher",
+                &teacher(),
+                "--config",
+                root.join("c.yaml").to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--images-per-shard",
+                "4",
+                "--quiet",
+                "--batch-size",
+                "2",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let killed = child.wait().unwrap().code().is_none();
+        // Whatever the manifest names is complete and correct.
+        if out.join("manifest.json").exists() {
+            ok(dr(&["verify", out.to_str().unwrap()]));
+            let m = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+            let done = m.matches("\"sha256\": \"").count() - 1; // minus the teacher's
+            if killed && done > 0 && done < total {
+                mid_run += 1;
+            }
+        }
+    }
+    assert!(
+        kills > 0 && mid_run > 0,
+        "no kill landed between shards ({kills} kills)"
+    );
+    ok(reinforce(&root, "killed", &[]));
+    assert_same(&root.join("reference"), &out);
+}
+
+#[test]
+fn other_settings_are_refused_and_reruns_resume() {
+    let root = dataset("reinforce-settings", false);
+    ok(reinforce(&root, "out", &[]));
+    let again = ok(reinforce(&root, "out", &[]));
+    assert!(again.contains("0 shards written"), "{again}");
+    let o = reinforce(&root, "out", &["--seed", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(e.contains("seed: 0 vs 1") && e.contains("Fix:"), "{e}");
+    let o = reinforce(&root, "out", &["--samples", "2"]);
+    assert!(
+        text(&o.stderr).contains("num_samples: 3 vs 2"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A deleted shard is redone, to the same bytes.
+    let shard = root.join("out/shard-00001.bin");
+    let before = std::fs::read(&shard).unwrap();
+    std::fs::remove_file(&shard).unwrap();
+    let s = ok(reinforce(&root, "out", &[]));
+    assert!(s.contains("1 shards written"), "{s}");
+    assert_eq!(std::fs::read(&shard).unwrap(), before);
+}
+
+#[test]
+fn bad_images_are_flagged_or_stop_the_run() {
+    let root = dataset("reinforce-bad", true);
+    let s = ok(reinforce(&root, "skip", &[]));
+    assert!(s.contains("3 bad images"), "{s}");
+    let tsv = std::fs::read_to_string(root.join("skip/bad-images.tsv")).unwrap();
+    for (name, why) in [
+        ("c0/zero.jpg", "empty"),
+        ("c1/truncated.jpg", "truncated"),
+        ("c2/text.png", "not a decodable image"),
+    ] {
+        let line = tsv
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{tsv}"));
+        assert!(line.contains(why), "{line}");
+        let id = line.split('\t').next().unwrap();
+        let shown = ok(dr(&[
+            "show",
+            root.join("skip").to_str().unwrap(),
+            "--image",
+            id,
+        ]));
+        assert!(shown.contains("sample 2: invalid (bad image)"), "{shown}");
+    }
+    ok(dr(&["verify", root.join("skip").to_str().unwrap()]));
+    let manifest = std::fs::read_to_string(root.join("skip/manifest.json")).unwrap();
+    assert_eq!(manifest.matches("\"reason\"").count(), 3, "{manifest}");
+
+    let o = reinforce(&root, "fail", &["--on-bad-image", "fail"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("data/c") && e.contains("complete shards are kept"),
+        "{e}"
+    );
+    // What was finished before the stop is complete and verifiable.
+    ok(dr(&["verify", root.join("fail").to_str().unwrap()]));
+}
+
+#[test]
+fn verify_names_a_corrupt_shard() {
+    let root = dataset("reinforce-corrupt", false);
+    ok(reinforce(&root, "out", &[]));
+    let shard = root.join("out/shard-00002.bin");
+    let mut b = std::fs::read(&shard).unwrap();
+    b[10] ^= 0x40;
+    std::fs::write(&shard, &b).unwrap();
+    let o = dr(&["verify", root.join("out").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stdout).contains("shard-00002.bin"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(text(&o.stderr).contains("Fix:"));
+}
+
+#[test]
+fn task_from_the_scheduler_environment_and_merge_checks() {
+    let root = dataset("reinforce-tasks", false);
+    let run = |out: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new(dr_bin());
+        c.args([
+            "reinforce",
+            "--data",
+            root.join("data").to_str().unwrap(),
+            "--teacher",
+            &teacher(),
+            "--config",
+            root.join("c.yaml").to_str().unwrap(),
+            "--out",
+            root.join(out).to_str().unwrap(),
+            "--images-per-shard",
+            "4",
+        ]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(
+        "s1",
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ],
+    );
+    assert!(
+        text(&o.stderr).contains("task 1 of 2 (from SLURM_ARRAY_TASK_ID"),
+        "{}",
+        text(&o.stderr)
+    );
+    let m = std::fs::read_to_string(root.join("s1/manifest.json")).unwrap();
+    assert!(m.contains("\"count\": 2"), "{m}");
+    let s1 = root.join("s1").display().to_string();
+    let out = root.join("m").display().to_string();
+    // One task of two is not a whole dataset.
+    let e = dr(&["merge", &s1, "--out", &out]);
+    assert!(
+        text(&e.stderr).contains("task 0/2 is missing"),
+        "{}",
+        text(&e.stderr)
+    );
+    let o = run("k0", &[("JOB_COMPLETION_INDEX", "0")]);
+    assert!(
+        text(&o.stderr).contains("DR_SHARD_COUNT"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(run(
+        "k0",
+        &[("JOB_COMPLETION_INDEX", "0"), ("DR_SHARD_COUNT", "2")],
+    ));
+    let k0 = root.join("k0").display().to_string();
+    ok(dr(&["merge", &k0, &s1, "--out", &out]));
+    ok(dr(&["verify", &out]));
+}
