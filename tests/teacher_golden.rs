@@ -97,3 +97,43 @@ fn large_batches_prepare() {
         Some(&[50_000, 37][..])
     );
 }
+
+/// The planned executor (one arena, ops writing in place, reshapes as
+/// aliases) gives the reference interpreter's output bit for bit, also on
+/// a second run over the stale arena, and its arena is smaller than the
+/// intermediates it holds.
+#[test]
+fn planned_execution_matches_the_interpreter_bit_for_bit() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
+            .unwrap();
+    for c in meta["cases"].as_array().unwrap() {
+        let name = c["model"].as_str().unwrap();
+        let model = onnx::load(&fixtures().join(name)).unwrap();
+        let x = npy(c["input"].as_str().unwrap());
+        let mut g = shape::with_batch(&model, x.shape[0]).unwrap();
+        passes::optimize(&mut g).unwrap();
+        let want = cpu::interpret(&g, vec![x.clone()]).unwrap().remove(0);
+        let intermediates: usize = g
+            .nodes
+            .iter()
+            .flat_map(|n| &n.outputs)
+            .filter_map(|&o| g.values[o].shape.as_ref())
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        let plan = cpu::Plan::new(std::sync::Arc::new(g)).unwrap();
+        for run in 0..2 {
+            let got = plan.run(vec![x.clone()]).unwrap().remove(0);
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(got.shape, want.shape, "{name}");
+            assert!(bits(&got) == bits(&want), "{name}: run {run} differs");
+        }
+        println!(
+            "{name}: arena {} floats for {intermediates} of intermediates",
+            plan.arena_len
+        );
+        assert!(plan.arena_len < intermediates, "{name}");
+    }
+}
