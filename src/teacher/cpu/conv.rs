@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::gemm::matmul;
-use crate::teacher::graph::{Activation, ConvAttrs, PoolAttrs, PoolKind};
+use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, PoolAttrs, PoolKind};
 use crate::teacher::tensor::{Tensor, View, numel};
 
 /// Output extent of a window op along one axis (ONNX/PyTorch rule: with
@@ -33,6 +33,52 @@ pub fn out_size(
         out -= 1;
     }
     out
+}
+
+/// ONNX SAME padding of one axis: (begin, end) for an output of
+/// `ceil(input / stride)`; an odd total goes to the end (SameUpper) or the
+/// beginning (SameLower).
+pub fn same_pad(
+    mode: AutoPad,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> (usize, usize) {
+    let out = input.div_ceil(stride.max(1));
+    let need =
+        (out.saturating_sub(1) * stride + (kernel.max(1) - 1) * dilation + 1).saturating_sub(input);
+    match mode {
+        AutoPad::SameLower => (need - need / 2, need / 2),
+        _ => (need / 2, need - need / 2),
+    }
+}
+
+/// Explicit pads [top, left, bottom, right] for an `auto_pad` mode and an
+/// input of `hw` (the given pads when explicit).
+pub fn resolve_pads(
+    mode: AutoPad,
+    pads: [usize; 4],
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+) -> [usize; 4] {
+    if mode == AutoPad::Explicit {
+        return pads;
+    }
+    let (t, b) = same_pad(mode, hw[0], kernel[0], strides[0], dilations[0]);
+    let (l, r) = same_pad(mode, hw[1], kernel[1], strides[1], dilations[1]);
+    [t, l, b, r]
+}
+
+fn unresolved(auto_pad: AutoPad) -> Result<(), String> {
+    match auto_pad {
+        AutoPad::Explicit => Ok(()),
+        other => Err(format!(
+            "internal: auto_pad {other:?} reached the executor unresolved"
+        )),
+    }
 }
 
 fn conv_out(c: &ConvAttrs, h: usize, w: usize) -> (usize, usize) {
@@ -71,6 +117,7 @@ pub fn conv_shape(c: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<Vec<usize>,
             x[1], c.group
         ));
     }
+    unresolved(c.auto_pad)?;
     if [w[2], w[3]] != c.kernel {
         return Err(format!(
             "Conv: kernel_shape {:?} but weight {w:?}",
@@ -266,6 +313,7 @@ pub fn pool_shape(p: &PoolAttrs, x: &[usize]) -> Result<Vec<usize>, String> {
             "pooling on input {x:?}: only 2-D NCHW pooling is supported"
         ));
     }
+    unresolved(p.auto_pad)?;
     Ok(vec![
         x[0],
         x[1],
@@ -381,4 +429,29 @@ pub fn global_average_pool_into(x: View, out: &mut [f32]) -> Result<(), String> 
         *o = (c.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ONNX's rule: total = max((ceil(in/s) - 1)·s + (k - 1)·d + 1 - in, 0).
+    #[test]
+    fn same_padding_follows_the_spec() {
+        // in 10, k 3, s 2: out 5, total 1 → upper (0, 1), lower (1, 0).
+        assert_eq!(same_pad(AutoPad::SameUpper, 10, 3, 2, 1), (0, 1));
+        assert_eq!(same_pad(AutoPad::SameLower, 10, 3, 2, 1), (1, 0));
+        // in 5, k 3, s 1, d 2: total 4, split evenly.
+        assert_eq!(same_pad(AutoPad::SameUpper, 5, 3, 1, 2), (2, 2));
+        // No padding needed: in 5, k 1, s 2.
+        assert_eq!(same_pad(AutoPad::SameLower, 5, 1, 2, 1), (0, 0));
+        for (inp, k, s, d) in [(10, 3, 2, 1), (7, 4, 3, 1), (9, 3, 1, 2), (1, 5, 2, 1)] {
+            let (b, e) = same_pad(AutoPad::SameUpper, inp, k, s, d);
+            assert_eq!(
+                out_size(inp, k, s, b, e, d, false),
+                inp.div_ceil(s),
+                "{inp} {k} {s} {d}"
+            );
+        }
+    }
 }
