@@ -137,3 +137,34 @@ fn planned_execution_matches_the_interpreter_bit_for_bit() {
         assert!(plan.arena_len < intermediates, "{name}");
     }
 }
+
+/// Every attention of the transformer fixtures is recognised, whatever the
+/// exporter wrote (manual, the legacy exporter's SDPA decomposition, and
+/// dynamo's form that reshapes k to 3-D around its transpose): no Softmax
+/// is left, one Attention per Softmax exported. Parity with onnxruntime is
+/// checked on the same graphs above.
+#[test]
+fn attention_is_recognised_in_every_exporter_form() {
+    for name in [
+        "vit-legacy13.onnx",
+        "vit-dynamo.onnx",
+        "vit_sdpa-legacy17.onnx",
+        "vit_sdpa-dynamo.onnx",
+        "swin-legacy17.onnx",
+        "swin-dynamo.onnx",
+    ] {
+        let model = onnx::load(&fixtures().join(name)).unwrap();
+        let count = |g: &dr::teacher::graph::Graph, op: &str| {
+            g.nodes.iter().filter(|n| n.op.name() == op).count()
+        };
+        let mut g = shape::with_batch(&model, 2).unwrap();
+        let softmax = count(&g, "Softmax");
+        passes::optimize(&mut g).unwrap();
+        assert!(softmax > 0, "{name}");
+        assert_eq!(
+            (count(&g, "Attention"), count(&g, "Softmax")),
+            (softmax, 0),
+            "{name}"
+        );
+    }
+}
