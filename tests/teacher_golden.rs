@@ -168,3 +168,25 @@ fn attention_is_recognised_in_every_exporter_form() {
         );
     }
 }
+
+/// The resize `dr infer --input` applies for members of another size:
+/// onnxruntime's Resize(linear, antialias=1, half_pixel, exclude_outside=1),
+/// down and up.
+#[test]
+fn resize_matches_onnxruntime_antialiased_bilinear() {
+    let x = npy("resize.input.npy");
+    for tag in ["down", "up"] {
+        let want = npy(&format!("resize-{tag}.ort.npy"));
+        let got =
+            dr::teacher::resize::resize_bilinear_aa(&x, want.shape[2], want.shape[3]).unwrap();
+        assert_eq!(got.shape, want.shape);
+        let err = got
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(want.as_f32().unwrap())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!("resize {tag} {:?}: max abs error {err:.2e}", want.shape);
+        assert!(err < 1e-5, "{tag}: {err}");
+    }
+}

@@ -136,6 +136,27 @@ def helper_cases(out):
     return cases
 
 
+def resize_golden(out):
+    """onnxruntime's Resize(linear, antialias=1, half_pixel, exclude_outside=1)
+    of one input to a smaller and a larger size: the reference for dr's
+    resize of --input tensors for ensemble members of another size.
+    exclude_outside=1 drops taps outside the image and renormalises, as
+    torchvision's F.resize(tensor, antialias=True) and Pillow do (with 0,
+    onnxruntime repeats the edge pixel instead)."""
+    x = np.random.default_rng(1).standard_normal((2, 3, 19, 23)).astype(np.float32)
+    np.save(os.path.join(out, "resize.input.npy"), x)
+    for tag, size in [("down", (8, 9)), ("up", (31, 40))]:
+        node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", antialias=1,
+                                coordinate_transformation_mode="half_pixel", exclude_outside=1)
+        sizes = numpy_helper.from_array(np.array([2, 3, *size], np.int64), "sizes")
+        graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [sizes])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.save(os.path.join(out, f"resize-{tag}.ort.npy"), sess.run(None, {"x": x})[0])
+
+
 def write_cases(out, cases, versions):
     path = os.path.join(out, "cases.json")
     meta = {"versions": {}, "cases": []}
@@ -150,6 +171,7 @@ def write_cases(out, cases, versions):
 
 
 if __name__ == "__main__" and "--helper-only" in sys.argv:
+    resize_golden(OUT)
     write_cases(OUT, helper_cases(OUT), {"onnx": onnx.__version__, "onnxruntime": ort.__version__})
     sys.exit(0)
 
@@ -571,6 +593,7 @@ def main():
 
     torch.onnx.export(CumSum(), x, os.path.join(a.out, "unsupported-cumsum.onnx"), opset_version=17, dynamo=False)
     cases += helper_cases(a.out)
+    resize_golden(a.out)
     meta = {"versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
             "cases": cases}
     with open(os.path.join(a.out, "cases.json"), "w") as f:
