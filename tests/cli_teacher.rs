@@ -191,9 +191,9 @@ fn infer_images_and_bad_requests() {
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).matches('%').count(), 5);
-    // A tensor input of the wrong size is explained.
+    // A tensor input with the wrong channel count is explained.
     let bad = tmp("bad.npy");
-    dr::npy::write(&bad, &[1, 3, 8, 8], &[0.0f32; 192]).unwrap();
+    dr::npy::write(&bad, &[1, 1, 8, 8], &[0.0f32; 64]).unwrap();
     let out = tmp("o.npy");
     let e = text(
         &dr(&[
@@ -207,7 +207,10 @@ fn infer_images_and_bad_requests() {
         ])
         .stderr,
     );
-    assert!(e.contains("[1, 3, 8, 8]") && e.contains("3, 32, 32"), "{e}");
+    assert!(
+        e.contains("[1, 1, 8, 8]") && e.contains("3, 32, 32") && e.contains("channel count"),
+        "{e}"
+    );
     let e = text(
         &dr(&[
             "infer",
@@ -219,4 +222,47 @@ fn infer_images_and_bad_requests() {
         .stderr,
     );
     assert!(e.contains("CumSum"), "{e}");
+}
+
+/// `--input` with members of different input sizes: each member whose size
+/// differs gets the batch resized (bilinear, antialiased) to its own; the
+/// output is the mean of the members' softmax as computed one by one.
+#[test]
+fn infer_resizes_tensor_input_per_member() {
+    use dr::teacher::ensemble::{Member, mean_softmax};
+    use dr::teacher::resize::resize_bilinear_aa;
+    use dr::teacher::tensor::Tensor;
+    let out = common::fresh_dir("cli-teacher-resize").join("p.npy");
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--model",
+        &fx("autopad-helper.onnx"),
+        "--input",
+        &fx("resnet.input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (shape, got) = read(&out);
+    let (xs, xd) = read(std::path::Path::new(&fx("resnet.input.npy")));
+    let x = Tensor::f32(xs, xd);
+    let big = Member::load(std::path::Path::new(&fx("resnet-dynamo.onnx"))).unwrap();
+    let small = Member::load(std::path::Path::new(&fx("autopad-helper.onnx"))).unwrap();
+    assert_eq!(small.input_chw().unwrap(), [3, 10, 10]);
+    let want = mean_softmax(
+        &[
+            big.logits(x.clone()).unwrap(),
+            small
+                .logits(resize_bilinear_aa(&x, 10, 10).unwrap())
+                .unwrap(),
+        ],
+        1.0,
+    )
+    .unwrap();
+    assert_eq!(shape, want.shape);
+    for (a, b) in got.iter().zip(want.as_f32().unwrap()) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
 }

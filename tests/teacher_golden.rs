@@ -97,3 +97,96 @@ fn large_batches_prepare() {
         Some(&[50_000, 37][..])
     );
 }
+
+/// The planned executor (one arena, ops writing in place, reshapes as
+/// aliases) gives the reference interpreter's output bit for bit, also on
+/// a second run over the stale arena, and its arena is smaller than the
+/// intermediates it holds.
+#[test]
+fn planned_execution_matches_the_interpreter_bit_for_bit() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
+            .unwrap();
+    for c in meta["cases"].as_array().unwrap() {
+        let name = c["model"].as_str().unwrap();
+        let model = onnx::load(&fixtures().join(name)).unwrap();
+        let x = npy(c["input"].as_str().unwrap());
+        let mut g = shape::with_batch(&model, x.shape[0]).unwrap();
+        passes::optimize(&mut g).unwrap();
+        let want = cpu::interpret(&g, vec![x.clone()]).unwrap().remove(0);
+        let intermediates: usize = g
+            .nodes
+            .iter()
+            .flat_map(|n| &n.outputs)
+            .filter_map(|&o| g.values[o].shape.as_ref())
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        let plan = cpu::Plan::new(std::sync::Arc::new(g)).unwrap();
+        for run in 0..2 {
+            let got = plan.run(vec![x.clone()]).unwrap().remove(0);
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(got.shape, want.shape, "{name}");
+            assert!(bits(&got) == bits(&want), "{name}: run {run} differs");
+        }
+        println!(
+            "{name}: arena {} floats for {intermediates} of intermediates",
+            plan.arena_len
+        );
+        assert!(plan.arena_len < intermediates, "{name}");
+    }
+}
+
+/// Every attention of the transformer fixtures is recognised, whatever the
+/// exporter wrote (manual, the legacy exporter's SDPA decomposition, and
+/// dynamo's form that reshapes k to 3-D around its transpose): no Softmax
+/// is left, one Attention per Softmax exported. Parity with onnxruntime is
+/// checked on the same graphs above.
+#[test]
+fn attention_is_recognised_in_every_exporter_form() {
+    for name in [
+        "vit-legacy13.onnx",
+        "vit-dynamo.onnx",
+        "vit_sdpa-legacy17.onnx",
+        "vit_sdpa-dynamo.onnx",
+        "swin-legacy17.onnx",
+        "swin-dynamo.onnx",
+    ] {
+        let model = onnx::load(&fixtures().join(name)).unwrap();
+        let count = |g: &dr::teacher::graph::Graph, op: &str| {
+            g.nodes.iter().filter(|n| n.op.name() == op).count()
+        };
+        let mut g = shape::with_batch(&model, 2).unwrap();
+        let softmax = count(&g, "Softmax");
+        passes::optimize(&mut g).unwrap();
+        assert!(softmax > 0, "{name}");
+        assert_eq!(
+            (count(&g, "Attention"), count(&g, "Softmax")),
+            (softmax, 0),
+            "{name}"
+        );
+    }
+}
+
+/// The resize `dr infer --input` applies for members of another size:
+/// onnxruntime's Resize(linear, antialias=1, half_pixel, exclude_outside=1),
+/// down and up.
+#[test]
+fn resize_matches_onnxruntime_antialiased_bilinear() {
+    let x = npy("resize.input.npy");
+    for tag in ["down", "up"] {
+        let want = npy(&format!("resize-{tag}.ort.npy"));
+        let got =
+            dr::teacher::resize::resize_bilinear_aa(&x, want.shape[2], want.shape[3]).unwrap();
+        assert_eq!(got.shape, want.shape);
+        let err = got
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(want.as_f32().unwrap())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!("resize {tag} {:?}: max abs error {err:.2e}", want.shape);
+        assert!(err < 1e-5, "{tag}: {err}");
+    }
+}

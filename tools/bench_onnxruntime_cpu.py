@@ -6,7 +6,8 @@ models, same batch, same machine.
         [--out-dir bench-results]
 
 Exports torchvision's ResNet-50 and ViT-B/16 (random weights, eval mode,
-legacy exporter at opset 17) into --models-dir if they are not there, times
+legacy exporter at opset 17; without torch, the same architectures from
+tools/make_bench_models.py) into --models-dir if they are not there, times
 onnxruntime (all cores, graph optimisations on) and prints img/s; writes
 <out-dir>/<date>-cpu-onnxruntime-models.json with the raw samples. Run
 `dr bench model --model <dir>/resnet50.onnx --device cpu` beside it.
@@ -21,11 +22,17 @@ import time
 
 import numpy as np
 import onnxruntime as ort
-import torch
-import torchvision
 
 
 def export(models_dir):
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        # No torch here: the same architectures built with onnx.helper.
+        import make_bench_models
+        print("torch is not installed: building the models with tools/make_bench_models.py")
+        return make_bench_models.build(models_dir)
     os.makedirs(models_dir, exist_ok=True)
     paths = {}
     for name, ctor in [("resnet50", torchvision.models.resnet50), ("vit_b_16", torchvision.models.vit_b_16)]:

@@ -13,19 +13,170 @@ Each model: random weights, eval mode, BatchNorm with non-trivial running
 statistics. Writes tests/fixtures/teacher/<family>-<exporter>.onnx, the input
 (<family>.input.npy, float32 NCHW) and onnxruntime's output
 (<family>-<exporter>.ort.npy), plus cases.json listing them with versions.
+
+    /tmp/ref/bin/python tools/make_teacher_fixtures.py --helper-only
+
+writes only the models built with onnx.helper (forms torch does not export:
+auto_pad SAME_UPPER/SAME_LOWER/VALID, model-local functions) and updates
+their entries in cases.json; it needs onnx, onnxruntime and numpy, not torch.
 """
 
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
-import torch.nn as nn
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "teacher")
+
+
+def helper_weights(rng, shape, std=0.3):
+    return (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def autopad_model(rng):
+    """Conv and pooling with every auto_pad form; sizes chosen so SAME pads
+    are odd (the UPPER/LOWER split matters)."""
+    inits, nodes = [], []
+
+    def w(name, shape, std=0.3):
+        inits.append(numpy_helper.from_array(helper_weights(rng, shape, std), name))
+        return name
+
+    nodes += [
+        helper.make_node("Conv", ["input", w("w1", (8, 3, 3, 3)), w("b1", (8,), 0.1)], ["c1"],
+                         kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),  # 10 -> 5, pads (0, 1)
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", w("w2", (8, 8, 2, 2))], ["c2"], kernel_shape=[2, 2],
+                         auto_pad="SAME_LOWER"),  # 5 -> 5, pads (1, 0)
+        # (onnxruntime refuses SAME with dilation, so none here.)
+        helper.make_node("Conv", ["c2", w("w3", (8, 8, 4, 4))], ["c3"], kernel_shape=[4, 4],
+                         auto_pad="SAME_LOWER"),  # 5 -> 5, pads (2, 1)
+        helper.make_node("MaxPool", ["c3"], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
+                         auto_pad="SAME_UPPER"),  # 5 -> 3, pads (0, 1)
+        helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 2], auto_pad="SAME_LOWER"),  # pads (1, 0)
+        helper.make_node("AveragePool", ["p2"], ["p3"], kernel_shape=[2, 2], auto_pad="SAME_UPPER",
+                         count_include_pad=1),  # pads (0, 1), zeros counted
+        helper.make_node("Conv", ["p3", w("w4", (16, 8, 2, 2))], ["c4"], kernel_shape=[2, 2],
+                         auto_pad="VALID"),  # 3 -> 2
+        helper.make_node("GlobalAveragePool", ["c4"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", w("fc", (37, 16)), w("fcb", (37,), 0.1)], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "autopad",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 10, 10])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 37])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 10, 10)
+
+
+def functions_model(rng):
+    """Model-local functions: XSigmoid (x·sigmoid(x)) called twice, and Head
+    (Softmax(XSigmoid(x)) with `axis` a reference to the caller's attribute,
+    default -1) called with and without it. Inner names (x, s, y) collide
+    with the graph's on purpose."""
+    dom = "dr.test"
+    xsig = helper.make_function(dom, "XSigmoid", ["x"], ["y"], [
+        helper.make_node("Sigmoid", ["x"], ["s"]),
+        helper.make_node("Mul", ["x", "s"], ["y"])], [helper.make_opsetid("", 17)])
+    softmax = helper.make_node("Softmax", ["t"], ["y"])
+    softmax.attribute.append(helper.make_attribute_ref("axis", AttributeProto.INT))
+    head = helper.make_function(dom, "Head", ["x"], ["y"], [
+        helper.make_node("XSigmoid", ["x"], ["t"], domain=dom), softmax],
+        [helper.make_opsetid("", 17), helper.make_opsetid(dom, 1)],
+        attribute_protos=[helper.make_attribute("axis", -1)])
+    inits = [numpy_helper.from_array(helper_weights(rng, (8, 3, 3, 3)), "w1"),
+             numpy_helper.from_array(helper_weights(rng, (8, 8, 3, 3), 0.2), "w2"),
+             numpy_helper.from_array(helper_weights(rng, (37, 8)), "fc")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("XSigmoid", ["c1"], ["s"], domain=dom, name="act1"),
+        helper.make_node("Conv", ["s", "w2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("XSigmoid", ["c2"], ["y"], domain=dom, name="act2"),
+        helper.make_node("GlobalAveragePool", ["y"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["l"], transB=1),
+        helper.make_node("Head", ["l"], ["h0"], domain=dom, name="head_batch", axis=0),
+        helper.make_node("Head", ["l"], ["h1"], domain=dom, name="head_default"),
+        helper.make_node("Add", ["h0", "h1"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "functions",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 37])], inits)
+    model = helper.make_model(graph, functions=[xsig, head],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(dom, 1)])
+    return model, (3, 8, 8)
+
+
+HELPER_FAMILIES = {"autopad": autopad_model, "functions": functions_model}
+
+
+def helper_cases(out):
+    """Writes the onnx.helper models with onnxruntime's outputs; returns their cases."""
+    cases = []
+    for fam, build in HELPER_FAMILIES.items():
+        rng = np.random.default_rng(0)
+        model, shape = build(rng)
+        model.ir_version = 8
+        onnx.checker.check_model(model, full_check=True)
+        path = os.path.join(out, f"{fam}-helper.onnx")
+        onnx.save(model, path)
+        x = rng.standard_normal((2,) + shape).astype(np.float32)
+        np.save(os.path.join(out, f"{fam}.input.npy"), x)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        np.save(os.path.join(out, f"{fam}-helper.ort.npy"), y)
+        ops = sorted({n.op_type for n in model.graph.node})
+        print(f"{fam}-helper: ops {ops}, output {y.shape}")
+        cases.append({"family": fam, "exporter": "helper", "model": os.path.basename(path), "opset": 17,
+                      "input": f"{fam}.input.npy", "output": f"{fam}-helper.ort.npy", "ops": ops})
+    return cases
+
+
+def resize_golden(out):
+    """onnxruntime's Resize(linear, antialias=1, half_pixel, exclude_outside=1)
+    of one input to a smaller and a larger size: the reference for dr's
+    resize of --input tensors for ensemble members of another size.
+    exclude_outside=1 drops taps outside the image and renormalises, as
+    torchvision's F.resize(tensor, antialias=True) and Pillow do (with 0,
+    onnxruntime repeats the edge pixel instead)."""
+    x = np.random.default_rng(1).standard_normal((2, 3, 19, 23)).astype(np.float32)
+    np.save(os.path.join(out, "resize.input.npy"), x)
+    for tag, size in [("down", (8, 9)), ("up", (31, 40))]:
+        node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", antialias=1,
+                                coordinate_transformation_mode="half_pixel", exclude_outside=1)
+        sizes = numpy_helper.from_array(np.array([2, 3, *size], np.int64), "sizes")
+        graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [sizes])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.save(os.path.join(out, f"resize-{tag}.ort.npy"), sess.run(None, {"x": x})[0])
+
+
+def write_cases(out, cases, versions):
+    path = os.path.join(out, "cases.json")
+    meta = {"versions": {}, "cases": []}
+    if os.path.exists(path):
+        with open(path) as f:
+            meta = json.load(f)
+    names = {c["model"] for c in cases}
+    meta["cases"] = [c for c in meta["cases"] if c["model"] not in names] + cases
+    meta["versions"].update(versions)
+    with open(path, "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+if __name__ == "__main__" and "--helper-only" in sys.argv:
+    resize_golden(OUT)
+    write_cases(OUT, helper_cases(OUT), {"onnx": onnx.__version__, "onnxruntime": ort.__version__})
+    sys.exit(0)
+
+import torch  # noqa: E402 (--helper-only runs without torch)
+import torch.nn as nn  # noqa: E402
 
 
 def randomize_bn(model, gen):
@@ -396,6 +547,7 @@ def export(model, x, path, kind):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=OUT)
+    ap.add_argument("--helper-only", action="store_true", help="only the onnx.helper models (no torch)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     cases = []
@@ -440,6 +592,8 @@ def main():
             return x.cumsum(1).mean((2, 3))
 
     torch.onnx.export(CumSum(), x, os.path.join(a.out, "unsupported-cumsum.onnx"), opset_version=17, dynamo=False)
+    cases += helper_cases(a.out)
+    resize_golden(a.out)
     meta = {"versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
             "cases": cases}
     with open(os.path.join(a.out, "cases.json"), "w") as f:

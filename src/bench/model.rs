@@ -32,7 +32,8 @@ pub fn run_cpu(model: &std::path::Path, batch: usize, iters: usize) -> Result<Mo
     }
     let m = Member::load(model)?;
     let chw = m.input_chw()?;
-    let g = m.graph(batch)?;
+    let plan = m.plan(batch)?;
+    let g = plan.graph.clone();
     let per_image = macs(&g) as f64 / batch as f64;
     let n: usize = batch * chw.iter().product::<usize>();
     // Fixed pseudo-random input (not zeros: nothing may shortcut on it).
@@ -45,7 +46,7 @@ pub fn run_cpu(model: &std::path::Path, batch: usize, iters: usize) -> Result<Mo
     let mut profile = std::collections::BTreeMap::new();
     for _ in 0..iters {
         let t = Instant::now();
-        crate::teacher::cpu::run_profiled(&g, vec![x.clone()], Some(&mut profile))
+        plan.run_profiled(vec![x.clone()], Some(&mut profile))
             .map_err(anyhow::Error::msg)?;
         samples.push(t.elapsed().as_secs_f64());
     }

@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::cpu;
+use super::cpu::Plan;
 use super::graph::Graph;
 use super::onnx::{self, Model, TeacherError};
 use super::passes;
@@ -17,7 +17,8 @@ use super::tensor::Tensor;
 pub struct Member {
     pub path: PathBuf,
     pub model: Model,
-    prepared: Mutex<HashMap<usize, std::sync::Arc<Graph>>>,
+    /// Per batch size: the optimised graph with its memory plan.
+    prepared: Mutex<HashMap<usize, Arc<Plan>>>,
 }
 
 impl Member {
@@ -42,16 +43,26 @@ impl Member {
         Ok(m)
     }
 
-    /// The graph prepared for `batch` (cached).
-    pub fn graph(&self, batch: usize) -> Result<std::sync::Arc<Graph>, TeacherError> {
-        if let Some(g) = self.prepared.lock().unwrap().get(&batch) {
-            return Ok(g.clone());
+    /// The graph prepared for `batch`: shapes fixed, passes run, memory
+    /// planned (cached, so all of it happens once per batch size).
+    pub fn plan(&self, batch: usize) -> Result<Arc<Plan>, TeacherError> {
+        if let Some(p) = self.prepared.lock().unwrap().get(&batch) {
+            return Ok(p.clone());
         }
         let mut g = with_batch(&self.model, batch)?;
         passes::optimize(&mut g)?;
-        let g = std::sync::Arc::new(g);
-        self.prepared.lock().unwrap().insert(batch, g.clone());
-        Ok(g)
+        let plan = Plan::new(Arc::new(g)).map_err(|detail| TeacherError::Invalid {
+            file: self.path.display().to_string(),
+            detail,
+        })?;
+        let plan = Arc::new(plan);
+        self.prepared.lock().unwrap().insert(batch, plan.clone());
+        Ok(plan)
+    }
+
+    /// The optimised graph for `batch`.
+    pub fn graph(&self, batch: usize) -> Result<Arc<Graph>, TeacherError> {
+        Ok(self.plan(batch)?.graph.clone())
     }
 
     /// The input shape [C, H, W] the model expects.
@@ -62,8 +73,8 @@ impl Member {
 
     /// Logits for a batch [N, C, H, W] → [N, classes].
     pub fn logits(&self, x: Tensor) -> Result<Tensor, TeacherError> {
-        let g = self.graph(x.shape[0])?;
-        let mut out = cpu::run(&g, vec![x]).map_err(|detail| TeacherError::Invalid {
+        let plan = self.plan(x.shape[0])?;
+        let mut out = plan.run(vec![x]).map_err(|detail| TeacherError::Invalid {
             file: self.path.display().to_string(),
             detail,
         })?;

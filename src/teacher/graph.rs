@@ -26,6 +26,18 @@ pub enum Activation {
     Relu,
 }
 
+/// ONNX `auto_pad`: explicit `pads` (VALID is all zero), or SAME padding,
+/// which depends on the input size and is turned into explicit `pads` by
+/// shape inference (the executors only see explicit pads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoPad {
+    Explicit,
+    /// Output `ceil(in / stride)`; an odd total pad puts the extra at the end.
+    SameUpper,
+    /// As SameUpper with the extra at the beginning.
+    SameLower,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvAttrs {
     pub kernel: [usize; 2],
@@ -34,6 +46,7 @@ pub struct ConvAttrs {
     pub pads: [usize; 4],
     pub dilations: [usize; 2],
     pub group: usize,
+    pub auto_pad: AutoPad,
     /// Fused epilogue: `act(conv + bias + residual)`; the residual is input 3.
     pub act: Activation,
 }
@@ -52,6 +65,7 @@ pub struct PoolAttrs {
     pub pads: [usize; 4],
     pub dilations: [usize; 2],
     pub ceil_mode: bool,
+    pub auto_pad: AutoPad,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

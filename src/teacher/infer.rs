@@ -80,7 +80,10 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// What to run the teacher on.
 pub enum Input {
-    /// float32 NCHW, every member must take its size.
+    /// float32 NCHW. A member that takes another height and width gets the
+    /// batch resized to its size (bilinear with antialiasing, as
+    /// torchvision's `F.resize(tensor, antialias=True)`; see `resize`). The
+    /// channel count must match.
     Tensor(Tensor),
     /// Image files, preprocessed for each member at its own input size (the
     /// resize scales with it: 256 for 224, as in torchvision's eval transform).
@@ -102,9 +105,17 @@ pub struct InferRequest {
 fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
     match input {
         Input::Tensor(x) => {
+            if x.shape.len() == 4
+                && want.len() == 3
+                && x.shape[1] == want[0]
+                && x.shape[2..] != want[1..]
+            {
+                return super::resize::resize_bilinear_aa(x, want[1], want[2])
+                    .map_err(anyhow::Error::msg);
+            }
             if x.shape.len() != 4 || x.shape[1..] != want[..] {
                 bail!(
-                    "the input is {:?} but {} takes [N, {}] (float32 NCHW)",
+                    "the input is {:?} but {} takes [N, {}] (float32 NCHW; the channel count must match, another height and width is resized)",
                     x.shape,
                     path.display(),
                     want.iter()

@@ -8,5 +8,6 @@ pub mod graph;
 pub mod infer;
 pub mod onnx;
 pub mod passes;
+pub mod resize;
 pub mod shape;
 pub mod tensor;

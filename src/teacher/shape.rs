@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::cpu::{conv, elementwise, eval, layout};
-use super::graph::{Graph, Op};
+use super::graph::{AutoPad, Graph, Op};
 use super::onnx::{Dim, Model, TeacherError};
 use super::tensor::Tensor;
 
@@ -67,7 +67,32 @@ pub fn with_batch(model: &Model, batch: usize) -> Result<Graph, TeacherError> {
     Ok(g)
 }
 
+/// SAME auto_pad turned into explicit pads now that the input size is known.
+fn resolve_auto_pad(g: &mut Graph, i: usize) {
+    let hw = g.nodes[i]
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|v| g.values[v].shape.clone())
+        .filter(|s| s.len() == 4)
+        .map(|s| [s[2], s[3]]);
+    let Some(hw) = hw else { return };
+    match &mut g.nodes[i].op {
+        Op::Conv(c) => {
+            c.pads = conv::resolve_pads(c.auto_pad, c.pads, hw, c.kernel, c.strides, c.dilations);
+            c.auto_pad = AutoPad::Explicit;
+        }
+        Op::Pool(p) => {
+            p.pads = conv::resolve_pads(p.auto_pad, p.pads, hw, p.kernel, p.strides, p.dilations);
+            p.auto_pad = AutoPad::Explicit;
+        }
+        _ => {}
+    }
+}
+
 fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
+    resolve_auto_pad(g, i);
     let node = g.nodes[i].clone();
     let shape_of = |v: Option<usize>| v.and_then(|v| g.values[v].shape.clone());
     let consts: Vec<Option<Arc<Tensor>>> = node

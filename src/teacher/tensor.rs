@@ -118,9 +118,32 @@ impl Tensor {
         }
     }
 
+    /// The float32 data with its shape, for the kernels that write into
+    /// preallocated outputs.
+    pub fn view(&self) -> Option<View<'_>> {
+        self.as_f32().map(|data| View {
+            data,
+            shape: &self.shape,
+        })
+    }
+
     pub fn reshaped(mut self, shape: Vec<usize>) -> Self {
         assert_eq!(numel(&shape), self.len());
         self.shape = shape;
         self
+    }
+}
+
+/// A borrowed float32 tensor: an initializer, a graph input or a region of
+/// the executor's arena.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub shape: &'a [usize],
+}
+
+impl<'a> View<'a> {
+    pub fn new(data: &'a [f32], shape: &'a [usize]) -> Self {
+        View { data, shape }
     }
 }

@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::gemm::matmul;
-use crate::teacher::graph::{Activation, ConvAttrs, PoolAttrs, PoolKind};
-use crate::teacher::tensor::Tensor;
+use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, PoolAttrs, PoolKind};
+use crate::teacher::tensor::{Tensor, View, numel};
 
 /// Output extent of a window op along one axis (ONNX/PyTorch rule: with
 /// ceil_mode the last window must start inside the input or its begin pad).
@@ -33,6 +33,52 @@ pub fn out_size(
         out -= 1;
     }
     out
+}
+
+/// ONNX SAME padding of one axis: (begin, end) for an output of
+/// `ceil(input / stride)`; an odd total goes to the end (SameUpper) or the
+/// beginning (SameLower).
+pub fn same_pad(
+    mode: AutoPad,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> (usize, usize) {
+    let out = input.div_ceil(stride.max(1));
+    let need =
+        (out.saturating_sub(1) * stride + (kernel.max(1) - 1) * dilation + 1).saturating_sub(input);
+    match mode {
+        AutoPad::SameLower => (need - need / 2, need / 2),
+        _ => (need / 2, need - need / 2),
+    }
+}
+
+/// Explicit pads [top, left, bottom, right] for an `auto_pad` mode and an
+/// input of `hw` (the given pads when explicit).
+pub fn resolve_pads(
+    mode: AutoPad,
+    pads: [usize; 4],
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+) -> [usize; 4] {
+    if mode == AutoPad::Explicit {
+        return pads;
+    }
+    let (t, b) = same_pad(mode, hw[0], kernel[0], strides[0], dilations[0]);
+    let (l, r) = same_pad(mode, hw[1], kernel[1], strides[1], dilations[1]);
+    [t, l, b, r]
+}
+
+fn unresolved(auto_pad: AutoPad) -> Result<(), String> {
+    match auto_pad {
+        AutoPad::Explicit => Ok(()),
+        other => Err(format!(
+            "internal: auto_pad {other:?} reached the executor unresolved"
+        )),
+    }
 }
 
 fn conv_out(c: &ConvAttrs, h: usize, w: usize) -> (usize, usize) {
@@ -71,6 +117,7 @@ pub fn conv_shape(c: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<Vec<usize>,
             x[1], c.group
         ));
     }
+    unresolved(c.auto_pad)?;
     if [w[2], w[3]] != c.kernel {
         return Err(format!(
             "Conv: kernel_shape {:?} but weight {w:?}",
@@ -90,35 +137,57 @@ pub fn conv2d(
     residual: Option<&Tensor>,
 ) -> Result<Tensor, String> {
     let shape = conv_shape(c, &x.shape, &w.shape)?;
-    let (n, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (m, oh, ow) = (shape[1], shape[2], shape[3]);
-    let (g, cg, mg) = (c.group, cin / c.group, m / c.group);
-    let (kh, kw) = (c.kernel[0], c.kernel[1]);
-    let kdim = cg * kh * kw;
-    let xs = x.as_f32().ok_or("Conv input is not float")?;
-    let ws = w.as_f32().ok_or("Conv weight is not float")?;
-    let bs = bias
-        .map(|b| b.as_f32().ok_or("Conv bias is not float"))
-        .transpose()?;
-    if bs.is_some_and(|b| b.len() != m) {
-        return Err(format!(
-            "Conv bias has {} values for {m} channels",
-            bs.unwrap().len()
-        ));
-    }
-    let rs = residual
-        .map(|r| r.as_f32().ok_or("residual is not float"))
-        .transpose()?;
     if residual.is_some_and(|r| r.shape != shape) {
         return Err(format!(
             "residual {:?} does not match conv output {shape:?}",
             residual.unwrap().shape
         ));
     }
+    fn float<'a>(t: &'a Tensor, what: &str) -> Result<View<'a>, String> {
+        t.view().ok_or(format!("{what} is not float"))
+    }
+    let bs = bias.map(|b| float(b, "Conv bias")).transpose()?;
+    let rs = residual.map(|r| float(r, "residual")).transpose()?;
+    let mut out = vec![0f32; numel(&shape)];
+    conv2d_into(
+        c,
+        float(x, "Conv input")?,
+        float(w, "Conv weight")?,
+        bs.map(|b| b.data),
+        rs.map(|r| r.data),
+        &mut out,
+    )?;
+    Ok(Tensor::f32(shape, out))
+}
+
+/// `conv2d` writing into `out` (every element is written).
+pub fn conv2d_into(
+    c: &ConvAttrs,
+    x: View,
+    w: View,
+    bs: Option<&[f32]>,
+    rs: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let shape = conv_shape(c, x.shape, w.shape)?;
+    let (n, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (m, oh, ow) = (shape[1], shape[2], shape[3]);
+    let (g, cg, mg) = (c.group, cin / c.group, m / c.group);
+    let (kh, kw) = (c.kernel[0], c.kernel[1]);
+    let kdim = cg * kh * kw;
+    let (xs, ws) = (x.data, w.data);
+    if bs.is_some_and(|b| b.len() != m) {
+        return Err(format!(
+            "Conv bias has {} values for {m} channels",
+            bs.unwrap().len()
+        ));
+    }
     let plane = oh * ow;
+    if out.len() != n * m * plane || rs.is_some_and(|r| r.len() != out.len()) {
+        return Err(format!("Conv output or residual is not {shape:?}"));
+    }
     let pointwise = kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4];
-    let mut out = vec![0f32; n * m * plane];
-    out.par_chunks_mut(mg * plane)
+    out.par_chunks_mut((mg * plane).max(1))
         .enumerate()
         .for_each(|(idx, dst)| {
             let (b, gi) = (idx / g, idx % g);
@@ -149,7 +218,7 @@ pub fn conv2d(
                 }
             }
         });
-    Ok(Tensor::f32(shape, out))
+    Ok(())
 }
 
 thread_local! {
@@ -244,6 +313,7 @@ pub fn pool_shape(p: &PoolAttrs, x: &[usize]) -> Result<Vec<usize>, String> {
             "pooling on input {x:?}: only 2-D NCHW pooling is supported"
         ));
     }
+    unresolved(p.auto_pad)?;
     Ok(vec![
         x[0],
         x[1],
@@ -271,11 +341,21 @@ pub fn pool_shape(p: &PoolAttrs, x: &[usize]) -> Result<Vec<usize>, String> {
 /// Max or average pooling (PyTorch's divisor rules for average).
 pub fn pool2d(p: &PoolAttrs, x: &Tensor) -> Result<Tensor, String> {
     let shape = pool_shape(p, &x.shape)?;
+    let mut out = vec![0f32; numel(&shape)];
+    pool2d_into(p, x.view().ok_or("pooling input is not float")?, &mut out)?;
+    Ok(Tensor::f32(shape, out))
+}
+
+/// `pool2d` writing into `out`.
+pub fn pool2d_into(p: &PoolAttrs, x: View, out: &mut [f32]) -> Result<(), String> {
+    let shape = pool_shape(p, x.shape)?;
     let (h, w) = (x.shape[2], x.shape[3]);
     let (oh, ow) = (shape[2], shape[3]);
-    let xs = x.as_f32().ok_or("pooling input is not float")?;
-    let mut out = vec![0f32; shape.iter().product()];
-    out.par_chunks_mut(oh * ow)
+    let xs = x.data;
+    if out.len() != numel(&shape) {
+        return Err(format!("pooling output is not {shape:?}"));
+    }
+    out.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each(|(plane, dst)| {
             let src = &xs[plane * h * w..(plane + 1) * h * w];
@@ -325,20 +405,53 @@ pub fn pool2d(p: &PoolAttrs, x: &Tensor) -> Result<Tensor, String> {
                 }
             }
         });
-    Ok(Tensor::f32(shape, out))
+    Ok(())
 }
 
 pub fn global_average_pool(x: &Tensor) -> Result<Tensor, String> {
-    let xs = x.as_f32().ok_or("GlobalAveragePool input is not float")?;
-    if x.shape.len() < 3 {
+    let mut shape = x.shape.clone();
+    shape.iter_mut().skip(2).for_each(|d| *d = 1);
+    let mut out = vec![0f32; numel(&shape)];
+    global_average_pool_into(
+        x.view().ok_or("GlobalAveragePool input is not float")?,
+        &mut out,
+    )?;
+    Ok(Tensor::f32(shape, out))
+}
+
+/// Mean over the spatial axes of each (image, channel), summed in f64.
+pub fn global_average_pool_into(x: View, out: &mut [f32]) -> Result<(), String> {
+    if x.shape.len() < 3 || out.len() != x.shape[0] * x.shape[1] {
         return Err(format!("GlobalAveragePool on {:?}", x.shape));
     }
     let inner: usize = x.shape[2..].iter().product();
-    let out: Vec<f32> = xs
-        .chunks(inner.max(1))
-        .map(|c| (c.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32)
-        .collect();
-    let mut shape = x.shape.clone();
-    shape[2..].iter_mut().for_each(|d| *d = 1);
-    Ok(Tensor::f32(shape, out))
+    for (o, c) in out.iter_mut().zip(x.data.chunks(inner.max(1))) {
+        *o = (c.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ONNX's rule: total = max((ceil(in/s) - 1)·s + (k - 1)·d + 1 - in, 0).
+    #[test]
+    fn same_padding_follows_the_spec() {
+        // in 10, k 3, s 2: out 5, total 1 → upper (0, 1), lower (1, 0).
+        assert_eq!(same_pad(AutoPad::SameUpper, 10, 3, 2, 1), (0, 1));
+        assert_eq!(same_pad(AutoPad::SameLower, 10, 3, 2, 1), (1, 0));
+        // in 5, k 3, s 1, d 2: total 4, split evenly.
+        assert_eq!(same_pad(AutoPad::SameUpper, 5, 3, 1, 2), (2, 2));
+        // No padding needed: in 5, k 1, s 2.
+        assert_eq!(same_pad(AutoPad::SameLower, 5, 1, 2, 1), (0, 0));
+        for (inp, k, s, d) in [(10, 3, 2, 1), (7, 4, 3, 1), (9, 3, 1, 2), (1, 5, 2, 1)] {
+            let (b, e) = same_pad(AutoPad::SameUpper, inp, k, s, d);
+            assert_eq!(
+                out_size(inp, k, s, b, e, d, false),
+                inp.div_ceil(s),
+                "{inp} {k} {s} {d}"
+            );
+        }
+    }
 }

@@ -5,9 +5,10 @@ use rayon::prelude::*;
 
 use crate::teacher::graph::{Binary, ReduceKind, Unary};
 
+use crate::teacher::tensor::{Data, Tensor, View, numel};
+
 /// Elements per parallel task of elementwise ops.
-const PAR_CHUNK: usize = 1 << 14;
-use crate::teacher::tensor::{Data, Tensor, numel};
+pub(crate) const PAR_CHUNK: usize = 1 << 14;
 
 /// numpy's broadcast of two shapes.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
@@ -47,7 +48,7 @@ pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 /// Visits output positions with the matching input offsets.
-fn zip_broadcast<T: Copy + Send + Sync, U: Send>(
+fn zip_broadcast<T: Copy + Send + Sync, U: Send + Default + Clone>(
     a: &[T],
     ash: &[usize],
     b: &[T],
@@ -55,24 +56,43 @@ fn zip_broadcast<T: Copy + Send + Sync, U: Send>(
     f: impl Fn(T, T) -> U + Send + Sync,
 ) -> Result<(Vec<usize>, Vec<U>), String> {
     let out = broadcast_shape(ash, bsh)?;
+    let mut res = vec![U::default(); numel(&out)];
+    zip_broadcast_into(a, ash, b, bsh, f, &mut res)?;
+    Ok((out, res))
+}
+
+/// `zip_broadcast` writing into `res` (every element is written).
+fn zip_broadcast_into<T: Copy + Send + Sync, U: Send>(
+    a: &[T],
+    ash: &[usize],
+    b: &[T],
+    bsh: &[usize],
+    f: impl Fn(T, T) -> U + Send + Sync,
+    res: &mut [U],
+) -> Result<(), String> {
+    let out = broadcast_shape(ash, bsh)?;
+    if res.len() != numel(&out) {
+        return Err(format!("output of {} for shape {out:?}", res.len()));
+    }
     if ash == bsh {
-        return Ok((
-            out,
-            a.par_iter()
-                .zip(b.par_iter())
-                .with_min_len(PAR_CHUNK)
-                .map(|(&x, &y)| f(x, y))
-                .collect(),
-        ));
+        res.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
+            .for_each(|(d, (x, y))| {
+                for (d, (&x, &y)) in d.iter_mut().zip(x.iter().zip(y)) {
+                    *d = f(x, y);
+                }
+            });
+        return Ok(());
     }
     if b.len() == 1 {
-        return Ok((
-            out,
-            a.par_iter()
-                .with_min_len(PAR_CHUNK)
-                .map(|&x| f(x, b[0]))
-                .collect(),
-        ));
+        res.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK))
+            .for_each(|(d, x)| {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    *d = f(x, b[0]);
+                }
+            });
+        return Ok(());
     }
     // One operand broadcast along the other's leading axes (a bias [C] over [..., C]).
     let trailing = |long: &[usize], short: &[usize]| {
@@ -80,28 +100,30 @@ fn zip_broadcast<T: Copy + Send + Sync, U: Send>(
         !s.is_empty() && long.len() >= s.len() && long[long.len() - s.len()..] == s[..]
     };
     if out == ash && trailing(ash, bsh) {
-        let mut res = Vec::with_capacity(a.len());
-        res.par_extend(
-            a.par_chunks(b.len())
-                .flat_map_iter(|row| row.iter().zip(b).map(|(&x, &y)| f(x, y))),
-        );
-        return Ok((out, res));
+        res.par_chunks_mut(b.len())
+            .zip(a.par_chunks(b.len()))
+            .for_each(|(d, row)| {
+                for (d, (&x, &y)) in d.iter_mut().zip(row.iter().zip(b)) {
+                    *d = f(x, y);
+                }
+            });
+        return Ok(());
     }
     if out == bsh && trailing(bsh, ash) {
-        let mut res = Vec::with_capacity(b.len());
-        res.par_extend(
-            b.par_chunks(a.len())
-                .flat_map_iter(|row| a.iter().zip(row).map(|(&x, &y)| f(x, y))),
-        );
-        return Ok((out, res));
+        res.par_chunks_mut(a.len())
+            .zip(b.par_chunks(a.len()))
+            .for_each(|(d, row)| {
+                for (d, (&x, &y)) in d.iter_mut().zip(a.iter().zip(row)) {
+                    *d = f(x, y);
+                }
+            });
+        return Ok(());
     }
     let (sa, sb) = (broadcast_strides(ash, &out), broadcast_strides(bsh, &out));
-    let n = numel(&out);
     let mut idx = vec![0usize; out.len()];
     let (mut oa, mut ob) = (0usize, 0usize);
-    let mut res = Vec::with_capacity(n);
-    for _ in 0..n {
-        res.push(f(a[oa], b[ob]));
+    for r in res.iter_mut() {
+        *r = f(a[oa], b[ob]);
         for d in (0..out.len()).rev() {
             idx[d] += 1;
             oa += sa[d];
@@ -114,7 +136,40 @@ fn zip_broadcast<T: Copy + Send + Sync, U: Send>(
             idx[d] = 0;
         }
     }
-    Ok((out, res))
+    Ok(())
+}
+
+/// One float binary op on a pair of elements.
+#[inline]
+fn binary_f32(op: Binary, p: f32, q: f32) -> f32 {
+    match op {
+        Binary::Add => p + q,
+        Binary::Sub => p - q,
+        Binary::Mul => p * q,
+        Binary::Div => p / q,
+        Binary::Pow => p.powf(q),
+        Binary::Mod => {
+            let r = p % q;
+            if r != 0.0 && (r < 0.0) != (q < 0.0) {
+                r + q
+            } else {
+                r
+            }
+        }
+        Binary::Fmod => p % q,
+    }
+}
+
+/// A float binary op with broadcasting, writing into `out`.
+pub fn binary_into(op: Binary, a: View, b: View, out: &mut [f32]) -> Result<(), String> {
+    zip_broadcast_into(
+        a.data,
+        a.shape,
+        b.data,
+        b.shape,
+        |p, q| binary_f32(op, p, q),
+        out,
+    )
 }
 
 pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
@@ -140,23 +195,8 @@ pub fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
         }
         _ => {
             let (x, y) = (a.to_f32_vec(), b.to_f32_vec());
-            let f = |p: f32, q: f32| match op {
-                Binary::Add => p + q,
-                Binary::Sub => p - q,
-                Binary::Mul => p * q,
-                Binary::Div => p / q,
-                Binary::Pow => p.powf(q),
-                Binary::Mod => {
-                    let r = p % q;
-                    if r != 0.0 && (r < 0.0) != (q < 0.0) {
-                        r + q
-                    } else {
-                        r
-                    }
-                }
-                Binary::Fmod => p % q,
-            };
-            let (shape, v) = zip_broadcast(&x, &a.shape, &y, &b.shape, f)?;
+            let (shape, v) =
+                zip_broadcast(&x, &a.shape, &y, &b.shape, |p, q| binary_f32(op, p, q))?;
             Ok(Tensor::f32(shape, v))
         }
     }
@@ -195,6 +235,14 @@ pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
             v.iter().map(|&p| f(p)).collect(),
         ));
     }
+    let v = x.to_f32_vec();
+    let mut out = vec![0f32; v.len()];
+    unary_into(op, &v, &mut out);
+    Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// A float unary op writing into `out`.
+pub fn unary_into(op: Unary, x: &[f32], out: &mut [f32]) {
     let f = |p: f32| match op {
         Unary::Relu => p.max(0.0),
         Unary::Sigmoid => 1.0 / (1.0 + (-p).exp()),
@@ -210,10 +258,23 @@ pub fn unary(op: Unary, x: &Tensor) -> Result<Tensor, String> {
         Unary::Silu => p / (1.0 + (-p).exp()),
         Unary::Identity => p,
     };
-    let mut v = x.to_f32_vec();
-    v.par_chunks_mut(PAR_CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|p| *p = f(*p)));
-    Ok(Tensor::f32(x.shape.clone(), v))
+    map_into(x, out, f);
+}
+
+/// Clip to [lo, hi], writing into `out`.
+pub fn clip_into(x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
+    map_into(x, out, |v| v.max(lo).min(hi));
+}
+
+/// HardSigmoid `clamp(alpha·x + beta, 0, 1)`, writing into `out`.
+pub fn hard_sigmoid_into(x: &[f32], alpha: f32, beta: f32, out: &mut [f32]) {
+    map_into(x, out, |v| (alpha * v + beta).clamp(0.0, 1.0));
+}
+
+fn map_into(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    out.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &p)| *d = f(p)));
 }
 
 pub fn clip(x: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, String> {
@@ -244,36 +305,6 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
         return Err(format!("axis {axis} out of range for rank {rank}"));
     }
     Ok(a as usize)
-}
-
-pub fn softmax(x: &Tensor, axis: i64) -> Result<Tensor, String> {
-    let a = norm_axis(axis, x.shape.len())?;
-    let v = x.to_f32_vec();
-    let (len, inner) = (x.shape[a], x.shape[a + 1..].iter().product::<usize>());
-    let mut out = v.clone();
-    if len == 0 {
-        return Ok(Tensor::f32(x.shape.clone(), out));
-    }
-    // Each block [len, inner] is independent.
-    out.par_chunks_mut(len * inner)
-        .zip(v.par_chunks(len * inner))
-        .for_each(|(dst, src)| {
-            for i in 0..inner {
-                let m = (0..len)
-                    .map(|k| src[k * inner + i])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0f32;
-                for k in 0..len {
-                    let e = (src[k * inner + i] - m).exp();
-                    dst[k * inner + i] = e;
-                    s += e;
-                }
-                for k in 0..len {
-                    dst[k * inner + i] /= s;
-                }
-            }
-        });
-    Ok(Tensor::f32(x.shape.clone(), out))
 }
 
 pub fn reduce_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
@@ -326,63 +357,6 @@ pub fn reduce(
     let count = (v.len() / n.max(1)) as f64;
     let data = acc.into_iter().map(|a| if kind == ReduceKind::Mean { a / count } else { a } as f32).collect();
     Ok(Tensor::f32(reduce_shape(&x.shape, axes, keepdims), data))
-}
-
-/// LayerNormalization over the axes `axis..rank`: `(x - mean)/sqrt(var + eps)·scale + bias`.
-pub fn layer_norm(
-    x: &Tensor,
-    scale: &Tensor,
-    bias: Option<&Tensor>,
-    axis: i64,
-    eps: f32,
-) -> Result<Tensor, String> {
-    let a = norm_axis(axis, x.shape.len())?;
-    let inner: usize = x.shape[a..].iter().product();
-    let v = x.to_f32_vec();
-    let (s, b) = (scale.to_f32_vec(), bias.map(|b| b.to_f32_vec()));
-    if s.len() != inner || b.as_ref().is_some_and(|b| b.len() != inner) {
-        return Err(format!("LayerNorm scale/bias sizes do not match {inner}"));
-    }
-    let mut out = vec![0f32; v.len()];
-    out.par_chunks_mut(inner.max(1))
-        .zip(v.par_chunks(inner.max(1)))
-        .for_each(|(dst, row)| {
-            let mean = row.iter().map(|&t| t as f64).sum::<f64>() / inner as f64;
-            let var = row.iter().map(|&t| (t as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
-            let inv = 1.0 / (var + eps as f64).sqrt();
-            for (k, (d, &t)) in dst.iter_mut().zip(row).enumerate() {
-                *d = ((t as f64 - mean) * inv) as f32 * s[k] + b.as_ref().map_or(0.0, |b| b[k]);
-            }
-        });
-    Ok(Tensor::f32(x.shape.clone(), out))
-}
-
-/// erf in float32 (Abramowitz & Stegun 7.1.26; |error| < 5e-7 in float32): GELU's hot path.
-#[inline]
-pub fn erf_f32(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-z * z).exp();
-    if x < 0.0 { -y } else { y }
-}
-
-/// GELU, exact (erf) or the tanh approximation.
-pub fn gelu(x: &Tensor, tanh: bool) -> Tensor {
-    let f = |p: f32| {
-        if tanh {
-            let inner = 0.797_884_6 * (p + 0.044_715 * p * p * p);
-            0.5 * p * (1.0 + inner.tanh())
-        } else {
-            0.5 * p * (1.0 + erf_f32(p * std::f32::consts::FRAC_1_SQRT_2))
-        }
-    };
-    let mut v = x.to_f32_vec();
-    v.par_chunks_mut(PAR_CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|p| *p = f(*p)));
-    Tensor::f32(x.shape.clone(), v)
 }
 
 pub fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
@@ -460,15 +434,6 @@ mod tests {
             binary(Binary::Fmod, &a, &b).unwrap().to_i64_vec(),
             [1, -1, 1, -1]
         );
-    }
-
-    #[test]
-    fn erf_f32_is_accurate() {
-        for i in -400..=400 {
-            let x = i as f64 / 100.0;
-            let e = (erf_f32(x as f32) as f64 - erf(x)).abs();
-            assert!(e < 5e-7, "erf_f32({x}): {e}");
-        }
     }
 
     #[test]

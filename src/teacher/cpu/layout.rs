@@ -65,64 +65,22 @@ pub fn reshape_shape(input: &[usize], spec: &[i64], allowzero: bool) -> Result<V
 }
 
 pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
-    use rayon::prelude::*;
-    let r = x.shape.len();
-    let mut sorted = perm.to_vec();
-    sorted.sort_unstable();
-    if sorted != (0..r).collect::<Vec<_>>() {
-        return Err(format!("Transpose perm {perm:?} for rank {r}"));
-    }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
-    if r == 0 || numel(&out_shape) == 0 {
-        return Ok(Tensor {
-            shape: out_shape,
-            data: x.data.clone(),
-        });
-    }
-    let mut in_strides = vec![1usize; r];
-    for i in (0..r - 1).rev() {
-        in_strides[i] = in_strides[i + 1] * x.shape[i + 1];
-    }
-    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let inner = out_shape[r - 1];
-    let inner_stride = strides[r - 1];
-    // Source offset of the first element of output row `row` (all but the last axis).
-    let base = |row: usize| {
-        let (mut rem, mut off) = (row, 0usize);
-        for d in (0..r - 1).rev() {
-            off += (rem % out_shape[d]) * strides[d];
-            rem /= out_shape[d];
-        }
-        off
-    };
-    fn gather_rows<T: Copy + Send + Sync + Default>(
+    let shape = super::movement::transpose_shape(&x.shape, perm)?;
+    fn go<T: Copy + Send + Sync + Default>(
         v: &[T],
-        n: usize,
-        inner: usize,
-        stride: usize,
-        base: &(impl Fn(usize) -> usize + Sync),
-    ) -> Vec<T> {
-        let mut out = vec![T::default(); n];
-        out.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(row, dst)| {
-                let b = base(row);
-                for (j, d) in dst.iter_mut().enumerate() {
-                    *d = v[b + j * stride];
-                }
-            });
-        out
+        shape: &[usize],
+        perm: &[usize],
+    ) -> Result<Vec<T>, String> {
+        let mut out = vec![T::default(); v.len()];
+        super::movement::transpose_into(v, shape, perm, &mut out)?;
+        Ok(out)
     }
-    let n = numel(&out_shape);
     let data = match &x.data {
-        Data::F32(v) => Data::F32(gather_rows(v, n, inner, inner_stride, &base)),
-        Data::I64(v) => Data::I64(gather_rows(v, n, inner, inner_stride, &base)),
-        Data::Bool(v) => Data::Bool(gather_rows(v, n, inner, inner_stride, &base)),
+        Data::F32(v) => Data::F32(go(v, &x.shape, perm)?),
+        Data::I64(v) => Data::I64(go(v, &x.shape, perm)?),
+        Data::Bool(v) => Data::Bool(go(v, &x.shape, perm)?),
     };
-    Ok(Tensor {
-        shape: out_shape,
-        data,
-    })
+    Ok(Tensor { shape, data })
 }
 
 pub fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor, String> {

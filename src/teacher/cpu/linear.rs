@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::elementwise::broadcast_shape;
 use super::gemm::{matmul, matmul_parallel};
-use crate::teacher::tensor::{Tensor, numel};
+use crate::teacher::tensor::{Tensor, View, numel};
 
 /// ONNX Gemm: `alpha·A'·B' + beta·C` with A' [M,K], B' [K,N], C broadcast to [M,N].
 pub fn gemm_op(
@@ -16,38 +16,68 @@ pub fn gemm_op(
     ta: bool,
     tb: bool,
 ) -> Result<Tensor, String> {
-    if a.shape.len() != 2 || b.shape.len() != 2 {
-        return Err(format!("Gemm of {:?} and {:?}", a.shape, b.shape));
+    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    let cv = c.map(|c| c.to_f32_vec());
+    let (m, n) = gemm_dims(&a.shape, &b.shape, ta, tb)?;
+    let mut out = vec![0f32; m * n];
+    gemm_into(
+        View::new(&av, &a.shape),
+        View::new(&bv, &b.shape),
+        c.zip(cv.as_deref()).map(|(c, v)| View::new(v, &c.shape)),
+        alpha,
+        beta,
+        ta,
+        tb,
+        &mut out,
+    )?;
+    Ok(Tensor::f32(vec![m, n], out))
+}
+
+/// Gemm's [M, N] (or why the operands do not fit).
+pub fn gemm_dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize), String> {
+    if a.len() != 2 || b.len() != 2 {
+        return Err(format!("Gemm of {a:?} and {b:?}"));
     }
-    let (m, k) = if ta {
-        (a.shape[1], a.shape[0])
-    } else {
-        (a.shape[0], a.shape[1])
-    };
-    let (k2, n) = if tb {
-        (b.shape[1], b.shape[0])
-    } else {
-        (b.shape[0], b.shape[1])
-    };
+    let (m, k) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (k2, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
     if k != k2 {
         return Err(format!("Gemm inner sizes {k} and {k2} differ"));
     }
-    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
-    let mut out = vec![0f32; m * n];
+    Ok((m, n))
+}
+
+/// `gemm_op` writing into `out` [M, N].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into(
+    a: View,
+    b: View,
+    c: Option<View>,
+    alpha: f32,
+    beta: f32,
+    ta: bool,
+    tb: bool,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let (m, n) = gemm_dims(a.shape, b.shape, ta, tb)?;
+    let k = if ta { a.shape[0] } else { a.shape[1] };
+    let (av, bv) = (a.data, b.data);
+    if out.len() != m * n {
+        return Err(format!("Gemm output is not [{m}, {n}]"));
+    }
     // Rows in parallel: each block of rows is an independent product.
     let rows = m.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    out.par_chunks_mut(rows * n)
+    out.par_chunks_mut((rows * n).max(1))
         .enumerate()
         .for_each(|(blk, dst)| {
             let r0 = blk * rows;
-            let mr = dst.len() / n;
+            let mr = dst.len() / n.max(1);
             if ta {
                 // A' rows r0.. are columns of A: gather them.
                 let sub: Vec<f32> = (0..k)
                     .flat_map(|p| (r0..r0 + mr).map(move |i| (p, i)))
                     .map(|(p, i)| av[p * m + i])
                     .collect();
-                matmul(mr, n, k, &sub, true, &bv, tb, dst, false);
+                matmul(mr, n, k, &sub, true, bv, tb, dst, false);
             } else {
                 matmul(
                     mr,
@@ -55,7 +85,7 @@ pub fn gemm_op(
                     k,
                     &av[r0 * k..(r0 + mr) * k],
                     false,
-                    &bv,
+                    bv,
                     tb,
                     dst,
                     false,
@@ -66,14 +96,14 @@ pub fn gemm_op(
         out.iter_mut().for_each(|v| *v *= alpha);
     }
     if let Some(c) = c {
-        let shape = broadcast_shape(&[m, n], &c.shape)?;
+        let shape = broadcast_shape(&[m, n], c.shape)?;
         if shape != [m, n] {
             return Err(format!(
                 "Gemm C {:?} does not broadcast to [{m}, {n}]",
                 c.shape
             ));
         }
-        let cv = c.to_f32_vec();
+        let cv = c.data;
         let (cr, cc) = match c.shape.len() {
             0 => (1, 1),
             1 => (1, c.shape[0]),
@@ -85,7 +115,7 @@ pub fn gemm_op(
             }
         }
     }
-    Ok(Tensor::f32(vec![m, n], out))
+    Ok(())
 }
 
 /// numpy matmul's shape rules: 1-D operands promoted, batch dimensions broadcast.
@@ -142,6 +172,36 @@ pub fn matmul_dims(a: &[usize], b: &[usize]) -> Result<MatMulDims, String> {
 /// numpy matmul; with a fused `bias` (a constant over the last axis, added
 /// in the product).
 pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
+    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    let bias_v = bias.map(|t| t.to_f32_vec());
+    if let Some(t) = bias
+        && b.shape.len() == 2
+        && t.len() != b.shape[1]
+    {
+        return Err(format!(
+            "MatMul bias of {:?} for {} columns",
+            t.shape, b.shape[1]
+        ));
+    }
+    let dims = matmul_dims(&a.shape, &b.shape)?;
+    let mut out = vec![0f32; numel(&dims.out)];
+    matmul_into(
+        View {
+            data: &av,
+            shape: &a.shape,
+        },
+        View {
+            data: &bv,
+            shape: &b.shape,
+        },
+        bias_v.as_deref(),
+        &mut out,
+    )?;
+    Ok(Tensor::f32(dims.out, out))
+}
+
+/// `matmul_op` writing into `out` (every element is written).
+pub fn matmul_into(a: View, b: View, bias: Option<&[f32]>, out: &mut [f32]) -> Result<(), String> {
     let MatMulDims {
         a: ash,
         b: bsh,
@@ -150,7 +210,10 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
         k,
         n,
         out: shape,
-    } = matmul_dims(&a.shape, &b.shape)?;
+    } = matmul_dims(a.shape, b.shape)?;
+    if out.len() != numel(&shape) {
+        return Err(format!("MatMul output is not {shape:?}"));
+    }
     let nb = numel(&batch);
     let idx = |sh: &[usize], bi: usize| -> usize {
         // Broadcast batch index bi of `batch` into the operand's batch dims.
@@ -170,22 +233,21 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
         }
         off
     };
-    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+    let (av, bv) = (a.data, b.data);
     if b.shape.len() == 2 {
         // A plain weight matrix: every row of every batch is one product.
         let rows = nb * m;
-        let mut out = match bias {
-            Some(t) if t.len() == n => t.to_f32_vec().repeat(rows),
-            Some(t) => return Err(format!("MatMul bias of {:?} for {n} columns", t.shape)),
-            None => vec![0f32; rows * n],
-        };
-        matmul_parallel(rows, n, k, &av, false, &bv, false, &mut out, bias.is_some());
-        return Ok(Tensor::f32(shape, out));
+        match bias {
+            Some(t) if t.len() == n => out.chunks_mut(n.max(1)).for_each(|r| r.copy_from_slice(t)),
+            Some(t) => return Err(format!("MatMul bias of {} values for {n} columns", t.len())),
+            None => {}
+        }
+        matmul_parallel(rows, n, k, av, false, bv, false, out, bias.is_some());
+        return Ok(());
     }
     if bias.is_some() {
         return Err("a fused MatMul bias needs a 2-D weight".into());
     }
-    let mut out = vec![0f32; nb * m * n];
     out.par_chunks_mut((m * n).max(1))
         .enumerate()
         .for_each(|(bi, dst)| {
@@ -203,5 +265,5 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
                 false,
             );
         });
-    Ok(Tensor::f32(shape, out))
+    Ok(())
 }

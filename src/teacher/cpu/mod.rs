@@ -1,11 +1,21 @@
 //! The CPU executor: f32 NCHW, ops parallelised with rayon, GEMM through the
 //! `gemm` crate. It is the oracle of every GPU kernel and a real backend.
+//! `Plan` runs a prepared graph out of one arena planned ahead; `interpret`
+//! (one allocation per op) is the reference it is checked against.
 
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
+mod exec;
 mod gemm;
 pub mod layout;
 pub mod linear;
+pub mod movement;
+pub mod norm;
+pub mod plan;
+
+pub use exec::Profile;
+pub use plan::Plan;
 
 use std::sync::Arc;
 
@@ -78,7 +88,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             };
             one(elementwise::reduce(*kind, x, &ax, *keepdims)?)
         }
-        Op::Softmax { axis } => one(elementwise::softmax(get(0)?, *axis)?),
+        Op::Softmax { axis } => one(norm::softmax(get(0)?, *axis)?),
         Op::Flatten { axis } => one(layout::flatten(get(0)?, *axis)?),
         Op::Reshape { allowzero } => {
             let x = get(0)?;
@@ -127,14 +137,10 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
         }
         Op::Cast { to } => one(layout::cast(get(0)?, *to)),
         Op::Constant(t) => one((**t).clone()),
-        Op::LayerNorm { axis, eps } => one(elementwise::layer_norm(
-            get(0)?,
-            get(1)?,
-            opt(2),
-            *axis,
-            *eps,
-        )?),
-        Op::Gelu { tanh } => one(elementwise::gelu(get(0)?, *tanh)),
+        Op::LayerNorm { axis, eps } => {
+            one(norm::layer_norm(get(0)?, get(1)?, opt(2), *axis, *eps)?)
+        }
+        Op::Gelu { tanh } => one(norm::gelu(get(0)?, *tanh)),
         Op::ConstantOfShape(v) => one(layout::constant_of_shape(get(0)?, v)?),
         Op::Equal => one(elementwise::equal(get(0)?, get(1)?)?),
         Op::Where => one(elementwise::where_op(get(0)?, get(1)?, get(2)?)?),
@@ -147,7 +153,13 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             one(layout::expand(get(0)?, &shape)?)
         }
         Op::Tile => one(layout::tile(get(0)?, &get(1)?.to_i64_vec())?),
-        Op::Attention { scale } => one(attention(get(0)?, get(1)?, get(2)?, opt(3), *scale)?),
+        Op::Attention { scale } => one(attention::attention(
+            get(0)?,
+            get(1)?,
+            get(2)?,
+            opt(3),
+            *scale,
+        )?),
         Op::Split { axis, sizes } => {
             let x = get(0)?;
             let a = elementwise::norm_axis(*axis, x.shape.len())?;
@@ -158,51 +170,16 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
     }
 }
 
-/// softmax(q·kᵀ·scale + bias)·v, composed from the other ops (the CPU twin
-/// of a fused attention kernel).
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: Option<&Tensor>,
-    scale: f32,
-) -> Result<Tensor, String> {
-    let r = k.shape.len();
-    if r < 2 {
-        return Err(format!("Attention key of shape {:?}", k.shape));
-    }
-    let mut perm: Vec<usize> = (0..r).collect();
-    perm.swap(r - 2, r - 1);
-    let kt = layout::transpose(k, &perm)?;
-    // Scale q (N·d elements) rather than the scores (N·M).
-    let q = if scale != 1.0 {
-        &elementwise::binary(
-            crate::teacher::graph::Binary::Mul,
-            q,
-            &Tensor::scalar_f32(scale),
-        )?
-    } else {
-        q
-    };
-    let mut s = linear::matmul_op(q, &kt, None)?;
-    if let Some(b) = bias {
-        s = elementwise::binary(crate::teacher::graph::Binary::Add, &s, b)?;
-    }
-    linear::matmul_op(&elementwise::softmax(&s, -1)?, v, None)
-}
-
 /// Runs a graph whose shapes are fixed: inputs in graph order, outputs in
-/// graph order. Intermediate values are dropped after their last use.
+/// graph order, through a plan made for this call (callers that run a graph
+/// repeatedly keep a `Plan`).
 pub fn run(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
-    run_profiled(g, inputs, None)
+    Plan::new(Arc::new(g.clone()))?.run(inputs)
 }
 
-/// `run`, adding each node's wall time to `profile` (op name → seconds, count).
-pub fn run_profiled(
-    g: &Graph,
-    inputs: Vec<Tensor>,
-    mut profile: Option<&mut std::collections::BTreeMap<String, (f64, usize)>>,
-) -> Result<Vec<Tensor>, String> {
+/// The reference interpreter: every op allocates its outputs; intermediate
+/// values are dropped after their last use. `Plan` must match it bit for bit.
+pub fn interpret(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
     if inputs.len() != g.inputs.len() {
         return Err(format!(
             "{} inputs given, the model takes {}",
@@ -237,14 +214,8 @@ pub fn run_profiled(
             .iter()
             .map(|v| v.and_then(|v| vals[v].as_deref()))
             .collect();
-        let t0 = std::time::Instant::now();
         let outs = eval(&n.op, &ins, n.outputs.len())
             .map_err(|e| format!("node `{}` ({}): {e}", n.name, n.op.name()))?;
-        if let Some(p) = profile.as_deref_mut() {
-            let e = p.entry(n.op.name()).or_default();
-            e.0 += t0.elapsed().as_secs_f64();
-            e.1 += 1;
-        }
         for (&o, t) in n.outputs.iter().zip(outs) {
             vals[o] = Some(Arc::new(t));
         }

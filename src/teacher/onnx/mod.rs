@@ -2,6 +2,7 @@
 //! in `proto`), initializers in every float and integer encoding including
 //! external data files, and one import function per op (`ops`).
 
+mod functions;
 pub mod ops;
 pub mod proto;
 
@@ -181,9 +182,13 @@ fn convert(
         g.inputs.push(id);
         by_name.insert(name, id);
     }
-    for n in &graph.node {
+    let mut taken: std::collections::HashSet<String> = by_name.keys().cloned().collect();
+    taken.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
+    let nodes = functions::inline(&graph.node, &model.functions, &mut taken)
+        .map_err(|e| invalid(&file, format!("model-local functions: {e}")))?;
+    for n in &nodes {
         let node = match (
-            import_node(n, &model.functions, &mut g, &mut by_name, &file, opset),
+            import_node(n, &mut g, &mut by_name, &file, opset),
             collect.as_deref_mut(),
         ) {
             (Ok(node), _) => node,
@@ -244,7 +249,6 @@ fn placeholder(
 
 fn import_node(
     n: &proto::NodeProto,
-    functions: &[proto::FunctionProto],
     g: &mut Graph,
     by_name: &mut HashMap<String, ValueId>,
     file: &str,
@@ -266,15 +270,10 @@ fn import_node(
     };
     let domain = n.domain.as_deref().unwrap_or("");
     if !matches!(domain, "" | "ai.onnx") {
-        let what = if functions
-            .iter()
-            .any(|f| f.name.as_deref() == Some(&op_type))
-        {
-            "a model-local function; re-export with functions inlined"
-        } else {
-            "an operator of another domain"
-        };
-        return Err(unsupported(format!("domain `{domain}`: {what}")));
+        // Model-local functions were inlined before this.
+        return Err(unsupported(format!(
+            "domain `{domain}`: an operator of another domain"
+        )));
     }
     let mut inputs = Vec::new();
     for i in &n.input {

@@ -3,6 +3,7 @@
 //! none may change the model's outputs beyond float rounding (the golden
 //! tests run every fixture with and without them).
 
+mod attention;
 mod batchnorm;
 mod dead;
 mod epilogue;
@@ -22,7 +23,7 @@ pub const PIPELINE: &[(&str, Pass)] = &[
     ("fuse_gelu_tanh", patterns::fuse_gelu_tanh),
     ("fuse_layer_norm", patterns::fuse_layer_norm),
     ("fuse_gated_activations", patterns::fuse_gated_activations),
-    ("fuse_attention", patterns::fuse_attention),
+    ("fuse_attention", attention::fuse_attention),
     ("fold_batchnorm", batchnorm::fold_batchnorm),
     ("fuse_conv_epilogue", epilogue::fuse_conv_epilogue),
     ("fuse_matmul_bias", epilogue::fuse_matmul_bias),

@@ -6,22 +6,22 @@ use super::consumers;
 use crate::teacher::graph::{Binary, Graph, Node, Op, Unary, ValueId};
 
 /// The scalar value of a constant input, if it is one.
-fn scalar(g: &Graph, v: Option<ValueId>) -> Option<f32> {
+pub(super) fn scalar(g: &Graph, v: Option<ValueId>) -> Option<f32> {
     let t = g.constant(v)?;
     (t.len() == 1).then(|| t.to_f32_vec()[0])
 }
 
-fn near(a: Option<f32>, b: f32) -> bool {
+pub(super) fn near(a: Option<f32>, b: f32) -> bool {
     a.is_some_and(|a| (a - b).abs() <= 1e-4 * b.abs().max(1.0))
 }
 
 /// The node producing `v`.
-fn producer(g: &Graph, v: ValueId) -> Option<usize> {
+pub(super) fn producer(g: &Graph, v: ValueId) -> Option<usize> {
     g.nodes.iter().position(|n| n.outputs.contains(&v))
 }
 
 /// For a binary op node: (the non-constant input, the scalar constant).
-fn with_scalar(g: &Graph, n: &Node, op: Binary) -> Option<(ValueId, f32)> {
+pub(super) fn with_scalar(g: &Graph, n: &Node, op: Binary) -> Option<(ValueId, f32)> {
     if n.op != Op::Binary(op) || n.inputs.len() != 2 {
         return None;
     }
@@ -34,7 +34,7 @@ fn with_scalar(g: &Graph, n: &Node, op: Binary) -> Option<(ValueId, f32)> {
 }
 
 /// Removes nodes `dead` (indices) and rewires: the op at `at` becomes `node`.
-fn replace(g: &mut Graph, at: usize, node: Node, dead: &[usize]) {
+pub(super) fn replace(g: &mut Graph, at: usize, node: Node, dead: &[usize]) {
     g.nodes[at] = node;
     let mut dead = dead.to_vec();
     dead.sort_unstable();
@@ -419,136 +419,6 @@ pub fn fuse_gated_activations(g: &mut Graph) -> bool {
             outputs: m.outputs.clone(),
         };
         replace(g, mi.max(gi), node, &[gi, mi]);
-        return true;
-    }
-    false
-}
-
-/// `softmax(a·b [+ bias])·v` where `a` is `q` (times a scalar) and `b` is
-/// `kᵀ` (a transpose of the last two axes, possibly reshaped to itself and
-/// times a scalar) → Attention(q, k, v, bias) with the scalars' product as
-/// the scale. Covers manual attention and the exporters' SDPA decompositions.
-pub fn fuse_attention(g: &mut Graph) -> bool {
-    let uses = consumers(g);
-    let only = |v: ValueId| uses.get(&v).map_or(0, Vec::len) == 1 && !g.outputs.contains(&v);
-    // Strips `· scalar` from v: (value, scale, node).
-    let unscale = |v: ValueId| -> (ValueId, f32, Option<usize>) {
-        match producer(g, v)
-            .and_then(|i| with_scalar(g, &g.nodes[i], Binary::Mul).map(|(x, c)| (x, c, i)))
-        {
-            Some((x, c, i)) if only(v) => (x, c, Some(i)),
-            _ => (v, 1.0, None),
-        }
-    };
-    for si in 0..g.nodes.len() {
-        let Op::Softmax { axis } = g.nodes[si].op else {
-            continue;
-        };
-        let Some(s_in) = g.nodes[si].inputs[0] else {
-            continue;
-        };
-        let rank = g.values[s_in].shape.as_ref().map_or(0, Vec::len);
-        if !(axis == -1 || axis == rank as i64 - 1) || rank < 2 || !only(s_in) {
-            continue;
-        }
-        let p = g.nodes[si].outputs[0];
-        let Some(&[pv]) = uses.get(&p).map(Vec::as_slice) else {
-            continue;
-        };
-        if g.nodes[pv].op != Op::MatMul
-            || g.nodes[pv].inputs.len() != 2
-            || g.nodes[pv].inputs[0] != Some(p)
-            || g.outputs.contains(&p)
-        {
-            continue;
-        }
-        let Some(v) = g.nodes[pv].inputs[1] else {
-            continue;
-        };
-        // scores [+ bias]
-        let Some(mut qi) = producer(g, s_in) else {
-            continue;
-        };
-        let (mut bias, mut dead) = (None, vec![si, pv]);
-        if g.nodes[qi].op == Op::Binary(Binary::Add) {
-            let add = &g.nodes[qi];
-            let mm = add
-                .inputs
-                .iter()
-                .flatten()
-                .copied()
-                .find(|&x| producer(g, x).is_some_and(|i| g.nodes[i].op == Op::MatMul));
-            let Some(mm) = mm.filter(|&m| only(m)) else {
-                continue;
-            };
-            bias = add.inputs.iter().flatten().copied().find(|&x| x != mm);
-            dead.push(qi);
-            qi = producer(g, mm).unwrap();
-        }
-        let mm = &g.nodes[qi];
-        if mm.op != Op::MatMul || mm.inputs.len() != 2 {
-            continue;
-        }
-        let (Some(a), Some(b)) = (mm.inputs[0], mm.inputs[1]) else {
-            continue;
-        };
-        dead.push(qi);
-        let (q, s1, n1) = unscale(a);
-        let (mut kt, s2, n2) = unscale(b);
-        // An identity reshape between the transpose and the scale.
-        if let Some(ri) = producer(g, kt)
-            && matches!(g.nodes[ri].op, Op::Reshape { .. })
-            && only(kt)
-            && let Some(src) = g.nodes[ri].inputs[0]
-            && g.values[src].shape == g.values[kt].shape
-        {
-            dead.push(ri);
-            kt = src;
-        }
-        let Some(ti) = producer(g, kt) else { continue };
-        let Op::Transpose {
-            perm: Some(ref perm),
-        } = g.nodes[ti].op
-        else {
-            continue;
-        };
-        let r = perm.len();
-        let swaps_last = r >= 2
-            && perm[r - 2] == r - 1
-            && perm[r - 1] == r - 2
-            && perm[..r - 2].iter().enumerate().all(|(i, &p)| p == i);
-        let Some(k) = g.nodes[ti].inputs[0] else {
-            continue;
-        };
-        if !swaps_last || !only(kt) {
-            continue;
-        }
-        dead.push(ti);
-        dead.extend(n1);
-        dead.extend(n2);
-        let out = g.nodes[pv].outputs[0];
-        let last = *dead.iter().max().unwrap();
-        // Every input must exist by the fused node's position.
-        let ready = |x: ValueId| {
-            g.values[x].constant.is_some()
-                || g.inputs.contains(&x)
-                || g.nodes[..last].iter().any(|n| n.outputs.contains(&x))
-        };
-        if ![q, k, v].iter().chain(bias.iter()).all(|&x| ready(x)) {
-            continue;
-        }
-        let name = g.nodes[si].name.clone();
-        replace(
-            g,
-            last,
-            Node {
-                name,
-                op: Op::Attention { scale: s1 * s2 },
-                inputs: vec![Some(q), Some(k), Some(v), bias],
-                outputs: vec![out],
-            },
-            &dead,
-        );
         return true;
     }
     false

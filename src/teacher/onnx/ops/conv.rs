@@ -1,7 +1,7 @@
 //! Convolution, batch norm and pooling.
 
 use super::{ImportFn, NodeCtx, usize_array};
-use crate::teacher::graph::{Activation, ConvAttrs, Op, PoolAttrs, PoolKind};
+use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, Op, PoolAttrs, PoolKind};
 
 pub const TABLE: &[(&str, ImportFn)] = &[
     ("Conv", conv),
@@ -11,14 +11,17 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("GlobalAveragePool", global_average_pool),
 ];
 
-/// ONNX pads are [x1_begin, x2_begin, x1_end, x2_end] = top, left, bottom, right.
-fn pads(ctx: &NodeCtx) -> Result<[usize; 4], String> {
+/// ONNX pads are [x1_begin, x2_begin, x1_end, x2_end] = top, left, bottom,
+/// right; SAME_* pads are found by shape inference once the input size is
+/// known.
+fn pads(ctx: &NodeCtx) -> Result<([usize; 4], AutoPad), String> {
+    let explicit = |p| Ok((p, AutoPad::Explicit));
     match ctx.string("auto_pad")?.as_deref() {
-        None | Some("NOTSET") => usize_array(ctx.ints("pads")?, [0; 4], "pads"),
-        Some("VALID") => Ok([0; 4]),
-        Some(other) => Err(format!(
-            "auto_pad={other} is not supported (re-export with explicit pads)"
-        )),
+        None | Some("NOTSET") => explicit(usize_array(ctx.ints("pads")?, [0; 4], "pads")?),
+        Some("VALID") => explicit([0; 4]),
+        Some("SAME_UPPER") => Ok(([0; 4], AutoPad::SameUpper)),
+        Some("SAME_LOWER") => Ok(([0; 4], AutoPad::SameLower)),
+        Some(other) => Err(format!("auto_pad={other} is not an ONNX auto_pad value")),
     }
 }
 
@@ -54,12 +57,14 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
     if group < 1 {
         return Err(format!("group = {group}"));
     }
+    let (pads, auto_pad) = pads(ctx)?;
     Ok(Op::Conv(ConvAttrs {
         kernel,
         strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
-        pads: pads(ctx)?,
+        pads,
         dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
         group: group as usize,
+        auto_pad,
         act: Activation::None,
     }))
 }
@@ -95,13 +100,15 @@ fn pool(ctx: &NodeCtx, kind: PoolKind) -> Result<Op, String> {
         [1, 1],
         "kernel_shape",
     )?;
+    let (pads, auto_pad) = pads(ctx)?;
     Ok(Op::Pool(PoolAttrs {
         kind,
         kernel,
         strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
-        pads: pads(ctx)?,
+        pads,
         dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
         ceil_mode: ctx.int("ceil_mode", 0)? != 0,
+        auto_pad,
     }))
 }
 
