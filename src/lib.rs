@@ -10,6 +10,7 @@ pub mod build_info;
 pub mod config;
 pub mod cuda;
 pub mod dataset;
+pub mod demo;
 pub mod npy;
 pub mod pipeline;
 pub mod rng;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::LazyLock;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dr::bench::{bandwidth, report};
 use dr::config::PassOrder;
@@ -59,14 +59,29 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// A contact sheet of augmentations with their parameters captioned.
+    /// A contact sheet of augmentations with their parameters captioned
+    /// (sampled from --config and --image, or stored ones with --from OUT).
     Preview {
         #[command(flatten)]
         input: AugmentArgs,
         /// Output PNG.
         #[arg(long)]
         out: PathBuf,
+        /// Draw samples stored in this reinforced dataset, captioned with their top-k.
+        #[arg(long, conflicts_with_all = ["config", "image", "pair", "params"])]
+        from: Option<PathBuf>,
+        /// With --from: image ids to show (default: the first 8 in work order).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u32>,
+        /// With --from: where the images are (default: where they were read from).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// With --from: class names, one per line.
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
+    /// The main job on a generated shape set with a small trained teacher (no network needed).
+    Demo(cli::demo::DemoArgs),
     /// Build a reinforced dataset: NS augmentations per image, teacher top-k, shards + manifest.
     #[command(after_help = cli::reinforce::EXIT_CODES)]
     Reinforce(cli::reinforce::ReinforceArgs),
@@ -147,7 +162,7 @@ enum Command {
 struct AugmentArgs {
     /// ml-dr reinforce YAML (parameters.reinforce...) or dr's short form.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Reproduce ml-dr's handling of unknown transform names (ignored, with warnings).
     #[arg(long)]
     ml_dr_compat: bool,
@@ -156,7 +171,7 @@ struct AugmentArgs {
     resize_pass_order: Option<String>,
     /// The image.
     #[arg(long)]
-    image: PathBuf,
+    image: Option<PathBuf>,
     /// Pair image for MixUp/CutMix (id = index + 1); default: the image itself.
     #[arg(long)]
     pair: Option<PathBuf>,
@@ -174,9 +189,9 @@ struct AugmentArgs {
 }
 
 impl AugmentArgs {
-    fn request(self, default_samples: Option<u32>) -> augment::run::Request {
-        augment::run::Request {
-            config: self.config,
+    fn request(self, default_samples: Option<u32>) -> Result<augment::run::Request> {
+        Ok(augment::run::Request {
+            config: self.config.context("give --config C.yaml (the augmentation config)")?,
             ml_dr_compat: self.ml_dr_compat,
             pass_order: self.resize_pass_order.map(|o| {
                 if o == "pillow12" {
@@ -185,13 +200,13 @@ impl AugmentArgs {
                     PassOrder::Pillow13
                 }
             }),
-            image: self.image,
+            image: self.image.context("give --image FILE")?,
             pair: self.pair,
             seed: self.seed,
             index: self.index,
             samples: self.samples.or(default_samples),
             params: self.params,
-        }
+        })
     }
 }
 
@@ -244,6 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                 out_str!(p.render());
             }
         }
+        Command::Demo(a) => cli::demo::run(&a)?,
         Command::Reinforce(a) => {
             cli::reinforce::set_threads(a.threads)?;
             let opt = cli::reinforce::options(&a)?;
@@ -251,7 +267,7 @@ fn run(cli: Cli) -> Result<()> {
             cli::reinforce::print_summary(&s, a.json)?;
         }
         Command::Augment { input, out } => {
-            let o = augment::run::augment_to_dir(&input.request(None), &out)?;
+            let o = augment::run::augment_to_dir(&input.request(None)?, &out)?;
             let t = &o.samples[0].tensor;
             eprintln!(
                 "wrote {} samples of 3x{}x{} to {}/{{samples.npy,uint8.npy,params.json}}",
@@ -261,9 +277,24 @@ fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Preview { input, out } => {
-            let o = input.request(Some(16)).run()?;
-            augment::preview::write_png(&augment::preview::contact_sheet(&o), &out)?;
+        Command::Preview {
+            input,
+            out,
+            from: Some(from),
+            ids,
+            images,
+            labels,
+        } => cli::dataset::preview_from(
+            &from,
+            &ids,
+            input.samples.unwrap_or(4),
+            images.as_deref(),
+            labels.as_deref(),
+            &out,
+        )?,
+        Command::Preview { input, out, .. } => {
+            let o = input.request(Some(16))?.run()?;
+            augment::preview::write_png(&augment::preview::contact_sheet(&o, &[]), &out)?;
             eprintln!("wrote {} ({} samples)", out.display(), o.samples.len());
         }
         Command::Infer {

@@ -373,3 +373,63 @@ fn task_from_the_scheduler_environment_and_merge_checks() {
     ok(dr(&["merge", &k0, &s1, "--out", &out]));
     ok(dr(&["verify", &out]));
 }
+
+#[test]
+fn demo_runs_end_to_end_with_a_trained_teacher() {
+    let d = fresh_dir("demo");
+    let out = d.join("demo");
+    let o = dr(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--images-per-class",
+        "12",
+        "--quiet",
+    ]);
+    let s = ok(o);
+    assert!(s.contains("120 images x 8 samples"), "{s}");
+    // The teacher was trained on this distribution: it must mostly agree
+    // with the true labels (99.6% held-out top-1 on clean images).
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("teacher accuracy"))
+        .unwrap_or_else(|| panic!("{s}"));
+    let top1: f64 = line
+        .split("top-1 ")
+        .nth(1)
+        .and_then(|t| t.split('%').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(top1 > 75.0, "{line}");
+    assert!(out.join("preview.png").exists());
+    let v = ok(dr(&["verify", out.join("reinforced").to_str().unwrap()]));
+    assert!(v.contains(": 0 problems"), "{v}");
+    let shown = ok(dr(&[
+        "show",
+        out.join("reinforced").to_str().unwrap(),
+        "--image",
+        "0",
+        "--sample",
+        "1",
+        "--labels",
+        out.join("labels.txt").to_str().unwrap(),
+    ]));
+    assert!(
+        shown.contains("image 0: checker/checker_0000.png (label 0)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("sample 1: [") && !shown.contains("sample 2"),
+        "{shown}"
+    );
+    // A second run keeps everything.
+    let again = ok(dr(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--images-per-class",
+        "12",
+        "--quiet",
+    ]));
+    assert!(again.contains("0 shards written"), "{again}");
+}

@@ -97,24 +97,44 @@ fn draw_text(img: &mut Rgb8, x0: usize, y0: usize, text: &str, max_chars: usize)
     }
 }
 
-/// Lays the samples out in a grid with captions.
-pub fn contact_sheet(o: &Outcome) -> Rgb8 {
+/// Nearest-neighbour enlargement by an integer factor (small tensors).
+fn enlarge(img: &Rgb8, k: usize) -> Rgb8 {
+    let mut out = Rgb8::new(img.width * k, img.height * k);
+    for y in 0..out.height {
+        for x in 0..out.width {
+            let px = img.px(x / k, y / k);
+            out.data[(y * out.width + x) * 3..][..3].copy_from_slice(&px);
+        }
+    }
+    out
+}
+
+/// Lays the samples out in a grid with captions; `extra[i]` lines (e.g. the
+/// teacher's top-k) go first under sample i.
+pub fn contact_sheet(o: &Outcome, extra: &[Vec<String>]) -> Rgb8 {
     let n = o.samples.len();
     let t = &o.samples[0].tensor;
-    let (tw, th) = (t.width.max(160), t.height + CAPTION_LINES * LINE_H + 4);
+    // Tensors under 96 px are shown enlarged so a person can see them.
+    let k = (96 / t.width.max(1)).max(1);
+    let (tw, th) = (
+        (t.width * k).max(160),
+        t.height * k + CAPTION_LINES * LINE_H + 4,
+    );
     let cols = (n as f64).sqrt().ceil() as usize;
     let rows = n.div_ceil(cols);
     let (w, h) = (PAD + cols * (tw + PAD), PAD + rows * (th + PAD));
     let mut sheet = Rgb8::from_raw(w, h, vec![245; w * h * 3]);
     for i in 0..n {
         let (x0, y0) = (PAD + (i % cols) * (tw + PAD), PAD + (i / cols) * (th + PAD));
-        let img = o.display_image(i);
+        let img = enlarge(&o.display_image(i), k);
         for y in 0..img.height {
             let src = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
             sheet.data[((y0 + y) * w + x0) * 3..][..src.len()].copy_from_slice(src);
         }
-        let lines: Vec<String> = caption(i, &o.params[i])
+        let head = extra.get(i).cloned().unwrap_or_default();
+        let lines: Vec<String> = head
             .iter()
+            .chain(&caption(i, &o.params[i]))
             .flat_map(|l| wrap(l, tw / 8))
             .collect();
         for (l, line) in lines.iter().take(CAPTION_LINES).enumerate() {

@@ -127,3 +127,35 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+pub fn preview_from(
+    out: &Path,
+    ids: &[u32],
+    samples: u32,
+    images: Option<&Path>,
+    labels_file: Option<&Path>,
+    png: &Path,
+) -> Result<()> {
+    let d = Reinforced::open(out)?;
+    let ids: Vec<u32> = if ids.is_empty() {
+        d.order.iter().copied().take(8).collect()
+    } else {
+        ids.to_vec()
+    };
+    let ns = d.num_samples();
+    let picks: Vec<(u32, usize)> = ids
+        .iter()
+        .flat_map(|&id| (0..(samples as usize).min(ns)).map(move |s| (id, s)))
+        .collect();
+    let root = images.map_or_else(|| PathBuf::from(&d.manifest.source), Path::to_path_buf);
+    let names = labels(labels_file)?;
+    let (o, captions) = dr::pipeline::replay::replay(&d, &root, &picks, names.as_deref())?;
+    let sheet = dr::augment::preview::contact_sheet(&o, &captions);
+    dr::augment::preview::write_png(&sheet, png)?;
+    eprintln!(
+        "wrote {} ({} stored samples)",
+        png.display(),
+        o.samples.len()
+    );
+    Ok(())
+}

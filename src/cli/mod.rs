@@ -1,4 +1,5 @@
 //! Subcommands with more than a call's worth of flag handling.
 
 pub mod dataset;
+pub mod demo;
 pub mod reinforce;

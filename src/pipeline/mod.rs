@@ -2,4 +2,5 @@
 //! pipeline of [gpu-pipeline] reuses the same shards, manifest and resume).
 
 pub mod reinforce;
+pub mod replay;
 pub mod shard;

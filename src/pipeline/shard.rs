@@ -160,8 +160,19 @@ pub fn run_shard(
                 work.push((slot0 + s, id, p));
             }
         }
-        for chunk in work.chunks(cx.batch_size.max(1)) {
-            let probs = teacher_probs(cx, chunk, &image_of)?;
+        // Two stages in flight: the teacher on batch i while batch i + 1 is
+        // augmented (the executor alone does not keep every core busy).
+        let chunks: Vec<&[(usize, u32, SampleParams)]> =
+            work.chunks(cx.batch_size.max(1)).collect();
+        let mut next = chunks.first().map(|c| augment_batch(cx, c, &image_of));
+        for (i, chunk) in chunks.iter().enumerate() {
+            let x = next.take().expect("augmented ahead");
+            let (probs, ahead) = rayon::join(
+                || run_teachers(cx, x),
+                || chunks.get(i + 1).map(|c| augment_batch(cx, c, &image_of)),
+            );
+            next = ahead;
+            let probs = probs?;
             let (vals, classes) = topk(&probs, cx.layout.topk);
             let k = cx.layout.topk.min(probs.shape[1]);
             for (i, (slot, _, p)) in chunk.iter().enumerate() {
@@ -185,12 +196,12 @@ pub fn run_shard(
     Ok((out, bad))
 }
 
-/// Augments `chunk` and returns the ensemble's probabilities, one row each.
-fn teacher_probs<'a>(
+/// The batch of `chunk`'s augmented samples, [n, 3, h, w].
+fn augment_batch<'a>(
     cx: &ShardContext,
     chunk: &[(usize, u32, SampleParams)],
     image_of: &(dyn Fn(u32) -> Option<&'a Rgb8> + Sync),
-) -> Result<Tensor, ShardError> {
+) -> Tensor {
     let (w, h) = cx.input_wh;
     let per = 3 * w * h;
     let mut x = vec![0f32; chunk.len() * per];
@@ -202,7 +213,11 @@ fn teacher_probs<'a>(
             let a = augment(&cx.config.augment, img, p, pair);
             dst.copy_from_slice(&a.tensor.data);
         });
-    let x = Tensor::f32(vec![chunk.len(), 3, h, w], x);
+    Tensor::f32(vec![chunk.len(), 3, h, w], x)
+}
+
+/// The ensemble's probabilities for a batch, one row per sample.
+fn run_teachers(cx: &ShardContext, x: Tensor) -> Result<Tensor, ShardError> {
     let t0 = std::time::Instant::now();
     let logits = cx
         .teachers

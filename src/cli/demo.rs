@@ -1,0 +1,117 @@
+//! `dr demo`: generate a labelled shape set, reinforce it with the embedded
+//! teacher, print the summary and the teacher's accuracy, write a preview.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use dr::config::ReinforceConfig;
+use dr::demo;
+use dr::pipeline::reinforce::{Options, Source};
+use dr::store::reader::Reinforced;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Folder for everything the demo writes.
+    #[arg(long, default_value = "dr-demo")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    pub images_per_class: u32,
+    /// Samples per image (default: configs/demo.yaml's 8).
+    #[arg(long)]
+    pub samples: Option<u32>,
+    /// Seed of the generated images (the teacher was trained on seed 1000).
+    #[arg(long, default_value_t = 7)]
+    pub data_seed: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// CUDA is used when the GPU pipeline lands ([gpu-pipeline]); `cpu` today.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Only write the labelled images to this folder (for training the teacher).
+    #[arg(long)]
+    pub write_data: Option<PathBuf>,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: &DemoArgs) -> Result<()> {
+    if let Some(dir) = &a.write_data {
+        demo::write_data(dir, a.data_seed, a.images_per_class)?;
+        eprintln!(
+            "wrote {} images in {} classes to {}",
+            a.images_per_class as usize * demo::shapes::CLASSES.len(),
+            demo::shapes::CLASSES.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    match a.device.as_str() {
+        "auto" | "cpu" => {}
+        d => bail!(
+            "--device {d}: the GPU pipeline is not built yet (issue [gpu-pipeline]). Fix: --device cpu"
+        ),
+    }
+    if demo::TEACHER.is_empty() {
+        bail!(
+            "this dr was built without the demo teacher. Fix: run tools/train_demo_teacher.py and rebuild"
+        );
+    }
+    let out = &a.out;
+    let data = out.join("data");
+    if !data.exists() {
+        demo::write_data(&data, a.data_seed, a.images_per_class)?;
+    }
+    let teacher = out.join("teacher.onnx");
+    let config = out.join("config.yaml");
+    let labels = out.join("labels.txt");
+    std::fs::write(&teacher, demo::TEACHER)
+        .with_context(|| format!("writing {}", teacher.display()))?;
+    std::fs::write(&config, demo::CONFIG)
+        .with_context(|| format!("writing {}", config.display()))?;
+    std::fs::write(&labels, demo::shapes::CLASSES.join("\n") + "\n")?;
+    let mut cfg = ReinforceConfig::parse(demo::CONFIG, "configs/demo.yaml", false)?;
+    if let Some(s) = a.samples {
+        anyhow::ensure!(s > 0, "--samples must be at least 1");
+        cfg.num_samples = s;
+    }
+    let reinforced = out.join("reinforced");
+    let opt = Options {
+        source: Source::Folder(data.clone()),
+        teachers: vec![teacher],
+        out: reinforced.clone(),
+        config: cfg,
+        seed: 0,
+        batch_size: a.batch_size,
+        temperature: 1.0,
+        task: None,
+        fail_on_bad: false,
+        images_per_shard: 64,
+    };
+    eprintln!(
+        "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), CPU backend",
+        a.images_per_class as usize * demo::shapes::CLASSES.len(),
+        demo::shapes::CLASSES.len(),
+        data.display(),
+        out.join("teacher.onnx").display(),
+        demo::TEACHER.len() / 1024
+    );
+    let s = super::reinforce::run_with_progress(&opt, a.quiet)?;
+    super::reinforce::print_summary(&s, false)?;
+    let d = Reinforced::open(&reinforced)?;
+    let acc = demo::accuracy(&d)?;
+    out!(
+        "teacher accuracy against the true labels: top-1 {:.1}%, top-5 {:.1}% ({} unmixed samples)",
+        100.0 * acc.top1,
+        100.0 * acc.top5,
+        acc.samples
+    );
+    let sheet = out.join("preview.png");
+    super::dataset::preview_from(&reinforced, &[], 4, None, Some(&labels), &sheet)?;
+    out!(
+        "next: dr show {} --image 0 --labels {}   dr verify {}",
+        reinforced.display(),
+        labels.display(),
+        reinforced.display()
+    );
+    Ok(())
+}
