@@ -191,7 +191,9 @@ struct AugmentArgs {
 impl AugmentArgs {
     fn request(self, default_samples: Option<u32>) -> Result<augment::run::Request> {
         Ok(augment::run::Request {
-            config: self.config.context("give --config C.yaml (the augmentation config)")?,
+            config: self
+                .config
+                .context("give --config C.yaml (the augmentation config)")?,
             ml_dr_compat: self.ml_dr_compat,
             pass_order: self.resize_pass_order.map(|o| {
                 if o == "pillow12" {

@@ -45,9 +45,50 @@ fn dataset(tag: &str, bad: bool) -> PathBuf {
         std::fs::write(root.join("data/c0/zero.jpg"), b"").unwrap();
         std::fs::write(root.join("data/c1/truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
         std::fs::write(root.join("data/c2/text.png"), b"not an image").unwrap();
+        std::fs::write(root.join("data/c0/huge.png"), png_header(20_000, 20_000)).unwrap();
+        // 1x1 is a valid image (RandomResizedCrop enlarges it).
+        let tiny = dr::augment::image::Rgb8::from_raw(1, 1, vec![200, 10, 10]);
+        dr::augment::preview::write_png(&tiny, &root.join("data/c1/tiny.png")).unwrap();
     }
     std::fs::write(root.join("c.yaml"), CONFIG).unwrap();
     root
+}
+
+/// A PNG that claims `w`x`h` pixels and holds none (a decompression bomb's
+/// header: decoding would allocate w*h*3 bytes).
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut v = (data.len() as u32).to_be_bytes().to_vec();
+        let body = [kind, data].concat();
+        v.extend_from_slice(&body);
+        v.extend_from_slice(&crc32(&body).to_be_bytes());
+        v
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    [
+        b"\x89PNG\r\n\x1a\n".to_vec(),
+        chunk(b"IHDR", &ihdr),
+        // An empty zlib stream: the decoder reaches the pixels before failing.
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+        chunk(b"IEND", &[]),
+    ]
+    .concat()
 }
 
 fn teacher() -> String {
@@ -259,12 +300,13 @@ fn other_settings_are_refused_and_reruns_resume() {
 fn bad_images_are_flagged_or_stop_the_run() {
     let root = dataset("reinforce-bad", true);
     let s = ok(reinforce(&root, "skip", &[]));
-    assert!(s.contains("3 bad images"), "{s}");
+    assert!(s.contains("4 bad images"), "{s}");
     let tsv = std::fs::read_to_string(root.join("skip/bad-images.tsv")).unwrap();
     for (name, why) in [
         ("c0/zero.jpg", "empty"),
         ("c1/truncated.jpg", "truncated"),
         ("c2/text.png", "not a decodable image"),
+        ("c0/huge.png", "decompression-bomb limit"),
     ] {
         let line = tsv
             .lines()
@@ -282,7 +324,8 @@ fn bad_images_are_flagged_or_stop_the_run() {
     }
     ok(dr(&["verify", root.join("skip").to_str().unwrap()]));
     let manifest = std::fs::read_to_string(root.join("skip/manifest.json")).unwrap();
-    assert_eq!(manifest.matches("\"reason\"").count(), 3, "{manifest}");
+    assert_eq!(manifest.matches("\"reason\"").count(), 4, "{manifest}");
+    assert!(!tsv.contains("tiny.png"), "{tsv}");
 
     let o = reinforce(&root, "fail", &["--on-bad-image", "fail"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
@@ -293,6 +336,20 @@ fn bad_images_are_flagged_or_stop_the_run() {
     );
     // What was finished before the stop is complete and verifiable.
     ok(dr(&["verify", root.join("fail").to_str().unwrap()]));
+}
+
+#[test]
+fn unusable_output_folder_is_a_clear_error() {
+    let root = dataset("reinforce-outfile", false);
+    std::fs::write(root.join("file"), b"x").unwrap();
+    let o = reinforce(&root, "file", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(e.contains("cannot create the output folder"), "{e}");
+    let o = reinforce(&root, "out", &["--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["images"], 20);
+    assert_eq!(j["status"], "complete");
 }
 
 #[test]

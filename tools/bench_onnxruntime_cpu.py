@@ -9,8 +9,10 @@ Exports torchvision's ResNet-50 and ViT-B/16 (random weights, eval mode,
 legacy exporter at opset 17; without torch, the same architectures from
 tools/make_bench_models.py) into --models-dir if they are not there, times
 onnxruntime (all cores, graph optimisations on) and prints img/s; writes
-<out-dir>/<date>-cpu-onnxruntime-models.json with the raw samples. Run
-`dr bench model --model <dir>/resnet50.onnx --device cpu` beside it.
+<out-dir>/<date>-cpu-onnxruntime-models.json with the raw samples. With
+`--dr target/release/dr` it also runs `dr bench model --json` on each model
+right after onnxruntime (same process tree, same inputs' shapes) and writes
+<out-dir>/<date>-cpu-teacher-vs-onnxruntime.json with both sides and the ratio.
 """
 
 import argparse
@@ -57,6 +59,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--out-dir", default="bench-results")
+    ap.add_argument("--dr", help="dr binary: also time `dr bench model` on each model")
     a = ap.parse_args()
     res = {}
     for name, path in export(a.models_dir).items():
@@ -74,11 +77,29 @@ def main():
                      "samples_s": samples}
         print(f"{name:10s} batch {a.batch_size}: {a.batch_size / med:8.2f} img/s (onnxruntime {ort.__version__}, "
               f"{os.cpu_count()} cores)")
+        del sess
+        if a.dr:
+            import subprocess
+            out = subprocess.run([a.dr, "bench", "model", "--model", path, "--device", "cpu", "--batch-size",
+                                  str(a.batch_size), "--iters", str(a.iters), "--json"],
+                                 check=True, capture_output=True, text=True).stdout
+            d = json.loads(out)
+            res[name].update({"dr_img_per_s": d["img_per_s"], "dr_samples_s": d["samples_s"],
+                              "dr_gflops": d["gflops"], "dr_per_op": d["per_op"][:10],
+                              "dr_over_onnxruntime": d["img_per_s"] / res[name]["img_per_s"]})
+            print(f"{name:10s} batch {a.batch_size}: {d['img_per_s']:8.2f} img/s (dr, "
+                  f"{d['img_per_s'] / res[name]['img_per_s']:.2f}x onnxruntime)")
     meta = {"bench": "cpu-onnxruntime-models", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "onnxruntime": ort.__version__, "results": res}
     os.makedirs(a.out_dir, exist_ok=True)
-    path = os.path.join(a.out_dir, f"{datetime.date.today().isoformat()}-cpu-onnxruntime-models.json")
+    if a.dr:
+        import subprocess
+        meta["bench"] = "cpu-teacher-vs-onnxruntime"
+        meta["commit"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip()
+    kind = "teacher-vs-onnxruntime" if a.dr else "onnxruntime-models"
+    path = os.path.join(a.out_dir, f"{datetime.date.today().isoformat()}-cpu-{kind}.json")
     with open(path, "w") as f:
         json.dump(meta, f, indent=1)
     print(f"wrote {path}")
