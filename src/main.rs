@@ -141,6 +141,15 @@ enum Command {
         #[arg(long)]
         labels: Option<PathBuf>,
     },
+    /// Write a reinforced dataset in another tool's format (ml-dr's per-image .pth.tar files).
+    Export {
+        out: PathBuf,
+        #[arg(long, value_parser = ["ml-dr"])]
+        format: String,
+        /// Folder to write into.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Join the outputs of every task of a `--shard i/N` job into one dataset.
     Merge {
         /// Task output folders.
@@ -440,6 +449,7 @@ fn run(cli: Cli) -> Result<()> {
             labels,
         } => cli::dataset::show(&out, image, sample, labels.as_deref())?,
         Command::Merge { parts, out } => cli::dataset::merge(&parts, &out)?,
+        Command::Export { out, format: _, to } => cli::dataset::export_ml_dr(&out, &to)?,
         Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
         Command::Bench {
             bench:

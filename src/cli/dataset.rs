@@ -159,3 +159,22 @@ pub fn preview_from(
     );
     Ok(())
 }
+
+pub fn export_ml_dr(out: &Path, to: &Path) -> Result<()> {
+    let d = Reinforced::open(out)?;
+    let e = dr::store::ml_dr::export::export(&d, to)?;
+    out!(
+        "{}: config.pth.tar and {} image files ({} samples each) for ml-dr's ReinforcedDataset",
+        to.display(),
+        e.files,
+        d.num_samples()
+    );
+    if !e.skipped.is_empty() {
+        out!(
+            "{} bad images have no file (ml-dr has no invalid record): leave them out of the training set (see {}/bad-images.tsv)",
+            e.skipped.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}

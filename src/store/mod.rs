@@ -6,6 +6,7 @@ pub mod images;
 pub mod layout;
 pub mod manifest;
 pub mod merge;
+pub mod ml_dr;
 pub mod reader;
 pub mod verify;
 

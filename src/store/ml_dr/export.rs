@@ -1,0 +1,149 @@
+//! `dr export --format ml-dr`: what ml-dr's `reinforce.py` writes and its
+//! `dr/data.py` reads — `config.pth.tar` and one `{id}.pth.tar` per image
+//! holding `(id, [{"params": <compressed>, "prob": ([values], [ids])}] * NS)`
+//! (FACTS.md §7) — as plain Python objects in protocol 2, so current
+//! PyTorch's default `torch.load(weights_only=True)` opens them.
+//!
+//! Tuples where ml-dr has tuples: a record that is a list of 2 or 4 numbers
+//! (crop boxes, erase boxes, RandAugment `(op, magnitude)`) is a tuple;
+//! CutMix's `[lam, x1, y1, x2, y2]`, pair entries and the record are lists.
+//! Probabilities are the stored f16 values (ml-dr keeps float32), largest
+//! first (ml-dr's argpartition order is unsorted; its loader does not care).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde_json::Value as Json;
+use serde_pickle::{HashableValue, Value};
+
+use super::torch_file;
+use crate::augment::record::compress;
+use crate::store::reader::Reinforced;
+
+pub struct Exported {
+    pub files: usize,
+    /// Bad images: no file is written for them (ml-dr has no invalid record).
+    pub skipped: Vec<u32>,
+}
+
+fn key(s: &str) -> HashableValue {
+    HashableValue::String(s.to_owned())
+}
+
+fn dict(items: Vec<(&str, Value)>) -> Value {
+    Value::Dict(
+        items
+            .into_iter()
+            .map(|(k, v)| (key(k), v))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+/// JSON (our compressed record, or the config) as Python objects.
+pub fn to_pickle(v: &Json, tuples: bool) -> Value {
+    match v {
+        Json::Null => Value::None,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::I64(i),
+            None => Value::F64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(a) => {
+            let items: Vec<Value> = a.iter().map(|x| to_pickle(x, tuples)).collect();
+            let numbers = a.iter().all(Json::is_number);
+            if tuples && numbers && (a.len() == 2 || a.len() == 4) {
+                Value::Tuple(items)
+            } else {
+                Value::List(items)
+            }
+        }
+        Json::Object(m) => Value::Dict(
+            m.iter()
+                .map(|(k, x)| (key(k), to_pickle(x, tuples)))
+                .collect(),
+        ),
+    }
+}
+
+/// ml-dr's `config.pth.tar`: the `parameters` mapping of its YAML.
+fn config_value(d: &Reinforced) -> Value {
+    let mut reinforce = d.config.to_json();
+    // ml-dr builds each transform as `Class(**options)`: torchvision wants
+    // an InterpolationMode there, not our string, and ml-dr's defaults are ours.
+    if let Some(aug) = reinforce["image_augmentation"].as_object_mut() {
+        for t in aug.values_mut() {
+            if let Some(o) = t.as_object_mut() {
+                o.remove("interpolation");
+            }
+        }
+    }
+    reinforce["compress"] = Json::Bool(true);
+    reinforce["num_candidates"] = Json::Null;
+    dict(vec![
+        ("reinforce", to_pickle(&reinforce, false)),
+        (
+            "num_classes",
+            Value::I64(d.manifest.settings.num_classes as i64),
+        ),
+        ("distributed", Value::Bool(false)),
+        ("seed", Value::I64(d.manifest.settings.seed as i64)),
+    ])
+}
+
+/// One image's `(id, samples)`, or `None` for a bad image.
+pub fn image_value(d: &Reinforced, id: u32) -> Result<Option<Value>> {
+    let mut samples = Vec::new();
+    for r in d.records(id)? {
+        let Some(p) = &r.params else {
+            return Ok(None);
+        };
+        let params = to_pickle(&compress(&d.config.augment, p), true);
+        let prob = Value::Tuple(vec![
+            Value::List(r.probs.iter().map(|&v| Value::F64(v as f64)).collect()),
+            Value::List(r.classes.iter().map(|&c| Value::I64(c as i64)).collect()),
+        ]);
+        samples.push(dict(vec![("params", params), ("prob", prob)]));
+    }
+    Ok(Some(Value::Tuple(vec![
+        Value::I64(id as i64),
+        Value::List(samples),
+    ])))
+}
+
+pub fn export(d: &Reinforced, to: &Path) -> Result<Exported> {
+    std::fs::create_dir_all(to).with_context(|| format!("{}: cannot create", to.display()))?;
+    let write = |name: &str, v: &Value| -> Result<()> {
+        let prefix = name.rsplit_once('.').map_or(name, |(p, _)| p);
+        let bytes = torch_file::to_bytes(prefix, v)?;
+        let path = to.join(name);
+        let tmp = to.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    };
+    write("config.pth.tar", &config_value(d))?;
+    let ids: Vec<u32> = d
+        .manifest
+        .shards
+        .iter()
+        .flat_map(|s| d.order[s.positions[0] as usize..s.positions[1] as usize].to_vec())
+        .collect();
+    let skipped: Vec<u32> = ids
+        .par_iter()
+        .map(|&id| -> Result<Option<u32>> {
+            match image_value(d, id)? {
+                Some(v) => write(&format!("{id}.pth.tar"), &v).map(|_| None),
+                None => Ok(Some(id)),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Exported {
+        files: ids.len() - skipped.len(),
+        skipped,
+    })
+}

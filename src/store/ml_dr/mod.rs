@@ -1,0 +1,5 @@
+//! Interop with apple/ml-dr's files: `torch.save` containers and the
+//! per-image records its training code reads.
+
+pub mod export;
+pub mod torch_file;
