@@ -111,7 +111,67 @@ def functions_model(rng):
     return model, (3, 8, 8)
 
 
-HELPER_FAMILIES = {"autopad": autopad_model, "functions": functions_model}
+def pad_model(rng):
+    """Pad in every supported mode (Swin pads windows this way): constant
+    with a value, reflect, edge, a negative pad (crop), and opset 18's axes."""
+    inits = [numpy_helper.from_array(helper_weights(rng, (8, 3, 3, 3)), "w1"),
+             numpy_helper.from_array(helper_weights(rng, (37, 8)), "fc"),
+             numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 3, 0], np.int64), "p_const"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "v"),
+             numpy_helper.from_array(np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64), "p_reflect"),
+             numpy_helper.from_array(np.array([0, 0, 1, -1, 0, 0, 2, 1], np.int64), "p_edge"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "p_axes"),
+             numpy_helper.from_array(np.array([3], np.int64), "axes")]
+    nodes = [
+        helper.make_node("Pad", ["x", "p_const", "v"], ["a"]),
+        helper.make_node("Pad", ["a", "p_reflect"], ["b"], mode="reflect"),
+        helper.make_node("Pad", ["b", "p_edge"], ["c"], mode="edge"),
+        helper.make_node("Pad", ["c", "p_axes", "", "axes"], ["d"]),
+        helper.make_node("Conv", ["d", "w1"], ["e"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["e"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "pad",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 6, 7])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 37])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), (3, 6, 7)
+
+
+def mask_model(rng):
+    """What torchvision's Swin builds its shifted-window mask from: Range,
+    ScatterND, Not and Where on values fixed by the shapes (folded at
+    load), applied to the activations."""
+    inits = [numpy_helper.from_array(helper_weights(rng, (4, 3, 3, 3)), "w1"),
+             numpy_helper.from_array(helper_weights(rng, (37, 4 * 6 * 6)), "fc"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array(6, np.int64), "six"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.zeros((6, 6), np.float32), "base"),
+             numpy_helper.from_array(np.array([[1], [4]], np.int64), "rows"),
+             numpy_helper.from_array(np.full((2, 6), 3.0, np.float32), "fill"),
+             numpy_helper.from_array(np.array(3.0, np.float32), "three")]
+    nodes = [
+        helper.make_node("Range", ["zero", "six", "one"], ["r"]),
+        helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+        helper.make_node("ScatterND", ["base", "rows", "fill"], ["m0"]),
+        helper.make_node("Add", ["m0", "rf"], ["m1"]),
+        helper.make_node("Equal", ["m1", "three"], ["lt"]),
+        helper.make_node("Not", ["lt"], ["keep"]),
+        helper.make_node("Conv", ["x", "w1"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Where", ["keep", "c", "m1"], ["masked"]),
+        helper.make_node("Flatten", ["masked"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "mask",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 6, 6])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 37])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 6, 6)
+
+
+HELPER_FAMILIES = {"autopad": autopad_model, "functions": functions_model, "pad": pad_model,
+                   "mask": mask_model}
 
 
 def helper_cases(out):
@@ -131,7 +191,8 @@ def helper_cases(out):
         np.save(os.path.join(out, f"{fam}-helper.ort.npy"), y)
         ops = sorted({n.op_type for n in model.graph.node})
         print(f"{fam}-helper: ops {ops}, output {y.shape}")
-        cases.append({"family": fam, "exporter": "helper", "model": os.path.basename(path), "opset": 17,
+        opset = max(o.version for o in model.opset_import if o.domain == "")
+        cases.append({"family": fam, "exporter": "helper", "model": os.path.basename(path), "opset": opset,
                       "input": f"{fam}.input.npy", "output": f"{fam}-helper.ort.npy", "ops": ops})
     return cases
 

@@ -10,6 +10,14 @@ use super::tensor::{DType, Tensor};
 
 pub type ValueId = usize;
 
+/// ONNX Pad's modes (wrap, opset 19, is refused at import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+}
+
 #[derive(Clone, Debug)]
 pub struct Value {
     pub name: String,
@@ -197,6 +205,17 @@ pub enum Op {
     },
     /// data, repeats
     Tile,
+    /// Logical not of a bool tensor.
+    Not,
+    /// start, limit, delta (scalars) → 1-D; folded when they are constant
+    Range,
+    /// data, indices [..., k], updates: copies of data with slices replaced
+    /// (reduction none). Exporters emit it for masks built from shapes.
+    ScatterNd,
+    /// data, pads, [constant_value], [axes]
+    Pad {
+        mode: PadMode,
+    },
     /// q [.., N, d], k [.., M, d], v [.., M, e], [bias broadcast to [.., N, M]]:
     /// softmax(q·kᵀ·scale + bias)·v, recognised from its decomposition.
     Attention {

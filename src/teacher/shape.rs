@@ -205,6 +205,16 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
                 .collect();
             elementwise::broadcast_shape(&ins[0], &target).map_err(|e| unsupported(g, i, e))?
         }
+        Op::Pad { .. } => {
+            let pads = need_const(1, "the Pad pads")?.to_i64_vec();
+            let axes = match node.inputs.get(3).copied().flatten() {
+                Some(_) => Some(need_const(3, "the Pad axes")?.to_i64_vec()),
+                None => None,
+            };
+            crate::teacher::cpu::indexing::pad_amounts(ins[0].len(), &pads, axes.as_deref())
+                .and_then(|a| crate::teacher::cpu::indexing::pad_shape(&ins[0], &a))
+                .map_err(|e| unsupported(g, i, e))?
+        }
         Op::Tile => {
             let reps = need_const(1, "the Tile repeats")?.to_i64_vec();
             if reps.len() != ins[0].len() {
@@ -227,7 +237,8 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
             }
             s
         }
-        Op::ConstantOfShape(_) => {
+        Op::ScatterNd | Op::Not => ins[0].clone(),
+        Op::ConstantOfShape(_) | Op::Range => {
             return Err(unsupported(
                 g,
                 i,

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod elementwise;
 mod exec;
 mod gemm;
+pub mod indexing;
 pub mod layout;
 pub mod linear;
 pub mod movement;
@@ -153,6 +154,22 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             one(layout::expand(get(0)?, &shape)?)
         }
         Op::Tile => one(layout::tile(get(0)?, &get(1)?.to_i64_vec())?),
+        Op::Range => one(indexing::range(get(0)?, get(1)?, get(2)?)?),
+        Op::Not => match &get(0)?.data {
+            crate::teacher::tensor::Data::Bool(b) => one(Tensor::bool(
+                get(0)?.shape.clone(),
+                b.iter().map(|v| !v).collect(),
+            )),
+            _ => Err("Not takes a bool tensor".into()),
+        },
+        Op::ScatterNd => one(indexing::scatter_nd(get(0)?, get(1)?, get(2)?)?),
+        Op::Pad { mode } => {
+            let x = get(0)?;
+            let amounts =
+                indexing::pad_amounts(x.shape.len(), &get(1)?.to_i64_vec(), ints(3).as_deref())?;
+            let value = opt(2).map_or(0.0, |t| t.to_f32_vec().first().copied().unwrap_or(0.0));
+            one(indexing::pad(x, &amounts, value, *mode)?)
+        }
         Op::Attention { scale } => one(attention::attention(
             get(0)?,
             get(1)?,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{ImportFn, NodeCtx};
-use crate::teacher::graph::{Op, Unary};
+use crate::teacher::graph::{Op, PadMode, Unary};
 use crate::teacher::onnx::decode_tensor;
 use crate::teacher::onnx::proto::data_type;
 use crate::teacher::tensor::{DType, Tensor};
@@ -28,7 +28,36 @@ pub const TABLE: &[(&str, ImportFn)] = &[
     ("Expand", |c| plain(c, Op::Expand)),
     ("Tile", |c| plain(c, Op::Tile)),
     ("Split", split),
+    ("Pad", pad),
+    ("Range", |c| plain(c, Op::Range)),
+    ("Not", |c| plain(c, Op::Not)),
+    ("ScatterND", scatter_nd),
 ];
+
+fn scatter_nd(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["reduction"])?;
+    match ctx.string("reduction")?.as_deref() {
+        None | Some("none") => Ok(Op::ScatterNd),
+        Some(r) => Err(format!(
+            "ScatterND reduction `{r}` is not supported (none is)"
+        )),
+    }
+}
+
+fn pad(ctx: &NodeCtx) -> Result<Op, String> {
+    ctx.only_attrs(&["mode"])?;
+    let mode = match ctx.string("mode")?.as_deref().unwrap_or("constant") {
+        "constant" => PadMode::Constant,
+        "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        m => {
+            return Err(format!(
+                "Pad mode `{m}` is not supported (constant, reflect, edge are)"
+            ));
+        }
+    };
+    Ok(Op::Pad { mode })
+}
 
 fn plain(ctx: &NodeCtx, op: Op) -> Result<Op, String> {
     ctx.only_attrs(&[])?;
