@@ -84,4 +84,31 @@ fn export_reads_back_with_zipfile_and_pickle() {
             assert!(text(&p.stdout).contains("ok: config and 5 image files"));
         }
     }
+    // python/dr_reader reads the same parameters and top-k from OUT itself.
+    let Some(py) = common::python_with_numpy() else {
+        println!(
+            "skipped: no Python with numpy (run scripts/setup-python.sh) for python/dr_reader"
+        );
+        return;
+    };
+    let check = repo_root().join("tests/python/check_reader.py");
+    let p = std::process::Command::new(py)
+        .args([
+            check.to_str().unwrap(),
+            out.to_str().unwrap(),
+            to.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        p.status.success(),
+        "{}\n{}",
+        text(&p.stdout),
+        text(&p.stderr)
+    );
+    assert!(
+        text(&p.stdout).contains("ok: 15 samples of 6 images"),
+        "{}",
+        text(&p.stdout)
+    );
 }

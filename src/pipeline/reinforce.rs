@@ -218,6 +218,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             format: manifest::FORMAT.into(),
             version: manifest::VERSION,
             writer: crate::build_info::short_version(),
+            classes: listing.classes.clone(),
             source: std::path::absolute(&listing.root)
                 .unwrap_or_else(|_| listing.root.clone())
                 .display()
@@ -229,6 +230,24 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                 dtype: layout.numpy_descr(),
                 num_samples: cfg.num_samples,
                 topk: cfg.topk,
+                rand_augment_magnitudes: cfg
+                    .augment
+                    .rand_augment
+                    .as_ref()
+                    .map(|ra| {
+                        (0..crate::augment::randaug::OP_NAMES.len())
+                            .map(|op| {
+                                crate::augment::randaug::magnitude(
+                                    op,
+                                    ra.magnitude,
+                                    ra.num_magnitude_bins,
+                                    out_wh.1,
+                                    out_wh.0,
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             },
             shard_count,
             task: task.clone(),

@@ -45,6 +45,10 @@ pub struct RecordInfo {
     pub dtype: Value,
     pub num_samples: u32,
     pub topk: u32,
+    /// RandAugment's unsigned magnitude of each op index (a record stores
+    /// only the op and the sign), for readers without dr's formula.
+    #[serde(default)]
+    pub rand_augment_magnitudes: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct Manifest {
     pub writer: String,
     /// Where the images were read from (absolute), for `dr preview --from`.
     pub source: String,
+    /// Class names by label (ImageFolder's sorted folders; a list's numbers).
+    #[serde(default)]
+    pub classes: Vec<String>,
     pub status: Status,
     pub settings: Settings,
     pub record: RecordInfo,

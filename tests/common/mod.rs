@@ -37,3 +37,28 @@ pub fn dr(args: &[&str]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A Python with numpy for the reader tests: `DR_PYTHON`, or the venv
+/// `scripts/setup-python.sh` makes. `None` (the caller prints "skipped")
+/// when neither exists.
+pub fn python_with_numpy() -> Option<PathBuf> {
+    let cached = || {
+        let cache = std::env::var_os("DR_PY_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .map(|c| c.join("dr/pyenv"))
+            })?;
+        Some(cache.join("bin/python"))
+    };
+    let py = std::env::var_os("DR_PYTHON")
+        .map(PathBuf::from)
+        .or_else(cached)?;
+    let ok = Command::new(&py)
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}
