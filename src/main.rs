@@ -140,6 +140,9 @@ enum Command {
         /// Class names, one per line.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Print JSON: path, label and each sample's compressed parameters and top-k.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a reinforced dataset in another tool's format (ml-dr's per-image .pth.tar files).
     Export {
@@ -149,6 +152,18 @@ enum Command {
         /// Folder to write into.
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Convert another tool's reinforced data into a dr dataset (ml-dr's released .pth.tar files).
+    Import {
+        /// Folder holding config.pth.tar and {id}.pth.tar (unpack a .tar/.tar.gz release first).
+        dir: PathBuf,
+        #[arg(long, value_parser = ["ml-dr"])]
+        format: String,
+        /// The ImageFolder the release was made from (ids are its rows).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Join the outputs of every task of a `--shard i/N` job into one dataset.
     Merge {
@@ -447,9 +462,16 @@ fn run(cli: Cli) -> Result<()> {
             image,
             sample,
             labels,
-        } => cli::dataset::show(&out, image, sample, labels.as_deref())?,
+            json,
+        } => cli::dataset::show(&out, image, sample, labels.as_deref(), json)?,
         Command::Merge { parts, out } => cli::dataset::merge(&parts, &out)?,
         Command::Export { out, format: _, to } => cli::dataset::export_ml_dr(&out, &to)?,
+        Command::Import {
+            dir,
+            format: _,
+            data,
+            out,
+        } => cli::dataset::import_ml_dr(&dir, &data, &out)?,
         Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
         Command::Bench {
             bench:

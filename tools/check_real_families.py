@@ -84,7 +84,7 @@ def main():
         want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         del sess
         yp = os.path.join(a.models_dir, f"{name}-{a.exporter}.dr.npy")
-        r = subprocess.run([a.dr, "infer", "--model", path, "--input", xp, "--output", yp],
+        r = subprocess.run([a.dr, "infer", "--model", path, "--input", xp, "--output", yp, "--batch-size", "2"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{name:28s} FAILED: {r.stderr.strip()}")

@@ -61,6 +61,13 @@ pub fn magnitude(op: usize, magnitude: u32, bins: u32, h: usize, w: usize) -> f6
     }
 }
 
+/// The unsigned magnitude of every op for `cfg` on a `w`×`h` tensor.
+pub fn magnitude_table(cfg: &crate::config::RandAugment, (w, h): (usize, usize)) -> Vec<f64> {
+    (0..OP_NAMES.len())
+        .map(|op| magnitude(op, cfg.magnitude, cfg.num_magnitude_bins, h, w))
+        .collect()
+}
+
 /// Applies op `op` with the signed magnitude `mag` (the stored float).
 pub fn apply_op(img: &mut U8Chw, op: usize, mag: f64) {
     let rad_to_deg = 180.0 / PI;

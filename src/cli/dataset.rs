@@ -74,11 +74,36 @@ fn labels(path: Option<&Path>) -> Result<Option<Vec<String>>> {
     .transpose()
 }
 
-pub fn show(out: &Path, image: u32, sample: Option<u32>, labels_file: Option<&Path>) -> Result<()> {
+pub fn show(
+    out: &Path,
+    image: u32,
+    sample: Option<u32>,
+    labels_file: Option<&Path>,
+    json: bool,
+) -> Result<()> {
     let d = Reinforced::open(out)?;
     let names = labels(labels_file)?;
     let recs = d.records(image)?;
     let row = &d.rows[image as usize];
+    if json {
+        let samples: Vec<serde_json::Value> = recs
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| sample.is_none_or(|j| j as usize == *s))
+            .map(|(_, r)| {
+                serde_json::json!({
+                    "compressed": r.params.as_ref().map(|p| record::compress(&d.config.augment, p)),
+                    "probs": r.probs,
+                    "classes": r.classes,
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            serde_json::json!({"id": image, "path": row.path, "label": row.label, "samples": samples})
+        );
+        return Ok(());
+    }
     out!("image {image}: {} (label {})", row.path, row.label);
     let name = |c: u32| {
         names
@@ -176,5 +201,22 @@ pub fn export_ml_dr(out: &Path, to: &Path) -> Result<()> {
             out.display()
         );
     }
+    Ok(())
+}
+
+pub fn import_ml_dr(dir: &Path, data: &Path, out: &Path) -> Result<()> {
+    let listing = dr::dataset::listing::image_folder(data)?;
+    let r = dr::store::ml_dr::import::import(dir, &listing, out)?;
+    out!(
+        "{}: {} images imported from {}{}",
+        out.display(),
+        r.images,
+        dir.display(),
+        if r.missing > 0 {
+            format!(" ({} without a record, flagged invalid)", r.missing)
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }

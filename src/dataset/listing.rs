@@ -11,6 +11,18 @@
 
 use std::path::{Path, PathBuf};
 
+impl Listing {
+    /// SHA-256 over `index<TAB>path<TAB>label<LF>` lines: the listing's identity.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            h.update(format!("{i}\t{}\t{}\n", e.path, e.label).as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
 /// torchvision `IMG_EXTENSIONS`.
 pub const IMG_EXTENSIONS: &[&str] = &[
     ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",

@@ -74,15 +74,6 @@ pub struct Summary {
     pub record_bytes: usize,
 }
 
-/// sha256 over `index\tpath\tlabel\n` lines: the identity of the listing.
-pub fn listing_digest(listing: &Listing) -> String {
-    let mut h = Sha256::new();
-    for (i, e) in listing.entries.iter().enumerate() {
-        h.update(format!("{i}\t{}\t{}\n", e.path, e.label).as_bytes());
-    }
-    format!("{:x}", h.finalize())
-}
-
 fn hash_teacher(path: &Path) -> Result<TeacherFile> {
     let (_, sha256) =
         images::hash_file(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -191,7 +182,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         temperature: opt.temperature as f64,
         num_classes: classes as u32,
         images: n,
-        listing_sha256: listing_digest(&listing),
+        listing_sha256: listing.digest(),
         images_per_shard: per_shard,
         input_size: [out_wh.0 as u32, out_wh.1 as u32],
     };
@@ -219,6 +210,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             version: manifest::VERSION,
             writer: crate::build_info::short_version(),
             classes: listing.classes.clone(),
+            origin: None,
             source: std::path::absolute(&listing.root)
                 .unwrap_or_else(|_| listing.root.clone())
                 .display()
@@ -234,20 +226,9 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     .augment
                     .rand_augment
                     .as_ref()
-                    .map(|ra| {
-                        (0..crate::augment::randaug::OP_NAMES.len())
-                            .map(|op| {
-                                crate::augment::randaug::magnitude(
-                                    op,
-                                    ra.magnitude,
-                                    ra.num_magnitude_bins,
-                                    out_wh.1,
-                                    out_wh.0,
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                    .map_or_else(Vec::new, |ra| {
+                        crate::augment::randaug::magnitude_table(ra, out_wh)
+                    }),
             },
             shard_count,
             task: task.clone(),

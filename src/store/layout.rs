@@ -39,6 +39,10 @@ pub mod flag {
     pub const PAIR_ERASE: u16 = 1 << 6;
     pub const MIXUP: u16 = 1 << 7;
     pub const CUTMIX: u16 = 1 << 8;
+    /// No pair record (imported from ml-dr, which stores none unless mixed).
+    pub const PAIR_ABSENT: u16 = 1 << 9;
+    /// The pair's own sample is not known (imported from ml-dr).
+    pub const PAIR_SAMPLE_UNKNOWN: u16 = 1 << 10;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,9 +231,15 @@ impl Layout {
             &mut flags,
             [flag::FLIP, flag::RAND_AUGMENT, flag::ERASE],
         );
+        if self.aug.mixing() && p.pair.is_none() {
+            flags |= flag::PAIR_ABSENT;
+        }
         if let Some(q) = &p.pair {
             w.uint("pair", 0, q.id2 as u64);
             w.uint("pair_sample", 0, q.sample2.unwrap_or(0) as u64);
+            if q.sample2.is_none() {
+                flags |= flag::PAIR_SAMPLE_UNKNOWN;
+            }
             w.side(
                 "pair_",
                 &q.crop,
@@ -275,7 +285,7 @@ impl Layout {
             [flag::FLIP, flag::RAND_AUGMENT, flag::ERASE],
             self.output_wh,
         );
-        let pair = aug.mixing().then(|| {
+        let pair = (aug.mixing() && flags & flag::PAIR_ABSENT == 0).then(|| {
             let (crop, side) = r.side(
                 "pair_",
                 flags,
@@ -284,7 +294,8 @@ impl Layout {
             );
             PairParams {
                 id2: r.uint("pair", 0) as u32,
-                sample2: Some(r.uint("pair_sample", 0) as u32),
+                sample2: (flags & flag::PAIR_SAMPLE_UNKNOWN == 0)
+                    .then(|| r.uint("pair_sample", 0) as u32),
                 crop,
                 side,
             }
@@ -339,6 +350,7 @@ impl Layout {
         on(a.random_erase.is_some() && pair, flag::PAIR_ERASE);
         on(a.mixup.is_some(), flag::MIXUP);
         on(a.cutmix.is_some(), flag::CUTMIX);
+        on(pair, flag::PAIR_ABSENT | flag::PAIR_SAMPLE_UNKNOWN);
         f
     }
 

@@ -94,6 +94,11 @@ pub struct Manifest {
     pub writer: String,
     /// Where the images were read from (absolute), for `dr preview --from`.
     pub source: String,
+    /// `None` for `dr reinforce` output; what it was converted from
+    /// otherwise (e.g. "ml-dr import": pairs were drawn by ml-dr's batches,
+    /// not dr's mixing groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Class names by label (ImageFolder's sorted folders; a list's numbers).
     #[serde(default)]
     pub classes: Vec<String>,

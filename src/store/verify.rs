@@ -168,7 +168,7 @@ fn check_record(
         p.push(format!("mixup lam {lam} is not in [0, 1]"));
     }
     if let Some(q) = &params.pair {
-        if !groups.group_of(id).contains(&q.id2) {
+        if d.manifest.origin.is_none() && !groups.group_of(id).contains(&q.id2) {
             p.push(format!("pair {} is not in the image's mixing group", q.id2));
         } else if bad.contains(&q.id2) {
             p.push(format!("pair {} is a bad image", q.id2));

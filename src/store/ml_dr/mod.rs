@@ -2,4 +2,5 @@
 //! per-image records its training code reads.
 
 pub mod export;
+pub mod import;
 pub mod torch_file;
