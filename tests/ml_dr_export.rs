@@ -84,6 +84,28 @@ fn export_reads_back_with_zipfile_and_pickle() {
             assert!(text(&p.stdout).contains("ok: config and 5 image files"));
         }
     }
+    // Round trip: export, then import, gives the same records.
+    let back = root.join("back");
+    let o = dr(&[
+        "import",
+        to.to_str().unwrap(),
+        "--format",
+        "ml-dr",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--out",
+        back.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("(1 without a record"), "{}", text(&o.stdout));
+    for id in 0..6 {
+        let show = |d: &std::path::Path| {
+            let s = dr(&["show", d.to_str().unwrap(), "--image", &id.to_string(), "--json"]);
+            assert!(s.status.success(), "{}", text(&s.stderr));
+            serde_json::from_slice::<serde_json::Value>(&s.stdout).unwrap()
+        };
+        assert_eq!(show(&out), show(&back), "image {id}");
+    }
     // python/dr_reader reads the same parameters and top-k from OUT itself.
     let Some(py) = common::python_with_numpy() else {
         println!(

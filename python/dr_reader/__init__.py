@@ -61,6 +61,8 @@ class Reinforced:
         self.config = m["settings"]["config"]
         self.augmentation = self.config["image_augmentation"]
         self.magnitudes = m["record"].get("rand_augment_magnitudes", [])
+        if "rand_augment" in self.augmentation and len(self.magnitudes) != len(RA_OPS):
+            raise ValueError(f"{path}: the manifest has no RandAugment magnitude table (written by an older dr)")
         self.order = np.load(os.path.join(path, "order.npy"))
         self.position = np.empty_like(self.order)
         self.position[self.order] = np.arange(len(self.order), dtype=self.order.dtype)

@@ -1,0 +1,212 @@
+"""Reader for dr's reinforced datasets (`dr reinforce` output), numpy and
+the standard library only.
+
+    import dr_reader
+    ds = dr_reader.open("imagenet-plus/")
+    len(ds), ds.num_samples, ds.classes[:3]
+    recs = ds.records(17)             # numpy structured array [NS], a view of the shard (np.memmap)
+    ds.params(17, 0)                  # ml-dr's dict form: {"random_resized_crop": ((i, j, h, w),), ...}
+    ds.compressed(17, 0)              # ml-dr's compressed list (what its .pth.tar files hold)
+    ds.probs(17, 0)                   # ([values], [class ids]), largest first
+    ds.probs(17, 0, dense=True)       # [num_classes] float32, ml-dr's densify ("smooth" or "zeros")
+
+Layout (OUT/manifest.json): one fixed-width record per (image, sample),
+an image's NS records together, images in the order of order.npy, split
+into shard files by work-order position. Parameters of transforms that
+happened are flag bits; RandAugment ops are `(index << 1) | negated` with
+the magnitude from the manifest's table.
+"""
+
+import bisect
+import builtins
+import json
+import os
+
+import numpy as np
+
+__all__ = ["open", "Reinforced"]
+
+RA_OPS = [
+    "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
+    "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
+]
+INVALID, FLIP, PAIR_FLIP, RA, PAIR_RA, ERASE, PAIR_ERASE, MIXUP, CUTMIX = (1 << i for i in range(9))
+# Transforms with a record, in ml-dr's pipeline order.
+WITH_PARAMS = ["resize", "random_crop", "random_resized_crop", "random_horizontal_flip", "rand_augment",
+               "random_erase", "mixup", "cutmix"]
+
+
+def open(path):  # noqa: A001 (the module's entry point, like io.open)
+    return Reinforced(path)
+
+
+def _dtype(descr):
+    return np.dtype([(f[0], f[1]) if len(f) == 2 else (f[0], f[1], tuple(f[2])) for f in descr])
+
+
+class Reinforced:
+    def __init__(self, path):
+        self.path = path
+        with builtins.open(os.path.join(path, "manifest.json")) as f:
+            self.manifest = m = json.load(f)
+        if m.get("format") != "dr-reinforced" or m.get("version") != 1:
+            raise ValueError(f"{path}: not a dr reinforced dataset of format version 1")
+        self.dtype = _dtype(m["record"]["dtype"])
+        if self.dtype.itemsize != m["record"]["size"]:
+            raise ValueError(f"{path}: record dtype is {self.dtype.itemsize} bytes, manifest says {m['record']['size']}")
+        self.num_samples = m["record"]["num_samples"]
+        self.topk = m["record"]["topk"]
+        self.num_classes = m["settings"]["num_classes"]
+        self.classes = m.get("classes", [])
+        self.config = m["settings"]["config"]
+        self.augmentation = self.config["image_augmentation"]
+        self.magnitudes = m["record"].get("rand_augment_magnitudes", [])
+        if "rand_augment" in self.augmentation and len(self.magnitudes) != len(RA_OPS):
+            raise ValueError(f"{path}: the manifest has no RandAugment magnitude table (written by an older dr)")
+        self.order = np.load(os.path.join(path, "order.npy"))
+        self.position = np.empty_like(self.order)
+        self.position[self.order] = np.arange(len(self.order), dtype=self.order.dtype)
+        self.paths, self.labels = [], []
+        with builtins.open(os.path.join(path, "images.tsv"), encoding="utf-8") as f:
+            next(f)
+            for line in f:
+                cols = line.rstrip("\n").split("\t")
+                self.paths.append(cols[1])
+                self.labels.append(int(cols[2]))
+        self.shards = sorted(m["shards"], key=lambda s: s["positions"][0])
+        self._starts = [s["positions"][0] for s in self.shards]
+        self._maps = {}
+
+    def __len__(self):
+        return len(self.order)
+
+    def _shard(self, image):
+        pos = int(self.position[image])
+        k = bisect.bisect_right(self._starts, pos) - 1
+        if k < 0 or not (self.shards[k]["positions"][0] <= pos < self.shards[k]["positions"][1]):
+            raise KeyError(f"image {image} is in a shard not written yet (status {self.manifest['status']})")
+        return self.shards[k], pos
+
+    def records(self, image):
+        """Image `image`'s NS records: a structured array viewing the shard."""
+        shard, pos = self._shard(image)
+        f = shard["file"]
+        if f not in self._maps:
+            self._maps[f] = np.memmap(os.path.join(self.path, f), dtype=self.dtype, mode="r")
+        start = (pos - shard["positions"][0]) * self.num_samples
+        return self._maps[f][start:start + self.num_samples]
+
+    def record(self, image, sample):
+        return self.records(image)[sample]
+
+    def valid(self, image, sample=0):
+        return not int(self.record(image, sample)["flags"]) & INVALID
+
+    # --- parameters -----------------------------------------------------
+
+    def _side(self, r, pair):
+        """{transform: record} of the image (pair=False) or its pair."""
+        p = "pair_" if pair else ""
+        flags = int(r["flags"])
+        bit = lambda a, b: bool(flags & (b if pair else a))  # noqa: E731
+        aug, out = self.augmentation, {}
+        if "resize" in aug:
+            s = aug["resize"]["size"]
+            out["resize"] = list(s) if isinstance(s, list) else [s]
+        if "random_crop" in aug:
+            out["random_crop"] = tuple(int(v) for v in r[p + "random_crop"])
+        if "random_resized_crop" in aug:
+            out["random_resized_crop"] = tuple(int(v) for v in r[p + "rrc"])
+        if "random_horizontal_flip" in aug:
+            out["random_horizontal_flip"] = bit(FLIP, PAIR_FLIP)
+        if "rand_augment" in aug:
+            if bit(RA, PAIR_RA):
+                ops = []
+                for code in r[p + "ra_ops"]:
+                    op, neg = int(code) >> 1, int(code) & 1
+                    m = self.magnitudes[op]
+                    ops.append((op, -m if neg else m))
+                out["rand_augment"] = ops
+            else:
+                out["rand_augment"] = None
+        if "random_erase" in aug:
+            out["random_erase"] = tuple(int(v) for v in r[p + "erase"]) if bit(ERASE, PAIR_ERASE) else None
+        return out
+
+    def _mixing(self, r):
+        flags = int(r["flags"])
+        mixup = float(r["mixup_lam"]) if "mixup" in self.augmentation and flags & MIXUP else None
+        cutmix = None
+        if "cutmix" in self.augmentation and flags & CUTMIX:
+            cutmix = [float(r["cutmix_lam"])] + [int(v) for v in r["cutmix_box"]]
+        return mixup, cutmix
+
+    def params(self, image, sample):
+        """ml-dr's dict form (what its Compose returns and reapply takes):
+        `{name: (record,)}`, or `(record, pair_record)` with "id2" when a
+        pair is mixed; RandAugment ops by name. None for a bad image."""
+        r = self.record(image, sample)
+        if int(r["flags"]) & INVALID:
+            return None
+        mixup, cutmix = self._mixing(r)
+        mixed = mixup is not None or cutmix is not None
+        a = self._side(r, False)
+        b = self._side(r, True) if mixed else None
+        named = lambda k, v: [(RA_OPS[o], m) for o, m in v] if k == "rand_augment" and v else v  # noqa: E731
+        out = {}
+        for k in WITH_PARAMS:
+            if k == "mixup" and "mixup" in self.augmentation:
+                out[k] = mixup
+            elif k == "cutmix" and "cutmix" in self.augmentation:
+                out[k] = cutmix
+            elif k in a:
+                out[k] = (named(k, a[k]), named(k, b[k])) if mixed else (named(k, a[k]),)
+        if mixed:
+            out["id2"] = int(r["pair"])
+        return out
+
+    def compressed(self, image, sample):
+        """ml-dr's compressed list (`Compose.compress`), as its files hold it."""
+        r = self.record(image, sample)
+        if int(r["flags"]) & INVALID:
+            return None
+        mixup, cutmix = self._mixing(r)
+        mixed = mixup is not None or cutmix is not None
+        a = self._side(r, False)
+        b = self._side(r, True) if mixed else None
+        out = []
+        if "mixup" in self.augmentation or "cutmix" in self.augmentation:
+            out.append(int(r["pair"]) if mixed else None)
+        for k in WITH_PARAMS:
+            if k == "mixup" and "mixup" in self.augmentation:
+                out.append(mixup)
+            elif k == "cutmix" and "cutmix" in self.augmentation:
+                out.append(cutmix)
+            elif k in a:
+                out.append([a[k], b[k]] if mixed else a[k])
+        return out
+
+    # --- probabilities ----------------------------------------------------
+
+    def probs(self, image, sample, dense=False, method="smooth"):
+        """Top-k `([values], [ids])`, largest first; with `dense`, a
+        [num_classes] float32 vector by ml-dr's `densify`: "smooth" spreads
+        the remaining mass evenly over the other classes, "zeros" puts the
+        softmax of the top-k values on their classes (also used when the
+        top-k sum above 1)."""
+        r = self.record(image, sample)
+        vals = r["probs"].astype(np.float32)
+        ids = r["classes"].astype(np.int64)
+        if not dense:
+            return vals.tolist(), ids.tolist()
+        rest = 1.0 - float(vals.sum(dtype=np.float32))
+        if method == "zeros" or rest < 0.0:
+            e = np.exp(vals - vals.max())
+            p = np.zeros(self.num_classes, np.float32)
+            p[ids] = e / e.sum()
+            return p
+        if method != "smooth":
+            raise ValueError(f"method {method!r}: smooth or zeros")
+        p = np.full(self.num_classes, rest / (self.num_classes - len(vals)), np.float32)
+        p[ids] = vals
+        return p

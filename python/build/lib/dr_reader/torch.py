@@ -1,0 +1,65 @@
+"""A PyTorch Dataset over a dr reinforced dataset, like ml-dr's
+`ReinforcedDataset`: each item picks one stored sample of the image at
+random, loads the image (and its pair) from the listing, replays the stored
+augmentation with ml-dr's `Compose.reapply`, and returns
+`(image tensor, dense target)`.
+
+    from dr_reader.torch import ReinforcedDataset
+    ds = ReinforcedDataset("imagenet-plus/", root="imagenet/train")   # ml-dr importable
+
+Needs torch, torchvision, Pillow and ml-dr's `dr.transforms` on the path
+(a clone of apple/ml-dr: `sys.path.insert(0, "/path/to/ml-dr")`); the core
+reader (`dr_reader.open`) needs numpy only.
+"""
+
+import os
+import random
+
+import numpy as np
+
+from . import Reinforced
+
+
+class ReinforcedDataset:
+    """`ds[i]` → (float tensor [3, H, W], float tensor [num_classes])."""
+
+    def __init__(self, path, root=None, densify="smooth", seed=None):
+        try:
+            import torch  # noqa: F401
+            from PIL import Image  # noqa: F401
+        except ImportError as e:
+            raise ImportError(f"dr_reader.torch needs torch and Pillow: {e}") from e
+        try:
+            import dr.transforms as T_dr
+        except ImportError as e:
+            raise ImportError(
+                "replaying the stored augmentation uses ml-dr's Compose.reapply: put a clone of "
+                "apple/ml-dr on sys.path (sys.path.insert(0, '/path/to/ml-dr'))") from e
+        self.data = Reinforced(path)
+        self.root = root or self.data.manifest["source"]
+        aug = {k: {kk: vv for kk, vv in v.items() if kk != "interpolation"}
+               for k, v in self.data.augmentation.items()}
+        self.transforms = T_dr.compose_from_config(aug)
+        self.densify = densify
+        self.rng = random.Random(seed)
+
+    def __len__(self):
+        return len(self.data)
+
+    def _image(self, i):
+        from PIL import Image
+
+        with open(os.path.join(self.root, self.data.paths[i]), "rb") as f:
+            return Image.open(f).convert("RGB")
+
+    def __getitem__(self, i):
+        import torch
+
+        if not self.data.valid(i):
+            raise IndexError(f"image {i} is a bad image (see bad-images.tsv): it has no stored samples")
+        s = self.rng.randrange(self.data.num_samples)
+        params = self.data.params(i, s)
+        img2 = self._image(params["id2"]) if "id2" in params else None
+        img, _ = self.transforms.reapply(self._image(i), params, img2)
+        target = torch.from_numpy(np.asarray(self.data.probs(i, s, dense=True, method=self.densify)))
+        return img, target
