@@ -97,10 +97,20 @@ fn export_reads_back_with_zipfile_and_pickle() {
         back.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("(1 without a record"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("(1 without a record"),
+        "{}",
+        text(&o.stdout)
+    );
     for id in 0..6 {
         let show = |d: &std::path::Path| {
-            let s = dr(&["show", d.to_str().unwrap(), "--image", &id.to_string(), "--json"]);
+            let s = dr(&[
+                "show",
+                d.to_str().unwrap(),
+                "--image",
+                &id.to_string(),
+                "--json",
+            ]);
             assert!(s.status.success(), "{}", text(&s.stderr));
             serde_json::from_slice::<serde_json::Value>(&s.stdout).unwrap()
         };

@@ -35,16 +35,19 @@ fn imports_ml_drs_files_exactly() {
         std::fs::copy(images.join(f), class.join(f)).unwrap();
     }
     let (data, out) = (root.join("data"), root.join("out"));
-    let o = dr(&[
-        "import",
-        release.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let import = |from: &std::path::Path, to: &std::path::Path| {
+        dr(&[
+            "import",
+            from.to_str().unwrap(),
+            "--format",
+            "ml-dr",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            to.to_str().unwrap(),
+        ])
+    };
+    let o = import(&release, &out);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v = dr(&[
         "verify",
@@ -98,16 +101,7 @@ fn imports_ml_drs_files_exactly() {
     ]);
     assert!(p.status.success(), "{}", text(&p.stderr));
     // Re-import into the same folder is refused; a broken file is named.
-    let again = dr(&[
-        "import",
-        release.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let again = import(&release, &out);
     assert!(text(&again.stderr).contains("already holds a dataset"));
     let broken = root.join("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -116,16 +110,7 @@ fn imports_ml_drs_files_exactly() {
         std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
     }
     std::fs::write(broken.join("2.pth.tar"), b"PK\x03\x04 truncated").unwrap();
-    let e = dr(&[
-        "import",
-        broken.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        root.join("out2").to_str().unwrap(),
-    ]);
+    let e = import(&broken, &root.join("out2"));
     assert_eq!(e.status.code(), Some(1));
     assert!(text(&e.stderr).contains("2.pth.tar"), "{}", text(&e.stderr));
 }

@@ -217,19 +217,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                 .to_string(),
             status: Status::Running,
             settings,
-            record: RecordInfo {
-                size: layout.size,
-                dtype: layout.numpy_descr(),
-                num_samples: cfg.num_samples,
-                topk: cfg.topk,
-                rand_augment_magnitudes: cfg
-                    .augment
-                    .rand_augment
-                    .as_ref()
-                    .map_or_else(Vec::new, |ra| {
-                        crate::augment::randaug::magnitude_table(ra, out_wh)
-                    }),
-            },
+            record: RecordInfo::new(&layout, cfg, out_wh),
             shard_count,
             task: task.clone(),
             shards: Vec::new(),

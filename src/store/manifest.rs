@@ -51,6 +51,29 @@ pub struct RecordInfo {
     pub rand_augment_magnitudes: Vec<f64>,
 }
 
+impl RecordInfo {
+    /// The record description of `layout` for `cfg` at the tensor size `out_wh`.
+    pub fn new(
+        layout: &super::layout::Layout,
+        cfg: &crate::config::ReinforceConfig,
+        out_wh: (usize, usize),
+    ) -> Self {
+        RecordInfo {
+            size: layout.size,
+            dtype: layout.numpy_descr(),
+            num_samples: cfg.num_samples,
+            topk: cfg.topk,
+            rand_augment_magnitudes: cfg
+                .augment
+                .rand_augment
+                .as_ref()
+                .map_or_else(Vec::new, |ra| {
+                    crate::augment::randaug::magnitude_table(ra, out_wh)
+                }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BadImage {
     pub index: u32,

@@ -291,19 +291,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             images_per_shard: IMAGES_PER_SHARD,
             input_size: [out_wh.0 as u32, out_wh.1 as u32],
         },
-        record: RecordInfo {
-            size: layout.size,
-            dtype: layout.numpy_descr(),
-            num_samples: cfg.num_samples,
-            topk: cfg.topk,
-            rand_augment_magnitudes: cfg
-                .augment
-                .rand_augment
-                .as_ref()
-                .map_or_else(Vec::new, |ra| {
-                    crate::augment::randaug::magnitude_table(ra, out_wh)
-                }),
-        },
+        record: RecordInfo::new(&layout, &cfg, out_wh),
         shard_count: shards.len() as u32,
         task: None,
         shards,
