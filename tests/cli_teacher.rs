@@ -266,3 +266,43 @@ fn infer_resizes_tensor_input_per_member() {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
 }
+
+/// A model exported with a fixed batch (the dynamo exporter's default) runs
+/// any number of images: chunks of its batch, the last one padded.
+#[test]
+fn fixed_batch_models_run_any_batch() {
+    let fx = common::repo_root().join("tests/fixtures/teacher");
+    let d = common::fresh_dir("fixed-batch");
+    let (shape, x): (Vec<usize>, Vec<f32>) =
+        dr::npy::read(&fx.join("fixedbatch.input.npy")).unwrap();
+    let per: usize = shape[1..].iter().product();
+    // Three images: the two of the fixture and the first again.
+    let x3: Vec<f32> = [&x[..], &x[..per]].concat();
+    let input = d.join("x3.npy");
+    dr::npy::write(&input, &[3, shape[1], shape[2], shape[3]], &x3).unwrap();
+    let out = d.join("y.npy");
+    let o = common::dr(&[
+        "infer",
+        "--model",
+        fx.join("fixedbatch-helper.onnx").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o.stderr));
+    let (ys, y): (Vec<usize>, Vec<f32>) = dr::npy::read(&out).unwrap();
+    let (_, want): (Vec<usize>, Vec<f32>) =
+        dr::npy::read(&fx.join("fixedbatch-helper.ort.npy")).unwrap();
+    assert_eq!(ys, [3, 37]);
+    let c = 37;
+    for (i, row) in [0usize, 1, 0].iter().enumerate() {
+        for k in 0..c {
+            let (a, b) = (y[i * c + k], want[row * c + k]);
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{i},{k}: {a} vs {b}"
+            );
+        }
+    }
+}

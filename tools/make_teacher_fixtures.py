@@ -170,8 +170,26 @@ def mask_model(rng):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 6, 6)
 
 
+def fixedbatch_model(rng):
+    """An input with a fixed batch of 2 (the dynamo exporter's default):
+    dr runs other batch sizes in padded chunks of 2."""
+    inits = [numpy_helper.from_array(helper_weights(rng, (8, 3, 3, 3)), "w1"),
+             numpy_helper.from_array(helper_weights(rng, (37, 8)), "fc")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "fixedbatch",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 37])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 6, 6)
+
+
 HELPER_FAMILIES = {"autopad": autopad_model, "functions": functions_model, "pad": pad_model,
-                   "mask": mask_model}
+                   "mask": mask_model, "fixedbatch": fixedbatch_model}
 
 
 def helper_cases(out):

@@ -315,10 +315,10 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
 fn num_classes(teachers: &Ensemble) -> Result<usize> {
     let mut classes = None;
     for m in &teachers.members {
-        let g = m.graph(1)?;
+        let g = m.graph(m.probe_batch())?;
         let shape = g.values[g.outputs[0]].shape.clone().unwrap_or_default();
         let c = match shape.as_slice() {
-            [1, c] => *c,
+            [_, c] => *c,
             s => bail!(
                 "{}: the output has shape {s:?}; a teacher gives [batch, classes] logits",
                 m.path.display()

@@ -39,8 +39,22 @@ impl Member {
             model,
             prepared: Mutex::new(HashMap::new()),
         };
-        m.graph(1)?; // shapes and passes must work before we accept the model
+        m.graph(m.probe_batch())?; // shapes and passes must work before we accept the model
         Ok(m)
+    }
+
+    /// The batch size fixed in the model's input (exports without a dynamic
+    /// batch axis, e.g. the dynamo exporter's default), if any.
+    pub fn fixed_batch(&self) -> Option<usize> {
+        match self.model.input_dims.first().and_then(|d| d.first()) {
+            Some(onnx::Dim::Fixed(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// A batch size the model accepts, for questions about its shapes.
+    pub fn probe_batch(&self) -> usize {
+        self.fixed_batch().unwrap_or(1)
     }
 
     /// The graph prepared for `batch`: shapes fixed, passes run, memory
@@ -67,12 +81,35 @@ impl Member {
 
     /// The input shape [C, H, W] the model expects.
     pub fn input_chw(&self) -> Result<Vec<usize>, TeacherError> {
-        let g = self.graph(1)?;
+        let g = self.graph(self.probe_batch())?;
         Ok(g.values[g.inputs[0]].shape.clone().unwrap_or_default()[1..].to_vec())
     }
 
-    /// Logits for a batch [N, C, H, W] → [N, classes].
+    /// Logits for a batch [N, C, H, W] → [N, classes]. A model with a fixed
+    /// batch runs in chunks of that size, the last one padded with zeros
+    /// (each image's logits do not depend on the others in its batch).
     pub fn logits(&self, x: Tensor) -> Result<Tensor, TeacherError> {
+        if let Some(n) = self.fixed_batch()
+            && n != x.shape[0]
+            && n > 0
+        {
+            let per = x.len() / x.shape[0].max(1);
+            let xs = x.as_f32().ok_or_else(|| TeacherError::Invalid {
+                file: self.path.display().to_string(),
+                detail: "the input must be float32".into(),
+            })?;
+            let (mut rows, mut classes) = (Vec::new(), 0);
+            for chunk in xs.chunks(n * per) {
+                let mut data = chunk.to_vec();
+                data.resize(n * per, 0.0);
+                let y =
+                    self.logits(Tensor::f32([vec![n], x.shape[1..].to_vec()].concat(), data))?;
+                classes = y.shape[1];
+                let real = chunk.len() / per;
+                rows.extend_from_slice(&y.as_f32().unwrap()[..real * classes]);
+            }
+            return Ok(Tensor::f32(vec![x.shape[0], classes], rows));
+        }
         let plan = self.plan(x.shape[0])?;
         let mut out = plan.run(vec![x]).map_err(|detail| TeacherError::Invalid {
             file: self.path.display().to_string(),

@@ -280,19 +280,28 @@ pub fn inspect(path: &Path) -> Result<String> {
     for n in &g0.nodes {
         *hist.entry(n.op.name()).or_default() += 1;
     }
-    let mut g = super::shape::with_batch(&model, 1)?;
+    // A model exported with a fixed batch is prepared at that batch.
+    let batch = match model.input_dims.first().and_then(|d| d.first()) {
+        Some(onnx::Dim::Fixed(n)) if *n > 0 => *n,
+        _ => 1,
+    };
+    let mut g = super::shape::with_batch(&model, batch)?;
     let folded_nodes = g0.nodes.len();
     let report = super::passes::optimize(&mut g)?;
     for &o in &g.outputs {
         writeln!(
             s,
-            "output {} {:?} at batch 1",
+            "output {} {:?} at batch {batch}",
             g.values[o].name,
             g.values[o].shape.clone().unwrap_or_default()
         )?;
     }
     writeln!(s, "parameters {:.2} M", g.parameter_count() as f64 / 1e6)?;
-    writeln!(s, "GMACs at batch 1: {:.3}", macs(&g) as f64 / 1e9)?;
+    writeln!(
+        s,
+        "GMACs at batch 1: {:.3}",
+        macs(&g) as f64 / batch as f64 / 1e9
+    )?;
     writeln!(s, "ops as exported ({folded_nodes} nodes):")?;
     for (op, n) in &hist {
         writeln!(s, "  {op:<22} {n}")?;
