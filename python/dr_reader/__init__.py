@@ -22,9 +22,11 @@ import builtins
 import json
 import os
 
+import warnings
+
 import numpy as np
 
-__all__ = ["open", "Reinforced"]
+__all__ = ["open", "Reinforced", "check_pillow"]
 
 RA_OPS = [
     "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
@@ -38,6 +40,23 @@ WITH_PARAMS = ["resize", "random_crop", "random_resized_crop", "random_horizonta
 
 def open(path):  # noqa: A001 (the module's entry point, like io.open)
     return Reinforced(path)
+
+
+def check_pillow(pass_order):
+    """Warns when the installed Pillow resizes in another pass order than the
+    records assume (`resize_pass_order`: Pillow 13 runs the vertical pass
+    first when the height shrinks much more; up to 12.3 never): replayed
+    crops then differ by a level on some pixels. Returns the installed
+    order, or None without Pillow."""
+    try:
+        import PIL
+    except ImportError:
+        return None
+    installed = "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
+    if installed != pass_order:
+        warnings.warn(f"these records assume resize_pass_order {pass_order}, but Pillow {PIL.__version__} "
+                      f"resizes as {installed}: replayed crops differ by a level on some pixels", stacklevel=2)
+    return installed
 
 
 def _dtype(descr):
@@ -60,6 +79,8 @@ class Reinforced:
         self.classes = m.get("classes", [])
         self.config = m["settings"]["config"]
         self.augmentation = self.config["image_augmentation"]
+        self.resize_pass_order = self.config.get("resize_pass_order", "pillow13")
+        check_pillow(self.resize_pass_order)
         self.magnitudes = m["record"].get("rand_augment_magnitudes", [])
         if "rand_augment" in self.augmentation and len(self.magnitudes) != len(RA_OPS):
             raise ValueError(f"{path}: the manifest has no RandAugment magnitude table (written by an older dr)")

@@ -194,6 +194,14 @@ pub fn export_ml_dr(out: &Path, to: &Path) -> Result<()> {
         e.files,
         d.num_samples()
     );
+    out!(
+        "note: the records assume Pillow's {} resize pass order (resize_pass_order); a student replaying with {} sees crops differ by a level on some pixels",
+        d.config.augment.pass_order.name(),
+        match d.config.augment.pass_order {
+            dr::config::PassOrder::Pillow13 => "Pillow <= 12.3",
+            dr::config::PassOrder::Pillow12 => "Pillow >= 13",
+        }
+    );
     if !e.skipped.is_empty() {
         out!(
             "{} bad images have no file (ml-dr has no invalid record): leave them out of the training set (see {}/bad-images.tsv)",
