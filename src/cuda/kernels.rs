@@ -29,14 +29,16 @@ pub struct Out<T>(PhantomData<T>);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     Memops,
+    Topk,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Memops];
+    pub const ALL: &'static [Family] = &[Family::Memops, Family::Topk];
 
     pub const fn name(self) -> &'static str {
         match self {
             Family::Memops => "memops",
+            Family::Topk => "topk",
         }
     }
 
@@ -48,6 +50,7 @@ impl Family {
     pub fn entry_points(self) -> &'static [&'static str] {
         match self {
             Family::Memops => memops::ALL,
+            Family::Topk => topk::ALL,
         }
     }
 
@@ -99,6 +102,28 @@ pub mod memops {
     pub const ALL: &[&str] = &[COPY_BYTES.name, FILL_U32.name];
     /// Threads a block, `MEMOPS_THREADS` in the .cu.
     pub const THREADS: u32 = 256;
+}
+
+/// kernels/topk.cu
+pub mod topk {
+    use super::*;
+    /// (logits, members, rows, classes, inv_t, k, probs workspace, out_vals, out_ids)
+    #[allow(clippy::type_complexity)]
+    pub const ENSEMBLE_TOPK_F32: Kernel<(
+        In<f32>,
+        u32,
+        u32,
+        u32,
+        f32,
+        u32,
+        Out<f32>,
+        Out<f32>,
+        Out<u32>,
+    )> = Kernel::new(Family::Topk, "ensemble_topk_f32");
+    pub const ALL: &[&str] = &[ENSEMBLE_TOPK_F32.name];
+    /// `TOPK_THREADS` and `TOPK_MAX_K` in the .cu.
+    pub const THREADS: u32 = 256;
+    pub const MAX_K: usize = 1024;
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod ensemble;
+pub mod gpu;
 pub mod graph;
 pub mod infer;
 pub mod onnx;
