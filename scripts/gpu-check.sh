@@ -88,6 +88,7 @@ run() {
     step "test:$(basename "$t")" "$t" --test-threads=4 --nocapture
   done
   step bench-bandwidth "$BUNDLE/bin/dr" bench bandwidth --out-dir "$out/bench-results"
+  step bench-topk "$BUNDLE/bin/dr" bench topk --out-dir "$out/bench-results"
   # GPU peer scripts (PyTorch on the same device); CPU peers run at home.
   for py in tools/gpu_bench_*.py; do
     [[ -e "$py" ]] || continue

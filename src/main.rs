@@ -252,6 +252,18 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Ensemble softmax + top-k kernel: rows/s over 1000/21841 classes, k 5/10/64.
+    Topk {
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+        /// Rows per launch.
+        #[arg(long, default_value_t = 4096)]
+        rows: usize,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long, default_value = "bench-results")]
+        out_dir: PathBuf,
+    },
     /// Host<->device (pinned, pageable) and device copy bandwidth vs the peaks.
     Bandwidth {
         /// CUDA device ordinal.
@@ -455,6 +467,34 @@ fn run(cli: Cli) -> Result<()> {
                     out!("  {op:<16} {:>5.1}%  {n} calls", 100.0 * t / total);
                 }
             }
+        }
+        Command::Bench {
+            bench:
+                Bench::Topk {
+                    device,
+                    rows,
+                    iters,
+                    out_dir,
+                },
+        } => {
+            anyhow::ensure!(
+                iters > 0 && rows > 0,
+                "--iters and --rows must be at least 1"
+            );
+            let r = dr::bench::topk::run(device, rows, iters)?;
+            let path = r.meta.path_in(&out_dir);
+            report::write_json(&path, &r)?;
+            for c in &r.cases {
+                out!(
+                    "members {} classes {:>5} k {:>2}: {:>10.0} rows/s, {:>6.1} GB/s",
+                    c.members,
+                    c.classes,
+                    c.k,
+                    c.rows_per_s,
+                    c.gbps
+                );
+            }
+            eprintln!("wrote {}", path.display());
         }
         Command::Verify { out, images } => cli::dataset::verify(&out, images.as_deref())?,
         Command::Show {

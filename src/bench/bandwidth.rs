@@ -10,8 +10,8 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::report::{Meta, median};
-use crate::cuda::{DevBuf, Event, Gpu, PinnedKind, Stream, memops};
+use super::report::{Meta, median, time};
+use crate::cuda::{DevBuf, Gpu, PinnedKind, memops};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Options {
@@ -57,29 +57,6 @@ pub struct Report {
     pub results: Vec<Measurement>,
     /// Our copy kernel over the driver's cuMemcpyDtoD, median over median.
     pub copy_kernel_vs_driver: f64,
-}
-
-/// Times `op` `warmup + iters` times with events on `stream`; returns the timed ms.
-fn time(
-    stream: &Stream,
-    warmup: usize,
-    iters: usize,
-    mut op: impl FnMut() -> crate::cuda::Result<()>,
-) -> Result<Vec<f64>> {
-    for _ in 0..warmup {
-        op()?;
-    }
-    let mut marks: Vec<(Event, Event)> = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let start = stream.record()?;
-        op()?;
-        marks.push((start, stream.record()?));
-    }
-    stream.synchronize()?;
-    marks
-        .iter()
-        .map(|(a, b)| Ok(a.elapsed_ms(b)? as f64))
-        .collect()
 }
 
 fn measurement(

@@ -5,3 +5,4 @@
 pub mod bandwidth;
 pub mod model;
 pub mod report;
+pub mod topk;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::build_info;
-use crate::cuda::{DeviceInfo, Gpu, driver_version_string};
+use crate::cuda::{DeviceInfo, Event, Gpu, Stream, driver_version_string};
 
 #[derive(Debug, Serialize)]
 pub struct Meta {
@@ -109,6 +109,29 @@ pub fn median(samples: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Times `op` `warmup + iters` times with events on `stream`; returns the timed ms.
+pub fn time(
+    stream: &Stream,
+    warmup: usize,
+    iters: usize,
+    mut op: impl FnMut() -> crate::cuda::Result<()>,
+) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        op()?;
+    }
+    let mut marks: Vec<(Event, Event)> = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = stream.record()?;
+        op()?;
+        marks.push((start, stream.record()?));
+    }
+    stream.synchronize()?;
+    marks
+        .iter()
+        .map(|(a, b)| Ok(a.elapsed_ms(b)? as f64))
+        .collect()
 }
 
 #[cfg(test)]
