@@ -209,7 +209,11 @@ fn bytes_do_not_depend_on_batch_size_threads_or_tasks() {
 #[test]
 fn resumes_to_the_same_bytes_after_sigkill() {
     let root = dataset("reinforce-kill", false);
-    ok(reinforce(&root, "reference", &[]));
+    // Kill times are fractions of a whole run's duration, so the test means
+    // the same with a debug binary and a fast release one.
+    let t0 = std::time::Instant::now();
+    ok(reinforce(&root, "reference", &["--samples", "6"]));
+    let whole = t0.elapsed().as_micros() as u64;
     let out = root.join("killed");
     // Kill at spread-out points (a fixed LCG, so a failure reproduces).
     let mut state = 12345u64;
@@ -225,7 +229,7 @@ fn resumes_to_the_same_bytes_after_sigkill() {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let ms = 20 + (state >> 33) % (300 + 100 * round);
+        let micros = whole * (5 + (state >> 33) % 90) / 100;
         let mut child = Command::new(dr_bin())
             .args([
                 "reinforce",
@@ -242,12 +246,14 @@ fn resumes_to_the_same_bytes_after_sigkill() {
                 "--quiet",
                 "--batch-size",
                 "2",
+                "--samples",
+                "6",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        std::thread::sleep(std::time::Duration::from_micros(micros));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
@@ -267,7 +273,7 @@ fn resumes_to_the_same_bytes_after_sigkill() {
         kills > 0 && mid_run > 0,
         "no kill landed between shards ({kills} kills)"
     );
-    ok(reinforce(&root, "killed", &[]));
+    ok(reinforce(&root, "killed", &["--samples", "6"]));
     assert_same(&root.join("reference"), &out);
 }
 
