@@ -3,6 +3,7 @@
 //! executable specification the GPU kernels are tested against.
 
 pub mod geometry;
+pub mod gpu;
 pub mod image;
 pub mod params;
 pub mod pipeline;

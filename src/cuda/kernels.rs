@@ -30,15 +30,17 @@ pub struct Out<T>(PhantomData<T>);
 pub enum Family {
     Memops,
     Topk,
+    Augment,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Memops, Family::Topk];
+    pub const ALL: &'static [Family] = &[Family::Memops, Family::Topk, Family::Augment];
 
     pub const fn name(self) -> &'static str {
         match self {
             Family::Memops => "memops",
             Family::Topk => "topk",
+            Family::Augment => "augment",
         }
     }
 
@@ -51,6 +53,7 @@ impl Family {
         match self {
             Family::Memops => memops::ALL,
             Family::Topk => topk::ALL,
+            Family::Augment => augment::ALL,
         }
     }
 
@@ -124,6 +127,19 @@ pub mod topk {
     /// `TOPK_THREADS` and `TOPK_MAX_K` in the .cu.
     pub const THREADS: u32 = 256;
     pub const MAX_K: usize = 1024;
+}
+
+/// kernels/augment.cu
+pub mod augment {
+    use super::*;
+    /// (src, dst, descriptors, first, count, weights)
+    #[allow(clippy::type_complexity)]
+    pub const RESAMPLE_PASS_U8: Kernel<(In<u8>, Out<u8>, In<u32>, In<u32>, In<u32>, In<i32>)> =
+        Kernel::new(Family::Augment, "resample_pass_u8");
+    pub const ALL: &[&str] = &[RESAMPLE_PASS_U8.name];
+    /// `RESAMPLE_THREADS` and `RESAMPLE_DESC` in the .cu.
+    pub const RESAMPLE_THREADS: u32 = 256;
+    pub const RESAMPLE_DESC: usize = 9;
 }
 
 #[cfg(test)]

@@ -1,0 +1,65 @@
+// augment: the GPU augmentation, stage 1 — RandomResizedCrop's Pillow-exact
+// bilinear resampling for a whole batch of (image, sample) crops in two
+// launches (one per separable pass). Later stages (flip, RandAugment, erase,
+// normalize, mixing, layout) follow in this family ([gpu-augment]).
+//
+// Math:   Pillow's fixed-point pass (libImaging/Resample.c, FACTS.md §1):
+//         out = clamp((2^21 + sum_i in[first + i] * w[i]) >> 22, 0, 255) per
+//         channel, taps (first, count, 22-bit weights) computed on the host
+//         exactly as augment::resample::taps. An axis that keeps its size
+//         uses one tap of weight 2^22 (a copy, as Pillow skips the pass).
+// Layout: images and outputs are HWC uint8 (RGB); each sample's pass reads a
+//         rectangle of `src` at `src_off` with row stride `src_stride` bytes
+//         and writes `out_w x out_h` pixels at `dst_off` (stride out_w * 3).
+//         Descriptor: RESAMPLE_DESC u32s per sample (see the enum below).
+// Launch: grid (ceil(max_out_pixels / 256), samples), block 256; one thread
+//         per output pixel, three channels.
+// Tolerance vs the CPU twin (src/augment/gpu.rs, cpu module): exact.
+#include <stdint.h>
+
+#define RESAMPLE_THREADS 256
+
+enum {
+    D_SRC_OFF = 0,
+    D_SRC_STRIDE,
+    D_OUT_W,
+    D_OUT_H,
+    D_DST_OFF,
+    D_TAPS,      // index of the first output index's taps in first/count
+    D_WEIGHTS,   // index of its weights in `weights`
+    D_KSIZE,
+    D_VERTICAL,  // 0: taps run along x, 1: along y
+    RESAMPLE_DESC
+};
+
+extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
+resample_pass_u8(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst,
+                 const uint32_t* __restrict__ desc, const uint32_t* __restrict__ first,
+                 const uint32_t* __restrict__ count, const int32_t* __restrict__ weights) {
+    const uint32_t* d = desc + (uint64_t)blockIdx.y * RESAMPLE_DESC;
+    const uint32_t out_w = d[D_OUT_W], out_h = d[D_OUT_H];
+    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
+    if (px >= out_w * out_h) return;
+    const uint32_t x = px % out_w, y = px / out_w;
+    const bool vertical = d[D_VERTICAL] != 0;
+    const uint32_t o = vertical ? y : x;  // output index along the tap axis
+    const uint32_t f = first[d[D_TAPS] + o], n = count[d[D_TAPS] + o];
+    const int32_t* k = weights + d[D_WEIGHTS] + (uint64_t)o * d[D_KSIZE];
+    const uint8_t* s = src + d[D_SRC_OFF];
+    const uint32_t stride = d[D_SRC_STRIDE];
+    int64_t acc[3] = {1 << 21, 1 << 21, 1 << 21};
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t* p = vertical ? s + (uint64_t)(f + i) * stride + x * 3
+                                    : s + (uint64_t)y * stride + (f + i) * 3;
+        const int64_t w = k[i];
+        acc[0] += p[0] * w;
+        acc[1] += p[1] * w;
+        acc[2] += p[2] * w;
+    }
+    uint8_t* q = dst + d[D_DST_OFF] + (uint64_t)px * 3;
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+        const int64_t v = acc[c] >> 22;
+        q[c] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+    }
+}
