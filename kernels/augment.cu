@@ -63,3 +63,63 @@ resample_pass_u8(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst,
         q[c] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
 }
+
+// Stage 3: the float ops on the augmented uint8 crops, written as the
+// teacher's float32 NCHW input (the parity layout; bf16 NHWC follows with
+// the GPU teacher).
+//
+// Math:   v = u8 / 255 (IEEE division); 0 inside the erase box; then
+//         (v - mean[c]) / std[c] when normalizing; the pair the same way;
+//         MixUp a*v + b*v2 (a = fl32(lam), b = fl32(1 - lam), no fma);
+//         then CutMix: rows x1..x2, columns y1..y2 take the pair's value.
+//         Exactly torch's CPU float32 ops (src/augment/tensor.rs).
+// Layout: crops HWC uint8 (w x h), out [samples][3][h][w] f32; norm =
+//         {mean[3], std[3]}; descriptor FINISH_DESC u32s per sample.
+// Launch: grid (ceil(w*h / 256), samples), block 256, one pixel a thread.
+// Tolerance vs the CPU twin: exact.
+
+enum {
+    F_SRC = 0,
+    F_ERASE,          // top, left, height, width (height 0: none)
+    F_PAIR_SRC = 5,
+    F_PAIR_ERASE,     // as F_ERASE
+    F_MIX = 10,       // bit 0 MixUp, bit 1 CutMix, bit 2 normalize
+    F_MIXUP_A,        // float bits
+    F_MIXUP_B,
+    F_CUTMIX,         // x1, y1, x2, y2 (clamped to the tensor)
+    FINISH_DESC = 17
+};
+
+__device__ __forceinline__ float side_value(const uint8_t* img, const uint32_t* erase, uint32_t w,
+                                            uint32_t x, uint32_t y, int c, const float* norm,
+                                            bool normalize) {
+    float v = __fdiv_rn((float)img[((uint64_t)y * w + x) * 3 + c], 255.0f);
+    if (y >= erase[0] && y < erase[0] + erase[2] && x >= erase[1] && x < erase[1] + erase[3]) v = 0.0f;
+    if (normalize) v = __fdiv_rn(__fsub_rn(v, norm[c]), norm[3 + c]);
+    return v;
+}
+
+extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
+finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
+                const float* __restrict__ norm, float* __restrict__ out, uint32_t w, uint32_t h) {
+    const uint32_t* d = desc + (uint64_t)blockIdx.y * FINISH_DESC;
+    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
+    if (px >= w * h) return;
+    const uint32_t x = px % w, y = px / w;
+    const uint32_t mix = d[F_MIX];
+    const bool normalize = (mix & 4u) != 0;
+    const float a = __uint_as_float(d[F_MIXUP_A]), b = __uint_as_float(d[F_MIXUP_B]);
+    const bool in_box = (mix & 2u) && y >= d[F_CUTMIX] && y < d[F_CUTMIX + 2] && x >= d[F_CUTMIX + 1] &&
+                        x < d[F_CUTMIX + 3];
+    float* o = out + (uint64_t)blockIdx.y * 3 * w * h + px;
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+        float v = side_value(crops + d[F_SRC], d + F_ERASE, w, x, y, c, norm, normalize);
+        if (mix & 3u) {
+            const float v2 = side_value(crops + d[F_PAIR_SRC], d + F_PAIR_ERASE, w, x, y, c, norm, normalize);
+            if (mix & 1u) v = __fadd_rn(__fmul_rn(a, v), __fmul_rn(b, v2));
+            if (in_box) v = v2;
+        }
+        o[(uint64_t)c * w * h] = v;
+    }
+}

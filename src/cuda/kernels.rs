@@ -136,10 +136,15 @@ pub mod augment {
     #[allow(clippy::type_complexity)]
     pub const RESAMPLE_PASS_U8: Kernel<(In<u8>, Out<u8>, In<u32>, In<u32>, In<u32>, In<i32>)> =
         Kernel::new(Family::Augment, "resample_pass_u8");
-    pub const ALL: &[&str] = &[RESAMPLE_PASS_U8.name];
-    /// `RESAMPLE_THREADS` and `RESAMPLE_DESC` in the .cu.
+    /// (crops, descriptors, norm {mean[3], std[3]}, out, width, height)
+    #[allow(clippy::type_complexity)]
+    pub const FINISH_F32_NCHW: Kernel<(In<u8>, In<u32>, In<f32>, Out<f32>, u32, u32)> =
+        Kernel::new(Family::Augment, "finish_f32_nchw");
+    pub const ALL: &[&str] = &[RESAMPLE_PASS_U8.name, FINISH_F32_NCHW.name];
+    /// `RESAMPLE_THREADS`, `RESAMPLE_DESC` and `FINISH_DESC` in the .cu.
     pub const RESAMPLE_THREADS: u32 = 256;
     pub const RESAMPLE_DESC: usize = 9;
+    pub const FINISH_DESC: usize = 17;
 }
 
 #[cfg(test)]
