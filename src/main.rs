@@ -155,7 +155,7 @@ enum Command {
     },
     /// Convert another tool's reinforced data into a dr dataset (ml-dr's released .pth.tar files).
     Import {
-        /// Folder holding config.pth.tar and {id}.pth.tar (unpack a .tar/.tar.gz release first).
+        /// Folder holding config.pth.tar and {id}.pth.tar, or the release's .tar/.tar.gz bundle.
         dir: PathBuf,
         #[arg(long, value_parser = ["ml-dr"])]
         format: String,

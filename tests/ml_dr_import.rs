@@ -90,6 +90,39 @@ fn imports_ml_drs_files_exactly() {
             }
         }
     }
+    // The release as a gzipped tar bundle (members in a folder, in an order
+    // that is not the ids') gives the same dataset.
+    let bundle = root.join("reinforced_data.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&bundle).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        let mut names: Vec<String> = std::fs::read_dir(&release)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".pth.tar"))
+            .collect();
+        names.sort();
+        names.reverse();
+        for n in names {
+            tar.append_path_with_name(release.join(&n), format!("reinforced_data/{n}"))
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let from_bundle = root.join("from-bundle");
+    let o = import(&bundle, &from_bundle);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for img in expected["images"].as_array().unwrap() {
+        let id = img["id"].to_string();
+        let show = |d: &std::path::Path| {
+            dr(&["show", d.to_str().unwrap(), "--image", &id, "--json"]).stdout
+        };
+        assert_eq!(show(&out), show(&from_bundle), "image {id}");
+    }
+    assert!(!from_bundle.join(".ml-dr-records.tmp").exists());
     // A stored sample replays on the images (pairs included).
     let sheet = root.join("sheet.png");
     let p = dr(&[

@@ -1,6 +1,7 @@
 //! `dr import --format ml-dr`: ml-dr's released metadata (config.pth.tar and
 //! one `{id}.pth.tar` per image, as its `reinforce.py` writes them: pickle
-//! protocol 4, numpy scalars in CutMix boxes) converted into a dr dataset,
+//! protocol 4, numpy scalars in CutMix boxes; a folder of them or the
+//! release's tar bundle, streamed) converted into a dr dataset,
 //! so `dr verify`, `dr show`, `dr preview --from` and python/dr_reader work
 //! on Apple's ImageNet+ release.
 //!
@@ -79,21 +80,18 @@ fn numpy_scalar(items: &[Value]) -> Option<i64> {
     }
 }
 
-fn read_value(path: &Path) -> Result<Value> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
-    torch_file::unpickle(&torch_file::data_pkl(&bytes, &name)?, &name)
+fn read_value(bytes: &[u8], name: &str) -> Result<Value> {
+    torch_file::unpickle(&torch_file::data_pkl(bytes, name)?, name)
 }
 
 /// The reinforce config inside ml-dr's `config.pth.tar` (and its class count).
-fn read_config(dir: &Path) -> Result<(ReinforceConfig, Option<u32>, Json)> {
-    let path = dir.join("config.pth.tar");
-    let v = to_json(&read_value(&path)?).with_context(|| path.display().to_string())?;
+fn read_config(bytes: &[u8], name: &str) -> Result<(ReinforceConfig, Option<u32>, Json)> {
+    let v = to_json(&read_value(bytes, name)?).with_context(|| name.to_owned())?;
     let r = v
         .get("reinforce")
-        .with_context(|| format!("{}: no `reinforce` mapping", path.display()))?;
+        .with_context(|| format!("{name}: no `reinforce` mapping"))?;
     let text = json!({ "reinforce": r }).to_string();
-    let cfg = ReinforceConfig::parse(&text, &path.display().to_string(), true)?;
+    let cfg = ReinforceConfig::parse(&text, name, true)?;
     let classes = v
         .get("num_classes")
         .and_then(Json::as_u64)
@@ -101,19 +99,15 @@ fn read_config(dir: &Path) -> Result<(ReinforceConfig, Option<u32>, Json)> {
     Ok((cfg, classes, v))
 }
 
-/// One image's records from `{id}.pth.tar`.
-fn read_image(
-    dir: &Path,
+/// One image's records from the bytes of its `{id}.pth.tar`, encoded.
+fn parse_image(
+    bytes: &[u8],
+    name: &str,
     id: u32,
     cfg: &ReinforceConfig,
     layout: &Layout,
-) -> Result<Option<Vec<Record>>> {
-    let path = dir.join(format!("{id}.pth.tar"));
-    if !path.exists() {
-        return Ok(None);
-    }
-    let name = path.display().to_string();
-    let v = to_json(&read_value(&path)?).with_context(|| name.clone())?;
+) -> Result<Vec<u8>> {
+    let v = to_json(&read_value(bytes, name)?).with_context(|| name.to_owned())?;
     let (Some(file_id), Some(samples)) = (
         v.get(0).and_then(Json::as_u64),
         v.get(1).and_then(Json::as_array),
@@ -174,14 +168,129 @@ fn read_image(
                     at()
                 );
             }
-            Ok(rec)
+            Ok(buf)
         })
         .collect::<Result<Vec<_>>>()
-        .map(Some)
+        .map(|recs| recs.concat())
+}
+
+/// Where the release is: a folder of files or a (gzipped) tar bundle.
+enum Source<'a> {
+    Folder(&'a Path),
+    Bundle(&'a Path),
+}
+
+/// Encoded records of every image of a bundle, in a scratch file beside the
+/// output (the archive's order is not the ids'; a release can exceed memory).
+struct Spool {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    present: Vec<bool>,
+    per_image: usize,
+}
+
+impl Spool {
+    fn fill(
+        bundle: &Path,
+        out: &Path,
+        n: u32,
+        cfg: &ReinforceConfig,
+        layout: &Layout,
+    ) -> Result<Spool> {
+        use std::os::unix::fs::FileExt;
+        let per_image = cfg.num_samples as usize * layout.size;
+        let path = out.join(".ml-dr-records.tmp");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        file.set_len(n as u64 * per_image as u64)?;
+        let mut present = vec![false; n as usize];
+        let mut batch: Vec<(u32, String, Vec<u8>)> = Vec::new();
+        let flush =
+            |batch: &mut Vec<(u32, String, Vec<u8>)>, present: &mut Vec<bool>| -> Result<()> {
+                let encoded: Vec<(u32, Vec<u8>)> = batch
+                    .par_iter()
+                    .map(|(id, name, bytes)| Ok((*id, parse_image(bytes, name, *id, cfg, layout)?)))
+                    .collect::<Result<_>>()?;
+                for (id, b) in encoded {
+                    file.write_all_at(&b, id as u64 * per_image as u64)?;
+                    present[id as usize] = true;
+                }
+                batch.clear();
+                Ok(())
+            };
+        super::bundle::read(
+            bundle,
+            |_, _| Ok(()),
+            |id, name, bytes| {
+                if id >= n {
+                    bail!(
+                        "{name}: image {id}, but the listing has {n} images. Fix: --data must be the dataset the release was made from"
+                    );
+                }
+                batch.push((id, name, bytes));
+                if batch.len() >= 256 {
+                    flush(&mut batch, &mut present)?;
+                }
+                Ok(())
+            },
+        )?;
+        flush(&mut batch, &mut present)?;
+        Ok(Spool {
+            file,
+            path,
+            present,
+            per_image,
+        })
+    }
+
+    fn get(&self, id: u32) -> Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        if !self.present[id as usize] {
+            return Ok(None);
+        }
+        let mut b = vec![0u8; self.per_image];
+        self.file
+            .read_exact_at(&mut b, id as u64 * self.per_image as u64)?;
+        Ok(Some(b))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn source_dir<'a>(s: &Source<'a>) -> Option<&'a Path> {
+    match s {
+        Source::Folder(d) => Some(d),
+        Source::Bundle(_) => None,
+    }
 }
 
 pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
-    let (cfg, classes, raw_config) = read_config(dir)?;
+    let source = if super::bundle::is_bundle(dir) {
+        Source::Bundle(dir)
+    } else {
+        Source::Folder(dir)
+    };
+    let (cfg, classes, raw_config) = match source {
+        Source::Folder(d) => {
+            let path = d.join("config.pth.tar");
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            read_config(&bytes, &path.display().to_string())?
+        }
+        Source::Bundle(b) => {
+            let (name, bytes) = super::bundle::config(b)?;
+            read_config(&bytes, &name)?
+        }
+    };
     let n = listing.entries.len() as u32;
     let out_wh = stage_sizes(&cfg.augment, 1, 1).output;
     let num_classes = match classes {
@@ -204,18 +313,21 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             out.display()
         );
     }
-    let beyond = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".pth.tar")?
-                .parse::<u32>()
-                .ok()
-        })
-        .filter(|&id| id >= n)
-        .max();
+    let beyond = match source {
+        Source::Bundle(_) => None, // checked while reading
+        Source::Folder(d) => std::fs::read_dir(d)
+            .with_context(|| format!("{}: cannot list", d.display()))?
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".pth.tar")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .filter(|&id| id >= n)
+            .max(),
+    };
     if let Some(id) = beyond {
         bail!(
             "{} holds records up to image {id}, but the listing has {n} images. Fix: --data must be the dataset the release was made from",
@@ -227,33 +339,55 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
     let order: Vec<u32> = (0..n).collect();
     crate::npy::write(&out.join("order.npy"), &[order.len()], &order)?;
     let ns = cfg.num_samples as usize;
+    let spool = match source {
+        Source::Bundle(b) => Some(Spool::fill(b, out, n, &cfg, &layout)?),
+        Source::Folder(_) => None,
+    };
+    let encoded = |id: u32| -> Result<Option<Vec<u8>>> {
+        match (&spool, source_dir(&source)) {
+            (Some(sp), _) => sp.get(id),
+            (None, Some(d)) => {
+                let path = d.join(format!("{id}.pth.tar"));
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let name = path.display().to_string();
+                let bytes = std::fs::read(&path).with_context(|| format!("{name}: cannot read"))?;
+                parse_image(&bytes, &name, id, &cfg, &layout).map(Some)
+            }
+            (None, None) => unreachable!("a bundle has a spool"),
+        }
+    };
+    let mut invalid = vec![0u8; layout.size];
+    layout.encode(
+        &Record {
+            params: None,
+            probs: vec![0.0; layout.topk],
+            classes: vec![0; layout.topk],
+        },
+        &mut invalid,
+    );
     let mut shards = Vec::new();
     let mut missing = 0;
     for s in 0..n.div_ceil(IMAGES_PER_SHARD) {
         let (a, b) = (s * IMAGES_PER_SHARD, ((s + 1) * IMAGES_PER_SHARD).min(n));
-        let recs: Vec<Option<Vec<Record>>> = (a..b)
-            .into_par_iter()
-            .map(|id| read_image(dir, id, &cfg, &layout))
-            .collect::<Result<_>>()?;
-        let mut bytes = vec![0u8; (b - a) as usize * ns * layout.size];
+        let recs: Vec<Option<Vec<u8>>> =
+            (a..b).into_par_iter().map(encoded).collect::<Result<_>>()?;
+        let mut bytes = Vec::with_capacity((b - a) as usize * ns * layout.size);
         let mut bad = Vec::new();
         for (k, r) in recs.into_iter().enumerate() {
             let id = a + k as u32;
-            let invalid = Record {
-                params: None,
-                probs: vec![0.0; layout.topk],
-                classes: vec![0; layout.topk],
-            };
-            let r = r.unwrap_or_else(|| {
-                bad.push(BadImage {
-                    index: id,
-                    reason: format!("no {id}.pth.tar in the ml-dr release"),
-                });
-                vec![invalid; ns]
-            });
-            for (j, rec) in r.iter().enumerate() {
-                let o = (k * ns + j) * layout.size;
-                layout.encode(rec, &mut bytes[o..o + layout.size]);
+            match r {
+                Some(r) => bytes.extend_from_slice(&r),
+                None => {
+                    bad.push(BadImage {
+                        index: id,
+                        reason: format!("no {id}.pth.tar in the ml-dr release"),
+                    });
+                    for _ in 0..ns {
+                        bytes.extend_from_slice(&invalid);
+                    }
+                }
             }
         }
         missing += bad.len();
