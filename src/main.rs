@@ -152,6 +152,9 @@ enum Command {
         /// Folder to write into.
         #[arg(long)]
         to: PathBuf,
+        /// Also pack the files into this .tar or .tar.gz (the bundle form of ml-dr's release).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
     },
     /// Convert another tool's reinforced data into a dr dataset (ml-dr's released .pth.tar files).
     Import {
@@ -505,7 +508,12 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => cli::dataset::show(&out, image, sample, labels.as_deref(), json)?,
         Command::Merge { parts, out } => cli::dataset::merge(&parts, &out)?,
-        Command::Export { out, format: _, to } => cli::dataset::export_ml_dr(&out, &to)?,
+        Command::Export {
+            out,
+            format: _,
+            to,
+            bundle,
+        } => cli::dataset::export_ml_dr(&out, &to, bundle.as_deref())?,
         Command::Import {
             dir,
             format: _,

@@ -54,6 +54,7 @@ fn export_reads_back_with_zipfile_and_pickle() {
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let to = root.join("ml-dr");
+    let bundle = root.join("reinforced_data.tar.gz");
     let o = dr(&[
         "export",
         out.to_str().unwrap(),
@@ -61,6 +62,8 @@ fn export_reads_back_with_zipfile_and_pickle() {
         "ml-dr",
         "--to",
         to.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let s = text(&o.stdout);
@@ -102,6 +105,19 @@ fn export_reads_back_with_zipfile_and_pickle() {
         "{}",
         text(&o.stdout)
     );
+    // ... and so does the bundle.
+    let back2 = root.join("back2");
+    let o = dr(&[
+        "import",
+        bundle.to_str().unwrap(),
+        "--format",
+        "ml-dr",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--out",
+        back2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     for id in 0..6 {
         let show = |d: &std::path::Path| {
             let s = dr(&[
@@ -115,6 +131,7 @@ fn export_reads_back_with_zipfile_and_pickle() {
             serde_json::from_slice::<serde_json::Value>(&s.stdout).unwrap()
         };
         assert_eq!(show(&out), show(&back), "image {id}");
+        assert_eq!(show(&out), show(&back2), "image {id} (bundle)");
     }
     // python/dr_reader reads the same parameters and top-k from OUT itself.
     let Some(py) = common::python_with_numpy() else {

@@ -185,9 +185,16 @@ pub fn preview_from(
     Ok(())
 }
 
-pub fn export_ml_dr(out: &Path, to: &Path) -> Result<()> {
+pub fn export_ml_dr(out: &Path, to: &Path, bundle: Option<&Path>) -> Result<()> {
     let d = Reinforced::open(out)?;
     let e = dr::store::ml_dr::export::export(&d, to)?;
+    if let Some(b) = bundle {
+        let n = dr::store::ml_dr::bundle::write(to, b)?;
+        out!(
+            "{}: config.pth.tar and {n} image files under reinforced_data/",
+            b.display()
+        );
+    }
     out!(
         "{}: config.pth.tar and {} image files ({} samples each) for ml-dr's ReinforcedDataset",
         to.display(),

@@ -93,3 +93,42 @@ pub fn config(path: &Path) -> Result<(String, Vec<u8>)> {
     }
     bail!("{}: no config.pth.tar in the archive", path.display())
 }
+
+/// Writes the files of an export folder (`config.pth.tar` first, then
+/// `{id}.pth.tar` by id) into `path` under `reinforced_data/`, gzipped when
+/// the name ends in `.gz`/`.tgz`.
+pub fn write(folder: &Path, path: &Path) -> Result<usize> {
+    let mut ids: Vec<u32> = std::fs::read_dir(folder)?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".pth.tar")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    let f = std::fs::File::create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let name = path.to_string_lossy();
+    let w: Box<dyn std::io::Write> = if name.ends_with(".gz") || name.ends_with(".tgz") {
+        Box::new(flate2::write::GzEncoder::new(
+            f,
+            flate2::Compression::default(),
+        ))
+    } else {
+        Box::new(f)
+    };
+    let mut tar = tar::Builder::new(w);
+    let mut add = |file: String| -> Result<()> {
+        tar.append_path_with_name(folder.join(&file), format!("reinforced_data/{file}"))
+            .with_context(|| format!("{}: adding {file}", path.display()))
+    };
+    add("config.pth.tar".into())?;
+    for id in &ids {
+        add(format!("{id}.pth.tar"))?;
+    }
+    tar.into_inner()?.flush()?;
+    Ok(ids.len())
+}
