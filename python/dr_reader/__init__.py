@@ -162,17 +162,23 @@ class Reinforced:
             cutmix = [float(r["cutmix_lam"])] + [int(v) for v in r["cutmix_box"]]
         return mixup, cutmix
 
-    def params(self, image, sample):
-        """ml-dr's dict form (what its Compose returns and reapply takes):
-        `{name: (record,)}`, or `(record, pair_record)` with "id2" when a
-        pair is mixed; RandAugment ops by name. None for a bad image."""
+    def _decoded(self, image, sample):
+        """(record, mixup, cutmix, mixed, image side, pair side), or None for a bad image."""
         r = self.record(image, sample)
         if int(r["flags"]) & INVALID:
             return None
         mixup, cutmix = self._mixing(r)
         mixed = mixup is not None or cutmix is not None
-        a = self._side(r, False)
-        b = self._side(r, True) if mixed else None
+        return r, mixup, cutmix, mixed, self._side(r, False), self._side(r, True) if mixed else None
+
+    def params(self, image, sample):
+        """ml-dr's dict form (what its Compose returns and reapply takes):
+        `{name: (record,)}`, or `(record, pair_record)` with "id2" when a
+        pair is mixed; RandAugment ops by name. None for a bad image."""
+        d = self._decoded(image, sample)
+        if d is None:
+            return None
+        r, mixup, cutmix, mixed, a, b = d
         named = lambda k, v: [(RA_OPS[o], m) for o, m in v] if k == "rand_augment" and v else v  # noqa: E731
         out = {}
         for k in WITH_PARAMS:
@@ -188,13 +194,10 @@ class Reinforced:
 
     def compressed(self, image, sample):
         """ml-dr's compressed list (`Compose.compress`), as its files hold it."""
-        r = self.record(image, sample)
-        if int(r["flags"]) & INVALID:
+        d = self._decoded(image, sample)
+        if d is None:
             return None
-        mixup, cutmix = self._mixing(r)
-        mixed = mixup is not None or cutmix is not None
-        a = self._side(r, False)
-        b = self._side(r, True) if mixed else None
+        r, mixup, cutmix, mixed, a, b = d
         out = []
         if "mixup" in self.augmentation or "cutmix" in self.augmentation:
             out.append(int(r["pair"]) if mixed else None)

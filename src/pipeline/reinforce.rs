@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
 use super::shard::{ShardContext, ShardError, run_shard};
 use crate::augment::params::{MixingGroups, stage_sizes};
@@ -267,15 +266,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         let file = shard_file(s);
         crate::store::atomic_write(&opt.out.join(&file), &bytes)
             .with_context(|| format!("{}: cannot write {file}", opt.out.display()))?;
-        m.shards.push(ShardInfo {
-            index: s,
-            file,
-            positions: [a, b],
-            records: (bytes.len() / layout.size) as u64,
-            bytes: bytes.len() as u64,
-            sha256: format!("{:x}", Sha256::digest(&bytes)),
-            bad_images: bad,
-        });
+        m.shards
+            .push(ShardInfo::new(s, [a, b], &bytes, layout.size, bad));
         m.shards.sort_by_key(|s| s.index);
         records_written += (bytes.len() / layout.size) as u64;
         m.write_bad_images(&opt.out, &rows)?;

@@ -92,6 +92,28 @@ pub struct ShardInfo {
     pub bad_images: Vec<BadImage>,
 }
 
+impl ShardInfo {
+    /// The entry of shard `index` holding `bytes` (records of `record_size`).
+    pub fn new(
+        index: u32,
+        positions: [u32; 2],
+        bytes: &[u8],
+        record_size: usize,
+        bad_images: Vec<BadImage>,
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        ShardInfo {
+            index,
+            file: shard_file(index),
+            positions,
+            records: (bytes.len() / record_size) as u64,
+            bytes: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+            bad_images,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub index: u32,

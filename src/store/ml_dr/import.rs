@@ -18,7 +18,6 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 use serde_pickle::{HashableValue, Value};
-use sha2::{Digest, Sha256};
 
 use super::torch_file;
 use crate::augment::params::stage_sizes;
@@ -391,17 +390,8 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             }
         }
         missing += bad.len();
-        let file = shard_file(s);
-        crate::store::atomic_write(&out.join(&file), &bytes)?;
-        shards.push(ShardInfo {
-            index: s,
-            file,
-            positions: [a, b],
-            records: (bytes.len() / layout.size) as u64,
-            bytes: bytes.len() as u64,
-            sha256: format!("{:x}", Sha256::digest(&bytes)),
-            bad_images: bad,
-        });
+        crate::store::atomic_write(&out.join(shard_file(s)), &bytes)?;
+        shards.push(ShardInfo::new(s, [a, b], &bytes, layout.size, bad));
     }
     let m = Manifest {
         format: manifest::FORMAT.into(),
