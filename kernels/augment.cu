@@ -8,6 +8,8 @@
 //         channel, taps (first, count, 22-bit weights) computed on the host
 //         exactly as augment::resample::taps. An axis that keeps its size
 //         uses one tap of weight 2^22 (a copy, as Pillow skips the pass).
+//         The second pass may write its rows mirrored: RandomHorizontalFlip
+//         folded in (it comes right after the crop in ml-dr's order).
 // Layout: images and outputs are HWC uint8 (RGB); each sample's pass reads a
 //         rectangle of `src` at `src_off` with row stride `src_stride` bytes
 //         and writes `out_w x out_h` pixels at `dst_off` (stride out_w * 3).
@@ -29,6 +31,7 @@ enum {
     D_WEIGHTS,   // index of its weights in `weights`
     D_KSIZE,
     D_VERTICAL,  // 0: taps run along x, 1: along y
+    D_FLIP,      // 1: write the row mirrored (the horizontal flip, folded in)
     RESAMPLE_DESC
 };
 
@@ -56,7 +59,8 @@ resample_pass_u8(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst,
         acc[1] += p[1] * w;
         acc[2] += p[2] * w;
     }
-    uint8_t* q = dst + d[D_DST_OFF] + (uint64_t)px * 3;
+    const uint32_t xo = d[D_FLIP] ? out_w - 1 - x : x;
+    uint8_t* q = dst + d[D_DST_OFF] + ((uint64_t)y * out_w + xo) * 3;
 #pragma unroll
     for (int c = 0; c < 3; c++) {
         const int64_t v = acc[c] >> 22;

@@ -18,11 +18,13 @@ pub struct ImageSlot {
     pub height: usize,
 }
 
-/// One crop: the image it comes from and RRC's (top, left, height, width).
+/// One crop: the image it comes from, RRC's (top, left, height, width), and
+/// whether it is flipped afterwards.
 #[derive(Debug, Clone, Copy)]
 pub struct CropJob {
     pub image: usize,
     pub rect: [usize; 4],
+    pub flip: bool,
 }
 
 /// Descriptor tables of both passes and the buffer sizes they need.
@@ -136,7 +138,8 @@ pub fn plan(
                     oh: usize,
                     dst: usize,
                     t: (u32, u32, u32),
-                    vertical: u32| {
+                    vertical: u32,
+                    flip: bool| {
             [
                 src_off as u32,
                 stride as u32,
@@ -147,6 +150,7 @@ pub fn plan(
                 t.1,
                 t.2,
                 vertical,
+                flip as u32,
             ]
         };
         p.pass_a.extend(desc(
@@ -157,6 +161,7 @@ pub fn plan(
             scratch_off,
             a_taps,
             a_vertical,
+            false,
         ));
         p.pass_b.extend(desc(
             scratch_off,
@@ -166,6 +171,7 @@ pub fn plan(
             dst_off,
             b_taps,
             1 - a_vertical,
+            job.flip,
         ));
         p.scratch_bytes += mid_w * mid_h * 3;
         p.max_pixels[0] = p.max_pixels[0].max(mid_w * mid_h);
@@ -281,7 +287,8 @@ pub mod cpu {
                 wts,
                 ksize,
                 vertical,
-            ] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| d[i] as usize);
+                flip,
+            ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|i| d[i] as usize);
             for y in 0..out_h {
                 for x in 0..out_w {
                     let o = if vertical == 1 { y } else { x };
@@ -298,7 +305,8 @@ pub mod cpu {
                             acc[c] += src[p + c] as i64 * w as i64;
                         }
                     }
-                    let q = dst_off + (y * out_w + x) * 3;
+                    let xo = if flip == 1 { out_w - 1 - x } else { x };
+                    let q = dst_off + (y * out_w + xo) * 3;
                     for c in 0..3 {
                         dst[q + c] = (acc[c] >> 22).clamp(0, 255) as u8;
                     }
@@ -367,9 +375,18 @@ mod tests {
             jobs.push(CropJob {
                 image: k % slots.len(),
                 rect,
+                flip: k % 3 == 1,
             });
         }
         (data, slots, jobs)
+    }
+
+    fn chw_to_hwc(t: &crate::augment::image::U8Chw) -> Vec<u8> {
+        let plane = t.plane();
+        (0..plane)
+            .flat_map(|p| (0..3).map(move |c| (p, c)))
+            .map(|(p, c)| t.data[c * plane + p])
+            .collect()
     }
 
     #[test]
@@ -387,15 +404,20 @@ mod tests {
                         data[s.offset..s.offset + s.width * s.height * 3].to_vec(),
                     );
                     let [top, left, h, w] = job.rect;
-                    let want = resize_bilinear(
+                    let mut want = resize_bilinear(
                         &crop(&img, top as i64, left as i64, h, w),
                         out,
                         out,
                         order,
-                    );
+                    )
+                    .to_chw();
+                    if job.flip {
+                        crate::augment::geometry::hflip(&mut want);
+                    }
+                    let want = chw_to_hwc(&want);
                     let g = &got[n * out * out * 3..(n + 1) * out * out * 3];
                     assert!(
-                        g == &want.data[..],
+                        g == &want[..],
                         "{order:?} seed {seed} crop {n} {:?} of {}x{}",
                         job.rect,
                         s.width,
@@ -416,6 +438,7 @@ mod tests {
         let bad = [CropJob {
             image: 0,
             rect: [4, 0, 5, 10],
+            flip: false,
         }];
         assert!(
             plan(&slots, &bad, 4, 4, PassOrder::Pillow13)

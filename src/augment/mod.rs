@@ -4,6 +4,7 @@
 
 pub mod geometry;
 pub mod gpu;
+pub mod gpu_batch;
 pub mod gpu_finish;
 pub mod image;
 pub mod params;

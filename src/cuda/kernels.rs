@@ -143,7 +143,7 @@ pub mod augment {
     pub const ALL: &[&str] = &[RESAMPLE_PASS_U8.name, FINISH_F32_NCHW.name];
     /// `RESAMPLE_THREADS`, `RESAMPLE_DESC` and `FINISH_DESC` in the .cu.
     pub const RESAMPLE_THREADS: u32 = 256;
-    pub const RESAMPLE_DESC: usize = 9;
+    pub const RESAMPLE_DESC: usize = 10;
     pub const FINISH_DESC: usize = 17;
 }
 
