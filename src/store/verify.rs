@@ -7,10 +7,12 @@
 use std::collections::HashSet;
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::layout::Record;
+use super::manifest::ShardInfo;
 use super::reader::Reinforced;
-use crate::augment::params::MixingGroups;
+use crate::augment::params::{CropRecord, MixingGroups};
 use crate::augment::randaug::OP_NAMES;
 
 /// What was checked and every problem found (file or image, sample, what).
@@ -23,64 +25,15 @@ pub struct Report {
 
 pub fn verify(d: &Reinforced) -> Report {
     let m = &d.manifest;
+    let groups = MixingGroups::new(m.settings.seed, m.settings.images, d.config.mixing_group);
+    let bad: HashSet<u32> = m.bad_images().map(|b| b.index).collect();
+    // One read of each shard serves its hash and all its records (pairs
+    // come from the image's mixing group, so from the same shard).
     let mut problems: Vec<String> = m
         .shards
         .par_iter()
-        .flat_map_iter(|s| {
-            let mut p = Vec::new();
-            match super::images::hash_file(&d.dir.join(&s.file)) {
-                Err(e) => p.push(format!("{}: cannot read: {e}", s.file)),
-                Ok((n, sha)) => {
-                    if n != s.bytes || sha != s.sha256 {
-                        p.push(format!(
-                            "{}: {n} bytes, SHA-256 {sha}; the manifest says {} bytes, {}",
-                            s.file, s.bytes, s.sha256
-                        ));
-                    }
-                }
-            }
-            let images = (s.positions[1] - s.positions[0]) as u64;
-            if s.records != images * d.num_samples() as u64
-                || s.bytes != s.records * d.layout.size as u64
-            {
-                p.push(format!(
-                    "{}: {} records for {images} images of {} samples",
-                    s.file,
-                    s.records,
-                    d.num_samples()
-                ));
-            }
-            p
-        })
+        .flat_map_iter(|s| check_shard(d, s, &groups, &bad))
         .collect();
-    let groups = MixingGroups::new(m.settings.seed, m.settings.images, d.config.mixing_group);
-    let bad: HashSet<u32> = m.bad_images().map(|b| b.index).collect();
-    let ids: Vec<u32> = m
-        .shards
-        .iter()
-        .flat_map(|s| d.order[s.positions[0] as usize..s.positions[1] as usize].to_vec())
-        .collect();
-    problems.par_extend(ids.par_iter().flat_map_iter(|&id| {
-        let mut p = Vec::new();
-        match d.raw(id) {
-            Err(e) => p.push(format!("image {id}: {e:#}")),
-            Ok(raw) => {
-                for (s, b) in raw.chunks(d.layout.size).enumerate() {
-                    let extra = d.layout.flags(b) & !d.layout.allowed_flags();
-                    if extra != 0 {
-                        p.push(format!(
-                            "image {id} sample {s}: flags {extra:#x} of transforms not configured"
-                        ));
-                    }
-                    let r = d.layout.decode(b);
-                    for why in check_record(d, &groups, &bad, id, &r) {
-                        p.push(format!("image {id} sample {s}: {why}"));
-                    }
-                }
-            }
-        }
-        p
-    }));
     if let Ok(text) = std::fs::read_to_string(d.dir.join("bad-images.tsv")) {
         let listed = text.lines().skip(1).count();
         if listed != bad.len() {
@@ -97,12 +50,91 @@ pub fn verify(d: &Reinforced) -> Report {
     }
 }
 
+fn check_shard(
+    d: &Reinforced,
+    s: &ShardInfo,
+    groups: &MixingGroups,
+    bad: &HashSet<u32>,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    let images = (s.positions[1] - s.positions[0]) as u64;
+    if s.records != images * d.num_samples() as u64 || s.bytes != s.records * d.layout.size as u64 {
+        p.push(format!(
+            "{}: {} records for {images} images of {} samples",
+            s.file,
+            s.records,
+            d.num_samples()
+        ));
+    }
+    let bytes = match std::fs::read(d.dir.join(&s.file)) {
+        Ok(b) => b,
+        Err(e) => {
+            p.push(format!("{}: cannot read: {e}", s.file));
+            return p;
+        }
+    };
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    if bytes.len() as u64 != s.bytes || sha != s.sha256 {
+        p.push(format!(
+            "{}: {} bytes, SHA-256 {sha}; the manifest says {} bytes, {}",
+            s.file,
+            bytes.len(),
+            s.bytes,
+            s.sha256
+        ));
+    }
+    let per_image = d.num_samples() * d.layout.size;
+    let image_bytes = |pos: u32| {
+        let o = (pos - s.positions[0]) as usize * per_image;
+        bytes.get(o..o + per_image)
+    };
+    // The crop of (image, sample), from this shard when it holds the image.
+    let crop_of = |id: u32, sample: u32| -> Result<Option<CropRecord>, String> {
+        let pos = d.position[id as usize];
+        let r = if (s.positions[0]..s.positions[1]).contains(&pos) {
+            image_bytes(pos)
+                .and_then(|b| b.chunks(d.layout.size).nth(sample as usize))
+                .map(|r| d.layout.decode(r))
+        } else {
+            d.records(id)
+                .map_err(|e| format!("{e:#}"))?
+                .into_iter()
+                .nth(sample as usize)
+        };
+        Ok(r.and_then(|r| r.params).map(|p| p.crop))
+    };
+    for pos in s.positions[0]..s.positions[1] {
+        let id = d.order[pos as usize];
+        let Some(raw) = image_bytes(pos) else {
+            p.push(format!(
+                "image {id}: {} is shorter than the manifest says",
+                s.file
+            ));
+            continue;
+        };
+        for (j, b) in raw.chunks(d.layout.size).enumerate() {
+            let extra = d.layout.flags(b) & !d.layout.allowed_flags();
+            if extra != 0 {
+                p.push(format!(
+                    "image {id} sample {j}: flags {extra:#x} of transforms not configured"
+                ));
+            }
+            let r = d.layout.decode(b);
+            for why in check_record(d, groups, bad, id, &r, &crop_of) {
+                p.push(format!("image {id} sample {j}: {why}"));
+            }
+        }
+    }
+    p
+}
+
 fn check_record(
     d: &Reinforced,
     groups: &MixingGroups,
     bad: &HashSet<u32>,
     id: u32,
     r: &Record,
+    crop_of: &dyn Fn(u32, u32) -> Result<Option<CropRecord>, String>,
 ) -> Vec<String> {
     let mut p = Vec::new();
     let classes = d.manifest.settings.num_classes;
@@ -173,15 +205,13 @@ fn check_record(
         } else if bad.contains(&q.id2) {
             p.push(format!("pair {} is a bad image", q.id2));
         } else if let Some(s2) = q.sample2 {
-            match d.records(q.id2) {
-                Ok(recs) => match recs.get(s2 as usize).and_then(|r| r.params.as_ref()) {
-                    Some(pp) if pp.crop == q.crop => {}
-                    _ => p.push(format!(
-                        "the pair's crop is not that of image {} sample {s2}",
-                        q.id2
-                    )),
-                },
-                Err(e) => p.push(format!("pair {}: {e:#}", q.id2)),
+            match crop_of(q.id2, s2) {
+                Ok(Some(c)) if c == q.crop => {}
+                Ok(_) => p.push(format!(
+                    "the pair's crop is not that of image {} sample {s2}",
+                    q.id2
+                )),
+                Err(e) => p.push(format!("pair {}: {e}", q.id2)),
             }
         }
     }
