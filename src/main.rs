@@ -222,13 +222,12 @@ impl AugmentArgs {
                 .config
                 .context("give --config C.yaml (the augmentation config)")?,
             ml_dr_compat: self.ml_dr_compat,
-            pass_order: self.resize_pass_order.map(|o| {
-                if o == "pillow12" {
-                    PassOrder::Pillow12
-                } else {
-                    PassOrder::Pillow13
-                }
-            }),
+            pass_order: self
+                .resize_pass_order
+                .map(|o| {
+                    PassOrder::from_name(&o).context("--resize-pass-order: pillow13 or pillow12")
+                })
+                .transpose()?,
             image: self.image.context("give --image FILE")?,
             pair: self.pair,
             seed: self.seed,
@@ -414,11 +413,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             if let Some(files) = names {
-                let labels: Option<Vec<String>> = labels
-                    .map(|l| {
-                        std::fs::read_to_string(&l).map(|t| t.lines().map(str::to_owned).collect())
-                    })
-                    .transpose()?;
+                let labels = cli::dataset::labels(labels.as_deref())?;
                 let p = infer::as_probs(&y, are_probs);
                 let (vals, ids) = infer::topk(&p, 5);
                 let k = vals.len() / files.len().max(1);

@@ -57,20 +57,11 @@ fn dataset(tag: &str, bad: bool) -> PathBuf {
 /// A PNG that claims `w`x`h` pixels and holds none (a decompression bomb's
 /// header: decoding would allocate w*h*3 bytes).
 fn png_header(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut c = !0u32;
-        for &b in bytes {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
+    let crc32 = |bytes: &[u8]| {
+        let mut c = flate2::Crc::new();
+        c.update(bytes);
+        c.sum()
+    };
     let chunk = |kind: &[u8], data: &[u8]| {
         let mut v = (data.len() as u32).to_be_bytes().to_vec();
         let body = [kind, data].concat();
@@ -98,24 +89,24 @@ fn teacher() -> String {
         .to_string()
 }
 
+/// `dr reinforce` of the test dataset under `root` into `root/out`.
+fn reinforce_cmd(root: &Path, out: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(dr_bin());
+    c.arg("reinforce")
+        .arg("--data")
+        .arg(root.join("data"))
+        .args(["--teacher", &teacher(), "--config"])
+        .arg(root.join("c.yaml"))
+        .arg("--out")
+        .arg(root.join(out))
+        .args(["--images-per-shard", "4"])
+        .args(extra);
+    c
+}
+
 fn reinforce(root: &Path, out: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "reinforce".to_string(),
-        "--data".into(),
-        root.join("data").display().to_string(),
-        "--teacher".into(),
-        teacher(),
-        "--config".into(),
-        root.join("c.yaml").display().to_string(),
-        "--out".into(),
-        root.join(out).display().to_string(),
-        "--images-per-shard".into(),
-        "4".into(),
-        "--quiet".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    dr(&a)
+    let mut c = reinforce_cmd(root, out, extra);
+    c.arg("--quiet").output().expect("running dr")
 }
 
 fn ok(o: std::process::Output) -> String {
@@ -230,29 +221,15 @@ fn resumes_to_the_same_bytes_after_sigkill() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let micros = whole * (5 + (state >> 33) % 90) / 100;
-        let mut child = Command::new(dr_bin())
-            .args([
-                "reinforce",
-                "--data",
-                root.join("data").to_str().unwrap(),
-                "--teacher",
-                &teacher(),
-                "--config",
-                root.join("c.yaml").to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--images-per-shard",
-                "4",
-                "--quiet",
-                "--batch-size",
-                "2",
-                "--samples",
-                "6",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = reinforce_cmd(
+            &root,
+            "killed",
+            &["--quiet", "--batch-size", "2", "--samples", "6"],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
         std::thread::sleep(std::time::Duration::from_micros(micros));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -380,20 +357,7 @@ fn verify_names_a_corrupt_shard() {
 fn task_from_the_scheduler_environment_and_merge_checks() {
     let root = dataset("reinforce-tasks", false);
     let run = |out: &str, env: &[(&str, &str)]| {
-        let mut c = Command::new(dr_bin());
-        c.args([
-            "reinforce",
-            "--data",
-            root.join("data").to_str().unwrap(),
-            "--teacher",
-            &teacher(),
-            "--config",
-            root.join("c.yaml").to_str().unwrap(),
-            "--out",
-            root.join(out).to_str().unwrap(),
-            "--images-per-shard",
-            "4",
-        ]);
+        let mut c = reinforce_cmd(&root, out, &[]);
         for (k, v) in env {
             c.env(k, v);
         }

@@ -65,7 +65,8 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn labels(path: Option<&Path>) -> Result<Option<Vec<String>>> {
+/// Class names, one per line (`--labels`).
+pub fn labels(path: Option<&Path>) -> Result<Option<Vec<String>>> {
     path.map(|l| {
         std::fs::read_to_string(l)
             .map(|t| t.lines().map(str::to_owned).collect())

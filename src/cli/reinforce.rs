@@ -133,11 +133,8 @@ pub fn config(
         c.topk = k;
     }
     if let Some(o) = pass_order {
-        c.augment.pass_order = if o == "pillow12" {
-            PassOrder::Pillow12
-        } else {
-            PassOrder::Pillow13
-        };
+        c.augment.pass_order = PassOrder::from_name(o)
+            .ok_or_else(|| anyhow::anyhow!("--resize-pass-order {o}: pillow13 or pillow12"))?;
     }
     Ok(c)
 }

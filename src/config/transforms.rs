@@ -34,12 +34,20 @@ pub enum PassOrder {
 
 impl PassOrder {
     pub fn parse(n: &Node) -> Result<Self> {
-        match n.str()? {
-            "pillow13" => Ok(PassOrder::Pillow13),
-            "pillow12" => Ok(PassOrder::Pillow12),
-            other => Err(n.error(format!(
-                "`{other}` is not a pass order: allowed pillow13 (default), pillow12"
-            ))),
+        let name = n.str()?;
+        Self::from_name(name).ok_or_else(|| {
+            n.error(format!(
+                "`{name}` is not a pass order: allowed pillow13 (default), pillow12"
+            ))
+        })
+    }
+
+    /// `pillow13` or `pillow12` (what `name` returns).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pillow13" => Some(PassOrder::Pillow13),
+            "pillow12" => Some(PassOrder::Pillow12),
+            _ => None,
         }
     }
 

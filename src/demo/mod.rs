@@ -47,11 +47,11 @@ pub fn accuracy(d: &Reinforced) -> Result<Accuracy> {
     let (mut n, mut t1, mut t5) = (0u64, 0u64, 0u64);
     for id in 0..d.rows.len() as u32 {
         let label = d.rows[id as usize].label;
-        for (r, raw) in d.records(id)?.iter().zip(d.raw(id)?.chunks(d.layout.size)) {
-            let f = d.layout.flags(raw);
-            if r.params.is_none() || f & (flag::MIXUP | flag::CUTMIX) != 0 {
+        for raw in d.raw(id)?.chunks(d.layout.size) {
+            if d.layout.flags(raw) & (flag::INVALID | flag::MIXUP | flag::CUTMIX) != 0 {
                 continue;
             }
+            let r = d.layout.decode(raw);
             n += 1;
             t1 += (r.classes.first() == Some(&label)) as u64;
             t5 += r.classes.iter().take(5).any(|&c| c == label) as u64;
