@@ -1,7 +1,8 @@
-// augment: the GPU augmentation, stage 1 — RandomResizedCrop's Pillow-exact
-// bilinear resampling for a whole batch of (image, sample) crops in two
-// launches (one per separable pass). Later stages (flip, RandAugment, erase,
-// normalize, mixing, layout) follow in this family ([gpu-augment]).
+// augment: the GPU augmentation, stages 1 and 3. Stage 1: RandomResizedCrop's
+// Pillow-exact bilinear resampling (and the flip) for a whole batch of
+// (image, sample) crops in two launches, one per separable pass. Stage 2,
+// RandAugment, is its own family (randaug.cu); stage 3 (to float, erase,
+// normalize, mixing, the teacher's layout) is at the end of this file.
 //
 // Math:   Pillow's fixed-point pass (libImaging/Resample.c, FACTS.md §1):
 //         out = clamp((2^21 + sum_i in[first + i] * w[i]) >> 22, 0, 255) per
@@ -69,18 +70,20 @@ resample_pass_u8(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst,
 }
 
 // Stage 3: the float ops on the augmented uint8 crops, written as the
-// teacher's float32 NCHW input (the parity layout; bf16 NHWC follows with
-// the GPU teacher).
+// teacher's input: float32 NCHW (the parity layout) or bf16 NHWC (what the
+// GPU teacher reads).
 //
 // Math:   v = u8 / 255 (IEEE division); 0 inside the erase box; then
 //         (v - mean[c]) / std[c] when normalizing; the pair the same way;
 //         MixUp a*v + b*v2 (a = fl32(lam), b = fl32(1 - lam), no fma);
 //         then CutMix: rows x1..x2, columns y1..y2 take the pair's value.
-//         Exactly torch's CPU float32 ops (src/augment/tensor.rs).
-// Layout: crops HWC uint8 (w x h), out [samples][3][h][w] f32; norm =
-//         {mean[3], std[3]}; descriptor FINISH_DESC u32s per sample.
+//         Exactly torch's CPU float32 ops (src/augment/tensor.rs). bf16 is
+//         that float32 rounded to nearest, ties to even (values are finite).
+// Layout: crops HWC uint8 (w x h); out [samples][3][h][w] f32 or
+//         [samples][h][w][3] bf16 bits; norm = {mean[3], std[3]};
+//         descriptor FINISH_DESC u32s per sample.
 // Launch: grid (ceil(w*h / 256), samples), block 256, one pixel a thread.
-// Tolerance vs the CPU twin: exact.
+// Tolerance vs the CPU twin: exact (both layouts).
 
 enum {
     F_SRC = 0,
@@ -103,27 +106,52 @@ __device__ __forceinline__ float side_value(const uint8_t* img, const uint32_t* 
     return v;
 }
 
-extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
-finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
-                const float* __restrict__ norm, float* __restrict__ out, uint32_t w, uint32_t h) {
-    const uint32_t* d = desc + (uint64_t)blockIdx.y * FINISH_DESC;
-    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
-    if (px >= w * h) return;
-    const uint32_t x = px % w, y = px / w;
+// The three channels of pixel (x, y) of sample `d`.
+__device__ __forceinline__ void finish_pixel(const uint8_t* crops, const uint32_t* d,
+                                             const float* norm, uint32_t w, uint32_t x,
+                                             uint32_t y, float v[3]) {
     const uint32_t mix = d[F_MIX];
     const bool normalize = (mix & 4u) != 0;
     const float a = __uint_as_float(d[F_MIXUP_A]), b = __uint_as_float(d[F_MIXUP_B]);
     const bool in_box = (mix & 2u) && y >= d[F_CUTMIX] && y < d[F_CUTMIX + 2] && x >= d[F_CUTMIX + 1] &&
                         x < d[F_CUTMIX + 3];
-    float* o = out + (uint64_t)blockIdx.y * 3 * w * h + px;
 #pragma unroll
     for (int c = 0; c < 3; c++) {
-        float v = side_value(crops + d[F_SRC], d + F_ERASE, w, x, y, c, norm, normalize);
+        v[c] = side_value(crops + d[F_SRC], d + F_ERASE, w, x, y, c, norm, normalize);
         if (mix & 3u) {
             const float v2 = side_value(crops + d[F_PAIR_SRC], d + F_PAIR_ERASE, w, x, y, c, norm, normalize);
-            if (mix & 1u) v = __fadd_rn(__fmul_rn(a, v), __fmul_rn(b, v2));
-            if (in_box) v = v2;
+            if (mix & 1u) v[c] = __fadd_rn(__fmul_rn(a, v[c]), __fmul_rn(b, v2));
+            if (in_box) v[c] = v2;
         }
-        o[(uint64_t)c * w * h] = v;
     }
+}
+
+extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
+finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
+                const float* __restrict__ norm, float* __restrict__ out, uint32_t w, uint32_t h) {
+    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
+    if (px >= w * h) return;
+    float v[3];
+    finish_pixel(crops, desc + (uint64_t)blockIdx.y * FINISH_DESC, norm, w, px % w, px / w, v);
+    float* o = out + (uint64_t)blockIdx.y * 3 * w * h + px;
+#pragma unroll
+    for (int c = 0; c < 3; c++) o[(uint64_t)c * w * h] = v[c];
+}
+
+// float32 -> bf16 bits, round to nearest even (finite inputs).
+__device__ __forceinline__ uint16_t bf16_bits(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
+finish_bf16_nhwc(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
+                 const float* __restrict__ norm, uint16_t* __restrict__ out, uint32_t w, uint32_t h) {
+    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
+    if (px >= w * h) return;
+    float v[3];
+    finish_pixel(crops, desc + (uint64_t)blockIdx.y * FINISH_DESC, norm, w, px % w, px / w, v);
+    uint16_t* o = out + ((uint64_t)blockIdx.y * w * h + px) * 3;
+#pragma unroll
+    for (int c = 0; c < 3; c++) o[c] = bf16_bits(v[c]);
 }

@@ -1,17 +1,21 @@
 //! The GPU augmentation of a batch, planned end to end: stage 1 (crop,
-//! resample, flip; `gpu.rs`) then stage 3 (float ops and mixing;
-//! `gpu_finish.rs`). RandAugment (stage 2) and the transforms before
-//! RandomResizedCrop are not on the GPU yet: such configs are refused with
-//! that reason, never approximated. The CPU twin of the whole batch is
-//! checked against the CPU reference (`pipeline::augment`).
+//! resample, flip; `gpu.rs`), stage 2 (RandAugment; `gpu_randaug.rs`) and
+//! stage 3 (float ops and mixing; `gpu_finish.rs`). The transforms before
+//! RandomResizedCrop (resize, center and random crop) are not on the GPU
+//! yet: such configs are refused with that reason, never approximated. The
+//! CPU twin of the whole batch is checked against the CPU reference
+//! (`pipeline::augment`).
 
 use super::gpu::{CropJob, ImageSlot, ResamplePlan, plan};
 use super::gpu_finish::{finish_desc, norm_table};
-use super::params::SampleParams;
+use super::gpu_randaug::RandaugPlan;
+use super::params::{SampleParams, SideParams};
 use crate::config::Augmentation;
 
 pub struct BatchPlan {
     pub resample: ResamplePlan,
+    /// Stage 2 on the crops of stage 1 (crop n: job n).
+    pub randaug: RandaugPlan,
     /// Stage 3 descriptors, one per sample.
     pub finish: Vec<u32>,
     pub norm: [f32; 6],
@@ -22,9 +26,6 @@ pub struct BatchPlan {
 
 /// Why `aug` cannot run on the GPU yet, if it cannot.
 pub fn unsupported(aug: &Augmentation) -> Option<&'static str> {
-    if aug.rand_augment.is_some() {
-        return Some("RandAugment is not on the GPU yet ([gpu-augment] stage 2)");
-    }
     if aug.resize.is_some() || aug.center_crop.is_some() || aug.random_crop.is_some() {
         return Some("resize / center_crop / random_crop are not on the GPU yet");
     }
@@ -52,7 +53,12 @@ pub fn plan_batch(
             .ok_or_else(|| "a sample without its crop record".to_string())
     };
     let mut jobs = Vec::new();
+    let mut randaug = RandaugPlan::default();
     let mut finish = Vec::new();
+    let mut side_ops = |crop: usize, side: &SideParams| match &side.rand_augment {
+        Some(Some(ops)) => randaug.push(crop, ops, (w, h)),
+        _ => Ok(()),
+    };
     for &(slot, p) in samples {
         let main = jobs.len();
         jobs.push(CropJob {
@@ -60,6 +66,7 @@ pub fn plan_batch(
             rect: rect(p.crop.rrc)?,
             flip: p.side.flip == Some(true),
         });
+        side_ops(main, &p.side)?;
         let mixed = matches!(p.mixup, Some(Some(_))) || matches!(p.cutmix, Some(Some(_)));
         let mut pair = 0;
         if let (true, Some(q)) = (mixed, &p.pair) {
@@ -69,12 +76,14 @@ pub fn plan_batch(
                 rect: rect(q.crop.rrc)?,
                 flip: q.side.flip == Some(true),
             });
+            side_ops(pair, &q.side)?;
         }
         let crop = w * h * 3;
         finish.extend(finish_desc(aug, p, main * crop, pair * crop, w, h));
     }
     Ok(BatchPlan {
         resample: plan(images, &jobs, w, h, aug.pass_order)?,
+        randaug,
         finish,
         norm: norm_table(aug),
         out_wh: (w, h),
@@ -84,7 +93,8 @@ pub fn plan_batch(
 
 /// CPU twin of the whole batch: [samples][3][h][w] f32.
 pub fn run_cpu(p: &BatchPlan, images: &[u8]) -> Vec<f32> {
-    let crops = super::gpu::cpu::resample(&p.resample, images);
+    let mut crops = super::gpu::cpu::resample(&p.resample, images);
+    super::gpu_randaug::cpu::randaug(&mut crops, &p.randaug, p.out_wh);
     super::gpu_finish::cpu::finish(&crops, &p.finish, &p.norm, p.out_wh)
 }
 
@@ -117,7 +127,8 @@ mod tests {
 
     #[test]
     fn batch_twin_equals_the_cpu_pipeline() {
-        let cfg = config("");
+        // ml-dr's randaug_mixing transforms, smaller.
+        let cfg = config("    rand_augment: {p: 1.0}\n");
         let dims = [(300usize, 200usize), (64, 90), (41, 41), (500, 120)];
         let mut data = Vec::new();
         let mut slots = Vec::new();
@@ -144,6 +155,11 @@ mod tests {
             .collect();
         let refs: Vec<(usize, &SampleParams)> = params.iter().map(|(s, p)| (*s, p)).collect();
         let plan = plan_batch(&cfg.augment, &slots, &|id| id as usize, &refs).unwrap();
+        assert!(
+            plan.randaug.blocks() > 40,
+            "RandAugment ran on {} crops",
+            plan.randaug.blocks()
+        );
         let got = run_cpu(&plan, &data);
         let per = 3 * 40 * 40;
         for (n, (slot, p)) in params.iter().enumerate() {
@@ -160,8 +176,9 @@ mod tests {
 
     #[test]
     fn configs_the_gpu_cannot_run_yet_are_refused() {
-        let cfg = config("    rand_augment: {p: 1.0}\n");
+        let mut cfg = config("");
+        cfg.augment.center_crop = Some(cfg.augment.random_resized_crop.as_ref().unwrap().size);
         let e = plan_batch(&cfg.augment, &[], &|_| 0, &[]).err().unwrap();
-        assert!(e.contains("RandAugment"), "{e}");
+        assert!(e.contains("center_crop"), "{e}");
     }
 }

@@ -1,12 +1,15 @@
-//! The GPU augmentation, stage 3 (kernels/augment.cu `finish_f32_nchw`):
-//! ToTensor, erase, normalize, MixUp and CutMix on the augmented uint8
-//! crops, written as the teacher's float32 NCHW batch. Descriptors come from
+//! The GPU augmentation, stage 3 (kernels/augment.cu `finish_f32_nchw`,
+//! `finish_bf16_nhwc`): ToTensor, erase, normalize, MixUp and CutMix on the
+//! augmented uint8 crops, written as the teacher's float32 NCHW batch (the
+//! parity layout) or its bf16 NHWC batch (what the GPU teacher reads). Descriptors come from
 //! the sample parameters; the CPU twin runs them and is checked against the
 //! CPU reference (`tensor.rs`).
 
 use super::params::SampleParams;
 use crate::config::Augmentation;
-use crate::cuda::kernels::augment::{FINISH_DESC, FINISH_F32_NCHW, RESAMPLE_THREADS};
+use crate::cuda::kernels::augment::{
+    FINISH_BF16_NHWC, FINISH_DESC, FINISH_F32_NCHW, RESAMPLE_THREADS,
+};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
 
 /// Offsets of F_* in the .cu's descriptor.
@@ -79,20 +82,37 @@ pub fn norm_table(aug: &Augmentation) -> [f32; 6] {
     }
 }
 
-/// Launches stage 3 for `samples` descriptors into `out` [samples][3][h][w].
+/// Where stage 3 writes: [samples][3][h][w] float32 or [samples][h][w][3]
+/// bf16 bits.
+pub enum FinishOut<'a> {
+    F32Nchw(&'a mut DevBuf<f32>),
+    Bf16Nhwc(&'a mut DevBuf<u16>),
+}
+
+/// float32 → bf16 bits, round to nearest even (finite values), as the .cu.
+pub fn bf16_bits(f: f32) -> u16 {
+    let u = f.to_bits();
+    ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) as u16
+}
+
+/// Launches stage 3 for `samples` descriptors into `out`.
 pub fn finish(
     stream: &Stream,
     crops: &DevBuf<u8>,
     desc: &DevBuf<u32>,
     norm: &DevBuf<f32>,
-    out: &mut DevBuf<f32>,
+    out: FinishOut,
     samples: usize,
     (w, h): (usize, usize),
 ) -> Result<()> {
     if samples == 0 {
         return Ok(());
     }
-    if desc.len() < samples * FINISH_DESC || out.len() < samples * 3 * w * h || norm.len() < 6 {
+    let out_len = match &out {
+        FinishOut::F32Nchw(o) => o.len(),
+        FinishOut::Bf16Nhwc(o) => o.len(),
+    };
+    if desc.len() < samples * FINISH_DESC || out_len < samples * 3 * w * h || norm.len() < 6 {
         return Err(CudaError::Invalid(format!(
             "finish: buffers too small for {samples} samples of {w}x{h}"
         )));
@@ -111,16 +131,31 @@ pub fn finish(
         block: (RESAMPLE_THREADS, 1, 1),
         shared_bytes: 0,
     };
-    stream.launch(
-        &FINISH_F32_NCHW,
-        shape,
-        (crops, desc, norm, out, w as u32, h as u32),
-    )
+    let (w, h) = (w as u32, h as u32);
+    match out {
+        FinishOut::F32Nchw(o) => {
+            stream.launch(&FINISH_F32_NCHW, shape, (crops, desc, norm, o, w, h))
+        }
+        FinishOut::Bf16Nhwc(o) => {
+            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h))
+        }
+    }
 }
 
-/// CPU twin of `finish_f32_nchw`.
+/// CPU twins of `finish_f32_nchw` and `finish_bf16_nhwc`.
 pub mod cpu {
     use super::*;
+
+    /// `finish`'s [samples][3][h][w] float32 as `finish_bf16_nhwc` writes it.
+    pub fn to_bf16_nhwc(nchw: &[f32], (w, h): (usize, usize)) -> Vec<u16> {
+        let plane = w * h;
+        (0..nchw.len())
+            .map(|i| {
+                let (s, px, c) = (i / (3 * plane), (i / 3) % plane, i % 3);
+                bf16_bits(nchw[(s * 3 + c) * plane + px])
+            })
+            .collect()
+    }
 
     #[allow(clippy::too_many_arguments)] // mirrors the kernel's side_value
     fn side(
@@ -293,11 +328,59 @@ mod tests {
         let mut dn = gpu.alloc::<f32>(6).unwrap();
         s.upload(&norm, &mut dn).unwrap();
         let mut out = gpu.alloc::<f32>(want.len()).unwrap();
-        finish(&s, &dc, &dd, &dn, &mut out, params.len(), (w, h)).unwrap();
+        let o = FinishOut::F32Nchw(&mut out);
+        finish(&s, &dc, &dd, &dn, o, params.len(), (w, h)).unwrap();
         let mut got = vec![0f32; want.len()];
         s.download(&out, &mut got).unwrap();
+        let mut out16 = gpu.alloc::<u16>(want.len()).unwrap();
+        let o = FinishOut::Bf16Nhwc(&mut out16);
+        finish(&s, &dc, &dd, &dn, o, params.len(), (w, h)).unwrap();
+        let mut got16 = vec![0u16; want.len()];
+        s.download(&out16, &mut got16).unwrap();
         s.synchronize().unwrap();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got), bits(&want), "kernel vs twin (tolerance: exact)");
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "f32 NCHW: kernel vs twin (tolerance: exact)"
+        );
+        assert!(
+            got16 == cpu::to_bf16_nhwc(&want, (w, h)),
+            "bf16 NHWC: kernel vs twin (tolerance: exact)"
+        );
+    }
+
+    #[test]
+    fn bf16_rounds_to_nearest_even() {
+        // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: even (1) wins; just
+        // above it rounds up; 1 + 3*2^-8 ties up to the even 1 + 2^-6.
+        assert_eq!(bf16_bits(1.0), 0x3F80);
+        assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3F80);
+        assert_eq!(bf16_bits(f32::from_bits(0x3F80_8001)), 0x3F81);
+        assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3F82);
+        assert_eq!(bf16_bits(-2.5), 0xC020);
+        assert_eq!(bf16_bits(f32::MAX), 0x7F80); // rounds to infinity, as the .cu
+        // Every float32 from a random walk against f64 nearest-even rounding.
+        let mut r = crate::rng::Philox::new(1, 2, 3, 4);
+        for _ in 0..10_000 {
+            let f = (r.uniform_f32() - 0.5) * 20.0;
+            let b = f32::from_bits((bf16_bits(f) as u32) << 16);
+            let (lo, hi) = (
+                f32::from_bits(f.to_bits() & 0xFFFF_0000),
+                f32::from_bits((f.to_bits() & 0xFFFF_0000) + 0x1_0000),
+            );
+            let (dl, dh) = ((f - lo).abs(), (hi - f).abs());
+            assert!(b == lo || b == hi, "{f}");
+            assert!(
+                if dl < dh {
+                    b == lo
+                } else if dh < dl {
+                    b == hi
+                } else {
+                    b.to_bits() & 0x1_0000 == 0
+                },
+                "{f}"
+            );
+        }
     }
 }

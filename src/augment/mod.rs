@@ -6,6 +6,7 @@ pub mod geometry;
 pub mod gpu;
 pub mod gpu_batch;
 pub mod gpu_finish;
+pub mod gpu_randaug;
 pub mod image;
 pub mod params;
 pub mod pipeline;

@@ -68,30 +68,44 @@ pub fn magnitude_table(cfg: &crate::config::RandAugment, (w, h): (usize, usize))
         .collect()
 }
 
+/// The inverse matrix of a geometric op (ShearX, ShearY, TranslateX,
+/// TranslateY, Rotate) with the signed magnitude `mag` on a `w`×`h` image;
+/// `None` for the other ops.
+pub fn affine_matrix(op: usize, mag: f64, w: usize, h: usize) -> Option<[f64; 6]> {
+    let rad_to_deg = 180.0 / PI;
+    let (w, h) = (w as f64, h as f64);
+    let center = (-w * 0.5, -h * 0.5);
+    Some(match OP_NAMES[op] {
+        "ShearX" => inverse_affine(center, 0.0, (0.0, 0.0), (mag.atan() * rad_to_deg, 0.0)),
+        "ShearY" => inverse_affine(center, 0.0, (0.0, 0.0), (0.0, mag.atan() * rad_to_deg)),
+        "TranslateX" => inverse_affine((0.0, 0.0), 0.0, ((mag as i64) as f64, 0.0), (0.0, 0.0)),
+        "TranslateY" => inverse_affine((0.0, 0.0), 0.0, (0.0, (mag as i64) as f64), (0.0, 0.0)),
+        // F.rotate builds the inverse matrix for -angle.
+        "Rotate" => inverse_affine((0.0, 0.0), -mag, (0.0, 0.0), (0.0, 0.0)),
+        _ => return None,
+    })
+}
+
+/// `_blend`'s two float32 factors for the Python double `ratio`:
+/// `fl32(ratio)` and `fl32(1.0 - ratio)`.
+pub fn blend_ratios(ratio: f64) -> (f32, f32) {
+    (ratio as f32, (1.0 - ratio) as f32)
+}
+
+/// Posterize's bit mask for the stored number of bits `mag` (0 to 8).
+pub fn posterize_mask(mag: f64) -> u8 {
+    let bits = (mag as i32).clamp(0, 8);
+    (-(1i32 << (8 - bits))) as u8
+}
+
 /// Applies op `op` with the signed magnitude `mag` (the stored float).
 pub fn apply_op(img: &mut U8Chw, op: usize, mag: f64) {
-    let rad_to_deg = 180.0 / PI;
-    let (w, h) = (img.width as f64, img.height as f64);
+    if let Some(m) = affine_matrix(op, mag, img.width, img.height) {
+        affine(img, m);
+        return;
+    }
     match OP_NAMES[op] {
         "Identity" => {}
-        "ShearX" => affine(
-            img,
-            (-w * 0.5, -h * 0.5),
-            0.0,
-            (0.0, 0.0),
-            ((mag.atan() * rad_to_deg), 0.0),
-        ),
-        "ShearY" => affine(
-            img,
-            (-w * 0.5, -h * 0.5),
-            0.0,
-            (0.0, 0.0),
-            (0.0, mag.atan() * rad_to_deg),
-        ),
-        "TranslateX" => affine(img, (0.0, 0.0), 0.0, ((mag as i64) as f64, 0.0), (0.0, 0.0)),
-        "TranslateY" => affine(img, (0.0, 0.0), 0.0, (0.0, (mag as i64) as f64), (0.0, 0.0)),
-        // F.rotate builds the inverse matrix for -angle.
-        "Rotate" => affine(img, (0.0, 0.0), -mag, (0.0, 0.0), (0.0, 0.0)),
         "Brightness" => {
             let lut = blend_const_lut(1.0 + mag, 0.0);
             apply_lut(img, |_| lut);
@@ -114,7 +128,7 @@ pub fn apply_op(img: &mut U8Chw, op: usize, mag: f64) {
         }
         "Sharpness" => sharpness(img, 1.0 + mag),
         "Posterize" => {
-            let mask = (-(1i32 << (8 - mag as i32))) as u8;
+            let mask = posterize_mask(mag);
             img.data.iter_mut().for_each(|v| *v &= mask);
         }
         "Solarize" => {
@@ -161,14 +175,7 @@ fn inverse_affine(
 /// Nearest-neighbour affine with zero padding (grid_sample, align_corners
 /// False): output pixel (x, y) reads source
 /// `nearbyint(M·(x + 0.5 - W/2, y + 0.5 - H/2, 1) + (W/2 - 0.5, H/2 - 0.5))`.
-fn affine(
-    img: &mut U8Chw,
-    center: (f64, f64),
-    angle: f64,
-    translate: (f64, f64),
-    shear: (f64, f64),
-) {
-    let m = inverse_affine(center, angle, translate, shear);
+fn affine(img: &mut U8Chw, m: [f64; 6]) {
     let (w, h) = (img.width, img.height);
     let (hw, hh) = (w as f64 * 0.5, h as f64 * 0.5);
     let src = img.clone();
@@ -197,7 +204,7 @@ fn affine(
 /// an integer in the FPU's round-half-to-even mode (exact; `f64::round_ties_even`
 /// is a library call on baseline x86-64).
 #[inline]
-fn round_half_even(x: f64) -> f64 {
+pub fn round_half_even(x: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0;
     if x.abs() < 2_251_799_813_685_248.0 {
         (x + MAGIC) - MAGIC
@@ -218,7 +225,7 @@ fn apply_lut(img: &mut U8Chw, lut_for: impl Fn(usize) -> [u8; 256]) {
 
 /// `_blend` of each value with a constant, as a table.
 fn blend_const_lut(ratio: f64, other: f32) -> [u8; 256] {
-    let (r, r1) = (ratio as f32, (1.0 - ratio) as f32);
+    let (r, r1) = blend_ratios(ratio);
     std::array::from_fn(|v| (r * v as f32 + r1 * other).clamp(0.0, 255.0) as u8)
 }
 
@@ -238,8 +245,7 @@ pub fn grayscale(img: &U8Chw) -> Vec<u8> {
 /// clamped to [0, 255] and truncated. `other(c, i)` gives the second image at
 /// channel c, pixel i (already a float32 value).
 fn blend_each(img: &mut U8Chw, ratio: f64, other: impl Fn(usize, usize) -> f32) {
-    let r = ratio as f32;
-    let r1 = (1.0 - ratio) as f32;
+    let (r, r1) = blend_ratios(ratio);
     let plane = img.plane();
     for c in 0..img.channels {
         for (i, v) in img.data[c * plane..(c + 1) * plane].iter_mut().enumerate() {

@@ -31,16 +31,23 @@ pub enum Family {
     Memops,
     Topk,
     Augment,
+    Randaug,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Memops, Family::Topk, Family::Augment];
+    pub const ALL: &'static [Family] = &[
+        Family::Memops,
+        Family::Topk,
+        Family::Augment,
+        Family::Randaug,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Family::Memops => "memops",
             Family::Topk => "topk",
             Family::Augment => "augment",
+            Family::Randaug => "randaug",
         }
     }
 
@@ -54,6 +61,7 @@ impl Family {
             Family::Memops => memops::ALL,
             Family::Topk => topk::ALL,
             Family::Augment => augment::ALL,
+            Family::Randaug => randaug::ALL,
         }
     }
 
@@ -140,11 +148,33 @@ pub mod augment {
     #[allow(clippy::type_complexity)]
     pub const FINISH_F32_NCHW: Kernel<(In<u8>, In<u32>, In<f32>, Out<f32>, u32, u32)> =
         Kernel::new(Family::Augment, "finish_f32_nchw");
-    pub const ALL: &[&str] = &[RESAMPLE_PASS_U8.name, FINISH_F32_NCHW.name];
+    /// As FINISH_F32_NCHW, into bf16 bits NHWC.
+    #[allow(clippy::type_complexity)]
+    pub const FINISH_BF16_NHWC: Kernel<(In<u8>, In<u32>, In<f32>, Out<u16>, u32, u32)> =
+        Kernel::new(Family::Augment, "finish_bf16_nhwc");
+    pub const ALL: &[&str] = &[
+        RESAMPLE_PASS_U8.name,
+        FINISH_F32_NCHW.name,
+        FINISH_BF16_NHWC.name,
+    ];
     /// `RESAMPLE_THREADS`, `RESAMPLE_DESC` and `FINISH_DESC` in the .cu.
     pub const RESAMPLE_THREADS: u32 = 256;
     pub const RESAMPLE_DESC: usize = 10;
     pub const FINISH_DESC: usize = 17;
+}
+
+/// kernels/randaug.cu
+pub mod randaug {
+    use super::*;
+    /// (crops, scratch, descriptors, program, width, height)
+    #[allow(clippy::type_complexity)]
+    pub const RANDAUG_U8: Kernel<(Out<u8>, Out<u8>, In<u32>, In<u32>, u32, u32)> =
+        Kernel::new(Family::Randaug, "randaug_u8");
+    pub const ALL: &[&str] = &[RANDAUG_U8.name];
+    /// `RANDAUG_THREADS`, `RANDAUG_DESC` and `RANDAUG_OP_WORDS` in the .cu.
+    pub const THREADS: u32 = 512;
+    pub const DESC: usize = 3;
+    pub const OP_WORDS: usize = 13;
 }
 
 #[cfg(test)]
