@@ -89,6 +89,7 @@ run() {
   done
   step bench-bandwidth "$BUNDLE/bin/dr" bench bandwidth --out-dir "$out/bench-results"
   step bench-topk "$BUNDLE/bin/dr" bench topk --out-dir "$out/bench-results"
+  step bench-augment "$BUNDLE/bin/dr" bench augment --out-dir "$out/bench-results"
   # GPU peer scripts (PyTorch on the same device); CPU peers run at home.
   for py in tools/gpu_bench_*.py; do
     [[ -e "$py" ]] || continue

@@ -266,6 +266,26 @@ enum Bench {
         #[arg(long, default_value = "bench-results")]
         out_dir: PathBuf,
     },
+    /// GPU augmentation (bf16 NHWC, 224 px) for ml-dr's ImageNet configs vs the device copy rate.
+    Augment {
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+        /// Configs to run (default: configs/imagenet-{cropflip,mixing,randaug,randaug_mixing}.yaml).
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// Samples per batch.
+        #[arg(long, default_value_t = 256)]
+        samples: usize,
+        /// Distinct images per batch (each uploaded once for its samples).
+        #[arg(long, default_value_t = 32)]
+        images: usize,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "bench-results")]
+        out_dir: PathBuf,
+    },
     /// Host<->device (pinned, pageable) and device copy bandwidth vs the peaks.
     Bandwidth {
         /// CUDA device ordinal.
@@ -491,6 +511,44 @@ fn run(cli: Cli) -> Result<()> {
                     c.rows_per_s,
                     c.gbps
                 );
+            }
+            eprintln!("wrote {}", path.display());
+        }
+        Command::Bench {
+            bench:
+                Bench::Augment {
+                    device,
+                    configs,
+                    samples,
+                    images,
+                    iters,
+                    json,
+                    out_dir,
+                },
+        } => {
+            let configs = if configs.is_empty() {
+                ["cropflip", "mixing", "randaug", "randaug_mixing"]
+                    .iter()
+                    .map(|n| PathBuf::from(format!("configs/imagenet-{n}.yaml")))
+                    .collect()
+            } else {
+                configs
+            };
+            let opts = dr::bench::augment::Options {
+                device,
+                configs,
+                samples,
+                images,
+                warmup: 3,
+                iters,
+            };
+            let r = dr::bench::augment::run(&opts)?;
+            let path = r.meta.path_in(&out_dir);
+            report::write_json(&path, &r)?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                out_str!(r.render());
             }
             eprintln!("wrote {}", path.display());
         }

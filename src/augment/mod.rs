@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod gpu_batch;
 pub mod gpu_finish;
 pub mod gpu_randaug;
+pub mod gpu_run;
 pub mod image;
 pub mod params;
 pub mod pipeline;

@@ -36,6 +36,10 @@ struct GpuInner {
     pinned: PinnedPool,
 }
 
+/// An element type device buffers can hold (plain data the driver can copy).
+pub trait DeviceElem: Pod + DeviceRepr {}
+impl<T: Pod + DeviceRepr> DeviceElem for T {}
+
 /// A typed device buffer.
 pub struct DevBuf<T> {
     pub(crate) slice: CudaSlice<T>,
@@ -240,6 +244,20 @@ impl Gpu {
             self.ordinal(),
         )?;
         Ok(DevBuf { slice })
+    }
+
+    /// `buf`, reallocated with 25% headroom when it holds fewer than `len`
+    /// elements: a buffer reused across batches grows to the largest and stays.
+    pub fn ensure<'a, T: DeviceElem>(
+        &self,
+        buf: &'a mut Option<DevBuf<T>>,
+        len: usize,
+    ) -> Result<&'a mut DevBuf<T>> {
+        if buf.as_ref().is_none_or(|b| b.len() < len) {
+            *buf = None; // free first: the new one may need the room
+            *buf = Some(self.alloc::<T>((len + len / 4).max(1))?);
+        }
+        Ok(buf.as_mut().expect("just allocated"))
     }
 
     pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<DevBuf<T>> {

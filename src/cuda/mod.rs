@@ -17,7 +17,7 @@ pub mod ptxas;
 pub(crate) mod testing;
 
 pub use error::{CudaError, Result};
-pub use gpu::{DevBuf, Event, Gpu, Stream, build_runs_on};
+pub use gpu::{DevBuf, DeviceElem, Event, Gpu, Stream, build_runs_on};
 pub use launch::LaunchShape;
 pub use pinned::{PinnedBuf, PinnedKind, PinnedPool};
 pub use probe::{DeviceInfo, NO_DRIVER, PcieLink, Probe, driver_version_string, probe};
