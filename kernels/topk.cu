@@ -14,7 +14,8 @@
 // Layout: logits [M][rows][classes] f32; probs (workspace) [rows][classes];
 //         out_vals [rows][k] f32; out_ids [rows][k] u32.
 // Launch: grid = rows, block = TOPK_THREADS, static shared memory ~11 KB;
-//         k <= TOPK_MAX_K (the launcher refuses more).
+//         1 <= k <= TOPK_MAX_K, or k = 0 for the probabilities alone: larger
+//         k (up to the class count) ranks them in `topk_rank_f32` below.
 // Select: 4 radix passes over the probability bits (p >= 0, so the bits order
 //         as the values) find the k-th largest value; the values above it and
 //         the lowest-id ones equal to it are gathered in id order, then a
@@ -105,6 +106,7 @@ ensemble_topk_f32(const float* __restrict__ logits, uint32_t members, uint32_t r
     const float fm = (float)members;
     for (uint32_t c = t; c < classes; c += TOPK_THREADS) p[c] = __fdiv_rn(p[c], fm);
     __syncthreads();
+    if (k == 0) return;  // probabilities only: topk_rank_f32 selects
 
     // Radix select of the k-th largest key.
     const uint32_t kk = k < classes ? k : classes;
@@ -190,5 +192,40 @@ ensemble_topk_f32(const float* __restrict__ logits, uint32_t members, uint32_t r
     for (uint32_t i = t; i < kk; i += TOPK_THREADS) {
         out_vals[row * k + i] = cand_v[i];
         out_ids[row * k + i] = cand_i[i];
+    }
+}
+
+// Any k up to the class count, for the probabilities ensemble_topk_f32 left
+// in `probs` (launched with k = 0): each class's output slot is its rank,
+// the number of classes before it in (value desc, id asc) order, so every
+// slot below k is written exactly once. O(classes^2) a row: correct at
+// every k, meant for the rare large k (dense storage); k <= TOPK_MAX_K uses
+// the radix select above.
+// Launch: grid (ceil(classes / TOPK_THREADS), rows), block TOPK_THREADS,
+//         static shared memory 8 KB (a tile of the row).
+#define RANK_TILE 2048
+
+extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
+topk_rank_f32(const float* __restrict__ probs, uint32_t classes, uint32_t k,
+              float* __restrict__ out_vals, uint32_t* __restrict__ out_ids) {
+    __shared__ float tile[RANK_TILE];
+    const uint64_t row = blockIdx.y;
+    const float* p = probs + row * classes;
+    const uint32_t c = blockIdx.x * TOPK_THREADS + threadIdx.x;
+    const float v = c < classes ? p[c] : 0.0f;
+    uint32_t rank = 0;
+    for (uint32_t base = 0; base < classes; base += RANK_TILE) {
+        const uint32_t n = min(RANK_TILE, classes - base);
+        __syncthreads();
+        for (uint32_t i = threadIdx.x; i < n; i += TOPK_THREADS) tile[i] = p[base + i];
+        __syncthreads();
+        for (uint32_t i = 0; i < n; i++) {
+            const float u = tile[i];
+            rank += u > v || (u == v && base + i < c);
+        }
+    }
+    if (c < classes && rank < k) {
+        out_vals[row * k + rank] = v;
+        out_ids[row * k + rank] = c;
     }
 }

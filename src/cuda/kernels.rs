@@ -131,7 +131,11 @@ pub mod topk {
         Out<f32>,
         Out<u32>,
     )> = Kernel::new(Family::Topk, "ensemble_topk_f32");
-    pub const ALL: &[&str] = &[ENSEMBLE_TOPK_F32.name];
+    /// (probs, classes, k, out_vals, out_ids)
+    #[allow(clippy::type_complexity)]
+    pub const TOPK_RANK_F32: Kernel<(In<f32>, u32, u32, Out<f32>, Out<u32>)> =
+        Kernel::new(Family::Topk, "topk_rank_f32");
+    pub const ALL: &[&str] = &[ENSEMBLE_TOPK_F32.name, TOPK_RANK_F32.name];
     /// `TOPK_THREADS` and `TOPK_MAX_K` in the .cu.
     pub const THREADS: u32 = 256;
     pub const MAX_K: usize = 1024;

@@ -1,10 +1,11 @@
 //! Ensemble softmax + top-k (kernels/topk.cu): from the members' logits to
 //! the top-k of mean(softmax(logits / T)), largest first, ties to the lower
-//! class id. The CPU twin below is the specification and computes the same
-//! bits: our own `exp`, no fused multiply-adds beyond the explicit ones, and
+//! class id, for any k up to the class count (beyond `MAX_K` a second
+//! launch ranks the probabilities: correct, not fast). The CPU twin below is
+//! the specification and computes the same bits: our own `exp`, no fused multiply-adds beyond the explicit ones, and
 //! the kernel's reduction order (256 strided partial sums, then a tree).
 
-use crate::cuda::kernels::topk::{ENSEMBLE_TOPK_F32, MAX_K, THREADS};
+use crate::cuda::kernels::topk::{ENSEMBLE_TOPK_F32, MAX_K, THREADS, TOPK_RANK_F32};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
 
 /// Launches the kernel: `logits` [members][rows][classes], `probs` a
@@ -26,10 +27,8 @@ pub fn ensemble_topk(
     if members == 0 || rows == 0 || classes == 0 {
         return bad(format!("{members} members, {rows} rows, {classes} classes"));
     }
-    if k == 0 || k > classes || k > MAX_K {
-        return bad(format!(
-            "k = {k}: must be 1 to min(classes = {classes}, {MAX_K})"
-        ));
+    if k == 0 || k > classes {
+        return bad(format!("k = {k}: must be 1 to classes = {classes}"));
     }
     if temperature.is_nan() || temperature <= 0.0 {
         return bad(format!("temperature {temperature} must be positive"));
@@ -46,6 +45,7 @@ pub fn ensemble_topk(
         block: (THREADS, 1, 1),
         shared_bytes: 0,
     };
+    let large = k > MAX_K;
     stream.launch(
         &ENSEMBLE_TOPK_F32,
         shape,
@@ -55,11 +55,28 @@ pub fn ensemble_topk(
             to_u32(rows)?,
             to_u32(classes)?,
             1.0f32 / temperature,
-            to_u32(k)?,
-            probs,
-            out_vals,
-            out_ids,
+            if large { 0 } else { to_u32(k)? },
+            &mut *probs,
+            &mut *out_vals,
+            &mut *out_ids,
         ),
+    )?;
+    if !large {
+        return Ok(());
+    }
+    let shape = LaunchShape {
+        grid: (
+            to_u32(classes.div_ceil(THREADS as usize))?,
+            to_u32(rows)?,
+            1,
+        ),
+        block: (THREADS, 1, 1),
+        shared_bytes: 0,
+    };
+    stream.launch(
+        &TOPK_RANK_F32,
+        shape,
+        (&*probs, to_u32(classes)?, to_u32(k)?, out_vals, out_ids),
     )
 }
 
@@ -273,6 +290,8 @@ mod tests {
             (4, 9, 1000, 64, 0.5),
             (1, 4, 21841, 64, 1.0),
             (3, 2, 5000, 1024, 1.0),
+            (2, 3, 3000, 1025, 1.0),
+            (1, 2, 2100, 2100, 1.0),
         ];
         for (n, &(members, rows, classes, k, t)) in cases.iter().enumerate() {
             let mut x = logits(members * rows * classes, 100 + n as u64, 16.0);
@@ -314,5 +333,7 @@ mod tests {
         let mut i = gpu.alloc::<u32>(2000).unwrap();
         let e = ensemble_topk(&s, &x, 1, 1, 10, 1.0, 11, &mut w, &mut v, &mut i).unwrap_err();
         assert!(e.to_string().contains("k = 11"), "{e}");
+        let e = ensemble_topk(&s, &x, 1, 1, 10, 1.0, 0, &mut w, &mut v, &mut i).unwrap_err();
+        assert!(e.to_string().contains("k = 0"), "{e}");
     }
 }
