@@ -245,6 +245,59 @@ fn ml_dr_generation_replays_exactly() {
     run("cases-pillow13.json", "pipeline/", check_pipeline);
 }
 
+/// The same cases through the GPU augmentation (augment/gpu_run.rs), one
+/// batch per case, float32 NCHW: the reference's bytes exactly.
+#[test]
+fn ml_dr_generation_replays_exactly_on_the_gpu() {
+    use dr::augment::gpu_batch::{plan_batch, unsupported};
+    use dr::augment::gpu_finish::FinishOut;
+    use dr::augment::gpu_run::GpuAugment;
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let aug = std::cell::RefCell::new(GpuAugment::new(&gpu));
+    let ran = std::cell::Cell::new(0);
+    run("cases-pillow13.json", "pipeline/", |case, order| {
+        let yaml = format!(
+            "reinforce:\n  num_samples: 3\n  resize_pass_order: {}\n  image_augmentation: {}\n",
+            order.name(),
+            case["config"]
+        );
+        let cfg = ReinforceConfig::parse(&yaml, "fixture", false).map_err(|e| e.to_string())?;
+        if unsupported(&cfg.augment).is_some() {
+            return Ok(()); // counted as passing; the count of GPU runs is checked below
+        }
+        let p = decompress(&cfg.augment, &case["params"]).map_err(|e| e.to_string())?;
+        let mut imgs = vec![load(case["image"].as_str().unwrap())];
+        for n in case["images_by_id"].as_array().unwrap() {
+            imgs.push(load(n.as_str().unwrap()));
+        }
+        let mut aug = aug.borrow_mut();
+        let staged = aug
+            .upload(&imgs.iter().collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?;
+        let plan = plan_batch(
+            &cfg.augment,
+            &staged.slots,
+            &|id| 1 + id as usize,
+            &[(0, &p)],
+        )?;
+        let (w, h) = plan.out_wh;
+        let mut out = gpu.alloc::<f32>(3 * w * h).map_err(|e| e.to_string())?;
+        aug.run(&staged, &plan, FinishOut::F32Nchw(&mut out))
+            .map_err(|e| e.to_string())?;
+        let mut got = vec![0f32; 3 * w * h];
+        aug.stream()
+            .download(&out, &mut got)
+            .map_err(|e| e.to_string())?;
+        aug.stream().synchronize().map_err(|e| e.to_string())?;
+        ran.set(ran.get() + 1);
+        expect(case, bytemuck::cast_slice(&got))
+    });
+    println!("{} pipeline cases ran on the GPU", ran.get());
+    assert!(ran.get() >= 48, "only {} cases ran on the GPU", ran.get());
+}
+
 #[test]
 fn fixtures_are_present() {
     assert!(

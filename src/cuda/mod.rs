@@ -13,8 +13,7 @@ pub mod memops;
 mod pinned;
 mod probe;
 pub mod ptxas;
-#[cfg(test)]
-pub(crate) mod testing;
+pub mod testing;
 
 pub use error::{CudaError, Result};
 pub use gpu::{DevBuf, DeviceElem, Event, Gpu, Stream, build_runs_on};
