@@ -126,13 +126,22 @@ __device__ __forceinline__ void finish_pixel(const uint8_t* crops, const uint32_
     }
 }
 
+// This thread's pixel of sample blockIdx.y into v; false past the image.
+__device__ __forceinline__ bool finish_this(const uint8_t* crops, const uint32_t* desc,
+                                            const float* norm, uint32_t w, uint32_t h,
+                                            uint32_t& px, float v[3]) {
+    px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
+    if (px >= w * h) return false;
+    finish_pixel(crops, desc + (uint64_t)blockIdx.y * FINISH_DESC, norm, w, px % w, px / w, v);
+    return true;
+}
+
 extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
 finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
                 const float* __restrict__ norm, float* __restrict__ out, uint32_t w, uint32_t h) {
-    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
-    if (px >= w * h) return;
+    uint32_t px;
     float v[3];
-    finish_pixel(crops, desc + (uint64_t)blockIdx.y * FINISH_DESC, norm, w, px % w, px / w, v);
+    if (!finish_this(crops, desc, norm, w, h, px, v)) return;
     float* o = out + (uint64_t)blockIdx.y * 3 * w * h + px;
 #pragma unroll
     for (int c = 0; c < 3; c++) o[(uint64_t)c * w * h] = v[c];
@@ -147,10 +156,9 @@ __device__ __forceinline__ uint16_t bf16_bits(float f) {
 extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
 finish_bf16_nhwc(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
                  const float* __restrict__ norm, uint16_t* __restrict__ out, uint32_t w, uint32_t h) {
-    const uint32_t px = blockIdx.x * RESAMPLE_THREADS + threadIdx.x;
-    if (px >= w * h) return;
+    uint32_t px;
     float v[3];
-    finish_pixel(crops, desc + (uint64_t)blockIdx.y * FINISH_DESC, norm, w, px % w, px / w, v);
+    if (!finish_this(crops, desc, norm, w, h, px, v)) return;
     uint16_t* o = out + ((uint64_t)blockIdx.y * w * h + px) * 3;
 #pragma unroll
     for (int c = 0; c < 3; c++) o[c] = bf16_bits(v[c]);

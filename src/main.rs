@@ -543,14 +543,7 @@ fn run(cli: Cli) -> Result<()> {
                 iters,
             };
             let r = dr::bench::augment::run(&opts)?;
-            let path = r.meta.path_in(&out_dir);
-            report::write_json(&path, &r)?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                out_str!(r.render());
-            }
-            eprintln!("wrote {}", path.display());
+            publish(&r, &r.meta, &out_dir, json, r.render())?;
         }
         Command::Verify { out, images } => cli::dataset::verify(&out, images.as_deref())?,
         Command::Show {
@@ -594,16 +587,28 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let r = bandwidth::run(&opts)?;
-            let path = r.meta.path_in(&out_dir);
-            report::write_json(&path, &r)?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                out_str!(r.render());
-            }
-            eprintln!("wrote {}", path.display());
+            publish(&r, &r.meta, &out_dir, json, r.render())?;
         }
     }
+    Ok(())
+}
+
+/// Writes a bench report to `out_dir` and prints it (JSON or its table).
+fn publish(
+    r: &impl serde::Serialize,
+    meta: &report::Meta,
+    out_dir: &std::path::Path,
+    json: bool,
+    table: String,
+) -> Result<()> {
+    let path = meta.path_in(out_dir);
+    report::write_json(&path, r)?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        out_str!(table);
+    }
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
