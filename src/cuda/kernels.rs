@@ -32,6 +32,8 @@ pub enum Family {
     Topk,
     Augment,
     Randaug,
+    Conv,
+    Pool,
 }
 
 impl Family {
@@ -40,6 +42,8 @@ impl Family {
         Family::Topk,
         Family::Augment,
         Family::Randaug,
+        Family::Conv,
+        Family::Pool,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -48,6 +52,8 @@ impl Family {
             Family::Topk => "topk",
             Family::Augment => "augment",
             Family::Randaug => "randaug",
+            Family::Conv => "conv",
+            Family::Pool => "pool",
         }
     }
 
@@ -62,6 +68,8 @@ impl Family {
             Family::Topk => topk::ALL,
             Family::Augment => augment::ALL,
             Family::Randaug => randaug::ALL,
+            Family::Conv => conv::ALL,
+            Family::Pool => pool::ALL,
         }
     }
 
@@ -179,6 +187,111 @@ pub mod randaug {
     pub const THREADS: u32 = 512;
     pub const DESC: usize = 3;
     pub const OP_WORDS: usize = 13;
+}
+
+/// kernels/conv.cu
+pub mod conv {
+    use super::*;
+
+    /// `ConvParams` of the .cu, passed by value (96 bytes on both sides).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct ConvParams {
+        pub n: u32,
+        pub h: u32,
+        pub w: u32,
+        pub cin: u32,
+        pub oh: u32,
+        pub ow: u32,
+        pub cout: u32,
+        pub groups: u32,
+        pub cin_g: u32,
+        pub ng: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub sh: u32,
+        pub sw: u32,
+        pub ph: u32,
+        pub pw: u32,
+        pub dh: u32,
+        pub dw: u32,
+        /// KH*KW*Cin_g, and that rounded up to a multiple of `BK`.
+        pub k: u32,
+        pub k_pad: u32,
+        /// N*OH*OW.
+        pub m: u32,
+        /// 0 none, 1 ReLU, 2 SiLU, 3 HardSwish, 4 sigmoid.
+        pub act: u32,
+        pub has_bias: u32,
+        pub has_residual: u32,
+    }
+    const _: () = assert!(size_of::<ConvParams>() == 96);
+
+    /// (x, packed weights, bias, residual, y, params); bf16 as u16 bits.
+    pub type ConvSig = (In<u16>, In<u16>, In<f32>, In<u16>, Out<u16>, ConvParams);
+    pub const CONV_BF16_128X64_V8: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_bf16_128x64_v8");
+    pub const CONV_BF16_128X32_V8: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_bf16_128x32_v8");
+    pub const CONV_BF16_128X16_V8: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_bf16_128x16_v8");
+    pub const CONV_BF16_128X8_V8: Kernel<ConvSig> = Kernel::new(Family::Conv, "conv_bf16_128x8_v8");
+    pub const CONV_BF16_128X64_V1: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_bf16_128x64_v1");
+    pub const ALL: &[&str] = &[
+        CONV_BF16_128X64_V8.name,
+        CONV_BF16_128X32_V8.name,
+        CONV_BF16_128X16_V8.name,
+        CONV_BF16_128X8_V8.name,
+        CONV_BF16_128X64_V1.name,
+    ];
+    /// `CONV_THREADS` and `CONV_BK` in the .cu; every variant's BM.
+    pub const THREADS: u32 = 128;
+    pub const BK: usize = 32;
+    pub const BM: usize = 128;
+}
+
+/// kernels/pool.cu
+pub mod pool {
+    use super::*;
+
+    /// `PoolParams` of the .cu, passed by value (80 bytes on both sides).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct PoolParams {
+        pub n: u32,
+        pub h: u32,
+        pub w: u32,
+        pub c: u32,
+        pub oh: u32,
+        pub ow: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub sh: u32,
+        pub sw: u32,
+        /// Top and left pads.
+        pub ph: u32,
+        pub pw: u32,
+        /// Bottom and right pads.
+        pub pb: u32,
+        pub pr: u32,
+        pub dh: u32,
+        pub dw: u32,
+        /// 0 max, 1 average counting pads, 2 average over in-image taps.
+        pub kind: u32,
+        pub unused: [u32; 3],
+    }
+    const _: () = assert!(size_of::<PoolParams>() == 80);
+
+    pub const POOL2D_BF16_NHWC: Kernel<(In<u16>, Out<u16>, PoolParams)> =
+        Kernel::new(Family::Pool, "pool2d_bf16_nhwc");
+    /// (x, y, n, h*w, c)
+    #[allow(clippy::type_complexity)]
+    pub const GLOBAL_AVGPOOL_BF16_NHWC: Kernel<(In<u16>, Out<u16>, u32, u32, u32)> =
+        Kernel::new(Family::Pool, "global_avgpool_bf16_nhwc");
+    pub const ALL: &[&str] = &[POOL2D_BF16_NHWC.name, GLOBAL_AVGPOOL_BF16_NHWC.name];
+    /// `POOL_THREADS` in the .cu.
+    pub const THREADS: u32 = 256;
 }
 
 #[cfg(test)]

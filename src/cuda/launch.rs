@@ -6,6 +6,8 @@ use cudarc::driver::{LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::error::{CudaError, Result};
 use super::gpu::DevBuf;
+use super::kernels::conv::ConvParams;
+use super::kernels::pool::PoolParams;
 use super::kernels::{In, Out};
 
 /// Grid, block and dynamic shared memory of one launch.
@@ -99,7 +101,12 @@ macro_rules! scalar_args {
         }
     )*};
 }
-scalar_args!(u8, u16, u32, u64, i32, i64, f32);
+scalar_args!(u8, u16, u32, u64, i32, i64, f32, ConvParams, PoolParams);
+
+// SAFETY: both are #[repr(C)], plain u32 fields with no padding, and their
+// sizes are asserted equal to the .cu's structs on both sides.
+unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
+unsafe impl cudarc::driver::DeviceRepr for PoolParams {}
 
 /// A whole argument list matching signature `S`.
 pub trait ArgList<S> {

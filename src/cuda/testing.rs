@@ -40,3 +40,63 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out.truncate(n);
     out
 }
+
+/// The named tolerances GPU tests compare kernels with their CPU twins by.
+#[derive(Debug, Clone, Copy)]
+pub enum Tol {
+    /// Bit-identical.
+    Exact,
+    /// A bf16 result of a `k`-term fp32 accumulation: |got - want| <=
+    /// 2^-7 |want| (one bf16 rounding, either way) + k 2^-23 sum|terms|
+    /// (fp32 summation in an unspecified order).
+    Bf16Accum { k: usize },
+}
+
+impl Tol {
+    /// Compares `got` with `want` (`mag[i]`: the sum of |terms| behind
+    /// `want[i]`); `Ok` carries the max abs and rel errors, `Err` the worst
+    /// offender. NaN never passes.
+    pub fn check(self, got: &[f32], want: &[f32], mag: &[f32]) -> Result<String, String> {
+        if got.len() != want.len() {
+            return Err(format!("{} values, expected {}", got.len(), want.len()));
+        }
+        let (mut max_abs, mut max_rel) = (0f32, 0f32);
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let d = (g - w).abs();
+            let bound = match self {
+                Tol::Exact => 0.0,
+                Tol::Bf16Accum { k } => {
+                    w.abs() / 128.0 + k as f32 * mag.get(i).copied().unwrap_or(0.0) / 8_388_608.0
+                }
+            };
+            if d.is_nan() || d > bound || (matches!(self, Tol::Exact) && g.to_bits() != w.to_bits())
+            {
+                return Err(format!(
+                    "element {i}: got {g}, want {w} (|diff| {d} > {bound}, {self:?})"
+                ));
+            }
+            max_abs = max_abs.max(d);
+            max_rel = max_rel.max(d / w.abs().max(1e-6));
+        }
+        Ok(format!(
+            "{} values within {self:?}: max abs error {max_abs:.3e}, max rel error {max_rel:.3e}",
+            got.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerances_fail_what_they_should() {
+        assert!(Tol::Exact.check(&[1.0], &[1.0], &[]).is_ok());
+        assert!(Tol::Exact.check(&[-0.0], &[0.0], &[]).is_err());
+        let t = Tol::Bf16Accum { k: 64 };
+        assert!(t.check(&[100.5], &[100.0], &[0.0]).is_ok());
+        assert!(t.check(&[101.0], &[100.0], &[0.0]).is_err());
+        assert!(t.check(&[f32::NAN], &[1.0], &[1.0]).is_err());
+        assert!(t.check(&[1.0], &[1.0, 2.0], &[]).is_err());
+    }
+}

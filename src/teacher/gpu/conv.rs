@@ -1,0 +1,506 @@
+//! Tensor-core convolution (kernels/conv.cu): NHWC bf16, fp32 accumulation,
+//! groups in one launch, `act(conv + bias + residual)` fused. The host turns
+//! an IR Conv and its input shape into `ConvParams`, packs the ONNX weight
+//! once into the kernel's [groups][Ng][K_pad] bf16 layout (k = (kh, kw, c),
+//! matching the NHWC gather), and picks the variant whose output-channel
+//! tile fits the group. The CPU twin sums the same bf16 products in f64 and
+//! is checked against the CPU executor's f32 convolution.
+
+use crate::cuda::kernels::Kernel;
+use crate::cuda::kernels::conv::{
+    BK, BM, CONV_BF16_128X8_V8, CONV_BF16_128X16_V8, CONV_BF16_128X32_V8, CONV_BF16_128X64_V1,
+    CONV_BF16_128X64_V8, ConvParams, ConvSig, THREADS,
+};
+use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
+use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
+use crate::teacher::graph::{Activation, ConvAttrs};
+
+/// float32 → bf16 bits, nearest even (NaN stays NaN), as the kernels round.
+pub fn bf16(v: f32) -> u16 {
+    half::bf16::from_f32(v).to_bits()
+}
+
+pub fn f32_of(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// The kernel's activation code.
+pub fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::None => 0,
+        Activation::Relu => 1,
+    }
+}
+
+/// `ConvParams` of `attrs` on an NCHW input of `x` with an ONNX weight of
+/// `w` ([Cout][Cin_g][KH][KW]); pads resolved, sizes checked to fit u32.
+pub fn conv_params(
+    attrs: &ConvAttrs,
+    x: [usize; 4],
+    w: [usize; 4],
+    has_residual: bool,
+) -> std::result::Result<ConvParams, String> {
+    let mut c = attrs.clone();
+    c.pads = resolve_pads(
+        c.auto_pad,
+        c.pads,
+        [x[2], x[3]],
+        c.kernel,
+        c.strides,
+        c.dilations,
+    );
+    c.auto_pad = crate::teacher::graph::AutoPad::Explicit;
+    let out = conv_shape(&c, &x, &w)?;
+    let (cin_g, ng) = (w[1], w[0] / c.group);
+    let k = w[2] * w[3] * cin_g;
+    let u = |v: usize, what: &str| {
+        u32::try_from(v)
+            .map_err(|_| format!("Conv: {what} = {v} does not fit the GPU kernel's 32 bits"))
+    };
+    let m = out[0] * out[2] * out[3];
+    if m.checked_mul(out[1]).is_none_or(|e| e > u32::MAX as usize) {
+        return Err(format!(
+            "Conv output {out:?} has over 2^32 elements: lower the batch size"
+        ));
+    }
+    Ok(ConvParams {
+        n: u(x[0], "batch")?,
+        h: u(x[2], "height")?,
+        w: u(x[3], "width")?,
+        cin: u(x[1], "input channels")?,
+        oh: u(out[2], "output height")?,
+        ow: u(out[3], "output width")?,
+        cout: u(out[1], "output channels")?,
+        groups: u(c.group, "groups")?,
+        cin_g: u(cin_g, "channels per group")?,
+        ng: u(ng, "output channels per group")?,
+        kh: u(w[2], "kernel height")?,
+        kw: u(w[3], "kernel width")?,
+        sh: u(c.strides[0], "stride")?,
+        sw: u(c.strides[1], "stride")?,
+        ph: u(c.pads[0], "pad")?,
+        pw: u(c.pads[1], "pad")?,
+        dh: u(c.dilations[0], "dilation")?,
+        dw: u(c.dilations[1], "dilation")?,
+        k: u(k, "reduction size")?,
+        k_pad: u(k.div_ceil(BK) * BK, "reduction size")?,
+        m: u(m, "output pixels")?,
+        act: act_code(c.act),
+        has_bias: 1,
+        has_residual: has_residual as u32,
+    })
+}
+
+/// ONNX weight [Cout][Cin_g][KH][KW] (f32) → [groups][Ng][K_pad] bf16 with
+/// k = (kh, kw, c) and zeros past K.
+pub fn pack_weights(w: &[f32], p: &ConvParams) -> Vec<u16> {
+    let (kh, kw, cin_g, k_pad) = (
+        p.kh as usize,
+        p.kw as usize,
+        p.cin_g as usize,
+        p.k_pad as usize,
+    );
+    let mut out = vec![0u16; p.cout as usize * k_pad];
+    // Output channel o = g*Ng + n sits at row o either way: [groups][Ng] is [Cout].
+    for o in 0..p.cout as usize {
+        for c in 0..cin_g {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let k = (y * kw + x) * cin_g + c;
+                    out[o * k_pad + k] = bf16(w[((o * cin_g + c) * kh + y) * kw + x]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The variant for `p` and its output-channel tile: the narrowest of 8, 16,
+/// 32, 64 holding a group's channels (64 beyond), 16-byte gathers when
+/// Cin_g is a multiple of 8, else the scalar-gather 64-wide tile.
+pub fn variant(p: &ConvParams) -> (&'static Kernel<ConvSig>, u32) {
+    if !p.cin_g.is_multiple_of(8) {
+        return (&CONV_BF16_128X64_V1, 64);
+    }
+    match p.ng {
+        0..=8 => (&CONV_BF16_128X8_V8, 8),
+        9..=16 => (&CONV_BF16_128X16_V8, 16),
+        17..=32 => (&CONV_BF16_128X32_V8, 32),
+        _ => (&CONV_BF16_128X64_V8, 64),
+    }
+}
+
+/// Launches `y = act(conv(x, w) + bias [+ residual])`. `bias` always has
+/// Cout entries (zeros for a conv without one); `residual`, when
+/// `p.has_residual`, has y's shape.
+pub fn conv2d(
+    stream: &Stream,
+    p: &ConvParams,
+    x: &DevBuf<u16>,
+    w: &DevBuf<u16>,
+    bias: &DevBuf<f32>,
+    residual: Option<&DevBuf<u16>>,
+    y: &mut DevBuf<u16>,
+) -> Result<()> {
+    let bad = |d: String| Err(CudaError::Invalid(format!("conv2d: {d}")));
+    let x_len = (p.n * p.h * p.w) as usize * p.cin as usize;
+    let y_len = p.m as usize * p.cout as usize;
+    if x.len() < x_len
+        || w.len() < p.cout as usize * p.k_pad as usize
+        || bias.len() < p.cout as usize
+    {
+        return bad(format!("input, weight or bias buffer too small for {p:?}"));
+    }
+    if y.len() < y_len || (p.has_residual == 1) != residual.is_some() {
+        return bad("output too small or residual flag and buffer disagree".into());
+    }
+    if residual.is_some_and(|r| r.len() < y_len)
+        || !(p.k_pad as usize).is_multiple_of(BK)
+        || p.k == 0
+    {
+        return bad(format!(
+            "residual short or reduction size {}/{} not padded",
+            p.k, p.k_pad
+        ));
+    }
+    let (kernel, bn) = variant(p);
+    let shape = LaunchShape {
+        grid: (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups),
+        block: (THREADS, 1, 1),
+        shared_bytes: 0,
+    };
+    stream.launch(kernel, shape, (x, w, bias, residual.unwrap_or(x), y, *p))
+}
+
+/// CPU twin: the same bf16 products summed in f64.
+pub mod cpu {
+    use super::*;
+
+    /// The activation in f64, as the kernel applies it (in f32).
+    fn activate(v: f64, act: u32) -> f64 {
+        match act {
+            1 => v.max(0.0),
+            2 => v / (1.0 + (-v).exp()),
+            3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+            4 => 1.0 / (1.0 + (-v).exp()),
+            _ => v,
+        }
+    }
+
+    /// NHWC bf16 `x`, packed `w` → (y before rounding to bf16, and per output
+    /// the sum of |terms| that bounds the accumulation error).
+    pub fn conv2d(
+        p: &ConvParams,
+        x: &[u16],
+        w: &[u16],
+        bias: &[f32],
+        residual: Option<&[u16]>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let [
+            n,
+            h,
+            wd,
+            cin,
+            oh,
+            ow,
+            cout,
+            _groups,
+            cin_g,
+            ng,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        ] = [
+            p.n, p.h, p.w, p.cin, p.oh, p.ow, p.cout, p.groups, p.cin_g, p.ng, p.kh, p.kw, p.sh,
+            p.sw, p.ph, p.pw, p.dh, p.dw,
+        ]
+        .map(|v| v as usize);
+        let k_pad = p.k_pad as usize;
+        let mut y = vec![0f32; n * oh * ow * cout];
+        let mut mag = vec![0f32; y.len()];
+        for img in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let m = (img * oh + oy) * ow + ox;
+                    for o in 0..cout {
+                        let g = o / ng;
+                        let (mut s, mut a) = (bias[o] as f64, (bias[o] as f64).abs());
+                        for ky in 0..kh {
+                            let iy = (oy * sh + ky * dh) as isize - ph as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * sw + kx * dw) as isize - pw as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                let px = ((img * h + iy as usize) * wd + ix as usize) * cin;
+                                for c in 0..cin_g {
+                                    let xv = f32_of(x[px + g * cin_g + c]) as f64;
+                                    let k = (ky * kw + kx) * cin_g + c;
+                                    let t = xv * f32_of(w[o * k_pad + k]) as f64;
+                                    s += t;
+                                    a += t.abs();
+                                }
+                            }
+                        }
+                        if let Some(r) = residual {
+                            let rv = f32_of(r[m * cout + o]) as f64;
+                            s += rv;
+                            a += rv.abs();
+                        }
+                        y[m * cout + o] = activate(s, p.act) as f32;
+                        mag[m * cout + o] = a as f32;
+                    }
+                }
+            }
+        }
+        (y, mag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::testing::{Tol, gpu_or_skip};
+    use crate::rng::Philox;
+    use crate::teacher::graph::AutoPad;
+    use crate::teacher::tensor::Tensor;
+
+    fn attrs(k: usize, s: usize, p: usize, d: usize, group: usize, act: Activation) -> ConvAttrs {
+        ConvAttrs {
+            kernel: [k, k],
+            strides: [s, s],
+            pads: [p, p, p, p],
+            dilations: [d, d],
+            group,
+            auto_pad: AutoPad::Explicit,
+            act,
+        }
+    }
+
+    /// (name, attrs, x NCHW, Cout, residual): the shapes ResNet/ResNeXt
+    /// teachers have (7x7/2 stem on RGB, 1x1, 3x3 grouped at 32 groups of 8
+    /// and of 16, strided, dilated, FC as 1x1 on 1x1), at odd sizes and
+    /// batches not a multiple of the tile.
+    fn cases() -> Vec<(&'static str, ConvAttrs, [usize; 4], usize, bool)> {
+        use Activation::{None, Relu};
+        vec![
+            (
+                "stem 7x7/2 rgb",
+                attrs(7, 2, 3, 1, 1, Relu),
+                [2, 3, 37, 29],
+                64,
+                false,
+            ),
+            (
+                "1x1 residual",
+                attrs(1, 1, 0, 1, 1, Relu),
+                [3, 64, 9, 7],
+                96,
+                true,
+            ),
+            (
+                "3x3 g32x8",
+                attrs(3, 1, 1, 1, 32, Relu),
+                [2, 256, 11, 10],
+                256,
+                false,
+            ),
+            (
+                "3x3/2 g32x16",
+                attrs(3, 2, 1, 1, 32, None),
+                [1, 512, 13, 13],
+                512,
+                false,
+            ),
+            (
+                "3x3 g8x48",
+                attrs(3, 1, 1, 1, 8, Relu),
+                [1, 384, 6, 5],
+                384,
+                true,
+            ),
+            (
+                "3x3 dilated 2",
+                attrs(3, 1, 2, 2, 1, None),
+                [1, 24, 10, 12],
+                40,
+                false,
+            ),
+            (
+                "fc",
+                attrs(1, 1, 0, 1, 1, None),
+                [5, 200, 1, 1],
+                1000,
+                false,
+            ),
+            (
+                "odd cin",
+                attrs(3, 1, 1, 1, 1, Relu),
+                [1, 5, 7, 9],
+                12,
+                false,
+            ),
+        ]
+    }
+
+    fn random(n: usize, r: &mut Philox, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| (r.uniform_f32() - 0.5) * 2.0 * scale)
+            .collect()
+    }
+
+    struct Case {
+        p: ConvParams,
+        x_nchw: Vec<f32>,
+        x: Vec<u16>,
+        w_onnx: Vec<f32>,
+        w: Vec<u16>,
+        bias: Vec<f32>,
+        residual: Option<Vec<u16>>,
+    }
+
+    fn build(attrs: &ConvAttrs, xs: [usize; 4], cout: usize, residual: bool, seed: u64) -> Case {
+        let mut r = Philox::new(seed, 1, 2, 3);
+        let ws = [cout, xs[1] / attrs.group, attrs.kernel[0], attrs.kernel[1]];
+        let mut p = conv_params(attrs, xs, ws, residual).unwrap();
+        // Inputs exactly representable in bf16, so the f32 executor sees the same values.
+        let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|f| f32_of(bf16(f))).collect() };
+        let x_nchw = round(random(xs.iter().product(), &mut r, 1.0));
+        let w_onnx = round(random(ws.iter().product(), &mut r, 0.5));
+        let bias = random(cout, &mut r, 0.2);
+        let [n, c, h, w] = xs;
+        let x: Vec<u16> = (0..n * h * w * c)
+            .map(|i| {
+                let (px, ch) = (i / c, i % c);
+                let (img, rest) = (px / (h * w), px % (h * w));
+                bf16(x_nchw[(img * c + ch) * h * w + rest])
+            })
+            .collect();
+        let residual = residual.then(|| {
+            random(p.m as usize * cout, &mut r, 1.0)
+                .into_iter()
+                .map(bf16)
+                .collect::<Vec<u16>>()
+        });
+        let w = pack_weights(&w_onnx, &p);
+        p.has_residual = residual.is_some() as u32;
+        Case {
+            p,
+            x_nchw,
+            x,
+            w_onnx,
+            w,
+            bias,
+            residual,
+        }
+    }
+
+    #[test]
+    fn twin_equals_the_cpu_executor() {
+        for (i, (name, a, xs, cout, res)) in cases().into_iter().enumerate() {
+            let c = build(&a, xs, cout, res, i as u64);
+            let (y, _) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
+            // The f32 executor on NCHW, residual NCHW too.
+            let ws = [cout, xs[1] / a.group, a.kernel[0], a.kernel[1]];
+            let (oh, ow) = (c.p.oh as usize, c.p.ow as usize);
+            let to_nchw = |nhwc: &[f32]| -> Vec<f32> {
+                (0..nhwc.len())
+                    .map(|i| {
+                        let (img, rest) = (i / (cout * oh * ow), i % (cout * oh * ow));
+                        let (ch, px) = (rest / (oh * ow), rest % (oh * ow));
+                        nhwc[(img * oh * ow + px) * cout + ch]
+                    })
+                    .collect()
+            };
+            let r = c.residual.as_ref().map(|r| {
+                let f: Vec<f32> = r.iter().map(|&b| f32_of(b)).collect();
+                Tensor::f32(vec![xs[0], cout, oh, ow], to_nchw(&f))
+            });
+            let want = crate::teacher::cpu::conv::conv2d(
+                &a,
+                &Tensor::f32(xs.to_vec(), c.x_nchw.clone()),
+                &Tensor::f32(ws.to_vec(), c.w_onnx.clone()),
+                Some(&Tensor::f32(vec![cout], c.bias.clone())),
+                r.as_ref(),
+            )
+            .unwrap();
+            let got = to_nchw(&y);
+            let want = want.view().unwrap().data.to_vec();
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+                .fold(0f32, f32::max);
+            assert!(
+                err < 1e-4,
+                "{name}: twin vs f32 executor, max rel error {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn packing_puts_each_tap_where_the_gather_reads_it() {
+        let a = attrs(3, 1, 1, 1, 2, Activation::None);
+        let p = conv_params(&a, [1, 16, 5, 5], [4, 8, 3, 3], false).unwrap();
+        assert_eq!((p.k, p.k_pad, p.ng, p.cin_g), (72, 96, 2, 8));
+        let w: Vec<f32> = (0..4 * 8 * 9).map(|i| i as f32).collect();
+        let packed = pack_weights(&w, &p);
+        // Output 3, channel 5, tap (2, 1): ONNX ((3*8 + 5)*3 + 2)*3 + 1 = 268.
+        assert_eq!(f32_of(packed[3 * 96 + (2 * 3 + 1) * 8 + 5]), 268.0);
+        assert!(
+            packed[3 * 96 + 72..4 * 96].iter().all(|&b| b == 0),
+            "zeros past K"
+        );
+    }
+
+    #[test]
+    fn variants_fit_the_group_width() {
+        let p = |ng: u32, cin_g: u32| ConvParams {
+            ng,
+            cin_g,
+            ..Default::default()
+        };
+        assert_eq!(variant(&p(8, 8)).1, 8);
+        assert_eq!(variant(&p(16, 16)).1, 16);
+        assert_eq!(variant(&p(48, 48)).1, 64);
+        assert_eq!(variant(&p(2048, 512)).0.name, "conv_bf16_128x64_v8");
+        assert_eq!(variant(&p(64, 3)).0.name, "conv_bf16_128x64_v1");
+    }
+
+    #[test]
+    fn kernel_matches_cpu_twin() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let s = gpu.stream(0);
+        for (i, (name, a, xs, cout, res)) in cases().into_iter().enumerate() {
+            let c = build(&a, xs, cout, res, 100 + i as u64);
+            let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
+            let up16 = |v: &[u16]| {
+                let mut d = gpu.alloc::<u16>(v.len()).unwrap();
+                s.upload(v, &mut d).unwrap();
+                d
+            };
+            let (dx, dw) = (up16(&c.x), up16(&c.w));
+            let dr = c.residual.as_deref().map(up16);
+            let mut db = gpu.alloc::<f32>(cout).unwrap();
+            s.upload(&c.bias, &mut db).unwrap();
+            let mut dy = up16(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
+            conv2d(&s, &c.p, &dx, &dw, &db, dr.as_ref(), &mut dy).unwrap();
+            let mut got = vec![0u16; want.len()];
+            s.download(&dy, &mut got).unwrap();
+            s.synchronize().unwrap();
+            let got: Vec<f32> = got.into_iter().map(f32_of).collect();
+            let report = Tol::Bf16Accum { k: c.p.k as usize }
+                .check(&got, &want, &mag)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            println!("{name}: {report}");
+        }
+    }
+}
