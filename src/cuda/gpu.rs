@@ -327,6 +327,10 @@ impl Stream {
         &self.gpu
     }
 
+    pub(crate) fn raw(&self) -> &Arc<CudaStream> {
+        &self.raw
+    }
+
     fn ordinal(&self) -> usize {
         self.gpu.ordinal()
     }
@@ -349,7 +353,8 @@ impl Stream {
         // entry point in kernels.rs (enforced by ArgList<S>), and that
         // declaration mirrors the .cu (checked by the kernel's GPU test).
         // Buffers are borrowed for the call and their use is ordered by
-        // cudarc's per-buffer events.
+        // cudarc's per-buffer events; a `Region` argument's buffer is kept
+        // alive and its work ordered on one stream by whoever made it.
         unsafe { b.launch(shape.config()) }
             .map(|_| ())
             .map_err(|e| shape.error(kernel.name, format!("{e:?}")))
@@ -362,6 +367,38 @@ impl Stream {
             .memcpy_htod(src, &mut dst.slice.slice_mut(..src.len()))
             .during(
                 || format!("uploading {} elements", src.len()),
+                self.ordinal(),
+            )
+    }
+
+    /// Host → device into elements `at..at + src.len()` of `dst`.
+    pub fn upload_at<T: DeviceRepr>(
+        &self,
+        src: &[T],
+        dst: &mut DevBuf<T>,
+        at: usize,
+    ) -> Result<()> {
+        check_len("upload", at + src.len(), dst.len())?;
+        self.raw
+            .memcpy_htod(src, &mut dst.slice.slice_mut(at..at + src.len()))
+            .during(
+                || format!("uploading {} elements", src.len()),
+                self.ordinal(),
+            )
+    }
+
+    /// Elements `at..at + dst.len()` of `src` → host.
+    pub fn download_at<T: DeviceRepr>(
+        &self,
+        src: &DevBuf<T>,
+        at: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
+        check_len("download", at + dst.len(), src.len())?;
+        self.raw
+            .memcpy_dtoh(&src.slice.slice(at..at + dst.len()), dst)
+            .during(
+                || format!("downloading {} elements", dst.len()),
                 self.ordinal(),
             )
     }

@@ -9,6 +9,7 @@ use super::gpu::DevBuf;
 use super::kernels::conv::ConvParams;
 use super::kernels::pool::PoolParams;
 use super::kernels::{In, Out};
+use super::region::Region;
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,20 @@ impl<T> Arg<In<T>> for &DevBuf<T> {
 impl<T> Arg<Out<T>> for &mut DevBuf<T> {
     fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
         b.arg(&mut self.slice);
+    }
+}
+
+// A region stands for its buffer's pointer: the address pushed as a u64,
+// which the kernel reads as `const T*` / `T*`.
+impl<T> Arg<In<T>> for Region<T> {
+    fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.addr);
+    }
+}
+
+impl<T> Arg<Out<T>> for Region<T> {
+    fn push_into<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.addr);
     }
 }
 

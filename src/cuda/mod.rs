@@ -13,6 +13,7 @@ pub mod memops;
 mod pinned;
 mod probe;
 pub mod ptxas;
+mod region;
 pub mod testing;
 
 pub use error::{CudaError, Result};
@@ -20,3 +21,4 @@ pub use gpu::{DevBuf, DeviceElem, Event, Gpu, Stream, build_runs_on};
 pub use launch::LaunchShape;
 pub use pinned::{PinnedBuf, PinnedKind, PinnedPool};
 pub use probe::{DeviceInfo, NO_DRIVER, PcieLink, Probe, driver_version_string, probe};
+pub use region::{Graph, Region};

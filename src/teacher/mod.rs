@@ -2,6 +2,7 @@
 //! (`shape`), simplified by `passes` and run by the CPU executor (`cpu`), the
 //! oracle of the GPU executor.
 
+pub mod arena;
 pub mod cpu;
 pub mod ensemble;
 pub mod gpu;

@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use super::attention;
+use crate::teacher::arena::{Lifetime, place};
 use crate::teacher::graph::{Graph, Op, ValueId};
 use crate::teacher::tensor::{DType, numel};
 
@@ -149,7 +150,14 @@ impl Plan {
                 });
             }
         }
-        let (ranges, arena_len) = place(&items);
+        let lifetimes: Vec<Lifetime> = items
+            .iter()
+            .map(|it| Lifetime {
+                size: it.size,
+                live: it.live,
+            })
+            .collect();
+        let (ranges, arena_len) = place(&lifetimes, ALIGN);
         for (it, r) in items.iter().zip(ranges) {
             match (it.value, it.node) {
                 (Some(v), _) => slots[v] = Slot::Arena(r),
@@ -165,81 +173,5 @@ impl Plan {
             arena: Mutex::new(Vec::new()),
             graph,
         })
-    }
-}
-
-/// Greedy by size: each item (largest first) at the lowest aligned offset
-/// that no item already placed and live at an overlapping time occupies.
-fn place(items: &[Item]) -> (Vec<Range<usize>>, usize) {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| {
-        items[b]
-            .size
-            .cmp(&items[a].size)
-            .then(items[a].live.0.cmp(&items[b].live.0))
-    });
-    let mut ranges = vec![0..0; items.len()];
-    let mut placed: Vec<usize> = Vec::new();
-    let mut total = 0;
-    for &i in &order {
-        let (s, e) = items[i].live;
-        let size = items[i].size.next_multiple_of(ALIGN);
-        let mut busy: Vec<Range<usize>> = placed
-            .iter()
-            .filter(|&&j| items[j].live.0 <= e && s <= items[j].live.1)
-            .map(|&j| ranges[j].start..ranges[j].start + items[j].size.next_multiple_of(ALIGN))
-            .collect();
-        busy.sort_by_key(|r| r.start);
-        let mut at = 0;
-        for b in &busy {
-            if b.start >= at + size {
-                break;
-            }
-            at = at.max(b.end);
-        }
-        ranges[i] = at..at + items[i].size;
-        total = total.max(at + size);
-        placed.push(i);
-    }
-    (ranges, total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(size: usize, live: (usize, usize)) -> Item {
-        Item {
-            value: None,
-            node: None,
-            size,
-            live,
-        }
-    }
-
-    /// Values live at the same time never share memory; disjoint lifetimes do.
-    #[test]
-    fn placement_respects_lifetimes() {
-        let items = vec![
-            item(100, (0, 1)),
-            item(50, (1, 2)),
-            item(100, (2, 3)),
-            item(30, (0, 3)),
-            item(70, (3, 4)),
-        ];
-        let (r, total) = place(&items);
-        for i in 0..items.len() {
-            for j in 0..i {
-                let overlap_t =
-                    items[i].live.0 <= items[j].live.1 && items[j].live.0 <= items[i].live.1;
-                let overlap_m = r[i].start < r[j].end && r[j].start < r[i].end;
-                assert!(!(overlap_t && overlap_m), "{i} and {j}: {r:?}");
-            }
-            assert_eq!(r[i].start % ALIGN, 0);
-        }
-        // The two 100s never live together and share their space; the
-        // peak (100 + 50 + 30 aligned = 208) bounds the total from below.
-        assert_eq!(r[0], r[2]);
-        assert!((208..=224).contains(&total), "{total}");
     }
 }

@@ -11,7 +11,7 @@ use crate::cuda::kernels::conv::{
     BK, BM, CONV_BF16_128X8_V8, CONV_BF16_128X16_V8, CONV_BF16_128X32_V8, CONV_BF16_128X64_V1,
     CONV_BF16_128X64_V8, ConvParams, ConvSig, THREADS,
 };
-use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
+use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
 use crate::teacher::graph::{Activation, ConvAttrs};
 
@@ -142,6 +142,28 @@ pub fn conv2d(
     residual: Option<&DevBuf<u16>>,
     y: &mut DevBuf<u16>,
 ) -> Result<()> {
+    let s = stream;
+    conv2d_regions(
+        s,
+        p,
+        x.region(s, 0..x.len())?,
+        w.region(s, 0..w.len())?,
+        bias.region(s, 0..bias.len())?,
+        residual.map(|r| r.region(s, 0..r.len())).transpose()?,
+        y.region(s, 0..y.len())?,
+    )
+}
+
+/// `conv2d` over regions (of the executor's arena and weights).
+pub fn conv2d_regions(
+    stream: &Stream,
+    p: &ConvParams,
+    x: Region<u16>,
+    w: Region<u16>,
+    bias: Region<f32>,
+    residual: Option<Region<u16>>,
+    y: Region<u16>,
+) -> Result<()> {
     let bad = |d: String| Err(CudaError::Invalid(format!("conv2d: {d}")));
     let x_len = (p.n * p.h * p.w) as usize * p.cin as usize;
     let y_len = p.m as usize * p.cout as usize;
@@ -149,10 +171,10 @@ pub fn conv2d(
         || w.len() < p.cout as usize * p.k_pad as usize
         || bias.len() < p.cout as usize
     {
-        return bad(format!("input, weight or bias buffer too small for {p:?}"));
+        return bad(format!("input, weight or bias region too small for {p:?}"));
     }
     if y.len() < y_len || (p.has_residual == 1) != residual.is_some() {
-        return bad("output too small or residual flag and buffer disagree".into());
+        return bad("output too small or residual flag and region disagree".into());
     }
     if residual.is_some_and(|r| r.len() < y_len)
         || !(p.k_pad as usize).is_multiple_of(BK)

@@ -1,7 +1,11 @@
 //! The teacher on the GPU: launchers of the teacher-side kernels beside their
-//! CPU twins. Today the ensemble softmax + top-k ([gpu-augment]); the
-//! convolution and attention executor of [gpu-cnn]/[gpu-transformer] follows.
+//! CPU twins (convolution, pooling, ensemble softmax + top-k), the lowering
+//! of a convolutional teacher's IR to kernel steps over one arena (`lower`),
+//! and its execution on a device as a CUDA graph (`model`). Transformer
+//! teachers ([gpu-transformer]) are refused by the lowering, by op name.
 
 pub mod conv;
+pub mod lower;
+pub mod model;
 pub mod pool;
 pub mod topk;

@@ -4,7 +4,7 @@
 
 use super::conv::{bf16, f32_of};
 use crate::cuda::kernels::pool::{GLOBAL_AVGPOOL_BF16_NHWC, POOL2D_BF16_NHWC, PoolParams, THREADS};
-use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
+use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::pool_shape;
 use crate::teacher::graph::{AutoPad, PoolAttrs, PoolKind};
 
@@ -81,13 +81,24 @@ fn grid(outputs: usize) -> Result<LaunchShape> {
 }
 
 pub fn pool2d(stream: &Stream, p: &PoolParams, x: &DevBuf<u16>, y: &mut DevBuf<u16>) -> Result<()> {
+    let s = stream;
+    pool2d_regions(s, p, x.region(s, 0..x.len())?, y.region(s, 0..y.len())?)
+}
+
+/// `pool2d` over regions.
+pub fn pool2d_regions(
+    stream: &Stream,
+    p: &PoolParams,
+    x: Region<u16>,
+    y: Region<u16>,
+) -> Result<()> {
     let (xs, ys) = (
         (p.n * p.h * p.w) as usize * p.c as usize,
         (p.n * p.oh * p.ow) as usize * p.c as usize,
     );
     if x.len() < xs || y.len() < ys {
         return Err(CudaError::Invalid(format!(
-            "pool2d: buffers too small for {p:?}"
+            "pool2d: regions too small for {p:?}"
         )));
     }
     stream.launch(&POOL2D_BF16_NHWC, grid(ys)?, (x, y, *p))
@@ -98,11 +109,22 @@ pub fn global_avgpool(
     stream: &Stream,
     x: &DevBuf<u16>,
     y: &mut DevBuf<u16>,
+    dims: (usize, usize, usize),
+) -> Result<()> {
+    let s = stream;
+    global_avgpool_regions(s, x.region(s, 0..x.len())?, y.region(s, 0..y.len())?, dims)
+}
+
+/// `global_avgpool` over regions.
+pub fn global_avgpool_regions(
+    stream: &Stream,
+    x: Region<u16>,
+    y: Region<u16>,
     (n, hw, c): (usize, usize, usize),
 ) -> Result<()> {
     if x.len() < n * hw * c || y.len() < n * c || hw == 0 {
         return Err(CudaError::Invalid(format!(
-            "global_avgpool: buffers too small for {n}x{hw}x{c}"
+            "global_avgpool: regions too small for {n}x{hw}x{c}"
         )));
     }
     let u = |v: usize| {

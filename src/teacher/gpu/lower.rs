@@ -1,0 +1,525 @@
+//! A convolutional teacher's optimised IR lowered for the GPU: each node
+//! becomes a kernel step over regions of one bf16 arena (NHWC activations),
+//! weights are packed once, and memory is planned from the values'
+//! lifetimes (`teacher::arena`). Covered: Conv with its fused epilogue,
+//! Gemm / MatMul with a constant weight (as 1x1 convolutions), max and
+//! average pooling, global average pooling, and the reshapes that keep NHWC
+//! and NCHW orders equal (flattening a 1x1 map). Anything else is refused
+//! with the op's name; `run_cpu` runs the plan through the kernels' CPU twins.
+
+use std::ops::Range;
+
+use super::conv::{bf16, conv_params, f32_of, pack_weights};
+use super::pool::pool_params;
+use crate::cuda::kernels::conv::ConvParams;
+use crate::cuda::kernels::pool::PoolParams;
+use crate::teacher::arena::{Lifetime, place};
+use crate::teacher::cpu::plan::is_alias;
+use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, Graph, Op, ValueId};
+use crate::teacher::tensor::{Tensor, numel};
+
+/// Arena offsets are multiples of this many bf16 (256 bytes: 16-byte
+/// vector loads and cp.async need 16).
+const ALIGN: usize = 128;
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Conv {
+        p: ConvParams,
+        weights: usize,
+        x: Range<usize>,
+        residual: Option<Range<usize>>,
+        y: Range<usize>,
+    },
+    Pool {
+        p: PoolParams,
+        x: Range<usize>,
+        y: Range<usize>,
+    },
+    GlobalAvg {
+        /// (N, H*W, C)
+        dims: (usize, usize, usize),
+        x: Range<usize>,
+        y: Range<usize>,
+    },
+}
+
+/// A layer's packed weight and its bias (zeros when the layer has none).
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub packed: Vec<u16>,
+    pub bias: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GpuPlan {
+    pub batch: usize,
+    pub steps: Vec<Step>,
+    pub weights: Vec<Weights>,
+    /// bf16 elements.
+    pub arena_len: usize,
+    pub input: Range<usize>,
+    /// [N, C, H, W] of the model's input (stored NHWC).
+    pub input_nchw: [usize; 4],
+    pub output: Range<usize>,
+    pub classes: usize,
+    /// Multiply-adds of one forward (convolutions and FC layers).
+    pub macs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    None,
+    Own,
+    Alias(ValueId),
+}
+
+fn shape4(s: &[usize]) -> Option<[usize; 4]> {
+    s.try_into().ok()
+}
+
+/// Lowers `g` (prepared for one batch size). Errors name the node and op.
+pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
+    let shape = |v: ValueId| g.values[v].shape.clone().unwrap_or_default();
+    let [input] = g.inputs[..] else {
+        return Err("the GPU executor takes one image input".into());
+    };
+    let input_nchw = shape4(&shape(input))
+        .ok_or_else(|| format!("the input is {:?}, not [N, C, H, W]", shape(input)))?;
+    let nv = g.values.len();
+    let mut slot = vec![Slot::None; nv];
+    slot[input] = Slot::Own;
+    let root = |slot: &[Slot], v: ValueId| match slot[v] {
+        Slot::Alias(r) => r,
+        _ => v,
+    };
+    let mut def = vec![0usize; nv];
+    let mut last = vec![0usize; nv];
+    // (node, step template with value ids; regions filled after placement)
+    enum Pending {
+        Conv(ConvParams, usize, ValueId, Option<ValueId>, ValueId),
+        Pool(PoolParams, ValueId, ValueId),
+        GlobalAvg((usize, usize, usize), ValueId, ValueId),
+    }
+    let mut pending = Vec::new();
+    let mut weights = Vec::new();
+    let mut macs = 0u64;
+    for (i, node) in g.nodes.iter().enumerate() {
+        let what = || format!("node {} ({:?})", node.name, op_name(&node.op));
+        let act_in = |k: usize| -> Result<ValueId, String> {
+            let v = node
+                .inputs
+                .get(k)
+                .copied()
+                .flatten()
+                .ok_or_else(|| format!("{}: input {k} missing", what()))?;
+            if slot[v] == Slot::None {
+                return Err(format!(
+                    "{}: input {k} is not an activation the GPU computed",
+                    what()
+                ));
+            }
+            Ok(v)
+        };
+        let constant = |k: usize| -> Option<&Tensor> {
+            node.inputs
+                .get(k)
+                .copied()
+                .flatten()
+                .and_then(|v| g.values[v].constant.as_deref())
+        };
+        for &v in node.inputs.iter().flatten() {
+            let r = root(&slot, v);
+            last[r] = last[r].max(i);
+        }
+        let out = node.outputs[0];
+        def[out] = i;
+        last[out] = last[out].max(i);
+        match &node.op {
+            Op::Conv(a) => {
+                let x = act_in(0)?;
+                let w = constant(1)
+                    .ok_or_else(|| format!("{}: the weight is not a constant", what()))?;
+                let residual = node
+                    .inputs
+                    .get(3)
+                    .copied()
+                    .flatten()
+                    .map(|_| act_in(3))
+                    .transpose()?;
+                let xs = shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
+                let ws = shape4(&w.shape).ok_or_else(|| format!("{}: weight not 4-D", what()))?;
+                let p = conv_params(a, xs, ws, residual.is_some())
+                    .map_err(|e| format!("{}: {e}", what()))?;
+                let bias = match (node.inputs.get(2).copied().flatten(), constant(2)) {
+                    (None, _) => vec![0.0; ws[0]],
+                    (Some(_), Some(b)) => b.to_f32_vec(),
+                    (Some(_), None) => {
+                        return Err(format!("{}: the bias is not a constant", what()));
+                    }
+                };
+                let wv = w.to_f32_vec();
+                weights.push(Weights {
+                    packed: pack_weights(&wv, &p),
+                    bias,
+                });
+                macs += p.m as u64 * p.cout as u64 * p.k as u64;
+                slot[out] = Slot::Own;
+                pending.push(Pending::Conv(p, weights.len() - 1, x, residual, out));
+            }
+            Op::Gemm {
+                alpha,
+                beta,
+                trans_a,
+                trans_b,
+            } => {
+                if *alpha != 1.0 || *beta != 1.0 || *trans_a {
+                    return Err(format!(
+                        "{}: only alpha = beta = 1 without transA is on the GPU",
+                        what()
+                    ));
+                }
+                let x = act_in(0)?;
+                let b = constant(1).ok_or_else(|| format!("{}: B is not a constant", what()))?;
+                let (p, w) = linear(g, x, b, *trans_b, node.inputs.get(2).copied().flatten())
+                    .map_err(|e| format!("{}: {e}", what()))?;
+                macs += p.m as u64 * p.cout as u64 * p.k as u64;
+                weights.push(w);
+                slot[out] = Slot::Own;
+                pending.push(Pending::Conv(p, weights.len() - 1, x, None, out));
+            }
+            Op::MatMul => {
+                let x = act_in(0)?;
+                let b = constant(1).ok_or_else(|| format!("{}: B is not a constant", what()))?;
+                let (p, w) = linear(g, x, b, false, node.inputs.get(2).copied().flatten())
+                    .map_err(|e| format!("{}: {e}", what()))?;
+                macs += p.m as u64 * p.cout as u64 * p.k as u64;
+                weights.push(w);
+                slot[out] = Slot::Own;
+                pending.push(Pending::Conv(p, weights.len() - 1, x, None, out));
+            }
+            Op::Pool(a) => {
+                let x = act_in(0)?;
+                let xs = shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
+                let p = pool_params(a, xs).map_err(|e| format!("{}: {e}", what()))?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::Pool(p, x, out));
+            }
+            Op::GlobalAveragePool => {
+                let x = act_in(0)?;
+                let [n, c, h, w] =
+                    shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::GlobalAvg((n, h * w, c), x, out));
+            }
+            op if is_alias(op) => {
+                let x = act_in(0)?;
+                let s = shape(x);
+                // NHWC and NCHW agree when everything after the channels is 1.
+                if s.len() > 2 && s[2..].iter().any(|&d| d != 1) {
+                    return Err(format!(
+                        "{}: reshaping a {s:?} map (NHWC on the GPU) is not supported yet",
+                        what()
+                    ));
+                }
+                slot[out] = Slot::Alias(root(&slot, x));
+            }
+            other => {
+                return Err(format!(
+                    "{}: {} is not on the GPU yet ([gpu-cnn] runs Conv, Gemm/MatMul, pooling and flattening); run this teacher on the CPU",
+                    what(),
+                    op_name(other)
+                ));
+            }
+        }
+    }
+    let [output] = g.outputs[..] else {
+        return Err("the GPU executor gives one logits output".into());
+    };
+    let os = shape(output);
+    if slot[output] == Slot::None || os.len() < 2 || os[2..].iter().any(|&d| d != 1) {
+        return Err(format!(
+            "the output {os:?} is not [N, classes] computed on the GPU"
+        ));
+    }
+    let out_root = root(&slot, output);
+    last[out_root] = usize::MAX;
+    // Aliases keep their root alive.
+    for v in 0..nv {
+        if let Slot::Alias(r) = slot[v] {
+            last[r] = last[r].max(last[v]);
+        }
+    }
+    let owners: Vec<ValueId> = (0..nv).filter(|&v| slot[v] == Slot::Own).collect();
+    let lifetimes: Vec<Lifetime> = owners
+        .iter()
+        .map(|&v| Lifetime {
+            size: numel(&shape(v)),
+            live: (def[v], last[v].min(g.nodes.len())),
+        })
+        .collect();
+    let (ranges, arena_len) = place(&lifetimes, ALIGN);
+    let mut region = vec![0..0; nv];
+    for (&v, r) in owners.iter().zip(ranges) {
+        region[v] = r;
+    }
+    let at = |v: ValueId| region[root(&slot, v)].clone();
+    let steps = pending
+        .into_iter()
+        .map(|s| match s {
+            Pending::Conv(p, w, x, r, y) => Step::Conv {
+                p,
+                weights: w,
+                x: at(x),
+                residual: r.map(at),
+                y: at(y),
+            },
+            Pending::Pool(p, x, y) => Step::Pool {
+                p,
+                x: at(x),
+                y: at(y),
+            },
+            Pending::GlobalAvg(dims, x, y) => Step::GlobalAvg {
+                dims,
+                x: at(x),
+                y: at(y),
+            },
+        })
+        .collect();
+    Ok(GpuPlan {
+        batch: input_nchw[0],
+        steps,
+        weights,
+        arena_len,
+        input: at(input),
+        input_nchw,
+        output: at(output),
+        classes: os[1],
+        macs,
+    })
+}
+
+/// A 2-D `x` [N, K] times a constant `b` ([K, out], or [out, K] with
+/// `trans_b`) plus an optional constant bias, as a 1x1 convolution.
+fn linear(
+    g: &Graph,
+    x: ValueId,
+    b: &Tensor,
+    trans_b: bool,
+    bias: Option<ValueId>,
+) -> Result<(ConvParams, Weights), String> {
+    let xs = g.values[x].shape.clone().unwrap_or_default();
+    let [n, k] = xs[..] else {
+        return Err(format!("the input is {xs:?}, not [N, K]"));
+    };
+    let [r, c] = b.shape[..] else {
+        return Err(format!("the weight is {:?}, not 2-D", b.shape));
+    };
+    let bv = b.to_f32_vec();
+    let (out, kk) = if trans_b { (r, c) } else { (c, r) };
+    if kk != k {
+        return Err(format!("input {xs:?} does not match weight {:?}", b.shape));
+    }
+    // [out][K], as a conv weight [out][K][1][1].
+    let w: Vec<f32> = if trans_b {
+        bv
+    } else {
+        (0..out * k).map(|i| bv[(i % k) * out + i / k]).collect()
+    };
+    let attrs = ConvAttrs {
+        kernel: [1, 1],
+        strides: [1, 1],
+        pads: [0; 4],
+        dilations: [1, 1],
+        group: 1,
+        auto_pad: AutoPad::Explicit,
+        act: Activation::None,
+    };
+    let p = conv_params(&attrs, [n, k, 1, 1], [out, k, 1, 1], false)?;
+    let bias = match bias.and_then(|v| g.values[v].constant.clone()) {
+        Some(t) if t.len() == out => t.to_f32_vec(),
+        Some(t) => return Err(format!("bias {:?} is not [{out}]", t.shape)),
+        None if bias.is_some() => return Err("the bias is not a constant".into()),
+        None => vec![0.0; out],
+    };
+    Ok((
+        p,
+        Weights {
+            packed: pack_weights(&w, &p),
+            bias,
+        },
+    ))
+}
+
+fn op_name(op: &Op) -> String {
+    let s = format!("{op:?}");
+    s.split(['(', ' ', '{']).next().unwrap_or("?").to_string()
+}
+
+/// NCHW float32 → NHWC bf16 bits, the GPU input layout.
+pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<u16> {
+    let mut out = vec![0u16; x.len()];
+    for img in 0..n {
+        for ch in 0..c {
+            for px in 0..h * w {
+                out[(img * h * w + px) * c + ch] = bf16(x[(img * c + ch) * h * w + px]);
+            }
+        }
+    }
+    out
+}
+
+impl GpuPlan {
+    /// The plan through the kernels' CPU twins: input NHWC bf16 → logits.
+    pub fn run_cpu(&self, input: &[u16]) -> Vec<f32> {
+        let mut arena = vec![0u16; self.arena_len];
+        arena[self.input.clone()].copy_from_slice(input);
+        for s in &self.steps {
+            match s {
+                Step::Conv {
+                    p,
+                    weights,
+                    x,
+                    residual,
+                    y,
+                } => {
+                    let w = &self.weights[*weights];
+                    let (out, _) = super::conv::cpu::conv2d(
+                        p,
+                        &arena[x.clone()],
+                        &w.packed,
+                        &w.bias,
+                        residual.as_ref().map(|r| &arena[r.clone()]),
+                    );
+                    let out: Vec<u16> = out.into_iter().map(bf16).collect();
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+                Step::Pool { p, x, y } => {
+                    let out = super::pool::cpu::pool2d(p, &arena[x.clone()]);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+                Step::GlobalAvg { dims, x, y } => {
+                    let out = super::pool::cpu::global_avgpool(&arena[x.clone()], *dims);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+            }
+        }
+        arena[self.output.clone()]
+            .iter()
+            .map(|&b| f32_of(b))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::teacher::ensemble::Member;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/teacher")
+            .join(name)
+    }
+
+    /// Rows of `got` and `want` [rows][classes]: the largest |difference|
+    /// over the largest |logit|, and how many rows agree on the top class.
+    pub(crate) fn compare(got: &[f32], want: &[f32], classes: usize) -> (f32, usize) {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let argmax = |r: &[f32]| (0..r.len()).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
+        let agree = got
+            .chunks(classes)
+            .zip(want.chunks(classes))
+            .filter(|(a, b)| argmax(a) == argmax(b))
+            .count();
+        (diff / scale, agree)
+    }
+
+    /// The small ResNet fixture (stem, max pool, residual blocks with
+    /// downsampling convs, global pool, FC) and the demo teacher, lowered
+    /// and run through the twins in bf16, against the f32 CPU executor.
+    #[test]
+    fn lowered_plans_track_the_cpu_executor() {
+        let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo-teacher.onnx");
+        for (model, input) in [
+            (
+                fixture("resnet-legacy17.onnx"),
+                Some(fixture("resnet.input.npy")),
+            ),
+            (demo, None),
+        ] {
+            let m = Member::load(&model).unwrap();
+            let (shape, x): (Vec<usize>, Vec<f32>) = match input {
+                Some(p) => crate::npy::read(&p).unwrap(),
+                None => {
+                    let mut r = crate::rng::Philox::new(5, 0, 0, 0);
+                    let s = vec![6, 3, 32, 32];
+                    let x = (0..s.iter().product())
+                        .map(|_| r.uniform_f32() * 4.0 - 2.0)
+                        .collect();
+                    (s, x)
+                }
+            };
+            let plan = lower(&m.graph(shape[0]).unwrap()).unwrap();
+            let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
+            let want = want.view().unwrap().data.to_vec();
+            let nchw: [usize; 4] = shape[..].try_into().unwrap();
+            let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw));
+            let (err, agree) = compare(&got, &want, plan.classes);
+            println!(
+                "{}: {} steps, arena {} KB, {:.1} MMAC; bf16 twin vs f32: max |diff| / max |logit| = {err:.2e}, top-1 {agree}/{}",
+                model.display(),
+                plan.steps.len(),
+                plan.arena_len * 2 / 1024,
+                plan.macs as f64 / 1e6,
+                shape[0]
+            );
+            assert!(err < 0.03, "{}: relative error {err}", model.display());
+            assert_eq!(agree, shape[0], "{}: top-1 differs", model.display());
+        }
+    }
+
+    #[test]
+    fn models_beyond_the_cnn_ops_are_refused_by_name() {
+        let m = Member::load(&fixture("vit-legacy17.onnx")).unwrap();
+        let e = lower(&m.graph(1).unwrap()).unwrap_err();
+        assert!(
+            e.contains("is not on the GPU yet") || e.contains("not supported yet"),
+            "{e}"
+        );
+        assert!(e.contains("node "), "{e}");
+    }
+
+    #[test]
+    fn plans_reuse_memory_across_layers() {
+        let m = Member::load(&fixture("resnet-legacy17.onnx")).unwrap();
+        let g = m.graph(4).unwrap();
+        let plan = lower(&g).unwrap();
+        let all: usize = g
+            .values
+            .iter()
+            .filter(|v| v.constant.is_none())
+            .map(|v| numel(v.shape.as_deref().unwrap_or(&[])))
+            .sum();
+        assert!(
+            plan.arena_len < all,
+            "arena {} vs every activation {all}",
+            plan.arena_len
+        );
+        for s in &plan.steps {
+            if let Step::Conv { x, y, residual, .. } = s {
+                let overlap =
+                    |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
+                assert!(
+                    !overlap(x, y) && !residual.as_ref().is_some_and(|r| overlap(r, y)),
+                    "{s:?}"
+                );
+            }
+        }
+    }
+}

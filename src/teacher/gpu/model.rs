@@ -1,0 +1,168 @@
+//! A lowered teacher on one device: weights uploaded once, one arena for
+//! every activation, each step a launch over regions of it on one stream,
+//! and the whole forward captured as a CUDA graph and replayed per batch.
+
+use super::conv::{conv2d_regions, f32_of};
+use super::lower::{GpuPlan, Step};
+use super::pool::{global_avgpool_regions, pool2d_regions};
+use crate::cuda::{DevBuf, Gpu, Graph, Region, Result, Stream};
+
+pub struct GpuModel {
+    pub plan: GpuPlan,
+    stream: Stream,
+    arena: DevBuf<u16>,
+    weights: Vec<(DevBuf<u16>, DevBuf<f32>)>,
+    graph: Option<Graph>,
+}
+
+impl GpuModel {
+    /// Uploads the plan's weights and allocates its arena (zeroed, so a
+    /// region no step writes reads as zeros, never as stale data).
+    pub fn new(gpu: &Gpu, plan: GpuPlan) -> Result<Self> {
+        let stream = gpu.stream(0);
+        let mut weights = Vec::with_capacity(plan.weights.len());
+        for w in &plan.weights {
+            let mut packed = gpu.alloc::<u16>(w.packed.len())?;
+            stream.upload(&w.packed, &mut packed)?;
+            let mut bias = gpu.alloc::<f32>(w.bias.len())?;
+            stream.upload(&w.bias, &mut bias)?;
+            weights.push((packed, bias));
+        }
+        let arena = gpu.alloc_zeros::<u16>(plan.arena_len.max(1))?;
+        stream.synchronize()?;
+        Ok(GpuModel {
+            plan,
+            stream,
+            arena,
+            weights,
+            graph: None,
+        })
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// The arena region the next forward reads its NHWC bf16 input from
+    /// (the augmentation can write there directly).
+    pub fn input(&self) -> Result<Region<u16>> {
+        self.arena.region(&self.stream, self.plan.input.clone())
+    }
+
+    /// Where the logits [N][classes] (bf16) are after a forward.
+    pub fn output(&self) -> Result<Region<u16>> {
+        self.arena.region(&self.stream, self.plan.output.clone())
+    }
+
+    /// Queues every step on the model's stream.
+    fn enqueue(&self, s: &Stream) -> Result<()> {
+        let r = |range: &std::ops::Range<usize>| self.arena.region(s, range.clone());
+        for step in &self.plan.steps {
+            match step {
+                Step::Conv {
+                    p,
+                    weights,
+                    x,
+                    residual,
+                    y,
+                } => {
+                    let (w, b) = &self.weights[*weights];
+                    let residual = residual.as_ref().map(r).transpose()?;
+                    conv2d_regions(
+                        s,
+                        p,
+                        r(x)?,
+                        w.region(s, 0..w.len())?,
+                        b.region(s, 0..b.len())?,
+                        residual,
+                        r(y)?,
+                    )?;
+                }
+                Step::Pool { p, x, y } => pool2d_regions(s, p, r(x)?, r(y)?)?,
+                Step::GlobalAvg { dims, x, y } => global_avgpool_regions(s, r(x)?, r(y)?, *dims)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Captures the forward as a CUDA graph; later forwards replay it.
+    pub fn capture(&mut self) -> Result<()> {
+        let graph = self.stream.capture(|s| self.enqueue(s))?;
+        self.graph = Some(graph);
+        Ok(())
+    }
+
+    /// Queues one forward over the input region (graph replay once captured).
+    pub fn forward(&self) -> Result<()> {
+        match &self.graph {
+            Some(g) => g.launch(),
+            None => self.enqueue(&self.stream),
+        }
+    }
+
+    /// Uploads `input` (NHWC bf16), runs a forward and returns the logits.
+    pub fn run(&mut self, input: &[u16]) -> Result<Vec<f32>> {
+        let at = self.plan.input.start;
+        self.stream.upload_at(input, &mut self.arena, at)?;
+        self.forward()?;
+        let mut out = vec![0u16; self.plan.output.len()];
+        self.stream
+            .download_at(&self.arena, self.plan.output.start, &mut out)?;
+        self.stream.synchronize()?;
+        Ok(out.into_iter().map(f32_of).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::testing::gpu_or_skip;
+    use crate::teacher::ensemble::Member;
+    use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
+    use std::path::PathBuf;
+
+    /// The ResNet fixture and the demo teacher on the device, eager and as a
+    /// graph, against the plan's CPU twin: every layer rounds to bf16 on
+    /// both sides, so they differ only where an fp32 accumulation order
+    /// flips a rounding; the logits must agree closely and on the top class.
+    #[test]
+    fn device_forward_matches_the_twin() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for model in [
+            root.join("tests/fixtures/teacher/resnet-legacy17.onnx"),
+            root.join("assets/demo-teacher.onnx"),
+        ] {
+            let m = Member::load(&model).unwrap();
+            let batch = 37; // not a multiple of any tile
+            let plan = lower(&m.graph(batch).unwrap()).unwrap();
+            let mut r = crate::rng::Philox::new(11, 0, 0, 0);
+            let x: Vec<f32> = (0..plan.input.len())
+                .map(|_| r.uniform_f32() * 4.0 - 2.0)
+                .collect();
+            let input = to_nhwc_bf16(&x, plan.input_nchw);
+            let want = plan.run_cpu(&input);
+            let classes = plan.classes;
+            let mut gm = GpuModel::new(&gpu, plan).unwrap();
+            let eager = gm.run(&input).unwrap();
+            gm.capture().unwrap();
+            let graphed = gm.run(&input).unwrap();
+            assert!(
+                eager == graphed,
+                "{}: graph replay differs from eager",
+                model.display()
+            );
+            let (err, agree) = crate::teacher::gpu::lower::tests::compare(&eager, &want, classes);
+            println!(
+                "{}: device vs twin max |diff| / max |logit| = {err:.2e}, top-1 {agree}/{batch}",
+                model.display()
+            );
+            assert!(err < 0.02, "{}: {err}", model.display());
+            assert!(
+                agree * 100 >= batch * 95,
+                "{}: top-1 {agree}/{batch}",
+                model.display()
+            );
+        }
+    }
+}
