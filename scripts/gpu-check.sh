@@ -90,6 +90,17 @@ run() {
   step bench-bandwidth "$BUNDLE/bin/dr" bench bandwidth --out-dir "$out/bench-results"
   step bench-topk "$BUNDLE/bin/dr" bench topk --out-dir "$out/bench-results"
   step bench-augment "$BUNDLE/bin/dr" bench augment --out-dir "$out/bench-results"
+  # [gpu-cnn]: PyTorch+cuDNN on ResNet-50 (eager) exporting the same network,
+  # then dr's executor on that ONNX (DR_MODELS / DR_TORCH_FLAGS widen it).
+  local onnx=/tmp/dr-gpu-check-onnx models="${DR_MODELS:-resnet50}"
+  step peer:bench_torch.py python3 tools/bench_torch.py --models "$models" --export-dir "$onnx" \
+    --out-dir "$out/bench-results" ${DR_TORCH_FLAGS:-}
+  for m in ${models//,/ }; do
+    step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --model "$onnx/$m.onnx" \
+      --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
+  done
+  step gpu-parity python3 tools/check_gpu_parity.py --dr "$BUNDLE/bin/dr" --n "${DR_PARITY_N:-1000}" \
+    --models $(for m in ${models//,/ }; do echo "$onnx/$m.onnx"; done) --out-dir "$out/bench-results"
   # GPU peer scripts (PyTorch on the same device); CPU peers run at home.
   for py in tools/gpu_bench_*.py; do
     [[ -e "$py" ]] || continue

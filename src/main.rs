@@ -240,10 +240,12 @@ impl AugmentArgs {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Teacher throughput (img/s, GFLOP/s) on the CPU executor.
+    /// Teacher throughput: img/s and FLOP/s on the CPU executor, or with
+    /// --device cuda[:N] on the GPU executor (% of the bf16 peak, top kernels).
     Model {
         #[arg(long)]
         model: PathBuf,
+        /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
         #[arg(long, default_value_t = 8)]
@@ -253,6 +255,9 @@ enum Bench {
         /// Print JSON instead of a line.
         #[arg(long)]
         json: bool,
+        /// Folder for the JSON result of a GPU run.
+        #[arg(long, default_value = "bench-results")]
+        out_dir: PathBuf,
     },
     /// Ensemble softmax + top-k kernel: rows/s over 1000/21841 classes, k 5/10/64.
     Topk {
@@ -373,11 +378,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use dr::teacher::infer;
             use dr::teacher::tensor::Tensor;
-            if device != "cpu" {
-                anyhow::bail!(
-                    "--device {device}: the CUDA teacher executor is not built yet (issue [gpu-cnn]). Fix: run with --device cpu"
-                );
-            }
+            let device = infer::parse_device(&device)?;
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             anyhow::ensure!(temperature > 0.0, "--temperature must be positive");
             let (x, names) = match (&input, &image) {
@@ -405,6 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             let req = infer::InferRequest {
                 models: models.clone(),
                 input: x,
+                device,
                 batch_size,
                 probs,
                 temperature,
@@ -460,12 +462,12 @@ fn run(cli: Cli) -> Result<()> {
                     batch_size,
                     iters,
                     json,
+                    out_dir,
                 },
         } => {
-            if device != "cpu" {
-                anyhow::bail!(
-                    "--device {device}: the CUDA teacher executor is not built yet (issue [gpu-cnn]). Fix: --device cpu"
-                );
+            if let Some(d) = dr::teacher::infer::parse_device(&device)? {
+                let r = dr::bench::model_gpu::run(&model, d, batch_size, iters)?;
+                return publish(&r, &r.meta, &out_dir, json, r.render());
             }
             let r = dr::bench::model::run_cpu(&model, batch_size, iters)?;
             if json {

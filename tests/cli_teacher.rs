@@ -162,6 +162,23 @@ fn infer_images_and_bad_requests() {
         "{s}"
     );
 
+    // The GPU executor: the same top-5 lines on a device; without one, an
+    // error that says what is missing and what to do.
+    let o = dr(&[
+        "infer",
+        "--model",
+        &fx("resnet-dynamo.onnx"),
+        "--image",
+        &img,
+        "--device",
+        "cuda",
+    ]);
+    if o.status.success() {
+        assert_eq!(text(&o.stdout).matches('%').count(), 5);
+    } else {
+        let e = text(&o.stderr);
+        assert!(e.contains("--device cuda") && e.contains("Fix:"), "{e}");
+    }
     let e = text(
         &dr(&[
             "infer",
@@ -170,14 +187,11 @@ fn infer_images_and_bad_requests() {
             "--image",
             &img,
             "--device",
-            "cuda",
+            "tpu",
         ])
         .stderr,
     );
-    assert!(
-        e.contains("not built yet") && e.contains("--device cpu"),
-        "{e}"
-    );
+    assert!(e.contains("cpu, cuda or cuda:N"), "{e}");
     // Without --resize/--crop each member gets the eval transform scaled to
     // its own input size (32 px here: resize 37, crop 32).
     let o = dr(&[

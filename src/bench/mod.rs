@@ -5,5 +5,6 @@
 pub mod augment;
 pub mod bandwidth;
 pub mod model;
+pub mod model_gpu;
 pub mod report;
 pub mod topk;

@@ -35,6 +35,11 @@ pub struct DeviceInfo {
     pub l2_bytes: u64,
     pub mem_clock_khz: u32,
     pub mem_bus_bits: u32,
+    /// The SMs' peak clock (CU_DEVICE_ATTRIBUTE_CLOCK_RATE).
+    pub sm_clock_khz: u32,
+    /// Dense bf16 tensor-core peak (fp32 accumulation) from the SM count,
+    /// clock and per-SM rate of the architecture, where known.
+    pub peak_bf16_tflops: Option<f64>,
     pub pci_bus_id: String,
     /// Theoretical DRAM bandwidth (read + write), 2 x clock x bus width.
     pub peak_dram_gbps: Option<f64>,
@@ -148,14 +153,20 @@ fn device_info(ordinal: usize) -> Result<DeviceInfo, cudarc::driver::DriverError
     );
     let peak_dram_gbps = (mem_clock_khz > 0 && mem_bus_bits > 0)
         .then(|| 2.0 * mem_clock_khz as f64 * 1e3 * (mem_bus_bits / 8) as f64 / 1e9);
+    let sm_count = attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
+    let sm_clock_khz = attr(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)? as u32;
+    let cc = (
+        attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)? as u32,
+        attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)? as u32,
+    );
     Ok(DeviceInfo {
         ordinal,
         name: result::device::get_name(dev)?,
-        compute_capability: (
-            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)? as u32,
-            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)? as u32,
-        ),
-        sm_count: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
+        compute_capability: cc,
+        sm_count,
+        sm_clock_khz,
+        peak_bf16_tflops: bf16_flops_per_sm_clock(cc)
+            .map(|f| f * sm_count as f64 * sm_clock_khz as f64 * 1e3 / 1e12),
         // SAFETY: as above.
         total_mem_bytes: unsafe { result::device::total_mem(dev)? } as u64,
         l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
@@ -165,6 +176,17 @@ fn device_info(ordinal: usize) -> Result<DeviceInfo, cudarc::driver::DriverError
         pci_bus_id,
         peak_dram_gbps,
     })
+}
+
+/// Dense bf16 tensor-core FLOP per SM per clock with fp32 accumulation:
+/// A100 (sm_80) 312 TFLOPS = 108 SMs x 1.41 GHz x 2048; H100/H200 (sm_90)
+/// 989 TFLOPS = 132 x 1.83 GHz x 4096. Others are not tabled here.
+pub fn bf16_flops_per_sm_clock(cc: (u32, u32)) -> Option<f64> {
+    match cc {
+        (8, 0) => Some(2048.0),
+        (9, 0) => Some(4096.0),
+        _ => None,
+    }
 }
 
 /// Reads the negotiated link from sysfs ("32.0 GT/s PCIe", "16").

@@ -96,6 +96,8 @@ pub enum Input {
 pub struct InferRequest {
     pub models: Vec<PathBuf>,
     pub input: Input,
+    /// `None`: the CPU executor; `Some(i)`: the GPU executor on CUDA device i.
+    pub device: Option<usize>,
     pub batch_size: usize,
     pub probs: bool,
     pub temperature: f32,
@@ -152,12 +154,62 @@ fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
     }
 }
 
+/// `--device` as given: "cpu" → `None`, "cuda" → device 0, "cuda:N" → N.
+pub fn parse_device(s: &str) -> Result<Option<usize>> {
+    match s {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .with_context(|| format!("--device {s}: give cpu, cuda or cuda:N")),
+    }
+}
+
+/// One member's logits on the GPU executor: batches of `batch` (the last
+/// padded with zeros and cut back), NHWC bf16 in, logits rounded from bf16.
+fn gpu_logits(
+    m: &super::ensemble::Member,
+    gpu: &crate::cuda::Gpu,
+    x: &Tensor,
+    batch: usize,
+) -> Result<Tensor> {
+    use super::gpu::lower::{lower, to_nhwc_bf16};
+    let batch = m.fixed_batch().unwrap_or(batch);
+    let plan =
+        lower(&*m.graph(batch)?).map_err(|e| anyhow::anyhow!("{}: {e}", m.path.display()))?;
+    let classes = plan.classes;
+    let mut gm = super::gpu::model::GpuModel::new(gpu, plan)?;
+    gm.capture()?;
+    let (n, per) = (x.shape[0], x.len() / x.shape[0].max(1));
+    let xs = x.as_f32().context("input must be float32")?;
+    let mut rows = Vec::with_capacity(n * classes);
+    for start in (0..n).step_by(batch) {
+        let b = batch.min(n - start);
+        let mut chunk = xs[start * per..(start + b) * per].to_vec();
+        chunk.resize(batch * per, 0.0);
+        let shape = [batch, x.shape[1], x.shape[2], x.shape[3]];
+        let y = gm.run(&to_nhwc_bf16(&chunk, shape))?;
+        rows.extend_from_slice(&y[..b * classes]);
+    }
+    Ok(Tensor::f32(vec![n, classes], rows))
+}
+
 /// Logits (one model, no `--probs`) or mean probabilities, [N, classes].
 pub fn infer(req: &InferRequest) -> Result<Tensor> {
     let ens = Ensemble::load(&req.models)?;
+    let gpu = req
+        .device
+        .map(|d| crate::cuda::Gpu::open(d).context("--device cuda"))
+        .transpose()?;
     let mut all_logits = Vec::new();
     for m in &ens.members {
         let x = member_input(&m.path, &m.input_chw()?, &req.input)?;
+        if let Some(gpu) = &gpu {
+            all_logits.push(gpu_logits(m, gpu, &x, req.batch_size)?);
+            continue;
+        }
         let n = x.shape[0];
         let per = x.len() / n.max(1);
         let xs = x.as_f32().context("input must be float32")?;
@@ -324,5 +376,14 @@ pub fn inspect(path: &Path) -> Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    match super::gpu::lower::lower(&g) {
+        Ok(p) => writeln!(
+            s,
+            "GPU executor: {} kernel steps, activation arena {:.1} MiB at batch {batch}",
+            p.steps.len(),
+            p.arena_len as f64 * 2.0 / (1 << 20) as f64
+        )?,
+        Err(e) => writeln!(s, "GPU executor: not supported ({e})")?,
+    }
     Ok(s)
 }

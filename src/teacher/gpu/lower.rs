@@ -44,6 +44,72 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// What the step computes, e.g. "conv 3x3/2 g32 256->256 @28x28 (128x8_v8)".
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Conv { p, .. } => format!(
+                "conv {}x{}/{}{} {}->{} @{}x{} ({})",
+                p.kh,
+                p.kw,
+                p.sh,
+                if p.groups > 1 {
+                    format!(" g{}", p.groups)
+                } else {
+                    String::new()
+                },
+                p.cin,
+                p.cout,
+                p.oh,
+                p.ow,
+                super::conv::variant(p)
+                    .0
+                    .name
+                    .trim_start_matches("conv_bf16_")
+            ),
+            Step::Pool { p, .. } => format!(
+                "{} pool {}x{}/{} {}ch @{}x{}",
+                if p.kind == 0 { "max" } else { "avg" },
+                p.kh,
+                p.kw,
+                p.sh,
+                p.c,
+                p.oh,
+                p.ow
+            ),
+            Step::GlobalAvg { dims, .. } => format!("global avg pool {}ch over {}", dims.2, dims.1),
+        }
+    }
+
+    /// Floating-point operations (2 per multiply-add; convolutions only).
+    pub fn flops(&self) -> f64 {
+        match self {
+            Step::Conv { p, .. } => 2.0 * p.m as f64 * p.cout as f64 * p.k as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Bytes the step must move at the least: its input and output once,
+    /// and a convolution's weights.
+    pub fn min_bytes(&self, weights: &[Weights]) -> f64 {
+        let r = |x: &Range<usize>| 2.0 * x.len() as f64;
+        match self {
+            Step::Conv {
+                x,
+                y,
+                residual,
+                weights: w,
+                ..
+            } => {
+                r(x) + r(y)
+                    + residual.as_ref().map_or(0.0, r)
+                    + 2.0 * weights[*w].packed.len() as f64
+            }
+            Step::Pool { x, y, .. } | Step::GlobalAvg { x, y, .. } => r(x) + r(y),
+        }
+    }
+}
+
 /// A layer's packed weight and its bias (zeros when the layer has none).
 #[derive(Debug, Clone)]
 pub struct Weights {
@@ -105,7 +171,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
     let mut weights = Vec::new();
     let mut macs = 0u64;
     for (i, node) in g.nodes.iter().enumerate() {
-        let what = || format!("node {} ({:?})", node.name, op_name(&node.op));
+        let what = || format!("node {} ({})", node.name, node.op.name());
         let act_in = |k: usize| -> Result<ValueId, String> {
             let v = node
                 .inputs
@@ -228,7 +294,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 return Err(format!(
                     "{}: {} is not on the GPU yet ([gpu-cnn] runs Conv, Gemm/MatMul, pooling and flattening); run this teacher on the CPU",
                     what(),
-                    op_name(other)
+                    other.name()
                 ));
             }
         }
@@ -349,11 +415,6 @@ fn linear(
             bias,
         },
     ))
-}
-
-fn op_name(op: &Op) -> String {
-    let s = format!("{op:?}");
-    s.split(['(', ' ', '{']).next().unwrap_or("?").to_string()
 }
 
 /// NCHW float32 → NHWC bf16 bits, the GPU input layout.

@@ -56,8 +56,28 @@ impl GpuModel {
 
     /// Queues every step on the model's stream.
     fn enqueue(&self, s: &Stream) -> Result<()> {
+        (0..self.plan.steps.len()).try_for_each(|i| self.enqueue_step(s, i))
+    }
+
+    /// Milliseconds of each step, from events around it, in an eager forward.
+    pub fn profile(&self) -> Result<Vec<f64>> {
+        let s = &self.stream;
+        let mut marks = vec![s.record()?];
+        for i in 0..self.plan.steps.len() {
+            self.enqueue_step(s, i)?;
+            marks.push(s.record()?);
+        }
+        s.synchronize()?;
+        marks
+            .windows(2)
+            .map(|w| Ok(w[0].elapsed_ms(&w[1])? as f64))
+            .collect()
+    }
+
+    fn enqueue_step(&self, s: &Stream, i: usize) -> Result<()> {
         let r = |range: &std::ops::Range<usize>| self.arena.region(s, range.clone());
-        for step in &self.plan.steps {
+        {
+            let step = &self.plan.steps[i];
             match step {
                 Step::Conv {
                     p,
