@@ -25,7 +25,8 @@
 //         64 at 32 groups), and in how A is gathered: `_v8` loads 8 channels
 //         (16 bytes) at once with cp.async and needs Cin_g % 8 == 0; `_v1`
 //         loads one at a time (the RGB stem, or any Cin_g % 8 != 0), in
-//         the 128x64 tile only.
+//         the 128x64 tile only. Depthwise layers (Cin_g = 1) have their own
+//         kernel at the end of this file.
 // Pipeline: two shared-memory stages; the next k-tile's cp.async copies are
 //         in flight while the current one feeds the tensor cores.
 // Tolerance vs the CPU twin (teacher/gpu/conv.rs, cpu module: the same bf16
@@ -59,9 +60,9 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float f) {
 __device__ __forceinline__ float activate(float v, uint32_t act) {
     switch (act) {
     case 1: return fmaxf(v, 0.0f);
-    case 2: return v / (1.0f + __expf(-v));
+    case 2: return v / (1.0f + expf(-v));
     case 3: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
-    case 4: return 1.0f / (1.0f + __expf(-v));
+    case 4: return 1.0f / (1.0f + expf(-v));
     default: return v;
     }
 }
@@ -243,3 +244,39 @@ CONV_VARIANT(conv_bf16_128x32_v8, 128, 32, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x16_v8, 128, 16, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x8_v8, 128, 8, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
+
+// Depthwise convolution (one input channel per group: MobileNet, EfficientNet,
+// ConvNeXt's 7x7), its own kernel: the implicit GEMM would pad K = KH*KW to
+// CONV_BK and waste the tensor cores. One thread per output element,
+// channels fastest (coalesced); the taps summed in fp32 in (kh, kw) order,
+// then the same epilogue. Same ConvParams and packed weights ([Cout][K_pad],
+// k = (kh, kw)); output channel o reads input channel o / Ng.
+// Launch: grid ceil(M * Cout / CONV_THREADS), block CONV_THREADS.
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+conv_depthwise_bf16_nhwc(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                         const float* __restrict__ bias, const uint16_t* __restrict__ residual,
+                         uint16_t* __restrict__ y, ConvParams p) {
+    const uint64_t i = (uint64_t)blockIdx.x * CONV_THREADS + threadIdx.x;
+    if (i >= (uint64_t)p.m * p.cout) return;
+    const uint32_t o = i % p.cout;
+    const uint64_t m = i / p.cout;
+    const uint32_t ox = m % p.ow, oy = (m / p.ow) % p.oh;
+    const uint64_t img = m / ((uint64_t)p.ow * p.oh);
+    const uint32_t ci = o / p.ng;
+    const uint16_t* wo = w + (uint64_t)o * p.k_pad;
+    float acc = 0.0f;
+    for (uint32_t ky = 0; ky < p.kh; ky++) {
+        const int iy = (int)(oy * p.sh + ky * p.dh) - (int)p.ph;
+        if (iy < 0 || iy >= (int)p.h) continue;
+        for (uint32_t kx = 0; kx < p.kw; kx++) {
+            const int ix = (int)(ox * p.sw + kx * p.dw) - (int)p.pw;
+            if (ix < 0 || ix >= (int)p.w) continue;
+            const float xv = bf16_to_f32(x[((img * p.h + iy) * p.w + ix) * p.cin + ci]);
+            acc = __fadd_rn(acc, __fmul_rn(xv, bf16_to_f32(wo[ky * p.kw + kx])));
+        }
+    }
+    float v = acc;
+    if (p.has_bias) v += bias[o];
+    if (p.has_residual) v += bf16_to_f32(residual[i]);
+    y[i] = f32_to_bf16(activate(v, p.act));
+}

@@ -34,6 +34,7 @@ pub enum Family {
     Randaug,
     Conv,
     Pool,
+    Eltwise,
 }
 
 impl Family {
@@ -44,6 +45,7 @@ impl Family {
         Family::Randaug,
         Family::Conv,
         Family::Pool,
+        Family::Eltwise,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Family {
             Family::Randaug => "randaug",
             Family::Conv => "conv",
             Family::Pool => "pool",
+            Family::Eltwise => "eltwise",
         }
     }
 
@@ -70,6 +73,7 @@ impl Family {
             Family::Randaug => randaug::ALL,
             Family::Conv => conv::ALL,
             Family::Pool => pool::ALL,
+            Family::Eltwise => eltwise::ALL,
         }
     }
 
@@ -238,12 +242,15 @@ pub mod conv {
     pub const CONV_BF16_128X8_V8: Kernel<ConvSig> = Kernel::new(Family::Conv, "conv_bf16_128x8_v8");
     pub const CONV_BF16_128X64_V1: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_bf16_128x64_v1");
+    pub const CONV_DEPTHWISE_BF16_NHWC: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_depthwise_bf16_nhwc");
     pub const ALL: &[&str] = &[
         CONV_BF16_128X64_V8.name,
         CONV_BF16_128X32_V8.name,
         CONV_BF16_128X16_V8.name,
         CONV_BF16_128X8_V8.name,
         CONV_BF16_128X64_V1.name,
+        CONV_DEPTHWISE_BF16_NHWC.name,
     ];
     /// `CONV_THREADS` and `CONV_BK` in the .cu; every variant's BM.
     pub const THREADS: u32 = 128;
@@ -291,6 +298,32 @@ pub mod pool {
         Kernel::new(Family::Pool, "global_avgpool_bf16_nhwc");
     pub const ALL: &[&str] = &[POOL2D_BF16_NHWC.name, GLOBAL_AVGPOOL_BF16_NHWC.name];
     /// `POOL_THREADS` in the .cu.
+    pub const THREADS: u32 = 256;
+}
+
+/// kernels/eltwise.cu
+#[allow(clippy::type_complexity)]
+pub mod eltwise {
+    use super::*;
+    /// (x, y, n, op, a, b)
+    pub const UNARY_BF16: Kernel<(In<u16>, Out<u16>, u64, u32, f32, f32)> =
+        Kernel::new(Family::Eltwise, "unary_bf16");
+    /// (a, b, y, n, op, broadcast mode, c, hw)
+    pub const BINARY_BF16_NHWC: Kernel<(In<u16>, In<u16>, Out<u16>, u64, u32, u32, u32, u32)> =
+        Kernel::new(Family::Eltwise, "binary_bf16_nhwc");
+    /// (x, scale, shift, y, n, c)
+    pub const AFFINE_BF16_NHWC: Kernel<(In<u16>, In<f32>, In<f32>, Out<u16>, u64, u32)> =
+        Kernel::new(Family::Eltwise, "affine_bf16_nhwc");
+    /// (x, y, rows, c_in, c_out, offset)
+    pub const CONCAT_CHANNELS_BF16: Kernel<(In<u16>, Out<u16>, u64, u32, u32, u32)> =
+        Kernel::new(Family::Eltwise, "concat_channels_bf16");
+    pub const ALL: &[&str] = &[
+        UNARY_BF16.name,
+        BINARY_BF16_NHWC.name,
+        AFFINE_BF16_NHWC.name,
+        CONCAT_CHANNELS_BF16.name,
+    ];
+    /// `ELT_THREADS` in the .cu.
     pub const THREADS: u32 = 256;
 }
 

@@ -9,7 +9,7 @@
 use crate::cuda::kernels::Kernel;
 use crate::cuda::kernels::conv::{
     BK, BM, CONV_BF16_128X8_V8, CONV_BF16_128X16_V8, CONV_BF16_128X32_V8, CONV_BF16_128X64_V1,
-    CONV_BF16_128X64_V8, ConvParams, ConvSig, THREADS,
+    CONV_BF16_128X64_V8, CONV_DEPTHWISE_BF16_NHWC, ConvParams, ConvSig, THREADS,
 };
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
@@ -115,10 +115,18 @@ pub fn pack_weights(w: &[f32], p: &ConvParams) -> Vec<u16> {
     out
 }
 
-/// The variant for `p` and its output-channel tile: the narrowest of 8, 16,
+/// One input channel per group: the depthwise kernel's case.
+pub fn is_depthwise(p: &ConvParams) -> bool {
+    p.cin_g == 1 && p.groups > 1
+}
+
+/// The variant for `p` and its output-channel tile (0: the depthwise kernel): the narrowest of 8, 16,
 /// 32, 64 holding a group's channels (64 beyond), 16-byte gathers when
 /// Cin_g is a multiple of 8, else the scalar-gather 64-wide tile.
 pub fn variant(p: &ConvParams) -> (&'static Kernel<ConvSig>, u32) {
+    if is_depthwise(p) {
+        return (&CONV_DEPTHWISE_BF16_NHWC, 0);
+    }
     if !p.cin_g.is_multiple_of(8) {
         return (&CONV_BF16_128X64_V1, 64);
     }
@@ -186,8 +194,16 @@ pub fn conv2d_regions(
         ));
     }
     let (kernel, bn) = variant(p);
+    let grid = if is_depthwise(p) {
+        let blocks = (y_len as u64).div_ceil(THREADS as u64);
+        let blocks = u32::try_from(blocks)
+            .map_err(|_| CudaError::Invalid(format!("conv2d: {y_len} outputs in one launch")))?;
+        (blocks, 1, 1)
+    } else {
+        (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups)
+    };
     let shape = LaunchShape {
-        grid: (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups),
+        grid,
         block: (THREADS, 1, 1),
         shared_bytes: 0,
     };
@@ -495,6 +511,13 @@ mod tests {
         assert_eq!(variant(&p(48, 48)).1, 64);
         assert_eq!(variant(&p(2048, 512)).0.name, "conv_bf16_128x64_v8");
         assert_eq!(variant(&p(64, 3)).0.name, "conv_bf16_128x64_v1");
+        let dw = ConvParams {
+            ng: 1,
+            cin_g: 1,
+            groups: 96,
+            ..Default::default()
+        };
+        assert_eq!(variant(&dw).0.name, "conv_depthwise_bf16_nhwc");
     }
 
     #[test]

@@ -10,12 +10,13 @@
 use std::ops::Range;
 
 use super::conv::{bf16, conv_params, f32_of, pack_weights};
+use super::eltwise::{BinaryOp, Broadcast, UnaryOp};
 use super::pool::pool_params;
 use crate::cuda::kernels::conv::ConvParams;
 use crate::cuda::kernels::pool::PoolParams;
 use crate::teacher::arena::{Lifetime, place};
 use crate::teacher::cpu::plan::is_alias;
-use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, Graph, Op, ValueId};
+use crate::teacher::graph::{Activation, AutoPad, Binary, ConvAttrs, Graph, Op, Unary, ValueId};
 use crate::teacher::tensor::{Tensor, numel};
 
 /// Arena offsets are multiples of this many bf16 (256 bytes: 16-byte
@@ -42,6 +43,42 @@ pub enum Step {
         x: Range<usize>,
         y: Range<usize>,
     },
+    Unary {
+        op: UnaryOp,
+        x: Range<usize>,
+        y: Range<usize>,
+    },
+    Binary {
+        op: BinaryOp,
+        bc: Broadcast,
+        a: Range<usize>,
+        b: Operand,
+        y: Range<usize>,
+        /// Channels (the last NHWC axis).
+        c: usize,
+    },
+    /// `y = x * scale[c] + shift[c]`: a BatchNorm the passes could not fold.
+    Affine {
+        /// Index into `GpuPlan::f32_consts` of scale then shift.
+        consts: (usize, usize),
+        x: Range<usize>,
+        y: Range<usize>,
+        c: usize,
+    },
+    /// One input of a channel Concat into its columns of the output.
+    Concat {
+        x: Range<usize>,
+        y: Range<usize>,
+        /// (c_in, c_out, offset)
+        cols: (usize, usize, usize),
+    },
+}
+
+/// A binary op's second operand: an activation or a constant (bf16).
+#[derive(Debug, Clone)]
+pub enum Operand {
+    Arena(Range<usize>),
+    Const(usize),
 }
 
 impl Step {
@@ -78,6 +115,10 @@ impl Step {
                 p.ow
             ),
             Step::GlobalAvg { dims, .. } => format!("global avg pool {}ch over {}", dims.2, dims.1),
+            Step::Unary { op, x, .. } => format!("{op:?} x{}", x.len()),
+            Step::Binary { op, bc, a, .. } => format!("{op:?} {bc:?} x{}", a.len()),
+            Step::Affine { x, c, .. } => format!("affine {c}ch x{}", x.len()),
+            Step::Concat { x, cols, .. } => format!("concat {}->{} x{}", cols.0, cols.1, x.len()),
         }
     }
 
@@ -105,7 +146,12 @@ impl Step {
                     + residual.as_ref().map_or(0.0, r)
                     + 2.0 * weights[*w].packed.len() as f64
             }
-            Step::Pool { x, y, .. } | Step::GlobalAvg { x, y, .. } => r(x) + r(y),
+            Step::Pool { x, y, .. }
+            | Step::GlobalAvg { x, y, .. }
+            | Step::Unary { x, y, .. }
+            | Step::Affine { x, y, .. } => r(x) + r(y),
+            Step::Binary { a, y, .. } => 2.0 * r(a) + r(y),
+            Step::Concat { x, .. } => 2.0 * r(x),
         }
     }
 }
@@ -122,6 +168,10 @@ pub struct GpuPlan {
     pub batch: usize,
     pub steps: Vec<Step>,
     pub weights: Vec<Weights>,
+    /// Constant operands of binary steps, in bf16.
+    pub bf16_consts: Vec<Vec<u16>>,
+    /// Per-channel scales and shifts of affine steps.
+    pub f32_consts: Vec<Vec<f32>>,
     /// bf16 elements.
     pub arena_len: usize,
     pub input: Range<usize>,
@@ -166,9 +216,22 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         Conv(ConvParams, usize, ValueId, Option<ValueId>, ValueId),
         Pool(PoolParams, ValueId, ValueId),
         GlobalAvg((usize, usize, usize), ValueId, ValueId),
+        Unary(UnaryOp, ValueId, ValueId),
+        Binary(
+            BinaryOp,
+            Broadcast,
+            ValueId,
+            Result<ValueId, usize>,
+            ValueId,
+            usize,
+        ),
+        Affine((usize, usize), ValueId, ValueId, usize),
+        Concat(ValueId, ValueId, (usize, usize, usize)),
     }
     let mut pending = Vec::new();
     let mut weights = Vec::new();
+    let mut bf16_consts: Vec<Vec<u16>> = Vec::new();
+    let mut f32_consts: Vec<Vec<f32>> = Vec::new();
     let mut macs = 0u64;
     for (i, node) in g.nodes.iter().enumerate() {
         let what = || format!("node {} ({})", node.name, node.op.name());
@@ -278,6 +341,157 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 slot[out] = Slot::Own;
                 pending.push(Pending::GlobalAvg((n, h * w, c), x, out));
             }
+            Op::Unary(u) => {
+                let op = match u {
+                    Unary::Relu => UnaryOp::Relu,
+                    Unary::Sigmoid => UnaryOp::Sigmoid,
+                    Unary::Silu => UnaryOp::Silu,
+                    Unary::HardSwish => UnaryOp::HardSwish,
+                    Unary::Tanh => UnaryOp::Tanh,
+                    Unary::Identity => {
+                        slot[out] = Slot::Alias(root(&slot, act_in(0)?));
+                        continue;
+                    }
+                    other => {
+                        return Err(format!(
+                            "{}: {other:?} is not on the GPU yet; run this teacher on the CPU",
+                            what()
+                        ));
+                    }
+                };
+                let x = act_in(0)?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::Unary(op, x, out));
+            }
+            Op::Clip => {
+                let x = act_in(0)?;
+                let bound = |k: usize, dflt: f32| -> Result<f32, String> {
+                    match node.inputs.get(k).copied().flatten() {
+                        None => Ok(dflt),
+                        Some(_) => constant(k)
+                            .and_then(|t| t.to_f32_vec().first().copied())
+                            .ok_or_else(|| format!("{}: a Clip bound is not a constant", what())),
+                    }
+                };
+                let op = UnaryOp::Clip(bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+                slot[out] = Slot::Own;
+                pending.push(Pending::Unary(op, x, out));
+            }
+            Op::HardSigmoid { alpha, beta } => {
+                let x = act_in(0)?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::Unary(UnaryOp::HardSigmoid(*alpha, *beta), x, out));
+            }
+            Op::Gelu { tanh: false } => {
+                let x = act_in(0)?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::Unary(UnaryOp::GeluErf, x, out));
+            }
+            Op::Binary(b @ (Binary::Add | Binary::Sub | Binary::Mul | Binary::Div)) => {
+                let op = match b {
+                    Binary::Add => BinaryOp::Add,
+                    Binary::Sub => BinaryOp::Sub,
+                    Binary::Mul => BinaryOp::Mul,
+                    _ => BinaryOp::Div,
+                };
+                let os = shape(out);
+                let ids = [0, 1].map(|k| node.inputs.get(k).copied().flatten());
+                let [Some(a0), Some(b0)] = ids else {
+                    return Err(format!("{}: an operand is missing", what()));
+                };
+                // The full-shape activation goes first (commutative ops may swap).
+                let full = |v: ValueId| slot[v] != Slot::None && shape(v) == os;
+                let (a, b) = if full(a0) {
+                    (a0, b0)
+                } else if full(b0) && matches!(op, BinaryOp::Add | BinaryOp::Mul) {
+                    (b0, a0)
+                } else {
+                    return Err(format!(
+                        "{}: neither operand has the output shape {os:?} on the GPU",
+                        what()
+                    ));
+                };
+                let c = if os.len() >= 2 { os[1] } else { 1 };
+                let hw: usize = os.iter().skip(2).product();
+                // b right-aligned against the output, as ONNX broadcasts.
+                let bs = shape(b);
+                if bs.len() > os.len() {
+                    return Err(format!(
+                        "{}: operand {bs:?} has more axes than {os:?}",
+                        what()
+                    ));
+                }
+                let mut padded = vec![1; os.len() - bs.len()];
+                padded.extend_from_slice(&bs);
+                let ones_after = |k: usize| padded.iter().skip(k).all(|&d| d == 1);
+                let bc = if padded == os {
+                    Broadcast::Same
+                } else if numel(&bs) == 1 {
+                    Broadcast::Scalar
+                } else if os.len() >= 2 && padded[0] == 1 && padded[1] == c && ones_after(2) {
+                    Broadcast::PerChannel
+                } else if os.len() > 2 && padded[0] == os[0] && padded[1] == c && ones_after(2) {
+                    Broadcast::PerImageChannel { hw }
+                } else {
+                    return Err(format!(
+                        "{}: broadcasting {bs:?} over {os:?} is not on the GPU yet",
+                        what()
+                    ));
+                };
+                let operand = if slot[b] != Slot::None {
+                    Ok(b)
+                } else if let Some(t) = g.values[b].constant.as_deref() {
+                    bf16_consts.push(t.to_f32_vec().into_iter().map(bf16).collect());
+                    Err(bf16_consts.len() - 1)
+                } else {
+                    return Err(format!(
+                        "{}: an operand is neither computed nor constant",
+                        what()
+                    ));
+                };
+                slot[out] = Slot::Own;
+                pending.push(Pending::Binary(op, bc, a, operand, out, c));
+            }
+            Op::BatchNorm { eps } => {
+                let x = act_in(0)?;
+                let c = shape(x).get(1).copied().unwrap_or(1);
+                let f = |k: usize| -> Result<Vec<f32>, String> {
+                    constant(k)
+                        .map(|t| t.to_f32_vec())
+                        .filter(|v| v.len() == c)
+                        .ok_or_else(|| {
+                            format!("{}: BatchNorm input {k} is not a constant of {c}", what())
+                        })
+                };
+                let (scale, bias, mean, var) = (f(1)?, f(2)?, f(3)?, f(4)?);
+                // As the CPU executor: k = scale / sqrt(var + eps), b = bias - mean k.
+                let k: Vec<f32> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
+                let sh: Vec<f32> = (0..c).map(|i| bias[i] - mean[i] * k[i]).collect();
+                f32_consts.push(k);
+                f32_consts.push(sh);
+                slot[out] = Slot::Own;
+                let n = f32_consts.len();
+                pending.push(Pending::Affine((n - 2, n - 1), x, out, c));
+            }
+            Op::Concat { axis } => {
+                let os = shape(out);
+                if *axis != 1 && *axis != -(os.len() as i64) + 1 {
+                    return Err(format!(
+                        "{}: only channel concatenation is on the GPU",
+                        what()
+                    ));
+                }
+                let xs = (0..node.inputs.len())
+                    .map(act_in)
+                    .collect::<Result<Vec<_>, _>>()?;
+                slot[out] = Slot::Own;
+                let mut offset = 0;
+                for x in xs {
+                    let c_in = shape(x)[1];
+                    pending.push(Pending::Concat(x, out, (c_in, os[1], offset)));
+                    offset += c_in;
+                }
+            }
             op if is_alias(op) => {
                 let x = act_in(0)?;
                 let s = shape(x);
@@ -350,12 +564,41 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 x: at(x),
                 y: at(y),
             },
+            Pending::Unary(op, x, y) => Step::Unary {
+                op,
+                x: at(x),
+                y: at(y),
+            },
+            Pending::Binary(op, bc, a, b, y, c) => Step::Binary {
+                op,
+                bc,
+                a: at(a),
+                b: match b {
+                    Ok(v) => Operand::Arena(at(v)),
+                    Err(k) => Operand::Const(k),
+                },
+                y: at(y),
+                c,
+            },
+            Pending::Affine(consts, x, y, c) => Step::Affine {
+                consts,
+                x: at(x),
+                y: at(y),
+                c,
+            },
+            Pending::Concat(x, y, cols) => Step::Concat {
+                x: at(x),
+                y: at(y),
+                cols,
+            },
         })
         .collect();
     Ok(GpuPlan {
         batch: input_nchw[0],
         steps,
         weights,
+        bf16_consts,
+        f32_consts,
         arena_len,
         input: at(input),
         input_nchw,
@@ -463,6 +706,27 @@ impl GpuPlan {
                     let out = super::pool::cpu::global_avgpool(&arena[x.clone()], *dims);
                     arena[y.clone()].copy_from_slice(&out);
                 }
+                Step::Unary { op, x, y } => {
+                    let out = super::eltwise::cpu::unary(*op, &arena[x.clone()]);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+                Step::Binary { op, bc, a, b, y, c } => {
+                    let bv = match b {
+                        Operand::Arena(r) => arena[r.clone()].to_vec(),
+                        Operand::Const(k) => self.bf16_consts[*k].clone(),
+                    };
+                    let out = super::eltwise::cpu::binary(*op, *bc, &arena[a.clone()], &bv, *c);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+                Step::Affine { consts, x, y, c } => {
+                    let (k, sh) = (&self.f32_consts[consts.0], &self.f32_consts[consts.1]);
+                    let out = super::eltwise::cpu::affine(&arena[x.clone()], k, sh, *c);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
+                Step::Concat { x, y, cols } => {
+                    let xv = arena[x.clone()].to_vec();
+                    super::eltwise::cpu::concat_channels(&xv, &mut arena[y.clone()], *cols);
+                }
             }
         }
         arena[self.output.clone()]
@@ -501,17 +765,26 @@ pub(crate) mod tests {
         (diff / scale, agree)
     }
 
-    /// The small ResNet fixture (stem, max pool, residual blocks with
-    /// downsampling convs, global pool, FC) and the demo teacher, lowered
-    /// and run through the twins in bf16, against the f32 CPU executor.
+    /// The small fixtures of the CNN families ([teacher-cpu]'s, random
+    /// weights): ResNet (stem, max pool, residual blocks, FC), MobileNetV3
+    /// (depthwise, HardSwish, squeeze-excite with hard sigmoid), EfficientNet
+    /// (SiLU, sigmoid squeeze-excite), DenseNet (unfolded BatchNorm, concat,
+    /// average pool), and the demo teacher, lowered and run through the
+    /// twins in bf16, against the f32 CPU executor.
     #[test]
     fn lowered_plans_track_the_cpu_executor() {
         let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo-teacher.onnx");
-        for (model, input) in [
+        let family = |f: &str| {
             (
-                fixture("resnet-legacy17.onnx"),
-                Some(fixture("resnet.input.npy")),
-            ),
+                fixture(&format!("{f}-legacy17.onnx")),
+                Some(fixture(&format!("{f}.input.npy"))),
+            )
+        };
+        for (model, input) in [
+            family("resnet"),
+            family("mobilenet"),
+            family("efficientnet"),
+            family("densenet"),
             (demo, None),
         ] {
             let m = Member::load(&model).unwrap();

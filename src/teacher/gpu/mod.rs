@@ -5,6 +5,7 @@
 //! teachers ([gpu-transformer]) are refused by the lowering, by op name.
 
 pub mod conv;
+pub mod eltwise;
 pub mod lower;
 pub mod model;
 pub mod pool;

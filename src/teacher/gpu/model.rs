@@ -3,7 +3,8 @@
 //! and the whole forward captured as a CUDA graph and replayed per batch.
 
 use super::conv::{conv2d_regions, f32_of};
-use super::lower::{GpuPlan, Step};
+use super::eltwise;
+use super::lower::{GpuPlan, Operand, Step};
 use super::pool::{global_avgpool_regions, pool2d_regions};
 use crate::cuda::{DevBuf, Gpu, Graph, Region, Result, Stream};
 
@@ -12,6 +13,8 @@ pub struct GpuModel {
     stream: Stream,
     arena: DevBuf<u16>,
     weights: Vec<(DevBuf<u16>, DevBuf<f32>)>,
+    bf16_consts: Vec<DevBuf<u16>>,
+    f32_consts: Vec<DevBuf<f32>>,
     graph: Option<Graph>,
 }
 
@@ -28,6 +31,18 @@ impl GpuModel {
             stream.upload(&w.bias, &mut bias)?;
             weights.push((packed, bias));
         }
+        let mut bf16_consts = Vec::new();
+        for c in &plan.bf16_consts {
+            let mut d = gpu.alloc::<u16>(c.len().max(1))?;
+            stream.upload(c, &mut d)?;
+            bf16_consts.push(d);
+        }
+        let mut f32_consts = Vec::new();
+        for c in &plan.f32_consts {
+            let mut d = gpu.alloc::<f32>(c.len().max(1))?;
+            stream.upload(c, &mut d)?;
+            f32_consts.push(d);
+        }
         let arena = gpu.alloc_zeros::<u16>(plan.arena_len.max(1))?;
         stream.synchronize()?;
         Ok(GpuModel {
@@ -35,6 +50,8 @@ impl GpuModel {
             stream,
             arena,
             weights,
+            bf16_consts,
+            f32_consts,
             graph: None,
         })
     }
@@ -100,6 +117,29 @@ impl GpuModel {
                 }
                 Step::Pool { p, x, y } => pool2d_regions(s, p, r(x)?, r(y)?)?,
                 Step::GlobalAvg { dims, x, y } => global_avgpool_regions(s, r(x)?, r(y)?, *dims)?,
+                Step::Unary { op, x, y } => eltwise::unary(s, *op, r(x)?, r(y)?)?,
+                Step::Binary { op, bc, a, b, y, c } => {
+                    let b = match b {
+                        Operand::Arena(range) => r(range)?,
+                        Operand::Const(k) => {
+                            let d = &self.bf16_consts[*k];
+                            d.region(s, 0..d.len())?
+                        }
+                    };
+                    eltwise::binary(s, *op, *bc, r(a)?, b, r(y)?, *c)?
+                }
+                Step::Affine { consts, x, y, c } => {
+                    let (k, sh) = (&self.f32_consts[consts.0], &self.f32_consts[consts.1]);
+                    eltwise::affine(
+                        s,
+                        r(x)?,
+                        k.region(s, 0..k.len())?,
+                        sh.region(s, 0..sh.len())?,
+                        r(y)?,
+                        *c,
+                    )?
+                }
+                Step::Concat { x, y, cols } => eltwise::concat_channels(s, r(x)?, r(y)?, *cols)?,
             }
         }
         Ok(())
@@ -141,16 +181,20 @@ mod tests {
     use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
     use std::path::PathBuf;
 
-    /// The ResNet fixture and the demo teacher on the device, eager and as a
-    /// graph, against the plan's CPU twin: every layer rounds to bf16 on
+    /// The CNN family fixtures and the demo teacher on the device, eager and
+    /// as a graph, against the plan's CPU twin: every layer rounds to bf16 on
     /// both sides, so they differ only where an fp32 accumulation order
     /// flips a rounding; the logits must agree closely and on the top class.
     #[test]
     fn device_forward_matches_the_twin() {
         let Some(gpu) = gpu_or_skip() else { return };
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let fixture = |f: &str| root.join(format!("tests/fixtures/teacher/{f}-legacy17.onnx"));
         for model in [
-            root.join("tests/fixtures/teacher/resnet-legacy17.onnx"),
+            fixture("resnet"),
+            fixture("mobilenet"),
+            fixture("efficientnet"),
+            fixture("densenet"),
             root.join("assets/demo-teacher.onnx"),
         ] {
             let m = Member::load(&model).unwrap();
