@@ -95,3 +95,12 @@ concat_channels_bf16(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, u
     if (i >= rows * c_in) return;
     y[(i / c_in) * c_out + offset + i % c_in] = x[i];
 }
+
+// bf16 -> f32 (exact): the teachers' logits for the ensemble softmax + top-k,
+// x [rows][c] into columns of y at `y_offset` (one member's slice).
+extern "C" __global__ void __launch_bounds__(ELT_THREADS)
+bf16_to_f32(const uint16_t* __restrict__ x, float* __restrict__ y, uint64_t n, uint64_t y_offset) {
+    const uint64_t i = elt_index();
+    if (i >= n) return;
+    y[y_offset + i] = bf16_to_f32(x[i]);
+}

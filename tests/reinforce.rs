@@ -460,3 +460,50 @@ fn demo_runs_end_to_end_with_a_trained_teacher() {
     ]));
     assert!(again.contains("0 shards written"), "{again}");
 }
+
+/// The GPU backend (`--device cuda`): the same bytes at batch sizes 32 and
+/// 5, the same parameters as the CPU backend on the same job, and the
+/// teacher's probabilities within bf16 parity of it; a resume on the other
+/// backend is refused, naming the executor.
+#[test]
+fn gpu_backend_is_batch_independent_and_tracks_the_cpu() {
+    if dr::cuda::testing::gpu_or_skip().is_none() {
+        return;
+    }
+    let root = dataset("reinforce-gpu", false);
+    ok(reinforce(&root, "cpu", &["--batch-size", "32"]));
+    ok(reinforce(
+        &root,
+        "g32",
+        &["--batch-size", "32", "--device", "cuda"],
+    ));
+    ok(reinforce(
+        &root,
+        "g5",
+        &["--batch-size", "5", "--device", "cuda"],
+    ));
+    assert_same(&root.join("g32"), &root.join("g5"));
+    let e = text(&reinforce(&root, "g32", &["--batch-size", "32"]).stderr);
+    assert!(e.contains("executor"), "{e}");
+
+    let c = dr::store::reader::Reinforced::open(&root.join("cpu")).unwrap();
+    let g = dr::store::reader::Reinforced::open(&root.join("g32")).unwrap();
+    let (mut n, mut top1, mut worst) = (0, 0, 0f32);
+    for id in 0..c.manifest.settings.images {
+        for (rc, rg) in c.records(id).unwrap().iter().zip(g.records(id).unwrap()) {
+            assert_eq!(
+                format!("{:?}", rc.params),
+                format!("{:?}", rg.params),
+                "image {id}"
+            );
+            n += 1;
+            top1 += (rc.classes[0] == rg.classes[0]) as usize;
+            worst = worst.max((rc.probs[0] - rg.probs[0]).abs());
+        }
+    }
+    println!("GPU vs CPU backend: top-1 {top1}/{n}, max |top-1 probability difference| {worst:.4}");
+    assert!(
+        top1 * 100 >= n * 95 && worst <= 0.02,
+        "top-1 {top1}/{n}, worst {worst}"
+    );
+}

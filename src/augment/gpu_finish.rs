@@ -10,7 +10,7 @@ use crate::config::Augmentation;
 use crate::cuda::kernels::augment::{
     FINISH_BF16_NHWC, FINISH_DESC, FINISH_F32_NCHW, RESAMPLE_THREADS,
 };
-use crate::cuda::{CudaError, DevBuf, LaunchShape, Result, Stream};
+use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 
 /// Offsets of F_* in the .cu's descriptor.
 const F_SRC: usize = 0;
@@ -87,6 +87,8 @@ pub fn norm_table(aug: &Augmentation) -> [f32; 6] {
 pub enum FinishOut<'a> {
     F32Nchw(&'a mut DevBuf<f32>),
     Bf16Nhwc(&'a mut DevBuf<u16>),
+    /// Straight into a region: the GPU teacher's input in its arena.
+    Bf16NhwcRegion(Region<u16>),
 }
 
 /// float32 → bf16 bits, round to nearest even (finite values), as the .cu.
@@ -111,6 +113,7 @@ pub fn finish(
     let out_len = match &out {
         FinishOut::F32Nchw(o) => o.len(),
         FinishOut::Bf16Nhwc(o) => o.len(),
+        FinishOut::Bf16NhwcRegion(o) => o.len(),
     };
     if desc.len() < samples * FINISH_DESC || out_len < samples * 3 * w * h || norm.len() < 6 {
         return Err(CudaError::Invalid(format!(
@@ -137,6 +140,9 @@ pub fn finish(
             stream.launch(&FINISH_F32_NCHW, shape, (crops, desc, norm, o, w, h))
         }
         FinishOut::Bf16Nhwc(o) => {
+            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h))
+        }
+        FinishOut::Bf16NhwcRegion(o) => {
             stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h))
         }
     }

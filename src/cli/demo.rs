@@ -24,7 +24,7 @@ pub struct DemoArgs {
     pub data_seed: u64,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// CUDA is used when the GPU pipeline lands ([gpu-pipeline]); `cpu` today.
+    /// auto (CUDA device 0 when one can be used, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Only write the labelled images to this folder (for training the teacher).
@@ -45,12 +45,11 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         );
         return Ok(());
     }
-    match a.device.as_str() {
-        "auto" | "cpu" => {}
-        d => bail!(
-            "--device {d}: the GPU pipeline is not built yet (issue [gpu-pipeline]). Fix: --device cpu"
-        ),
-    }
+    let device = match a.device.as_str() {
+        // A usable device: a driver, a GPU, and kernels built for it.
+        "auto" => dr::cuda::Gpu::open(0).is_ok().then_some(0),
+        d => dr::teacher::infer::parse_device(d)?,
+    };
     if demo::TEACHER.is_empty() {
         bail!(
             "this dr was built without the demo teacher. Fix: run tools/train_demo_teacher.py and rebuild"
@@ -86,14 +85,19 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         task: None,
         fail_on_bad: false,
         images_per_shard: 64,
+        device,
     };
     eprintln!(
-        "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), CPU backend",
+        "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), {} backend",
         a.images_per_class as usize * demo::shapes::CLASSES.len(),
         demo::shapes::CLASSES.len(),
         data.display(),
         out.join("teacher.onnx").display(),
-        demo::TEACHER.len() / 1024
+        demo::TEACHER.len() / 1024,
+        match device {
+            Some(d) => format!("GPU (cuda:{d})"),
+            None => "CPU".into(),
+        }
     );
     let s = super::reinforce::run_with_progress(&opt, a.quiet)?;
     super::reinforce::print_summary(&s, false)?;

@@ -48,6 +48,8 @@ pub struct ReinforceArgs {
     /// Softmax temperature of the teachers.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// cpu, or cuda / cuda:N: augmentation, teachers and top-k on that GPU
+    /// (bf16 teachers; the manifest records which, and a resume must match).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// This process's part of a multi-task job, `i/N` (default: from
@@ -140,12 +142,7 @@ pub fn config(
 }
 
 pub fn options(a: &ReinforceArgs) -> Result<Options> {
-    if a.device != "cpu" {
-        bail!(
-            "--device {}: the GPU pipeline is not built yet (issue [gpu-pipeline]). Fix: --device cpu",
-            a.device
-        );
-    }
+    let device = dr::teacher::infer::parse_device(&a.device)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be positive");
     let task = task(&a.shard)?;
@@ -175,6 +172,7 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
         task: task.map(|(i, n, _)| (i, n)),
         fail_on_bad: a.on_bad_image == "fail",
         images_per_shard: a.images_per_shard,
+        device,
     })
 }
 

@@ -317,7 +317,11 @@ pub mod eltwise {
     /// (x, y, rows, c_in, c_out, offset)
     pub const CONCAT_CHANNELS_BF16: Kernel<(In<u16>, Out<u16>, u64, u32, u32, u32)> =
         Kernel::new(Family::Eltwise, "concat_channels_bf16");
+    /// (x, y, n, y_offset)
+    pub const BF16_TO_F32: Kernel<(In<u16>, Out<f32>, u64, u64)> =
+        Kernel::new(Family::Eltwise, "bf16_to_f32");
     pub const ALL: &[&str] = &[
+        BF16_TO_F32.name,
         UNARY_BF16.name,
         BINARY_BF16_NHWC.name,
         AFFINE_BF16_NHWC.name,

@@ -47,6 +47,17 @@ impl<T> Region<T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The first `n` elements.
+    pub fn prefix(&self, n: usize) -> Result<Region<T>> {
+        if n > self.len {
+            return Err(CudaError::Invalid(format!(
+                "the first {n} of a region of {}",
+                self.len
+            )));
+        }
+        Ok(Region { len: n, ..*self })
+    }
 }
 
 impl<T> DevBuf<T> {
@@ -72,6 +83,11 @@ pub struct Graph {
     raw: CudaGraph,
     ordinal: usize,
 }
+
+// SAFETY: the driver's graph objects may be used from any thread but not
+// from two at once. A `Graph` is owned (not Sync): whoever holds it, one
+// thread at a time (behind a Mutex in the pipeline), is the only caller.
+unsafe impl Send for Graph {}
 
 impl Stream {
     /// Runs `work` under stream capture and instantiates what it queued.

@@ -1,6 +1,7 @@
-//! Orchestration: the reinforce job over shards (CPU backend today; the GPU
-//! pipeline of [gpu-pipeline] reuses the same shards, manifest and resume).
+//! Orchestration: the reinforce job over shards, on the CPU backend or the
+//! GPU one (`gpu`); both share the shards, manifest and resume.
 
+pub mod gpu;
 pub mod reinforce;
 pub mod replay;
 pub mod shard;

@@ -40,6 +40,8 @@ pub struct Options {
     pub task: Option<(u32, u32)>,
     pub fail_on_bad: bool,
     pub images_per_shard: u32,
+    /// `Some(i)`: augmentation, teachers and top-k on CUDA device i.
+    pub device: Option<usize>,
 }
 
 /// Counters the progress display reads while the job runs.
@@ -130,6 +132,28 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     }
     let classes = num_classes(&teachers)?;
     let layout = Layout::new(&cfg.augment, cfg.topk as usize, classes, out_wh);
+    // The GPU backend, built before anything is written: a teacher or a
+    // config it cannot run stops the job here, naming why.
+    let gpu = match opt.device {
+        None => None,
+        Some(d) => {
+            if let Some(why) = crate::augment::gpu_batch::unsupported(&cfg.augment) {
+                bail!("--device cuda: {why}. Fix: --device cpu");
+            }
+            let g = crate::cuda::Gpu::open(d).context("--device cuda")?;
+            let t = super::gpu::GpuTeacher::new(
+                &g,
+                &teachers,
+                opt.batch_size,
+                cfg.topk as usize,
+                opt.temperature,
+            )?;
+            Some((super::gpu::executor_name(&g), std::sync::Mutex::new(t)))
+        }
+    };
+    let executor = gpu
+        .as_ref()
+        .map_or_else(|| manifest::CPU_EXECUTOR.to_string(), |g| g.0.clone());
     let group = cfg.mixing_group;
     let per_shard = opt.images_per_shard.max(1).div_ceil(group) * group;
     let shard_count = n.div_ceil(per_shard);
@@ -184,6 +208,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         listing_sha256: listing.digest(),
         images_per_shard: per_shard,
         input_size: [out_wh.0 as u32, out_wh.1 as u32],
+        executor,
     };
     let mut m = match existing {
         Some(m) => {
@@ -239,6 +264,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
         teacher_nanos: &progress.teacher_nanos,
+        gpu: gpu.as_ref().map(|g| &g.1),
     };
     let out = opt.out.clone();
     m.shards.retain(|s| shard_complete(&out, s));

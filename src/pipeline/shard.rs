@@ -37,6 +37,9 @@ pub struct ShardContext<'a> {
     pub fail_on_bad: bool,
     /// Time spent in the teachers (for teacher-only throughput).
     pub teacher_nanos: &'a std::sync::atomic::AtomicU64,
+    /// The GPU backend (augmentation, teachers and top-k on a device), or
+    /// `None` for the CPU one.
+    pub gpu: Option<&'a std::sync::Mutex<super::gpu::GpuTeacher>>,
 }
 
 /// Why the run stopped inside a shard.
@@ -160,6 +163,35 @@ pub fn run_shard(
                 work.push((slot0 + s, id, p));
             }
         }
+        if let Some(gpu) = cx.gpu {
+            let mut g = gpu.lock().unwrap_or_else(|e| e.into_inner());
+            let fail = |e: anyhow::Error| ShardError::Teacher(format!("{e:#}"));
+            // Pairs are drawn among the group's usable images: stage those.
+            let imgs: Vec<&Rgb8> = candidates
+                .iter()
+                .map(|&id| image_of(id).expect("usable"))
+                .collect();
+            let staged = g.stage(&imgs).map_err(fail)?;
+            let slot_of = |id: u32| {
+                candidates
+                    .iter()
+                    .position(|&c| c == id)
+                    .expect("a usable image")
+            };
+            for chunk in work.chunks(cx.batch_size.max(1)) {
+                let samples: Vec<(usize, &SampleParams)> =
+                    chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
+                let (vals, classes, ms) = g
+                    .batch(&cx.config.augment, &staged, &slot_of, &samples)
+                    .map_err(fail)?;
+                cx.teacher_nanos
+                    .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
+                write_records(cx, chunk, &vals, &classes, &mut out);
+                tick(0, chunk.len() as u64);
+            }
+            tick(ids.len() as u64, 0);
+            continue;
+        }
         // Two stages in flight: the teacher on batch i while batch i + 1 is
         // augmented (the executor alone does not keep every core busy).
         let chunks: Vec<&[(usize, u32, SampleParams)]> =
@@ -174,26 +206,37 @@ pub fn run_shard(
             next = ahead;
             let probs = probs?;
             let (vals, classes) = topk(&probs, cx.layout.topk);
-            let k = cx.layout.topk.min(probs.shape[1]);
-            for (i, (slot, _, p)) in chunk.iter().enumerate() {
-                let mut r = Record {
-                    params: Some(p.clone()),
-                    probs: vals[i * k..(i + 1) * k].to_vec(),
-                    classes: classes[i * k..(i + 1) * k]
-                        .iter()
-                        .map(|&c| c as u32)
-                        .collect(),
-                };
-                r.probs.resize(cx.layout.topk, 0.0);
-                r.classes.resize(cx.layout.topk, 0);
-                let o = slot * rec;
-                cx.layout.encode(&r, &mut out[o..o + rec]);
-            }
+            let classes: Vec<u32> = classes.into_iter().map(|c| c as u32).collect();
+            write_records(cx, chunk, &vals, &classes, &mut out);
             tick(0, chunk.len() as u64);
         }
         tick(ids.len() as u64, 0);
     }
     Ok((out, bad))
+}
+
+/// Encodes `chunk`'s records from their top-k (`vals`, `classes`: [n][k],
+/// k at most the layout's; shorter rows are padded with zeros).
+fn write_records(
+    cx: &ShardContext,
+    chunk: &[(usize, u32, SampleParams)],
+    vals: &[f32],
+    classes: &[u32],
+    out: &mut [u8],
+) {
+    let k = vals.len() / chunk.len().max(1);
+    let rec = cx.layout.size;
+    for (i, (slot, _, p)) in chunk.iter().enumerate() {
+        let mut r = Record {
+            params: Some(p.clone()),
+            probs: vals[i * k..(i + 1) * k].to_vec(),
+            classes: classes[i * k..(i + 1) * k].to_vec(),
+        };
+        r.probs.resize(cx.layout.topk, 0.0);
+        r.classes.resize(cx.layout.topk, 0);
+        let o = slot * rec;
+        cx.layout.encode(&r, &mut out[o..o + rec]);
+    }
 }
 
 /// The batch of `chunk`'s augmented samples, [n, 3, h, w].

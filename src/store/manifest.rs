@@ -29,6 +29,18 @@ pub struct Settings {
     pub images_per_shard: u32,
     /// The teacher's input size (w, h) the augmentation produces.
     pub input_size: [u32; 2],
+    /// What computed the teachers' probabilities: the CPU executor (f32) or
+    /// the GPU one (bf16, per architecture). Their records differ within
+    /// bf16 parity, so a resume must not mix them.
+    #[serde(default = "cpu_executor")]
+    pub executor: String,
+}
+
+/// `Settings::executor` of the CPU backend (and of manifests written before the field).
+pub const CPU_EXECUTOR: &str = "cpu-f32";
+
+fn cpu_executor() -> String {
+    CPU_EXECUTOR.into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

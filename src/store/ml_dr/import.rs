@@ -408,6 +408,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             listing_sha256: listing.digest(),
             images_per_shard: IMAGES_PER_SHARD,
             input_size: [out_wh.0 as u32, out_wh.1 as u32],
+            executor: "imported from ml-dr (PyTorch teachers)".into(),
         },
         record: RecordInfo::new(&layout, &cfg, out_wh),
         shard_count: shards.len() as u32,

@@ -4,9 +4,9 @@
 
 use super::conv::{bf16, f32_of};
 use crate::cuda::kernels::eltwise::{
-    AFFINE_BF16_NHWC, BINARY_BF16_NHWC, CONCAT_CHANNELS_BF16, THREADS, UNARY_BF16,
+    AFFINE_BF16_NHWC, BF16_TO_F32, BINARY_BF16_NHWC, CONCAT_CHANNELS_BF16, THREADS, UNARY_BF16,
 };
-use crate::cuda::{CudaError, LaunchShape, Region, Result, Stream};
+use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 
 /// The kernel's unary codes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -175,6 +175,16 @@ pub fn concat_channels(
         &CONCAT_CHANNELS_BF16,
         grid(x.len())?,
         (x, y, rows as u64, c_in as u32, c_out as u32, offset as u32),
+    )
+}
+
+/// `x` (bf16) into `y[at..at + x.len()]` as f32 (exact).
+pub fn to_f32(s: &Stream, x: Region<u16>, y: &mut DevBuf<f32>, at: usize) -> Result<()> {
+    check("bf16_to_f32", at + x.len() <= y.len())?;
+    s.launch(
+        &BF16_TO_F32,
+        grid(x.len())?,
+        (x, y, x.len() as u64, at as u64),
     )
 }
 
@@ -370,5 +380,12 @@ mod tests {
         let mut want = vec![0u16; rows * (c + 8)];
         cpu::concat_channels(&x, &mut want, (c, c + 8, 8));
         assert!(down(&wide) == want, "concat (exact)");
+        let mut f = gpu.alloc::<f32>(x.len() + 5).unwrap();
+        to_f32(&s, reg(&dx), &mut f, 5).unwrap();
+        let mut got = vec![0f32; x.len() + 5];
+        s.download(&f, &mut got).unwrap();
+        s.synchronize().unwrap();
+        let want: Vec<f32> = x.iter().map(|&b| f32_of(b)).collect();
+        assert!(got[5..] == want[..], "bf16_to_f32 (exact)");
     }
 }

@@ -1,0 +1,152 @@
+//! The shard loop's GPU backend: a mixing group's decoded images uploaded
+//! once (augment/gpu_run.rs), each batch augmented on the device straight
+//! into every teacher's bf16 NHWC input, the teachers' captured forwards
+//! (teacher/gpu), their logits gathered as f32 and reduced by the ensemble
+//! softmax + top-k kernel; only the top-k values and ids come back.
+//!
+//! Every step computes each sample independently of the others in its batch
+//! (the convolutions' accumulation order depends on the output element
+//! only), so the records do not depend on the batch size; rows of a short
+//! last batch past its samples hold stale inputs whose outputs are ignored.
+//! This first cut runs the stages one after another on one stream; the
+//! overlap of [gpu-pipeline] (copy stream, double buffering) comes next.
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::augment::gpu_batch::plan_batch;
+use crate::augment::gpu_finish::FinishOut;
+use crate::augment::gpu_run::{GpuAugment, Staged};
+use crate::augment::image::Rgb8;
+use crate::augment::params::SampleParams;
+use crate::config::Augmentation;
+use crate::cuda::{DevBuf, Gpu};
+use crate::teacher::ensemble::Ensemble;
+use crate::teacher::gpu::eltwise::to_f32;
+use crate::teacher::gpu::lower::lower;
+use crate::teacher::gpu::model::GpuModel;
+use crate::teacher::gpu::topk::ensemble_topk;
+
+pub struct GpuTeacher {
+    aug: GpuAugment,
+    members: Vec<GpuModel>,
+    batch: usize,
+    classes: usize,
+    topk: usize,
+    temperature: f32,
+    logits: DevBuf<f32>,
+    work: DevBuf<f32>,
+    vals: DevBuf<f32>,
+    ids: DevBuf<u32>,
+}
+
+/// The manifest's name for what computed the records on `gpu`.
+pub fn executor_name(gpu: &Gpu) -> String {
+    format!("cuda-bf16 {}", gpu.info().arch())
+}
+
+impl GpuTeacher {
+    /// Lowers and uploads every member at `batch`, captures their forwards.
+    pub fn new(
+        gpu: &Gpu,
+        teachers: &Ensemble,
+        batch: usize,
+        topk: usize,
+        temperature: f32,
+    ) -> Result<Self> {
+        let mut members = Vec::new();
+        let mut classes = 0;
+        for m in &teachers.members {
+            let b = m.fixed_batch().unwrap_or(batch);
+            if b != batch {
+                anyhow::bail!(
+                    "{} has a fixed batch of {b}: run it with --batch-size {b} on the GPU",
+                    m.path.display()
+                );
+            }
+            let plan =
+                lower(&*m.graph(batch)?).map_err(|e| anyhow!("{}: {e}", m.path.display()))?;
+            classes = plan.classes;
+            let mut gm = GpuModel::new(gpu, plan)
+                .with_context(|| format!("{}: loading on the GPU", m.path.display()))?;
+            gm.capture()?;
+            members.push(gm);
+        }
+        let k = topk.min(classes);
+        Ok(GpuTeacher {
+            aug: GpuAugment::new(gpu),
+            logits: gpu.alloc(members.len() * batch * classes)?,
+            work: gpu.alloc(batch * classes)?,
+            vals: gpu.alloc(batch * k)?,
+            ids: gpu.alloc(batch * k)?,
+            members,
+            batch,
+            classes,
+            topk: k,
+            temperature,
+        })
+    }
+
+    /// Uploads a group's decoded images, once for all their samples.
+    pub fn stage(&mut self, images: &[&Rgb8]) -> Result<Staged> {
+        Ok(self.aug.upload(images)?)
+    }
+
+    /// Top-k values and ids, [n][k] (k = min(topk, classes)), of `samples`
+    /// (each: its image's index among the staged ones, its parameters);
+    /// `slot_of` finds a pair image's staged index. Also the milliseconds
+    /// the teachers and the top-k took on the device.
+    pub fn batch(
+        &mut self,
+        aug: &Augmentation,
+        staged: &Staged,
+        slot_of: &dyn Fn(u32) -> usize,
+        samples: &[(usize, &SampleParams)],
+    ) -> Result<(Vec<f32>, Vec<u32>, f64)> {
+        let n = samples.len();
+        anyhow::ensure!(
+            n <= self.batch,
+            "a batch of {n} on teachers prepared for {}",
+            self.batch
+        );
+        let plan = plan_batch(aug, &staged.slots, slot_of, samples)
+            .map_err(|e| anyhow!("GPU augmentation: {e}"))?;
+        let [_, _, h, w] = self.members[0].plan.input_nchw;
+        anyhow::ensure!(
+            plan.out_wh == (w, h),
+            "the augmentation makes {:?} tensors but the teachers take {w}x{h}",
+            plan.out_wh
+        );
+        for m in &self.members {
+            let input = m.input()?;
+            self.aug
+                .run(staged, &plan, FinishOut::Bf16NhwcRegion(input))?;
+        }
+        let s = self.members[0].stream().clone();
+        let t0 = s.record()?;
+        let per = n * self.classes;
+        for (i, m) in self.members.iter().enumerate() {
+            m.forward()?;
+            let out = m.output()?;
+            to_f32(&s, out.prefix(per)?, &mut self.logits, i * per)?;
+        }
+        ensemble_topk(
+            &s,
+            &self.logits,
+            self.members.len(),
+            n,
+            self.classes,
+            self.temperature,
+            self.topk,
+            &mut self.work,
+            &mut self.vals,
+            &mut self.ids,
+        )?;
+        let t1 = s.record()?;
+        let mut vals = vec![0f32; n * self.topk];
+        let mut ids = vec![0u32; n * self.topk];
+        s.download_at(&self.vals, 0, &mut vals)?;
+        s.download_at(&self.ids, 0, &mut ids)?;
+        s.synchronize()?;
+        Ok((vals, ids, t0.elapsed_ms(&t1)? as f64))
+    }
+}
