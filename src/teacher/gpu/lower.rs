@@ -229,6 +229,14 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         Concat(ValueId, ValueId, (usize, usize, usize)),
     }
     let mut pending = Vec::new();
+    // Readers of each value, and the pending conv that computes it: an
+    // activation that is a conv output's only reader folds into its epilogue.
+    let mut readers = vec![0usize; nv];
+    for n in &g.nodes {
+        n.inputs.iter().flatten().for_each(|&v| readers[v] += 1);
+    }
+    g.outputs.iter().for_each(|&v| readers[v] += 1);
+    let mut conv_of: std::collections::HashMap<ValueId, usize> = Default::default();
     let mut weights = Vec::new();
     let mut bf16_consts: Vec<Vec<u16>> = Vec::new();
     let mut f32_consts: Vec<Vec<f32>> = Vec::new();
@@ -294,6 +302,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 });
                 macs += p.m as u64 * p.cout as u64 * p.k as u64;
                 slot[out] = Slot::Own;
+                conv_of.insert(out, pending.len());
                 pending.push(Pending::Conv(p, weights.len() - 1, x, residual, out));
             }
             Op::Gemm {
@@ -360,6 +369,23 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     }
                 };
                 let x = act_in(0)?;
+                let code = match op {
+                    UnaryOp::Relu => 1,
+                    UnaryOp::Silu => 2,
+                    UnaryOp::HardSwish => 3,
+                    UnaryOp::Sigmoid => 4,
+                    _ => 0,
+                };
+                if code != 0
+                    && readers[x] == 1
+                    && let Some(&pi) = conv_of.get(&x)
+                    && let Pending::Conv(p, ..) = &mut pending[pi]
+                    && p.act == 0
+                {
+                    p.act = code; // the conv writes act(...) where x was
+                    slot[out] = Slot::Alias(root(&slot, x));
+                    continue;
+                }
                 slot[out] = Slot::Own;
                 pending.push(Pending::Unary(op, x, out));
             }
