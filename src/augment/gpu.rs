@@ -193,20 +193,31 @@ pub struct DevicePlan {
 impl DevicePlan {
     pub fn upload(stream: &Stream, p: &ResamplePlan) -> Result<Self> {
         let gpu = stream.gpu();
-        let up_u32 = |v: &[u32]| -> Result<DevBuf<u32>> {
-            let mut d = gpu.alloc::<u32>(v.len().max(1))?;
-            stream.upload(v, &mut d)?;
-            Ok(d)
+        let mut d = DevicePlan {
+            pass_a: gpu.alloc::<u32>(p.pass_a.len().max(1))?,
+            pass_b: gpu.alloc::<u32>(p.pass_b.len().max(1))?,
+            first: gpu.alloc::<u32>(p.first.len().max(1))?,
+            count: gpu.alloc::<u32>(p.count.len().max(1))?,
+            weights: gpu.alloc::<i32>(p.weights.len().max(1))?,
         };
-        let mut weights = gpu.alloc::<i32>(p.weights.len().max(1))?;
-        stream.upload(&p.weights, &mut weights)?;
-        Ok(DevicePlan {
-            pass_a: up_u32(&p.pass_a)?,
-            pass_b: up_u32(&p.pass_b)?,
-            first: up_u32(&p.first)?,
-            count: up_u32(&p.count)?,
-            weights,
-        })
+        d.refill(stream, p)?;
+        Ok(d)
+    }
+
+    /// Uploads another plan's tables, growing a buffer only when it is too
+    /// small (a pipeline reuses one `DevicePlan` for every batch).
+    pub fn refill(&mut self, stream: &Stream, p: &ResamplePlan) -> Result<()> {
+        fn put<T: crate::cuda::DeviceElem>(s: &Stream, buf: &mut DevBuf<T>, v: &[T]) -> Result<()> {
+            if buf.len() < v.len() {
+                *buf = s.gpu().alloc::<T>(v.len() + v.len() / 4)?;
+            }
+            s.upload(v, buf)
+        }
+        put(stream, &mut self.pass_a, &p.pass_a)?;
+        put(stream, &mut self.pass_b, &p.pass_b)?;
+        put(stream, &mut self.first, &p.first)?;
+        put(stream, &mut self.count, &p.count)?;
+        put(stream, &mut self.weights, &p.weights)
     }
 }
 

@@ -42,6 +42,7 @@ pub struct GpuAugment {
     resample_scratch: Option<DevBuf<u8>>,
     crops: Option<DevBuf<u8>>,
     randaug_scratch: Option<DevBuf<u8>>,
+    tables: Option<DevicePlan>,
     randaug_desc: Option<DevBuf<u32>>,
     randaug_prog: Option<DevBuf<u32>>,
     finish_desc: Option<DevBuf<u32>>,
@@ -60,6 +61,7 @@ impl GpuAugment {
             resample_scratch: None,
             crops: None,
             randaug_scratch: None,
+            tables: None,
             randaug_desc: None,
             randaug_prog: None,
             finish_desc: None,
@@ -113,13 +115,19 @@ impl GpuAugment {
         let s = &self.compute;
         let gpu = &self.gpu;
         let r = &plan.resample;
-        let tables = DevicePlan::upload(s, r)?;
+        let tables = match &mut self.tables {
+            Some(t) => {
+                t.refill(s, r)?;
+                t
+            }
+            None => self.tables.insert(DevicePlan::upload(s, r)?),
+        };
         let scratch = gpu.ensure(&mut self.resample_scratch, r.scratch_bytes.max(1))?;
         let crops = gpu.ensure(&mut self.crops, r.out_bytes.max(1))?;
         let images = self.slots[staged.slot].images.as_ref().ok_or_else(|| {
             CudaError::Invalid("run: the staged images' slot holds no upload".into())
         })?;
-        resample(s, r, &tables, images, scratch, crops)?;
+        resample(s, r, tables, images, scratch, crops)?;
 
         let blocks = plan.randaug.blocks();
         if blocks > 0 {
