@@ -20,6 +20,20 @@ pub struct LaunchShape {
 }
 
 impl LaunchShape {
+    /// One thread per item: a 1-D grid of ceil(`work` / `threads`) blocks,
+    /// or an error naming `what` when that exceeds the grid's limit.
+    pub fn per_item(work: usize, threads: u32, what: &str) -> Result<Self> {
+        let blocks = u32::try_from(work.div_ceil(threads as usize).max(1))
+            .ok()
+            .filter(|&b| b < 1 << 31)
+            .ok_or_else(|| CudaError::Invalid(format!("{what}: {work} items in one launch")))?;
+        Ok(LaunchShape {
+            grid: (blocks, 1, 1),
+            block: (threads, 1, 1),
+            shared_bytes: 0,
+        })
+    }
+
     /// A 1-D grid-stride launch over `work` items with `threads` a block, at most
     /// `max_blocks` blocks (grid-stride kernels need no more than fill the GPU).
     pub fn grid_stride(work: u64, threads: u32, max_blocks: u32) -> Self {

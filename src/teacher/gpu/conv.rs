@@ -194,18 +194,14 @@ pub fn conv2d_regions(
         ));
     }
     let (kernel, bn) = variant(p);
-    let grid = if is_depthwise(p) {
-        let blocks = (y_len as u64).div_ceil(THREADS as u64);
-        let blocks = u32::try_from(blocks)
-            .map_err(|_| CudaError::Invalid(format!("conv2d: {y_len} outputs in one launch")))?;
-        (blocks, 1, 1)
+    let shape = if is_depthwise(p) {
+        LaunchShape::per_item(y_len, THREADS, "depthwise conv2d")?
     } else {
-        (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups)
-    };
-    let shape = LaunchShape {
-        grid,
-        block: (THREADS, 1, 1),
-        shared_bytes: 0,
+        LaunchShape {
+            grid: (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups),
+            block: (THREADS, 1, 1),
+            shared_bytes: 0,
+        }
     };
     stream.launch(kernel, shape, (x, w, bias, residual.unwrap_or(x), y, *p))
 }

@@ -76,13 +76,7 @@ pub enum Broadcast {
 }
 
 fn grid(n: usize) -> Result<LaunchShape> {
-    let blocks = u32::try_from(n.div_ceil(THREADS as usize))
-        .map_err(|_| CudaError::Invalid(format!("eltwise: {n} elements in one launch")))?;
-    Ok(LaunchShape {
-        grid: (blocks.max(1), 1, 1),
-        block: (THREADS, 1, 1),
-        shared_bytes: 0,
-    })
+    LaunchShape::per_item(n, THREADS, "eltwise")
 }
 
 fn check(what: &str, ok: bool) -> Result<()> {

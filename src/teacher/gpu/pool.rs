@@ -70,14 +70,8 @@ pub fn pool_params(attrs: &PoolAttrs, x: [usize; 4]) -> std::result::Result<Pool
     })
 }
 
-fn grid(outputs: usize) -> Result<LaunchShape> {
-    let blocks = u32::try_from(outputs.div_ceil(THREADS as usize))
-        .map_err(|_| CudaError::Invalid(format!("pooling: {outputs} outputs in one launch")))?;
-    Ok(LaunchShape {
-        grid: (blocks.max(1), 1, 1),
-        block: (THREADS, 1, 1),
-        shared_bytes: 0,
-    })
+fn grid(n: usize) -> Result<LaunchShape> {
+    LaunchShape::per_item(n, THREADS, "pooling")
 }
 
 pub fn pool2d(stream: &Stream, p: &PoolParams, x: &DevBuf<u16>, y: &mut DevBuf<u16>) -> Result<()> {
