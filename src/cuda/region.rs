@@ -50,13 +50,23 @@ impl<T> Region<T> {
 
     /// The first `n` elements.
     pub fn prefix(&self, n: usize) -> Result<Region<T>> {
-        if n > self.len {
+        self.sub(0..n)
+    }
+
+    /// Elements `range` of this region: address arithmetic only, so an
+    /// executor can make its launch arguments during a graph capture.
+    pub fn sub(&self, range: Range<usize>) -> Result<Region<T>> {
+        if range.start > range.end || range.end > self.len {
             return Err(CudaError::Invalid(format!(
-                "the first {n} of a region of {}",
+                "elements {range:?} of a region of {}",
                 self.len
             )));
         }
-        Ok(Region { len: n, ..*self })
+        Ok(Region {
+            addr: self.addr + (range.start * size_of::<T>()) as u64,
+            len: range.len(),
+            _t: PhantomData,
+        })
     }
 }
 
@@ -91,8 +101,10 @@ unsafe impl Send for Graph {}
 
 impl Stream {
     /// Runs `work` under stream capture and instantiates what it queued.
-    /// Work in the capture must not allocate, copy from pageable memory or
-    /// synchronize (the driver refuses those during a capture).
+    /// Work in the capture must not allocate, copy from pageable memory,
+    /// synchronize or touch cudarc-tracked buffers (their events): pass
+    /// `Region`s made beforehand, and load the kernels' modules first (an
+    /// eager run before the capture does).
     pub fn capture(&self, work: impl FnOnce(&Stream) -> Result<()>) -> Result<Graph> {
         let ordinal = self.gpu().ordinal();
         self.raw()

@@ -12,9 +12,16 @@ pub struct GpuModel {
     pub plan: GpuPlan,
     stream: Stream,
     arena: DevBuf<u16>,
-    weights: Vec<(DevBuf<u16>, DevBuf<f32>)>,
-    bf16_consts: Vec<DevBuf<u16>>,
-    f32_consts: Vec<DevBuf<f32>>,
+    /// Owned for the regions below, which point into them.
+    _weights: Vec<(DevBuf<u16>, DevBuf<f32>)>,
+    _bf16_consts: Vec<DevBuf<u16>>,
+    _f32_consts: Vec<DevBuf<f32>>,
+    /// The buffers above as regions, made once: launches only do address
+    /// arithmetic on them (nothing cudarc tracks, so they can be captured).
+    arena_r: Region<u16>,
+    weights_r: Vec<(Region<u16>, Region<f32>)>,
+    bf16_consts_r: Vec<Region<u16>>,
+    f32_consts_r: Vec<Region<f32>>,
     graph: Option<Graph>,
 }
 
@@ -44,14 +51,27 @@ impl GpuModel {
             f32_consts.push(d);
         }
         let arena = gpu.alloc_zeros::<u16>(plan.arena_len.max(1))?;
+        let all = |d: &DevBuf<u16>| d.region(&stream, 0..d.len());
+        let all_f = |d: &DevBuf<f32>| d.region(&stream, 0..d.len());
+        let arena_r = all(&arena)?;
+        let weights_r = weights
+            .iter()
+            .map(|(w, b)| Ok((all(w)?, all_f(b)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let bf16_consts_r = bf16_consts.iter().map(all).collect::<Result<Vec<_>>>()?;
+        let f32_consts_r = f32_consts.iter().map(all_f).collect::<Result<Vec<_>>>()?;
         stream.synchronize()?;
         Ok(GpuModel {
+            arena_r,
+            weights_r,
+            bf16_consts_r,
+            f32_consts_r,
             plan,
             stream,
             arena,
-            weights,
-            bf16_consts,
-            f32_consts,
+            _weights: weights,
+            _bf16_consts: bf16_consts,
+            _f32_consts: f32_consts,
             graph: None,
         })
     }
@@ -63,12 +83,12 @@ impl GpuModel {
     /// The arena region the next forward reads its NHWC bf16 input from
     /// (the augmentation can write there directly).
     pub fn input(&self) -> Result<Region<u16>> {
-        self.arena.region(&self.stream, self.plan.input.clone())
+        self.arena_r.sub(self.plan.input.clone())
     }
 
     /// Where the logits [N][classes] (bf16) are after a forward.
     pub fn output(&self) -> Result<Region<u16>> {
-        self.arena.region(&self.stream, self.plan.output.clone())
+        self.arena_r.sub(self.plan.output.clone())
     }
 
     /// Queues every step on the model's stream.
@@ -92,7 +112,7 @@ impl GpuModel {
     }
 
     fn enqueue_step(&self, s: &Stream, i: usize) -> Result<()> {
-        let r = |range: &std::ops::Range<usize>| self.arena.region(s, range.clone());
+        let r = |range: &std::ops::Range<usize>| self.arena_r.sub(range.clone());
         {
             let step = &self.plan.steps[i];
             match step {
@@ -103,17 +123,9 @@ impl GpuModel {
                     residual,
                     y,
                 } => {
-                    let (w, b) = &self.weights[*weights];
+                    let (w, b) = self.weights_r[*weights];
                     let residual = residual.as_ref().map(r).transpose()?;
-                    conv2d_regions(
-                        s,
-                        p,
-                        r(x)?,
-                        w.region(s, 0..w.len())?,
-                        b.region(s, 0..b.len())?,
-                        residual,
-                        r(y)?,
-                    )?;
+                    conv2d_regions(s, p, r(x)?, w, b, residual, r(y)?)?;
                 }
                 Step::Pool { p, x, y } => pool2d_regions(s, p, r(x)?, r(y)?)?,
                 Step::GlobalAvg { dims, x, y } => global_avgpool_regions(s, r(x)?, r(y)?, *dims)?,
@@ -121,23 +133,13 @@ impl GpuModel {
                 Step::Binary { op, bc, a, b, y, c } => {
                     let b = match b {
                         Operand::Arena(range) => r(range)?,
-                        Operand::Const(k) => {
-                            let d = &self.bf16_consts[*k];
-                            d.region(s, 0..d.len())?
-                        }
+                        Operand::Const(k) => self.bf16_consts_r[*k],
                     };
                     eltwise::binary(s, *op, *bc, r(a)?, b, r(y)?, *c)?
                 }
                 Step::Affine { consts, x, y, c } => {
-                    let (k, sh) = (&self.f32_consts[consts.0], &self.f32_consts[consts.1]);
-                    eltwise::affine(
-                        s,
-                        r(x)?,
-                        k.region(s, 0..k.len())?,
-                        sh.region(s, 0..sh.len())?,
-                        r(y)?,
-                        *c,
-                    )?
+                    let (k, sh) = (self.f32_consts_r[consts.0], self.f32_consts_r[consts.1]);
+                    eltwise::affine(s, r(x)?, k, sh, r(y)?, *c)?
                 }
                 Step::Concat { x, y, cols } => eltwise::concat_channels(s, r(x)?, r(y)?, *cols)?,
             }
@@ -145,8 +147,11 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Captures the forward as a CUDA graph; later forwards replay it.
+    /// Captures the forward as a CUDA graph; later forwards replay it. An
+    /// eager forward first loads every kernel module outside the capture.
     pub fn capture(&mut self) -> Result<()> {
+        self.enqueue(&self.stream)?;
+        self.stream.synchronize()?;
         let graph = self.stream.capture(|s| self.enqueue(s))?;
         self.graph = Some(graph);
         Ok(())
