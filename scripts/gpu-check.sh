@@ -99,6 +99,15 @@ run() {
     step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --model "$onnx/$m.onnx" \
       --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
   done
+  # [gpu-pipeline]: the demo and a photo folder end to end on the GPU; each
+  # summary has end-to-end and teacher-only samples/s from the same run.
+  step demo-gpu sh -c "'$BUNDLE/bin/dr' demo --device cuda --out /tmp/dr-demo-gpu --quiet"
+  step photos python3 tools/make_photo_folder.py /tmp/dr-photos --images "${DR_PHOTOS:-512}"
+  for m in ${models//,/ }; do
+    step "reinforce-gpu:$m" sh -c "'$BUNDLE/bin/dr' reinforce --data /tmp/dr-photos --teacher '$onnx/$m.onnx' \
+      --config configs/imagenet-randaug_mixing.yaml --samples 8 --batch-size '${DR_BATCH:-256}' --device cuda \
+      --out /tmp/dr-reinforce-$m --json > '$out/bench-results/reinforce-gpu-$m.json'"
+  done
   step gpu-parity python3 tools/check_gpu_parity.py --dr "$BUNDLE/bin/dr" --n "${DR_PARITY_N:-1000}" \
     --models $(for m in ${models//,/ }; do echo "$onnx/$m.onnx"; done) --out-dir "$out/bench-results"
   # GPU peer scripts (PyTorch on the same device); CPU peers run at home.
