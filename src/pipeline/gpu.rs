@@ -8,8 +8,11 @@
 //! (the convolutions' accumulation order depends on the output element
 //! only), so the records do not depend on the batch size; rows of a short
 //! last batch past its samples hold stale inputs whose outputs are ignored.
-//! This first cut runs the stages one after another on one stream; the
-//! overlap of [gpu-pipeline] (copy stream, double buffering) comes next.
+//! The kernels of a batch run in order on one stream; its top-k come back on
+//! another, from one of two result buffers, so the host plans and queues
+//! batch i + 1 while batch i computes and is read back (`enqueue` then
+//! `collect`, at most two in flight). cudarc's per-buffer events order the
+//! read-back after the top-k and the next write of a buffer after its read.
 
 use anyhow::{Context, Result, anyhow};
 
@@ -19,7 +22,7 @@ use crate::augment::gpu_run::{GpuAugment, Staged};
 use crate::augment::image::Rgb8;
 use crate::augment::params::SampleParams;
 use crate::config::Augmentation;
-use crate::cuda::{DevBuf, Gpu};
+use crate::cuda::{DevBuf, Event, Gpu, Stream};
 use crate::teacher::ensemble::Ensemble;
 use crate::teacher::gpu::eltwise::to_f32;
 use crate::teacher::gpu::lower::lower;
@@ -35,8 +38,20 @@ pub struct GpuTeacher {
     temperature: f32,
     logits: DevBuf<f32>,
     work: DevBuf<f32>,
-    vals: DevBuf<f32>,
-    ids: DevBuf<u32>,
+    /// Two result buffers, alternating per batch.
+    vals: [DevBuf<f32>; 2],
+    ids: [DevBuf<u32>; 2],
+    next: usize,
+    /// The stream the top-k come back on.
+    readback: Stream,
+}
+
+/// A batch queued on the device; `collect` it for its top-k.
+pub struct InFlight {
+    n: usize,
+    buffer: usize,
+    start: Event,
+    end: Event,
 }
 
 /// The manifest's name for what computed the records on `gpu`.
@@ -76,8 +91,10 @@ impl GpuTeacher {
             aug: GpuAugment::new(gpu),
             logits: gpu.alloc(members.len() * batch * classes)?,
             work: gpu.alloc(batch * classes)?,
-            vals: gpu.alloc(batch * k)?,
-            ids: gpu.alloc(batch * k)?,
+            vals: [gpu.alloc(batch * k)?, gpu.alloc(batch * k)?],
+            ids: [gpu.alloc(batch * k)?, gpu.alloc(batch * k)?],
+            next: 0,
+            readback: gpu.stream(2),
             members,
             batch,
             classes,
@@ -91,17 +108,16 @@ impl GpuTeacher {
         Ok(self.aug.upload(images)?)
     }
 
-    /// Top-k values and ids, [n][k] (k = min(topk, classes)), of `samples`
-    /// (each: its image's index among the staged ones, its parameters);
-    /// `slot_of` finds a pair image's staged index. Also the milliseconds
-    /// the teachers and the top-k took on the device.
-    pub fn batch(
+    /// Queues `samples` (each: its image's index among the staged ones,
+    /// its parameters; `slot_of` finds a pair image's staged index):
+    /// augmentation into every teacher's input, the forwards, the top-k.
+    pub fn enqueue(
         &mut self,
         aug: &Augmentation,
         staged: &Staged,
         slot_of: &dyn Fn(u32) -> usize,
         samples: &[(usize, &SampleParams)],
-    ) -> Result<(Vec<f32>, Vec<u32>, f64)> {
+    ) -> Result<InFlight> {
         let n = samples.len();
         anyhow::ensure!(
             n <= self.batch,
@@ -122,13 +138,15 @@ impl GpuTeacher {
                 .run(staged, &plan, FinishOut::Bf16NhwcRegion(input))?;
         }
         let s = self.members[0].stream().clone();
-        let t0 = s.record()?;
+        let start = s.record()?;
         let per = n * self.classes;
         for (i, m) in self.members.iter().enumerate() {
             m.forward()?;
             let out = m.output()?;
             to_f32(&s, out.prefix(per)?, &mut self.logits, i * per)?;
         }
+        let buffer = self.next;
+        self.next = 1 - buffer;
         ensemble_topk(
             &s,
             &self.logits,
@@ -138,15 +156,28 @@ impl GpuTeacher {
             self.temperature,
             self.topk,
             &mut self.work,
-            &mut self.vals,
-            &mut self.ids,
+            &mut self.vals[buffer],
+            &mut self.ids[buffer],
         )?;
-        let t1 = s.record()?;
-        let mut vals = vec![0f32; n * self.topk];
-        let mut ids = vec![0u32; n * self.topk];
-        s.download_at(&self.vals, 0, &mut vals)?;
-        s.download_at(&self.ids, 0, &mut ids)?;
-        s.synchronize()?;
-        Ok((vals, ids, t0.elapsed_ms(&t1)? as f64))
+        let end = s.record()?;
+        Ok(InFlight {
+            n,
+            buffer,
+            start,
+            end,
+        })
+    }
+
+    /// The top-k values and ids, [n][k] (k = min(topk, classes)), of a
+    /// queued batch, and the milliseconds its teachers and top-k took.
+    pub fn collect(&mut self, b: InFlight) -> Result<(Vec<f32>, Vec<u32>, f64)> {
+        let mut vals = vec![0f32; b.n * self.topk];
+        let mut ids = vec![0u32; b.n * self.topk];
+        self.readback
+            .download_at(&self.vals[b.buffer], 0, &mut vals)?;
+        self.readback
+            .download_at(&self.ids[b.buffer], 0, &mut ids)?;
+        self.readback.synchronize()?;
+        Ok((vals, ids, b.start.elapsed_ms(&b.end)? as f64))
     }
 }

@@ -178,16 +178,28 @@ pub fn run_shard(
                     .position(|&c| c == id)
                     .expect("a usable image")
             };
-            for chunk in work.chunks(cx.batch_size.max(1)) {
-                let samples: Vec<(usize, &SampleParams)> =
-                    chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
-                let (vals, classes, ms) = g
-                    .batch(&cx.config.augment, &staged, &slot_of, &samples)
-                    .map_err(fail)?;
-                cx.teacher_nanos
-                    .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
-                write_records(cx, chunk, &vals, &classes, &mut out);
-                tick(0, chunk.len() as u64);
+            // Batch i + 1 is queued before batch i's top-k are read back.
+            let mut queued: Option<(super::gpu::InFlight, &[Work])> = None;
+            for chunk in work.chunks(cx.batch_size.max(1)).map(Some).chain([None]) {
+                let next = match chunk {
+                    Some(chunk) => {
+                        let samples: Vec<(usize, &SampleParams)> =
+                            chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
+                        let b = g
+                            .enqueue(&cx.config.augment, &staged, &slot_of, &samples)
+                            .map_err(fail)?;
+                        Some((b, chunk))
+                    }
+                    None => None,
+                };
+                if let Some((b, done)) = queued.take() {
+                    let (vals, classes, ms) = g.collect(b).map_err(fail)?;
+                    cx.teacher_nanos
+                        .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
+                    write_records(cx, done, &vals, &classes, &mut out);
+                    tick(0, done.len() as u64);
+                }
+                queued = next;
             }
             tick(ids.len() as u64, 0);
             continue;
@@ -214,6 +226,9 @@ pub fn run_shard(
     }
     Ok((out, bad))
 }
+
+/// A sample's (record slot within the shard, image id, parameters).
+type Work = (usize, u32, SampleParams);
 
 /// Encodes `chunk`'s records from their top-k (`vals`, `classes`: [n][k],
 /// k at most the layout's; shorter rows are padded with zeros).
