@@ -461,8 +461,8 @@ fn demo_runs_end_to_end_with_a_trained_teacher() {
     assert!(again.contains("0 shards written"), "{again}");
 }
 
-/// The GPU backend (`--device cuda`): the same bytes at batch sizes 32 and
-/// 5, the same parameters as the CPU backend on the same job, and the
+/// The GPU backend (`--device cuda`): the same bytes at batch sizes 32, 5
+/// and with two workers, the same parameters as the CPU backend on the same job, and the
 /// teacher's probabilities within bf16 parity of it; a resume on the other
 /// backend is refused, naming the executor.
 #[test]

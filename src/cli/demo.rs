@@ -85,7 +85,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         task: None,
         fail_on_bad: false,
         images_per_shard: 64,
-        device,
+        devices: device.into_iter().collect(),
     };
     eprintln!(
         "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), {} backend",

@@ -48,8 +48,9 @@ pub struct ReinforceArgs {
     /// Softmax temperature of the teachers.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
-    /// cpu, or cuda / cuda:N: augmentation, teachers and top-k on that GPU
-    /// (bf16 teachers; the manifest records which, and a resume must match).
+    /// cpu, or cuda / cuda:N / cuda:N,M,...: augmentation, teachers and top-k
+    /// on those GPUs, one worker each (bf16 teachers; the manifest records
+    /// the executor, and a resume must match).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// This process's part of a multi-task job, `i/N` (default: from
@@ -142,7 +143,7 @@ pub fn config(
 }
 
 pub fn options(a: &ReinforceArgs) -> Result<Options> {
-    let device = dr::teacher::infer::parse_device(&a.device)?;
+    let devices = dr::teacher::infer::parse_devices(&a.device)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be positive");
     let task = task(&a.shard)?;
@@ -172,7 +173,7 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
         task: task.map(|(i, n, _)| (i, n)),
         fail_on_bad: a.on_bad_image == "fail",
         images_per_shard: a.images_per_shard,
-        device,
+        devices,
     })
 }
 

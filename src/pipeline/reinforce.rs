@@ -40,8 +40,9 @@ pub struct Options {
     pub task: Option<(u32, u32)>,
     pub fail_on_bad: bool,
     pub images_per_shard: u32,
-    /// `Some(i)`: augmentation, teachers and top-k on CUDA device i.
-    pub device: Option<usize>,
+    /// CUDA devices for augmentation, teachers and top-k, one worker each
+    /// (shards go to whichever worker is free); empty: the CPU backend.
+    pub devices: Vec<usize>,
 }
 
 /// Counters the progress display reads while the job runs.
@@ -134,25 +135,31 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let layout = Layout::new(&cfg.augment, cfg.topk as usize, classes, out_wh);
     // The GPU backend, built before anything is written: a teacher or a
     // config it cannot run stops the job here, naming why.
-    let gpu = match opt.device {
-        None => None,
-        Some(d) => {
-            if let Some(why) = crate::augment::gpu_batch::unsupported(&cfg.augment) {
-                bail!("--device cuda: {why}. Fix: --device cpu");
-            }
-            let g = crate::cuda::Gpu::open(d).context("--device cuda")?;
-            let t = super::gpu::GpuTeacher::new(
-                &g,
-                &teachers,
-                opt.batch_size,
-                cfg.topk as usize,
-                opt.temperature,
-            )?;
-            Some((super::gpu::executor_name(&g), std::sync::Mutex::new(t)))
-        }
-    };
-    let executor = gpu
-        .as_ref()
+    let mut gpus = Vec::new();
+    if !opt.devices.is_empty()
+        && let Some(why) = crate::augment::gpu_batch::unsupported(&cfg.augment)
+    {
+        bail!("--device cuda: {why}. Fix: --device cpu");
+    }
+    for &d in &opt.devices {
+        let g = crate::cuda::Gpu::open(d).with_context(|| format!("--device cuda:{d}"))?;
+        let t = super::gpu::GpuTeacher::new(
+            &g,
+            &teachers,
+            opt.batch_size,
+            cfg.topk as usize,
+            opt.temperature,
+        )?;
+        gpus.push((super::gpu::executor_name(&g), std::sync::Mutex::new(t)));
+    }
+    if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
+        bail!(
+            "--device: {} and {a} compute different bytes; run each architecture as its own task (--shard)",
+            gpus[0].0
+        );
+    }
+    let executor = gpus
+        .first()
         .map_or_else(|| manifest::CPU_EXECUTOR.to_string(), |g| g.0.clone());
     let group = cfg.mixing_group;
     let per_shard = opt.images_per_shard.max(1).div_ceil(group) * group;
@@ -264,7 +271,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
         teacher_nanos: &progress.teacher_nanos,
-        gpu: gpu.as_ref().map(|g| &g.1),
+        gpu: None,
     };
     let out = opt.out.clone();
     m.shards.retain(|s| shard_complete(&out, s));
@@ -281,24 +288,77 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         progress.images_done.fetch_add(i, Ordering::Relaxed);
         progress.samples_done.fetch_add(s, Ordering::Relaxed);
     };
-    let mut records_written = 0;
     let t_work = Instant::now();
-    for &s in &todo {
-        let [a, b] = positions(s);
-        let (bytes, bad) = run_shard(&cx, a as usize, b as usize, &tick).map_err(|e| match e {
-            ShardError::BadImage { .. } => anyhow::Error::new(e),
-            ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
-        })?;
-        let file = shard_file(s);
-        crate::store::atomic_write(&opt.out.join(&file), &bytes)
-            .with_context(|| format!("{}: cannot write {file}", opt.out.display()))?;
-        m.shards
-            .push(ShardInfo::new(s, [a, b], &bytes, layout.size, bad));
-        m.shards.sort_by_key(|s| s.index);
-        records_written += (bytes.len() / layout.size) as u64;
-        m.write_bad_images(&opt.out, &rows)?;
-        m.write(&opt.out)
-            .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+    // One worker per GPU (one for the CPU backend), each taking the next
+    // shard to do; a shard's bytes do not depend on which worker made it.
+    let workers: Vec<Option<&std::sync::Mutex<super::gpu::GpuTeacher>>> = if gpus.is_empty() {
+        vec![None]
+    } else {
+        gpus.iter().map(|g| Some(&g.1)).collect()
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let shared = std::sync::Mutex::new((m, 0u64, None::<anyhow::Error>));
+    std::thread::scope(|scope| {
+        for w in &workers {
+            let cx = ShardContext {
+                gpu: *w,
+                ..cx.clone()
+            };
+            let (next, stop, shared, todo, out, rows, layout) =
+                (&next, &stop, &shared, &todo, &opt.out, &rows, &layout);
+            let tick = &tick;
+            scope.spawn(move || {
+                let failed = |e: anyhow::Error| {
+                    stop.store(true, Ordering::Relaxed);
+                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    g.2.get_or_insert(e);
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(&s) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let [a, b] = positions(s);
+                    let (bytes, bad) = match run_shard(&cx, a as usize, b as usize, tick) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed(match e {
+                                ShardError::BadImage { .. } => anyhow::Error::new(e),
+                                ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
+                            });
+                            break;
+                        }
+                    };
+                    let file = shard_file(s);
+                    if let Err(e) = crate::store::atomic_write(&out.join(&file), &bytes)
+                        .with_context(|| format!("{}: cannot write {file}", out.display()))
+                    {
+                        failed(e);
+                        break;
+                    }
+                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let (m, records, _) = &mut *g;
+                    m.shards
+                        .push(ShardInfo::new(s, [a, b], &bytes, layout.size, bad));
+                    m.shards.sort_by_key(|s| s.index);
+                    *records += (bytes.len() / layout.size) as u64;
+                    let written = m.write_bad_images(out, rows).and_then(|_| {
+                        m.write(out).with_context(|| {
+                            format!("{}: cannot write the manifest", out.display())
+                        })
+                    });
+                    drop(g);
+                    if let Err(e) = written {
+                        failed(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (mut m, records_written, error) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = error {
+        return Err(e);
     }
     m.status = Status::Complete;
     m.write_bad_images(&opt.out, &rows)?;

@@ -22,6 +22,7 @@ use crate::teacher::infer::topk;
 use crate::teacher::tensor::Tensor;
 
 /// What a shard needs from the job.
+#[derive(Clone)]
 pub struct ShardContext<'a> {
     pub root: &'a std::path::Path,
     pub rows: &'a [ImageRow],

@@ -167,6 +167,24 @@ pub fn parse_device(s: &str) -> Result<Option<usize>> {
     }
 }
 
+/// `--device` for a job that can use several GPUs: "cpu" → none, "cuda" →
+/// [0], "cuda:0,2" → [0, 2] (a device may repeat: two workers on one GPU).
+pub fn parse_devices(s: &str) -> Result<Vec<usize>> {
+    match s {
+        "cpu" => Ok(Vec::new()),
+        "cuda" => Ok(vec![0]),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|l| {
+                l.split(',')
+                    .map(|n| n.trim().parse().ok())
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("--device {s}: give cpu, cuda, cuda:N or cuda:N,M,...")),
+    }
+}
+
 /// One member's logits on the GPU executor: batches of `batch` (the last
 /// padded with zeros and cut back), NHWC bf16 in, logits rounded from bf16.
 fn gpu_logits(
@@ -386,4 +404,25 @@ pub fn inspect(path: &Path) -> Result<String> {
         Err(e) => writeln!(s, "GPU executor: not supported ({e})")?,
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_flags_parse() {
+        assert_eq!(parse_device("cpu").unwrap(), None);
+        assert_eq!(parse_device("cuda").unwrap(), Some(0));
+        assert_eq!(parse_device("cuda:3").unwrap(), Some(3));
+        assert!(parse_device("gpu").is_err());
+        assert_eq!(parse_devices("cpu").unwrap(), Vec::<usize>::new());
+        assert_eq!(parse_devices("cuda").unwrap(), [0]);
+        assert_eq!(parse_devices("cuda:0,2").unwrap(), [0, 2]);
+        assert_eq!(parse_devices("cuda:1, 1").unwrap(), [1, 1]);
+        for bad in ["cuda:", "cuda:a", "cuda:0,,1", "tpu"] {
+            let e = parse_devices(bad).unwrap_err().to_string();
+            assert!(e.contains("cuda:N,M"), "{bad}: {e}");
+        }
+    }
 }
