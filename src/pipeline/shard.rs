@@ -98,12 +98,20 @@ pub fn run_shard(
     let rec = cx.layout.size;
     let mut out = vec![0u8; (end - start) * ns * rec];
     let mut bad = Vec::new();
-    for g0 in (start..end).step_by(group) {
-        let ids = &cx.order[g0..(g0 + group).min(end)];
-        let loaded: Vec<Result<Rgb8, String>> = ids
+    let starts: Vec<usize> = (start..end).step_by(group).collect();
+    let ids_at = |g0: usize| &cx.order[g0..(g0 + group).min(end)];
+    let decode = |g0: usize| -> Vec<Result<Rgb8, String>> {
+        ids_at(g0)
             .par_iter()
             .map(|&id| load_image(cx.root, &cx.rows[id as usize]))
-            .collect();
+            .collect()
+    };
+    // The next group is read and decoded while this one is augmented and
+    // run through the teachers.
+    let mut ahead = starts.first().map(|&g0| decode(g0));
+    for (gi, &g0) in starts.iter().enumerate() {
+        let ids = ids_at(g0);
+        let loaded = ahead.take().expect("decoded ahead");
         for (&id, r) in ids.iter().zip(&loaded) {
             if let Err(reason) = r {
                 if cx.fail_on_bad {
@@ -164,68 +172,86 @@ pub fn run_shard(
                 work.push((slot0 + s, id, p));
             }
         }
-        if let Some(gpu) = cx.gpu {
-            let mut g = gpu.lock().unwrap_or_else(|e| e.into_inner());
-            let fail = |e: anyhow::Error| ShardError::Teacher(format!("{e:#}"));
-            // Pairs are drawn among the group's usable images: stage those.
-            let imgs: Vec<&Rgb8> = candidates
-                .iter()
-                .map(|&id| image_of(id).expect("usable"))
-                .collect();
-            let staged = g.stage(&imgs).map_err(fail)?;
-            let slot_of = |id: u32| {
-                candidates
-                    .iter()
-                    .position(|&c| c == id)
-                    .expect("a usable image")
-            };
-            // Batch i + 1 is queued before batch i's top-k are read back.
-            let mut queued: Option<(super::gpu::InFlight, &[Work])> = None;
-            for chunk in work.chunks(cx.batch_size.max(1)).map(Some).chain([None]) {
-                let next = match chunk {
-                    Some(chunk) => {
-                        let samples: Vec<(usize, &SampleParams)> =
-                            chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
-                        let b = g
-                            .enqueue(&cx.config.augment, &staged, &slot_of, &samples)
-                            .map_err(fail)?;
-                        Some((b, chunk))
-                    }
-                    None => None,
-                };
-                if let Some((b, done)) = queued.take() {
-                    let (vals, classes, ms) = g.collect(b).map_err(fail)?;
-                    cx.teacher_nanos
-                        .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
-                    write_records(cx, done, &vals, &classes, &mut out);
-                    tick(0, done.len() as u64);
-                }
-                queued = next;
-            }
-            tick(ids.len() as u64, 0);
-            continue;
-        }
-        // Two stages in flight: the teacher on batch i while batch i + 1 is
-        // augmented (the executor alone does not keep every core busy).
-        let chunks: Vec<&[(usize, u32, SampleParams)]> =
-            work.chunks(cx.batch_size.max(1)).collect();
-        let mut next = chunks.first().map(|c| augment_batch(cx, c, &image_of));
-        for (i, chunk) in chunks.iter().enumerate() {
-            let x = next.take().expect("augmented ahead");
-            let (probs, ahead) = rayon::join(
-                || run_teachers(cx, x),
-                || chunks.get(i + 1).map(|c| augment_batch(cx, c, &image_of)),
-            );
-            next = ahead;
-            let probs = probs?;
-            let (vals, classes) = topk(&probs, cx.layout.topk);
-            let classes: Vec<u32> = classes.into_iter().map(|c| c as u32).collect();
-            write_records(cx, chunk, &vals, &classes, &mut out);
-            tick(0, chunk.len() as u64);
-        }
+        let (done, next) = rayon::join(
+            || process_group(cx, &work, &candidates, &image_of, &mut out, tick),
+            || starts.get(gi + 1).map(|&g| decode(g)),
+        );
+        ahead = next;
+        done?;
         tick(ids.len() as u64, 0);
     }
     Ok((out, bad))
+}
+
+/// A group's samples through the teachers, their records into `out`: on
+/// the GPU backend when there is one, else augmentation of batch i + 1 on
+/// the CPU while the teacher runs on batch i.
+fn process_group<'a>(
+    cx: &ShardContext,
+    work: &[Work],
+    candidates: &[u32],
+    image_of: &(dyn Fn(u32) -> Option<&'a Rgb8> + Sync),
+    out: &mut [u8],
+    tick: Tick,
+) -> Result<(), ShardError> {
+    if let Some(gpu) = cx.gpu {
+        let mut g = gpu.lock().unwrap_or_else(|e| e.into_inner());
+        let fail = |e: anyhow::Error| ShardError::Teacher(format!("{e:#}"));
+        // Pairs are drawn among the group's usable images: stage those.
+        let imgs: Vec<&Rgb8> = candidates
+            .iter()
+            .map(|&id| image_of(id).expect("usable"))
+            .collect();
+        let staged = g.stage(&imgs).map_err(fail)?;
+        let slot_of = |id: u32| {
+            candidates
+                .iter()
+                .position(|&c| c == id)
+                .expect("a usable image")
+        };
+        // Batch i + 1 is queued before batch i's top-k are read back.
+        let mut queued: Option<(super::gpu::InFlight, &[Work])> = None;
+        for chunk in work.chunks(cx.batch_size.max(1)).map(Some).chain([None]) {
+            let next = match chunk {
+                Some(chunk) => {
+                    let samples: Vec<(usize, &SampleParams)> =
+                        chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
+                    let b = g
+                        .enqueue(&cx.config.augment, &staged, &slot_of, &samples)
+                        .map_err(fail)?;
+                    Some((b, chunk))
+                }
+                None => None,
+            };
+            if let Some((b, done)) = queued.take() {
+                let (vals, classes, ms) = g.collect(b).map_err(fail)?;
+                cx.teacher_nanos
+                    .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
+                write_records(cx, done, &vals, &classes, out);
+                tick(0, done.len() as u64);
+            }
+            queued = next;
+        }
+        return Ok(());
+    }
+    // Two stages in flight: the teacher on batch i while batch i + 1 is
+    // augmented (the executor alone does not keep every core busy).
+    let chunks: Vec<&[(usize, u32, SampleParams)]> = work.chunks(cx.batch_size.max(1)).collect();
+    let mut next = chunks.first().map(|c| augment_batch(cx, c, &image_of));
+    for (i, chunk) in chunks.iter().enumerate() {
+        let x = next.take().expect("augmented ahead");
+        let (probs, ahead) = rayon::join(
+            || run_teachers(cx, x),
+            || chunks.get(i + 1).map(|c| augment_batch(cx, c, &image_of)),
+        );
+        next = ahead;
+        let probs = probs?;
+        let (vals, classes) = topk(&probs, cx.layout.topk);
+        let classes: Vec<u32> = classes.into_iter().map(|c| c as u32).collect();
+        write_records(cx, chunk, &vals, &classes, out);
+        tick(0, chunk.len() as u64);
+    }
+    Ok(())
 }
 
 /// A sample's (record slot within the shard, image id, parameters).
