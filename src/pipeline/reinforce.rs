@@ -71,7 +71,8 @@ pub struct Summary {
     pub work_seconds: f64,
     /// Samples (decode + augment + teacher + top-k + write) per second in this run.
     pub samples_per_second: f64,
-    /// Samples per second of the teacher calls alone, in the same run.
+    /// Samples per second of the teacher calls alone, in the same run (per
+    /// worker: with several GPUs their teacher times add up).
     pub teacher_samples_per_second: f64,
     pub record_bytes: usize,
 }
