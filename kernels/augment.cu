@@ -20,6 +20,8 @@
 // Tolerance vs the CPU twin (src/augment/gpu.rs, cpu module): exact.
 #include <stdint.h>
 
+#include "common/bf16.cuh"
+
 #define RESAMPLE_THREADS 256
 
 enum {
@@ -147,12 +149,6 @@ finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ 
     for (int c = 0; c < 3; c++) o[(uint64_t)c * w * h] = v[c];
 }
 
-// float32 -> bf16 bits, round to nearest even (finite inputs).
-__device__ __forceinline__ uint16_t bf16_bits(float f) {
-    const uint32_t u = __float_as_uint(f);
-    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
 extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
 finish_bf16_nhwc(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
                  const float* __restrict__ norm, uint16_t* __restrict__ out, uint32_t w, uint32_t h) {
@@ -161,5 +157,5 @@ finish_bf16_nhwc(const uint8_t* __restrict__ crops, const uint32_t* __restrict__
     if (!finish_this(crops, desc, norm, w, h, px, v)) return;
     uint16_t* o = out + ((uint64_t)blockIdx.y * w * h + px) * 3;
 #pragma unroll
-    for (int c = 0; c < 3; c++) o[c] = bf16_bits(v[c]);
+    for (int c = 0; c < 3; c++) o[c] = f32_to_bf16(v[c]);
 }

@@ -35,6 +35,8 @@
 //         cores is not specified, then one bf16 rounding).
 #include <stdint.h>
 
+#include "common/bf16.cuh"
+
 #define CONV_THREADS 128
 #define CONV_BK 32
 #define CONV_LDS (CONV_BK + 8)  // padded row: conflict-free fragment loads
@@ -48,14 +50,6 @@ struct ConvParams {
     uint32_t m, act, has_bias, has_residual;
 };
 static_assert(sizeof(ConvParams) == 96, "ConvParams layout is shared with kernels.rs");
-
-__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
-
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    const uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);  // NaN stays NaN
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 
 __device__ __forceinline__ float activate(float v, uint32_t act) {
     switch (act) {

@@ -22,15 +22,9 @@
 //         ReLU, clip, the binary ops, affine and concat.
 #include <stdint.h>
 
+#include "common/bf16.cuh"
+
 #define ELT_THREADS 256
-
-__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
-
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    const uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 
 __device__ __forceinline__ uint64_t elt_index() { return (uint64_t)blockIdx.x * ELT_THREADS + threadIdx.x; }
 

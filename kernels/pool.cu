@@ -16,6 +16,8 @@
 // Tolerance vs the CPU twin (teacher/gpu/pool.rs): exact (same order).
 #include <stdint.h>
 
+#include "common/bf16.cuh"
+
 #define POOL_THREADS 256
 
 struct PoolParams {
@@ -26,14 +28,6 @@ struct PoolParams {
     uint32_t kind, unused[3];  // kind: 0 max, 1 average with pads counted, 2 without
 };
 static_assert(sizeof(PoolParams) == 80, "PoolParams layout is shared with kernels.rs");
-
-__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
-
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    const uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 
 extern "C" __global__ void __launch_bounds__(POOL_THREADS)
 pool2d_bf16_nhwc(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, PoolParams p) {

@@ -1,0 +1,15 @@
+// bf16 as uint16_t bits, shared by the teacher's kernel families (conv,
+// pool, eltwise): no cuda_bf16.h, so the conversions are spelled out and
+// the Rust twins (teacher/gpu/conv.rs `bf16`, `f32_of`) match them exactly.
+#pragma once
+#include <stdint.h>
+
+// Exact: a bf16 is the top half of a float32.
+__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+
+// Round to nearest, ties to even; a NaN stays a (quiet) NaN.
+__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
+    const uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
