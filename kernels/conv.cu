@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "common/bf16.cuh"
+#include "common/window.cuh"
 
 #define CONV_THREADS 128
 #define CONV_BK 32
@@ -259,16 +260,10 @@ conv_depthwise_bf16_nhwc(const uint16_t* __restrict__ x, const uint16_t* __restr
     const uint32_t ci = o / p.ng;
     const uint16_t* wo = w + (uint64_t)o * p.k_pad;
     float acc = 0.0f;
-    for (uint32_t ky = 0; ky < p.kh; ky++) {
-        const int iy = (int)(oy * p.sh + ky * p.dh) - (int)p.ph;
-        if (iy < 0 || iy >= (int)p.h) continue;
-        for (uint32_t kx = 0; kx < p.kw; kx++) {
-            const int ix = (int)(ox * p.sw + kx * p.dw) - (int)p.pw;
-            if (ix < 0 || ix >= (int)p.w) continue;
-            const float xv = bf16_to_f32(x[((img * p.h + iy) * p.w + ix) * p.cin + ci]);
-            acc = __fadd_rn(acc, __fmul_rn(xv, bf16_to_f32(wo[ky * p.kw + kx])));
-        }
-    }
+    for_each_tap(p, oy, ox, [&](uint32_t iy, uint32_t ix, uint32_t ky, uint32_t kx) {
+        const float xv = bf16_to_f32(x[((img * p.h + iy) * p.w + ix) * p.cin + ci]);
+        acc = __fadd_rn(acc, __fmul_rn(xv, bf16_to_f32(wo[ky * p.kw + kx])));
+    });
     float v = acc;
     if (p.has_bias) v += bias[o];
     if (p.has_residual) v += bf16_to_f32(residual[i]);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/bf16.cuh"
+#include "common/window.cuh"
 
 #define POOL_THREADS 256
 
@@ -39,18 +40,12 @@ pool2d_bf16_nhwc(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, PoolP
     const uint64_t img = px / ((uint64_t)p.ow * p.oh);
     float best = -INFINITY, sum = 0.0f;
     uint32_t taps = 0;
-    for (uint32_t ky = 0; ky < p.kh; ky++) {
-        const int iy = (int)(oy * p.sh + ky * p.dh) - (int)p.ph;
-        if (iy < 0 || iy >= (int)p.h) continue;
-        for (uint32_t kx = 0; kx < p.kw; kx++) {
-            const int ix = (int)(ox * p.sw + kx * p.dw) - (int)p.pw;
-            if (ix < 0 || ix >= (int)p.w) continue;
-            const float v = bf16_to_f32(x[((img * p.h + iy) * p.w + ix) * p.c + ch]);
-            best = fmaxf(best, v);
-            sum = __fadd_rn(sum, v);
-            taps++;
-        }
-    }
+    for_each_tap(p, oy, ox, [&](uint32_t iy, uint32_t ix, uint32_t, uint32_t) {
+        const float v = bf16_to_f32(x[((img * p.h + iy) * p.w + ix) * p.c + ch]);
+        best = fmaxf(best, v);
+        sum = __fadd_rn(sum, v);
+        taps++;
+    });
     float out = best;
     if (p.kind != 0) {
         uint32_t div = taps;
