@@ -191,33 +191,24 @@ pub struct DevicePlan {
 }
 
 impl DevicePlan {
-    pub fn upload(stream: &Stream, p: &ResamplePlan) -> Result<Self> {
-        let gpu = stream.gpu();
-        let mut d = DevicePlan {
-            pass_a: gpu.alloc::<u32>(p.pass_a.len().max(1))?,
-            pass_b: gpu.alloc::<u32>(p.pass_b.len().max(1))?,
-            first: gpu.alloc::<u32>(p.first.len().max(1))?,
-            count: gpu.alloc::<u32>(p.count.len().max(1))?,
-            weights: gpu.alloc::<i32>(p.weights.len().max(1))?,
-        };
-        d.refill(stream, p)?;
-        Ok(d)
+    pub fn upload(s: &Stream, p: &ResamplePlan) -> Result<Self> {
+        Ok(DevicePlan {
+            pass_a: s.to_device(&p.pass_a)?,
+            pass_b: s.to_device(&p.pass_b)?,
+            first: s.to_device(&p.first)?,
+            count: s.to_device(&p.count)?,
+            weights: s.to_device(&p.weights)?,
+        })
     }
 
     /// Uploads another plan's tables, growing a buffer only when it is too
     /// small (a pipeline reuses one `DevicePlan` for every batch).
-    pub fn refill(&mut self, stream: &Stream, p: &ResamplePlan) -> Result<()> {
-        fn put<T: crate::cuda::DeviceElem>(s: &Stream, buf: &mut DevBuf<T>, v: &[T]) -> Result<()> {
-            if buf.len() < v.len() {
-                *buf = s.gpu().alloc::<T>(v.len() + v.len() / 4)?;
-            }
-            s.upload(v, buf)
-        }
-        put(stream, &mut self.pass_a, &p.pass_a)?;
-        put(stream, &mut self.pass_b, &p.pass_b)?;
-        put(stream, &mut self.first, &p.first)?;
-        put(stream, &mut self.count, &p.count)?;
-        put(stream, &mut self.weights, &p.weights)
+    pub fn refill(&mut self, s: &Stream, p: &ResamplePlan) -> Result<()> {
+        s.refill(&p.pass_a, &mut self.pass_a)?;
+        s.refill(&p.pass_b, &mut self.pass_b)?;
+        s.refill(&p.first, &mut self.first)?;
+        s.refill(&p.count, &mut self.count)?;
+        s.refill(&p.weights, &mut self.weights)
     }
 }
 
@@ -468,17 +459,12 @@ mod tests {
                 let p = plan(&slots, &jobs, out, out, order).unwrap();
                 let want = cpu::resample(&p, &data);
                 let d = DevicePlan::upload(&s, &p).unwrap();
-                let mut images = gpu.alloc::<u8>(data.len()).unwrap();
-                s.upload(&data, &mut images).unwrap();
+                let images = s.to_device(&data).unwrap();
                 let mut scratch = gpu.alloc::<u8>(p.scratch_bytes.max(1)).unwrap();
-                let mut outb = gpu.alloc::<u8>(p.out_bytes).unwrap();
-                s.upload(&vec![0xA5u8; p.out_bytes], &mut outb).unwrap();
+                let mut outb = s.to_device(&vec![0xA5u8; p.out_bytes]).unwrap();
                 resample(&s, &p, &d, &images, &mut scratch, &mut outb).unwrap();
-                let mut got = vec![0u8; p.out_bytes];
-                s.download(&outb, &mut got).unwrap();
-                s.synchronize().unwrap();
                 assert!(
-                    got == want,
+                    s.to_host(&outb).unwrap() == want,
                     "{order:?} seed {seed}: kernel vs twin (tolerance: exact)"
                 );
             }

@@ -327,23 +327,17 @@ mod tests {
         let (w, h) = (24, 24);
         let norm = norm_table(&cfg.augment);
         let want = cpu::finish(&crops, &desc, &norm, (w, h));
-        let mut dc = gpu.alloc::<u8>(crops.len()).unwrap();
-        s.upload(&crops, &mut dc).unwrap();
-        let mut dd = gpu.alloc::<u32>(desc.len()).unwrap();
-        s.upload(&desc, &mut dd).unwrap();
-        let mut dn = gpu.alloc::<f32>(6).unwrap();
-        s.upload(&norm, &mut dn).unwrap();
+        let dc = s.to_device(&crops).unwrap();
+        let dd = s.to_device(&desc).unwrap();
+        let dn = s.to_device(&norm).unwrap();
         let mut out = gpu.alloc::<f32>(want.len()).unwrap();
         let o = FinishOut::F32Nchw(&mut out);
         finish(&s, &dc, &dd, &dn, o, params.len(), (w, h)).unwrap();
-        let mut got = vec![0f32; want.len()];
-        s.download(&out, &mut got).unwrap();
+        let got = s.to_host(&out).unwrap();
         let mut out16 = gpu.alloc::<u16>(want.len()).unwrap();
         let o = FinishOut::Bf16Nhwc(&mut out16);
         finish(&s, &dc, &dd, &dn, o, params.len(), (w, h)).unwrap();
-        let mut got16 = vec![0u16; want.len()];
-        s.download(&out16, &mut got16).unwrap();
-        s.synchronize().unwrap();
+        let got16 = s.to_host(&out16).unwrap();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&got),

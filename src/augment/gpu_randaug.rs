@@ -460,15 +460,12 @@ mod tests {
             let (data, plan) = plan_of(&cases, (w, h));
             let mut want = data.clone();
             cpu::randaug(&mut want, &plan, (w, h));
-            let mut crops = gpu.alloc::<u8>(data.len()).unwrap();
-            s.upload(&data, &mut crops).unwrap();
+            let mut crops = s.to_device(&data).unwrap();
             let mut scratch = gpu.alloc::<u8>(data.len()).unwrap();
-            let up = |v: &[u32]| {
-                let mut d = gpu.alloc::<u32>(v.len().max(1)).unwrap();
-                s.upload(v, &mut d).unwrap();
-                d
-            };
-            let (desc, prog) = (up(&plan.desc), up(&plan.prog));
+            let (desc, prog) = (
+                s.to_device(&plan.desc).unwrap(),
+                s.to_device(&plan.prog).unwrap(),
+            );
             randaug(
                 &s,
                 plan.blocks(),
@@ -479,9 +476,7 @@ mod tests {
                 (w, h),
             )
             .unwrap();
-            let mut got = vec![0u8; data.len()];
-            s.download(&crops, &mut got).unwrap();
-            s.synchronize().unwrap();
+            let got = s.to_host(&crops).unwrap();
             for (i, (_, ops)) in cases.iter().enumerate() {
                 let r = i * w * h * 3..(i + 1) * w * h * 3;
                 assert!(

@@ -255,7 +255,7 @@ impl Gpu {
     ) -> Result<&'a mut DevBuf<T>> {
         if buf.as_ref().is_none_or(|b| b.len() < len) {
             *buf = None; // free first: the new one may need the room
-            *buf = Some(self.alloc::<T>((len + len / 4).max(1))?);
+            *buf = Some(self.alloc::<T>(with_headroom(len))?);
         }
         Ok(buf.as_mut().expect("just allocated"))
     }
@@ -369,6 +369,30 @@ impl Stream {
                 || format!("uploading {} elements", src.len()),
                 self.ordinal(),
             )
+    }
+
+    /// A new device buffer holding `src` (at least one element long).
+    pub fn to_device<T: DeviceElem>(&self, src: &[T]) -> Result<DevBuf<T>> {
+        let mut d = self.gpu.alloc::<T>(src.len().max(1))?;
+        self.upload(src, &mut d)?;
+        Ok(d)
+    }
+
+    /// `src` back on the host, after the work queued before (synchronizes).
+    pub fn to_host<T: DeviceElem + Default + Clone>(&self, src: &DevBuf<T>) -> Result<Vec<T>> {
+        let mut v = vec![T::default(); src.len()];
+        self.download(src, &mut v)?;
+        self.synchronize()?;
+        Ok(v)
+    }
+
+    /// `src` into `dst`, reallocated first (as `Gpu::ensure` grows buffers)
+    /// when it is too small: a buffer reused for every batch.
+    pub fn refill<T: DeviceElem>(&self, src: &[T], dst: &mut DevBuf<T>) -> Result<()> {
+        if dst.len() < src.len() {
+            *dst = self.gpu.alloc::<T>(with_headroom(src.len()))?;
+        }
+        self.upload(src, dst)
     }
 
     /// Host → device into elements `at..at + src.len()` of `dst`.
@@ -488,6 +512,12 @@ impl Event {
             .elapsed_ms(&end.raw)
             .during(|| "reading event times".into(), self.ordinal)
     }
+}
+
+/// The length a growing buffer gets for `len` elements: 25% more, so a
+/// slowly growing batch does not reallocate every time.
+fn with_headroom(len: usize) -> usize {
+    (len + len / 4).max(1)
 }
 
 fn check_len(what: &str, src: usize, dst: usize) -> Result<()> {

@@ -523,21 +523,13 @@ mod tests {
         for (i, (name, a, xs, cout, res)) in cases().into_iter().enumerate() {
             let c = build(&a, xs, cout, res, 100 + i as u64);
             let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
-            let up16 = |v: &[u16]| {
-                let mut d = gpu.alloc::<u16>(v.len()).unwrap();
-                s.upload(v, &mut d).unwrap();
-                d
-            };
-            let (dx, dw) = (up16(&c.x), up16(&c.w));
-            let dr = c.residual.as_deref().map(up16);
-            let mut db = gpu.alloc::<f32>(cout).unwrap();
-            s.upload(&c.bias, &mut db).unwrap();
-            let mut dy = up16(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
+            let up = |v: &[u16]| s.to_device(v).unwrap();
+            let (dx, dw) = (up(&c.x), up(&c.w));
+            let dr = c.residual.as_deref().map(up);
+            let db = s.to_device(&c.bias).unwrap();
+            let mut dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
             conv2d(&s, &c.p, &dx, &dw, &db, dr.as_ref(), &mut dy).unwrap();
-            let mut got = vec![0u16; want.len()];
-            s.download(&dy, &mut got).unwrap();
-            s.synchronize().unwrap();
-            let got: Vec<f32> = got.into_iter().map(f32_of).collect();
+            let got: Vec<f32> = s.to_host(&dy).unwrap().into_iter().map(f32_of).collect();
             let report = Tol::Bf16Accum { k: c.p.k as usize }
                 .check(&got, &want, &mag)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -307,22 +307,13 @@ mod tests {
     fn kernels_match_cpu_twins() {
         let Some(gpu) = gpu_or_skip() else { return };
         let s = gpu.stream(0);
-        let up = |v: &[u16]| {
-            let mut d = gpu.alloc::<u16>(v.len().max(1)).unwrap();
-            s.upload(v, &mut d).unwrap();
-            d
-        };
+        let up = |v: &[u16]| s.to_device(v).unwrap();
         let (rows, c, hw) = (2 * 7 * 5, 24, 35);
         let x = random(rows * c, 3, 6.0);
         let dx = up(&x);
         let dy = up(&vec![0x7FC1; rows * c]);
         let reg = |d: &crate::cuda::DevBuf<u16>| d.region(&s, 0..d.len()).unwrap();
-        let down = |d: &crate::cuda::DevBuf<u16>| {
-            let mut v = vec![0u16; d.len()];
-            s.download(d, &mut v).unwrap();
-            s.synchronize().unwrap();
-            v
-        };
+        let down = |d: &crate::cuda::DevBuf<u16>| s.to_host(d).unwrap();
         let tol = |got: &[u16], want: &[u16], what: String| {
             let g: Vec<f32> = got.iter().map(|&b| f32_of(b)).collect();
             let w: Vec<f32> = want.iter().map(|&b| f32_of(b)).collect();
@@ -352,10 +343,7 @@ mod tests {
         }
         let scale: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
         let shift: Vec<f32> = (0..c).map(|i| i as f32 * -0.05).collect();
-        let mut dsc = gpu.alloc::<f32>(c).unwrap();
-        s.upload(&scale, &mut dsc).unwrap();
-        let mut dsh = gpu.alloc::<f32>(c).unwrap();
-        s.upload(&shift, &mut dsh).unwrap();
+        let (dsc, dsh) = (s.to_device(&scale).unwrap(), s.to_device(&shift).unwrap());
         affine(
             &s,
             reg(&dx),
@@ -376,9 +364,7 @@ mod tests {
         assert!(down(&wide) == want, "concat (exact)");
         let mut f = gpu.alloc::<f32>(x.len() + 5).unwrap();
         to_f32(&s, reg(&dx), &mut f, 5).unwrap();
-        let mut got = vec![0f32; x.len() + 5];
-        s.download(&f, &mut got).unwrap();
-        s.synchronize().unwrap();
+        let got = s.to_host(&f).unwrap();
         let want: Vec<f32> = x.iter().map(|&b| f32_of(b)).collect();
         assert!(got[5..] == want[..], "bf16_to_f32 (exact)");
     }

@@ -30,26 +30,21 @@ impl GpuModel {
     /// region no step writes reads as zeros, never as stale data).
     pub fn new(gpu: &Gpu, plan: GpuPlan) -> Result<Self> {
         let stream = gpu.stream(0);
-        let mut weights = Vec::with_capacity(plan.weights.len());
-        for w in &plan.weights {
-            let mut packed = gpu.alloc::<u16>(w.packed.len())?;
-            stream.upload(&w.packed, &mut packed)?;
-            let mut bias = gpu.alloc::<f32>(w.bias.len())?;
-            stream.upload(&w.bias, &mut bias)?;
-            weights.push((packed, bias));
-        }
-        let mut bf16_consts = Vec::new();
-        for c in &plan.bf16_consts {
-            let mut d = gpu.alloc::<u16>(c.len().max(1))?;
-            stream.upload(c, &mut d)?;
-            bf16_consts.push(d);
-        }
-        let mut f32_consts = Vec::new();
-        for c in &plan.f32_consts {
-            let mut d = gpu.alloc::<f32>(c.len().max(1))?;
-            stream.upload(c, &mut d)?;
-            f32_consts.push(d);
-        }
+        let weights = plan
+            .weights
+            .iter()
+            .map(|w| Ok((stream.to_device(&w.packed)?, stream.to_device(&w.bias)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let bf16_consts = plan
+            .bf16_consts
+            .iter()
+            .map(|c| stream.to_device(c))
+            .collect::<Result<Vec<_>>>()?;
+        let f32_consts = plan
+            .f32_consts
+            .iter()
+            .map(|c| stream.to_device(c))
+            .collect::<Result<Vec<_>>>()?;
         let arena = gpu.alloc_zeros::<u16>(plan.arena_len.max(1))?;
         let all = |d: &DevBuf<u16>| d.region(&stream, 0..d.len());
         let all_f = |d: &DevBuf<f32>| d.region(&stream, 0..d.len());

@@ -283,11 +283,7 @@ mod tests {
     fn kernels_match_cpu_twins() {
         let Some(gpu) = gpu_or_skip() else { return };
         let s = gpu.stream(0);
-        let up = |v: &[u16]| {
-            let mut d = gpu.alloc::<u16>(v.len().max(1)).unwrap();
-            s.upload(v, &mut d).unwrap();
-            d
-        };
+        let up = |v: &[u16]| s.to_device(v).unwrap();
         for (i, (a, xs)) in cases().into_iter().enumerate() {
             let (nhwc, _) = input(xs, 50 + i as u64);
             let p = pool_params(&a, xs).unwrap();
@@ -295,11 +291,8 @@ mod tests {
             let dx = up(&nhwc);
             let mut dy = up(&vec![0x7FC1; want.len()]);
             pool2d(&s, &p, &dx, &mut dy).unwrap();
-            let mut got = vec![0u16; want.len()];
-            s.download(&dy, &mut got).unwrap();
-            s.synchronize().unwrap();
             assert!(
-                got == want,
+                s.to_host(&dy).unwrap() == want,
                 "pool case {i}: kernel vs twin (tolerance: exact)"
             );
         }
@@ -308,11 +301,8 @@ mod tests {
         let dx = up(&nhwc);
         let mut dy = up(&vec![0x7FC1; want.len()]);
         global_avgpool(&s, &dx, &mut dy, (5, 49, 2048)).unwrap();
-        let mut got = vec![0u16; want.len()];
-        s.download(&dy, &mut got).unwrap();
-        s.synchronize().unwrap();
         assert!(
-            got == want,
+            s.to_host(&dy).unwrap() == want,
             "global average pool: kernel vs twin (tolerance: exact)"
         );
     }

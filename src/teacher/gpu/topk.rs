@@ -299,20 +299,15 @@ mod tests {
                 x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0);
             }
             let (want_v, want_i) = cpu::ensemble_topk(&x, members, rows, classes, t, k);
-            let mut dx = gpu.alloc::<f32>(x.len()).unwrap();
-            s.upload(&x, &mut dx).unwrap();
+            let dx = s.to_device(&x).unwrap();
             let mut work = gpu.alloc::<f32>(rows * classes).unwrap();
-            let mut dv = gpu.alloc::<f32>(rows * k).unwrap();
+            let mut dv = s.to_device(&vec![f32::NAN; rows * k]).unwrap();
             let mut di = gpu.alloc::<u32>(rows * k).unwrap();
-            s.upload(&vec![f32::NAN; rows * k], &mut dv).unwrap();
             ensemble_topk(
                 &s, &dx, members, rows, classes, t, k, &mut work, &mut dv, &mut di,
             )
             .unwrap();
-            let (mut gv, mut gi) = (vec![0f32; rows * k], vec![0u32; rows * k]);
-            s.download(&dv, &mut gv).unwrap();
-            s.download(&di, &mut gi).unwrap();
-            s.synchronize().unwrap();
+            let (gv, gi) = (s.to_host(&dv).unwrap(), s.to_host(&di).unwrap());
             assert_eq!(gi, want_i, "ids, case {n} (tolerance: exact)");
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
