@@ -57,7 +57,7 @@ pub fn run(model: &Path, device: usize, batch: usize, iters: usize) -> Result<Re
         .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0)
         .collect();
     let input = to_nhwc_bf16(&x, plan.input_nchw);
-    let macs = plan.macs as f64;
+    let macs = plan.macs() as f64;
     let arena_mib = plan.arena_len as f64 * 2.0 / (1 << 20) as f64;
     let mut gm = GpuModel::new(&gpu, plan)?;
     gm.run(&input)?; // eager warm-up: modules loaded, input in place

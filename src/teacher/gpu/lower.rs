@@ -179,8 +179,6 @@ pub struct GpuPlan {
     pub input_nchw: [usize; 4],
     pub output: Range<usize>,
     pub classes: usize,
-    /// Multiply-adds of one forward (convolutions and FC layers).
-    pub macs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -240,7 +238,6 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
     let mut weights = Vec::new();
     let mut bf16_consts: Vec<Vec<u16>> = Vec::new();
     let mut f32_consts: Vec<Vec<f32>> = Vec::new();
-    let mut macs = 0u64;
     for (i, node) in g.nodes.iter().enumerate() {
         let what = || format!("node {} ({})", node.name, node.op.name());
         let act_in = |k: usize| -> Result<ValueId, String> {
@@ -300,38 +297,32 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     packed: pack_weights(&wv, &p),
                     bias,
                 });
-                macs += p.m as u64 * p.cout as u64 * p.k as u64;
                 slot[out] = Slot::Own;
                 conv_of.insert(out, pending.len());
                 pending.push(Pending::Conv(p, weights.len() - 1, x, residual, out));
             }
-            Op::Gemm {
-                alpha,
-                beta,
-                trans_a,
-                trans_b,
-            } => {
-                if *alpha != 1.0 || *beta != 1.0 || *trans_a {
-                    return Err(format!(
-                        "{}: only alpha = beta = 1 without transA is on the GPU",
-                        what()
-                    ));
-                }
+            op @ (Op::Gemm { .. } | Op::MatMul) => {
+                let trans_b = match *op {
+                    Op::Gemm {
+                        alpha,
+                        beta,
+                        trans_a,
+                        trans_b,
+                    } => {
+                        if alpha != 1.0 || beta != 1.0 || trans_a {
+                            return Err(format!(
+                                "{}: only alpha = beta = 1 without transA is on the GPU",
+                                what()
+                            ));
+                        }
+                        trans_b
+                    }
+                    _ => false, // MatMul: B is [K, out]
+                };
                 let x = act_in(0)?;
                 let b = constant(1).ok_or_else(|| format!("{}: B is not a constant", what()))?;
-                let (p, w) = linear(g, x, b, *trans_b, node.inputs.get(2).copied().flatten())
+                let (p, w) = linear(g, x, b, trans_b, node.inputs.get(2).copied().flatten())
                     .map_err(|e| format!("{}: {e}", what()))?;
-                macs += p.m as u64 * p.cout as u64 * p.k as u64;
-                weights.push(w);
-                slot[out] = Slot::Own;
-                pending.push(Pending::Conv(p, weights.len() - 1, x, None, out));
-            }
-            Op::MatMul => {
-                let x = act_in(0)?;
-                let b = constant(1).ok_or_else(|| format!("{}: B is not a constant", what()))?;
-                let (p, w) = linear(g, x, b, false, node.inputs.get(2).copied().flatten())
-                    .map_err(|e| format!("{}: {e}", what()))?;
-                macs += p.m as u64 * p.cout as u64 * p.k as u64;
                 weights.push(w);
                 slot[out] = Slot::Own;
                 pending.push(Pending::Conv(p, weights.len() - 1, x, None, out));
@@ -570,7 +561,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         region[v] = r;
     }
     let at = |v: ValueId| region[root(&slot, v)].clone();
-    let steps = pending
+    let steps: Vec<Step> = pending
         .into_iter()
         .map(|s| match s {
             Pending::Conv(p, w, x, r, y) => Step::Conv {
@@ -630,7 +621,6 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         input_nchw,
         output: at(output),
         classes: os[1],
-        macs,
     })
 }
 
@@ -700,6 +690,11 @@ pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<u16> {
 }
 
 impl GpuPlan {
+    /// Multiply-adds of one forward (convolutions and FC layers).
+    pub fn macs(&self) -> u64 {
+        self.steps.iter().map(Step::flops).sum::<f64>() as u64 / 2
+    }
+
     /// The plan through the kernels' CPU twins: input NHWC bf16 → logits.
     pub fn run_cpu(&self, input: &[u16]) -> Vec<f32> {
         let mut arena = vec![0u16; self.arena_len];
@@ -825,7 +820,14 @@ pub(crate) mod tests {
                     (s, x)
                 }
             };
-            let plan = lower(&m.graph(shape[0]).unwrap()).unwrap();
+            let g = m.graph(shape[0]).unwrap();
+            let plan = lower(&g).unwrap();
+            assert_eq!(
+                plan.macs(),
+                crate::teacher::infer::macs(&g),
+                "{}",
+                model.display()
+            );
             let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
             let want = want.view().unwrap().data.to_vec();
             let nchw: [usize; 4] = shape[..].try_into().unwrap();
@@ -836,7 +838,7 @@ pub(crate) mod tests {
                 model.display(),
                 plan.steps.len(),
                 plan.arena_len * 2 / 1024,
-                plan.macs as f64 / 1e6,
+                plan.macs() as f64 / 1e6,
                 shape[0]
             );
             assert!(err < 0.03, "{}: relative error {err}", model.display());
