@@ -84,26 +84,35 @@ pub fn ensemble_topk(
 pub mod cpu {
     use super::THREADS;
 
+    /// `dr_exp`'s constants, exactly the .cu's literals (a test reads them
+    /// from the source): below `-EXP_UNDERFLOW` the result is 0; ln 2 split
+    /// high/low for the range reduction; the degree-6 polynomial, highest
+    /// coefficient first (1.38888889e-3f, 8.33333333e-3f, 4.16666667e-2f,
+    /// 1.66666667e-1f as bits: the same floats, not merely close).
+    pub const EXP_UNDERFLOW: f32 = 87.33654;
+    pub const LN2_HI: f32 = 0.693_145_75;
+    pub const LN2_LO: f32 = 1.428_606_8e-6;
+    pub const EXP_POLY: [f32; 7] = [
+        f32::from_bits(0x3ab6_0b61),
+        f32::from_bits(0x3c08_8889),
+        f32::from_bits(0x3d2a_aaab),
+        f32::from_bits(0x3e2a_aaab),
+        0.5,
+        1.0,
+        1.0,
+    ];
+
     /// exp(x) for x <= 0, as `dr_exp` in kernels/topk.cu.
     pub fn dr_exp(x: f32) -> f32 {
-        if x < -87.33654 {
+        if x < -EXP_UNDERFLOW {
             return 0.0;
         }
         let n = (x * std::f32::consts::LOG2_E).round_ties_even();
-        let r = (-n).mul_add(0.693_145_75, x);
-        let r = (-n).mul_add(1.428_606_8e-6, r);
-        // The .cu's literals as bits (1.38888889e-3f, 8.33333333e-3f,
-        // 4.16666667e-2f, 1.66666667e-1f): the same floats, not merely close.
-        let mut p = f32::from_bits(0x3ab6_0b61);
-        for c in [
-            f32::from_bits(0x3c08_8889),
-            f32::from_bits(0x3d2a_aaab),
-            f32::from_bits(0x3e2a_aaab),
-            0.5,
-            1.0,
-            1.0,
-        ] {
-            p = p.mul_add(r, c);
+        let r = (-n).mul_add(LN2_HI, x);
+        let r = (-n).mul_add(LN2_LO, r);
+        let mut p = EXP_POLY[0];
+        for c in &EXP_POLY[1..] {
+            p = p.mul_add(r, *c);
         }
         p * f32::from_bits((((n as i32) + 127) << 23) as u32)
     }
@@ -227,20 +236,14 @@ mod tests {
             })
             .map(|w| w.trim_start_matches('-').parse::<f32>().unwrap())
             .collect();
-        let want = [
-            87.33654,
+        let mut want = vec![
+            cpu::EXP_UNDERFLOW,
             0.0,
             std::f32::consts::LOG2_E,
-            0.693_145_75,
-            1.428_606_8e-6,
-            f32::from_bits(0x3ab6_0b61),
-            f32::from_bits(0x3c08_8889),
-            f32::from_bits(0x3d2a_aaab),
-            f32::from_bits(0x3e2a_aaab),
-            0.5,
-            1.0,
-            1.0,
+            cpu::LN2_HI,
+            cpu::LN2_LO,
         ];
+        want.extend(cpu::EXP_POLY);
         assert_eq!(lits, want, "{body}");
     }
 
