@@ -17,12 +17,12 @@ IG-ResNeXt shape: torchvision's ResNet with Bottleneck [3, 4, 23, 3],
 """
 
 import argparse
-import datetime
-import json
 import os
 import time
 
 import torch
+
+from peer_results import cuda_times_ms, median, utc_now, write_result
 
 
 def build(name):
@@ -58,21 +58,6 @@ def count_macs(m, x):
     for h in hs:
         h.remove()
     return macs[0]
-
-
-def timed(fn, iters, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(iters):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        out.append(s.elapsed_time(e))
-    return out
 
 
 def main():
@@ -118,8 +103,8 @@ def main():
             except Exception as e:  # compile failures are reported, not fatal
                 r[mode] = {"error": str(e)[:500]}
                 continue
-            ms = timed(lambda: run(f), a.iters)
-            med = sorted(ms)[len(ms) // 2]
+            ms = cuda_times_ms(lambda: run(f), a.iters)
+            med = median(ms)
             r[mode] = {
                 "samples_ms": ms,
                 "img_per_s": a.batch / (med * 1e-3),
@@ -131,24 +116,20 @@ def main():
         del m
         torch.cuda.empty_cache()
     gpu = torch.cuda.get_device_name(0)
-    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    slug = "".join(c if c.isalnum() else "-" for c in gpu.lower()).strip("-")
-    os.makedirs(a.out_dir, exist_ok=True)
-    path = os.path.join(a.out_dir, f"{day}-{slug}-torch-models.json")
-    json.dump(
+    write_result(
+        a.out_dir,
+        gpu,
+        "torch-models",
         {
             "bench": "torch-models",
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "date_utc": utc_now().isoformat(),
             "device": gpu,
             "torch": torch.__version__,
             "cudnn": torch.backends.cudnn.version(),
             "settings": "channels_last, bf16 autocast, eval, no_grad",
             "results": results,
         },
-        open(path, "w"),
-        indent=2,
     )
-    print("wrote", path)
 
 
 if __name__ == "__main__":

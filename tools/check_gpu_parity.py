@@ -14,7 +14,6 @@ Writes <out-dir>/<date>-<gpu>-gpu-parity.json.
 """
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+from peer_results import write_result
 
 
 def inputs(n, seed):
@@ -85,12 +86,7 @@ def main():
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip().splitlines()[0]
     except Exception:
         gpu = "unknown"
-    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    slug = "".join(ch if ch.isalnum() else "-" for ch in gpu.lower()).strip("-")
-    os.makedirs(a.out_dir, exist_ok=True)
-    path = os.path.join(a.out_dir, f"{day}-{slug}-gpu-parity.json")
-    json.dump({"bench": "gpu-parity", "device": gpu, "results": results, "ok": bool(ok)}, open(path, "w"), indent=2)
-    print("wrote", path)
+    write_result(a.out_dir, gpu, "gpu-parity", {"bench": "gpu-parity", "device": gpu, "results": results, "ok": bool(ok)})
     sys.exit(0 if ok else 1)
 
 

@@ -19,13 +19,13 @@ with the raw samples. Run by scripts/gpu-check.sh beside `dr bench augment`.
 """
 
 import argparse
-import datetime
-import json
 import math
 import os
 import time
 
 import torch
+
+from peer_results import cuda_times_ms, median, utc_now, write_result
 
 CONFIGS = {
     # name: (rand_augment p, random_erase p, mixup p, cutmix p)
@@ -148,36 +148,21 @@ def main():
         if cuda:
             torch.set_num_threads(os.cpu_count() or 1)
             batch = gpu_tensor(T, name, images, a.samples, dev)
-            for _ in range(2):
-                batch()
-            ms = []
-            for _ in range(a.iters):
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record()
-                batch()
-                e.record()
-                torch.cuda.synchronize()
-                ms.append(s.elapsed_time(e))
-            med = sorted(ms)[len(ms) // 2]
-            case["gpu_tensor"] = {"samples_ms": ms, "samples_per_s": a.samples / (med * 1e-3)}
+            ms = cuda_times_ms(batch, a.iters, warmup=2)
+            case["gpu_tensor"] = {"samples_ms": ms, "samples_per_s": a.samples / (median(ms) * 1e-3)}
         cases.append(case)
         print(name, {k: round(v["samples_per_s"]) for k, v in case.items() if isinstance(v, dict)})
     gpu = torch.cuda.get_device_name(0) if cuda else "cpu"
-    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    slug = "".join(c if c.isalnum() else "-" for c in gpu.lower()).strip("-")
-    os.makedirs(a.out_dir, exist_ok=True)
-    path = os.path.join(a.out_dir, f"{day}-{slug}-torchvision-augment.json")
     report = {
         "bench": "torchvision-augment",
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "date_utc": utc_now().isoformat(),
         "device": gpu,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "cpu": os.uname().machine,
         "cases": cases,
     }
-    json.dump(report, open(path, "w"), indent=2)
-    print("wrote", path)
+    write_result(a.out_dir, gpu, "torchvision-augment", report)
 
 
 if __name__ == "__main__":

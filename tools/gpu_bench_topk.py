@@ -6,11 +6,10 @@ samples. Run by scripts/gpu-check.sh beside `dr bench topk`.
 """
 
 import argparse
-import datetime
-import json
-import os
 
 import torch
+
+from peer_results import cuda_times_ms, median, utc_now, write_result
 
 
 def main():
@@ -34,29 +33,15 @@ def main():
                     p = torch.softmax(x, dim=-1).mean(0)
                     return torch.topk(p, k, dim=-1)
 
-                for _ in range(3):
-                    op()
-                samples = []
-                for _ in range(a.iters):
-                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    s.record()
-                    op()
-                    e.record()
-                    torch.cuda.synchronize()
-                    samples.append(s.elapsed_time(e))
-                med = sorted(samples)[len(samples) // 2]
+                samples = cuda_times_ms(op, a.iters)
+                med = median(samples)
                 cases.append({"members": members, "rows": a.rows, "classes": classes, "k": k,
                               "samples_ms": samples, "rows_per_s": a.rows / (med * 1e-3)})
                 print(f"torch members {members} classes {classes:>5} k {k:>2}: {a.rows / (med * 1e-3):>10.0} rows/s")
-    name = torch.cuda.get_device_name().lower().replace(" ", "-")
-    out = {"bench": "torch-topk", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-           "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cases": cases}
-    os.makedirs(a.out_dir, exist_ok=True)
-    path = os.path.join(a.out_dir, f"{datetime.date.today().isoformat()}-{name}-torch-topk.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {path}")
+    gpu = torch.cuda.get_device_name()
+    out = {"bench": "torch-topk", "date_utc": utc_now().isoformat(), "device": gpu,
+           "torch": torch.__version__, "cuda": torch.version.cuda, "cases": cases}
+    write_result(a.out_dir, gpu, "torch-topk", out)
 
 
 if __name__ == "__main__":
