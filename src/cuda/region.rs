@@ -48,6 +48,15 @@ impl<T> Region<T> {
         self.len == 0
     }
 
+    /// The same memory as bytes.
+    pub fn bytes(&self) -> Region<u8> {
+        Region {
+            addr: self.addr,
+            len: self.len * size_of::<T>(),
+            _t: PhantomData,
+        }
+    }
+
     /// The first `n` elements.
     pub fn prefix(&self, n: usize) -> Result<Region<T>> {
         self.sub(0..n)

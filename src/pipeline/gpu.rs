@@ -1,6 +1,6 @@
 //! The shard loop's GPU backend: a mixing group's decoded images uploaded
 //! once (augment/gpu_run.rs), each batch augmented on the device straight
-//! into every teacher's bf16 NHWC input, the teachers' captured forwards
+//! into the first teacher's bf16 NHWC input (copied to the others'), the teachers' captured forwards
 //! (teacher/gpu), their logits gathered as f32 and reduced by the ensemble
 //! softmax + top-k kernel; only the top-k values and ids come back.
 //!
@@ -22,7 +22,7 @@ use crate::augment::gpu_run::{GpuAugment, Staged};
 use crate::augment::image::Rgb8;
 use crate::augment::params::SampleParams;
 use crate::config::Augmentation;
-use crate::cuda::{DevBuf, Event, Gpu, Stream};
+use crate::cuda::{DevBuf, Event, Gpu, Stream, memops};
 use crate::teacher::ensemble::Ensemble;
 use crate::teacher::gpu::eltwise::to_f32;
 use crate::teacher::gpu::lower::lower;
@@ -132,12 +132,15 @@ impl GpuTeacher {
             "the augmentation makes {:?} tensors but the teachers take {w}x{h}",
             plan.out_wh
         );
-        for m in &self.members {
-            let input = m.input()?;
-            self.aug
-                .run(staged, &plan, FinishOut::Bf16NhwcRegion(input))?;
-        }
+        // Augmented once, into the first teacher's input; copied to the others'.
+        let first = self.members[0].input()?;
+        self.aug
+            .run(staged, &plan, FinishOut::Bf16NhwcRegion(first))?;
         let s = self.members[0].stream().clone();
+        let rows = first.prefix(n * 3 * w * h)?;
+        for m in &self.members[1..] {
+            memops::copy_region(&s, rows, m.input()?)?;
+        }
         let start = s.record()?;
         let per = n * self.classes;
         for (i, m) in self.members.iter().enumerate() {
