@@ -154,16 +154,13 @@ fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
     }
 }
 
-/// `--device` as given: "cpu" → `None`, "cuda" → device 0, "cuda:N" → N.
+/// `--device` of a one-device command: "cpu" → `None`, "cuda" → device 0,
+/// "cuda:N" → N.
 pub fn parse_device(s: &str) -> Result<Option<usize>> {
-    match s {
-        "cpu" => Ok(None),
-        "cuda" => Ok(Some(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Some)
-            .with_context(|| format!("--device {s}: give cpu, cuda or cuda:N")),
+    match parse_devices(s).ok().as_deref() {
+        Some([]) => Ok(None),
+        Some([d]) => Ok(Some(*d)),
+        _ => bail!("--device {s}: give cpu, cuda or cuda:N"),
     }
 }
 
@@ -416,6 +413,8 @@ mod tests {
         assert_eq!(parse_device("cuda").unwrap(), Some(0));
         assert_eq!(parse_device("cuda:3").unwrap(), Some(3));
         assert!(parse_device("gpu").is_err());
+        let e = parse_device("cuda:0,1").unwrap_err().to_string();
+        assert!(e.contains("cpu, cuda or cuda:N"), "{e}");
         assert_eq!(parse_devices("cpu").unwrap(), Vec::<usize>::new());
         assert_eq!(parse_devices("cuda").unwrap(), [0]);
         assert_eq!(parse_devices("cuda:0,2").unwrap(), [0, 2]);
