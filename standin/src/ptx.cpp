@@ -1,0 +1,168 @@
+// The PTX instructions of emu/ptx.h, each from the PTX ISA's description.
+#include <cstring>
+
+#include "runtime.h"
+
+namespace emu::ptx {
+
+namespace {
+
+Fiber& me(const char* what, Site s) {
+    Fiber* f = current_fiber();
+    if (!f) fatal("%s outside a kernel (%s)", what, describe_site(s).c_str());
+    return *f;
+}
+
+// ---- cp.async ---------------------------------------------------------------------
+// Issue: the destination is checked and poisoned now (it is undefined until
+// the copy completes, and a read of it before then is reported); the
+// source is read when the copy completes, at the wait, which is the latest
+// a GPU may read it. Zero-fill of the bytes past src_size happens then too.
+void issue(Site s, uint32_t dst, uint64_t src, uint32_t cp_size, uint32_t src_size, bool cg) {
+    Fiber& f = me("cp.async", s);
+    Block& b = *f.block;
+    const bool size_ok = cg ? cp_size == 16 : (cp_size == 4 || cp_size == 8 || cp_size == 16);
+    if (!size_ok)
+        fault(715, strprintf("cp.async.%s with cp-size %u %s (.cg: 16; .ca: 4, 8 or 16)", cg ? "cg" : "ca", cp_size,
+                             describe_site(s).c_str()));
+    if (src_size > cp_size)
+        fault(715, strprintf("cp.async src-size %u is larger than cp-size %u %s", src_size, cp_size, describe_site(s).c_str()));
+    if (dst % cp_size || (src_size > 0 && src % cp_size))
+        fault(716, strprintf("cp.async of %u bytes from 0x%llx to shared 0x%x %s: both must be aligned to %u", cp_size,
+                             (unsigned long long)src, dst, describe_site(s).c_str(), cp_size));
+    if (dst + cp_size > kArenaBytes)
+        fault(700, strprintf("cp.async to shared 0x%x %s is past the block's shared memory", dst, describe_site(s).c_str()));
+    if (src_size > 0) {
+        Site site = s;
+        device_access(&f, src, src_size, 0, nullptr, &site);
+    }
+    unsigned char* p = b.arena + dst;
+    shared_async_issue(&f, p, cp_size, s);
+    f.uncommitted.push_back(CpAsync{p, src, cp_size, src_size, s});
+}
+
+void complete(Fiber& f, const CpAsync& c) {
+    if (c.src_size > 0) {
+        Site site = c.site;
+        device_access(&f, c.src, c.src_size, 0, nullptr, &site);
+        std::memcpy(c.dst, reinterpret_cast<const void*>(c.src), c.src_size);
+    }
+    std::memset(c.dst + c.src_size, 0, c.cp_size - c.src_size);
+    shared_async_complete(&f, c.dst, c.cp_size, c.site);
+}
+
+}  // namespace
+
+void cp_async_cg_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_size, uint32_t src_size) {
+    issue(s, dst, src, cp_size, src_size, true);
+}
+void cp_async_cg_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_size) {
+    issue(s, dst, src, cp_size, cp_size, true);
+}
+void cp_async_ca_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_size, uint32_t src_size) {
+    issue(s, dst, src, cp_size, src_size, false);
+}
+void cp_async_ca_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_size) {
+    issue(s, dst, src, cp_size, cp_size, false);
+}
+
+void cp_async_commit_group(Site s) {
+    Fiber& f = me("cp.async.commit_group", s);
+    // An empty group is allowed and counts (PTX ISA: commit_group with no
+    // pending cp.async makes an empty group).
+    f.groups.push_back(std::move(f.uncommitted));
+    f.uncommitted.clear();
+}
+
+void cp_async_wait_group(Site s, uint32_t n) {
+    Fiber& f = me("cp.async.wait_group", s);
+    while (f.groups.size() > n) {
+        for (const CpAsync& c : f.groups.front()) complete(f, c);
+        f.groups.pop_front();
+    }
+}
+
+void cp_async_wait_all(Site s) {
+    cp_async_commit_group(s);
+    cp_async_wait_group(s, 0);
+}
+
+// ---- mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 ----------------------------
+// Fragment layout (PTX ISA 9.7.14.5.8), groupID = lane >> 2, t = lane % 4:
+//   A (16x16, row): register r holds two bf16, low half first;
+//     a0,a1: row groupID,     columns 2t, 2t+1        (register 0)
+//     a2,a3: row groupID + 8, columns 2t, 2t+1        (register 1)
+//     a4,a5: row groupID,     columns 2t+8, 2t+9      (register 2)
+//     a6,a7: row groupID + 8, columns 2t+8, 2t+9      (register 3)
+//   B (16x8, col): b0,b1 rows 2t, 2t+1 (register 0), b2,b3 rows 2t+8, 2t+9
+//     (register 1), column groupID;
+//   C, D (16x8 f32): c0,c1 row groupID, columns 2t, 2t+1; c2,c3 row
+//     groupID + 8, the same columns.
+// The products of bf16 values are exact in fp32; the hardware's summation
+// order is unspecified, so the sum is taken in double (exactly for K = 16)
+// and rounded to fp32 once: a result within the Bf16Accum tolerance of any
+// order a tensor core uses.
+namespace {
+
+float bf16(uint32_t reg, int hi) {
+    const uint32_t bits = (hi ? reg >> 16 : reg & 0xffff) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+void mma_complete(Block& b, unsigned warp, unsigned) {
+    float A[16][16], B[16][8], C[16][8];
+    for (unsigned lane = 0; lane < 32; lane++) {
+        const Fiber& f = b.fibers[warp * 32 + lane];
+        const unsigned g = lane >> 2, t = lane & 3;
+        const uint32_t ra[4] = {(uint32_t)f.in[0], (uint32_t)f.in[1], (uint32_t)f.in[2], (uint32_t)f.in[3]};
+        const uint32_t rb[2] = {(uint32_t)f.in[4], (uint32_t)f.in[5]};
+        A[g][2 * t] = bf16(ra[0], 0);
+        A[g][2 * t + 1] = bf16(ra[0], 1);
+        A[g + 8][2 * t] = bf16(ra[1], 0);
+        A[g + 8][2 * t + 1] = bf16(ra[1], 1);
+        A[g][2 * t + 8] = bf16(ra[2], 0);
+        A[g][2 * t + 9] = bf16(ra[2], 1);
+        A[g + 8][2 * t + 8] = bf16(ra[3], 0);
+        A[g + 8][2 * t + 9] = bf16(ra[3], 1);
+        B[2 * t][g] = bf16(rb[0], 0);
+        B[2 * t + 1][g] = bf16(rb[0], 1);
+        B[2 * t + 8][g] = bf16(rb[1], 0);
+        B[2 * t + 9][g] = bf16(rb[1], 1);
+        float c[4];
+        for (int i = 0; i < 4; i++) c[i] = from_bits<float>(f.in[6 + i]);
+        C[g][2 * t] = c[0];
+        C[g][2 * t + 1] = c[1];
+        C[g + 8][2 * t] = c[2];
+        C[g + 8][2 * t + 1] = c[3];
+    }
+    for (unsigned lane = 0; lane < 32; lane++) {
+        Fiber& f = b.fibers[warp * 32 + lane];
+        const unsigned g = lane >> 2, t = lane & 3;
+        const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+        for (int i = 0; i < 4; i++) {
+            double acc = C[rows[i]][cols[i]];
+            for (int k = 0; k < 16; k++) acc += (double)A[rows[i]][k] * (double)B[k][cols[i]];
+            f.out[i] = to_bits((float)acc);
+        }
+    }
+}
+
+}  // namespace
+
+void mma_sync_aligned_m16n8k16_row_col_f32_bf16_bf16_f32(Site s, float& d0, float& d1, float& d2, float& d3,
+                                                         uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                         uint32_t b0, uint32_t b1, float c0, float c1, float c2,
+                                                         float c3) {
+    Fiber& f = me("mma.sync", s);
+    const uint64_t in[10] = {a0, a1, a2, a3, b0, b1, to_bits(c0), to_bits(c1), to_bits(c2), to_bits(c3)};
+    std::memcpy(f.in, in, sizeof in);
+    warp_collective(300, 0xffffffffu, s, &mma_complete);
+    d0 = from_bits<float>(f.out[0]);
+    d1 = from_bits<float>(f.out[1]);
+    d2 = from_bits<float>(f.out[2]);
+    d3 = from_bits<float>(f.out[3]);
+}
+
+}  // namespace emu::ptx

@@ -1,0 +1,629 @@
+// Execution of one launch: blocks are claimed by worker threads in the
+// configured order (forward, or reversed with DR_EMU_BLOCK_ORDER=reverse);
+// a worker runs a block's threads as fibers under a cooperative scheduler
+// until each has returned. A fiber runs until it reaches __syncthreads, a
+// warp collective (shuffle, vote, __syncwarp, mma.sync) or its end.
+//
+// Schedules (DR_EMU_SCHEDULE), to expose missing synchronisation:
+//   lockstep    every runnable thread in turn, in thread order (default);
+//   warp-ahead  one warp runs until all its lanes wait at a block barrier or
+//               have ended, then the next: a warp runs ahead of the others
+//               into the next phase;
+//   reverse     lockstep in reverse thread order.
+// Rules a real GPU leaves undefined are errors here: a __syncthreads not
+// reached by every thread of the block (some exited, or waiting at another
+// __syncthreads), warp collectives a lane reaches at another place or with
+// another mask, and deadlock (no thread can run).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "runtime.h"
+
+extern "C" void emu_fiber_switch(void** save_sp, void* load_sp);
+extern "C" void emu_fiber_start();
+
+namespace emu {
+
+namespace {
+
+constexpr unsigned kMaxThreads = 1024;
+constexpr unsigned kMaxWorkers = 64;
+constexpr uintptr_t kStateBytes = 8 << 10;  // ThreadState, then a guard page
+
+unsigned char* g_fiber_region = nullptr;
+unsigned char* g_arena_region = nullptr;
+constexpr uintptr_t kWorkerStackBytes = uintptr_t(kMaxThreads) * kFiberBytes;
+
+std::atomic<uint64_t> g_block_serial{1};
+
+void* reserve_aligned(size_t bytes, size_t align) {
+    void* p = mmap(nullptr, bytes + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fatal("cannot reserve %zu bytes of address space", bytes + align);
+    return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + align - 1) & ~(uintptr_t)(align - 1));
+}
+
+void init_regions() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        g_fiber_region = static_cast<unsigned char*>(reserve_aligned(kMaxWorkers * kWorkerStackBytes, kFiberBytes));
+        g_arena_region = static_cast<unsigned char*>(reserve_aligned(kMaxWorkers * size_t(kArenaBytes), kArenaBytes));
+    });
+}
+
+}  // namespace
+
+bool on_fiber_stack(const void* p) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    const auto lo = reinterpret_cast<uintptr_t>(g_fiber_region);
+    return lo != 0 && a - lo < kMaxWorkers * kWorkerStackBytes;
+}
+
+Fiber* current_fiber() {
+    const void* sp = __builtin_frame_address(0);
+    if (!on_fiber_stack(sp)) return nullptr;
+    return static_cast<Fiber*>(self()->fiber);
+}
+
+// ---- kernel registry ------------------------------------------------------------
+static std::vector<Kernel*>& registry() {
+    static std::vector<Kernel*> r;
+    return r;
+}
+
+void register_kernel(const KernelDesc& d) {
+    for (Kernel* k : registry())
+        if (k->name == d.name)
+            fatal("kernel %s is defined by families %s and %s; entry point names must be unique", d.name,
+                  k->family.c_str(), d.family);
+    auto* k = new Kernel;
+    k->d = d;
+    k->family = d.family;
+    k->name = d.name;
+    registry().push_back(k);
+}
+
+const std::vector<Kernel*>& registered_kernels() { return registry(); }
+
+// ---- one launch -------------------------------------------------------------------
+struct LaunchRun {
+    const Launch* l = nullptr;
+    std::vector<uint32_t> order;
+    std::atomic<uint32_t> next{0};
+    std::atomic<int> code{0};
+    std::atomic<int> reports{0};
+};
+
+namespace {
+
+struct Worker {
+    unsigned index = 0;
+    unsigned char* stacks = nullptr;
+    bool guards_set[kMaxThreads] = {};
+    Block block;
+};
+
+void fiber_main(Fiber* f);
+
+void start_fiber(Worker& w, Fiber& f, unsigned i) {
+    auto* base = w.stacks + uintptr_t(i) * kFiberBytes;
+    if (!w.guards_set[i]) {
+        // A stack overflow runs into this page instead of the thread state.
+        if (mprotect(base + kStateBytes, 4096, PROT_NONE) != 0) fatal("mprotect of a fiber guard page failed");
+        w.guards_set[i] = true;
+    }
+    f.ts = reinterpret_cast<ThreadState*>(base);
+    auto* top = reinterpret_cast<uint64_t*>(base + kFiberBytes);
+    // The frame emu_fiber_switch pops: control words, r15..rbp, return address.
+    uint64_t* sp = top - 2;
+    *--sp = reinterpret_cast<uint64_t>(&emu_fiber_start);
+    *--sp = 0;                                     // rbp
+    *--sp = 0;                                     // rbx
+    *--sp = reinterpret_cast<uint64_t>(&f);        // r12: the argument
+    *--sp = reinterpret_cast<uint64_t>(&fiber_main);  // r13: the entry
+    *--sp = 0;                                     // r14
+    *--sp = 0;                                     // r15
+    *--sp = 0x1f80 | (uint64_t(0x037f) << 32);     // mxcsr, x87 control word
+    f.sp = sp;
+}
+
+void run_block(Worker& w, LaunchRun& run, uint32_t linear) {
+    const Launch& l = *run.l;
+    Block& b = w.block;
+    b.run = &run;
+    b.launch = &l;
+    b.idx = uint3{linear % l.grid.x, linear / l.grid.x % l.grid.y, linear / (l.grid.x * l.grid.y)};
+    b.nthreads = l.block.x * l.block.y * l.block.z;
+    b.nwarps = (b.nthreads + 31) / 32;
+    b.live = b.nthreads;
+    b.at_barrier = b.exited = 0;
+    b.serial = g_block_serial.fetch_add(1);
+    b.bar_gen = 0;
+    b.bar_diverged = false;
+    b.aborted = false;
+    b.races.clear();
+    for (auto& ws : b.warps) ws = WarpState{};
+    // Shared memory: a red zone, the dynamic part, then statics as declared.
+    if (b.arena_used) std::memset(b.valid, 0, b.arena_used);
+    b.vars.clear();
+    b.dyn_offset = 64;
+    b.dyn_size = l.dyn_shared;
+    std::memset(b.arena + b.dyn_offset, config().poison, l.dyn_shared);
+    std::memset(b.valid + b.dyn_offset, 1, l.dyn_shared);
+    b.arena_used = (b.dyn_offset + l.dyn_shared + 64 + 127) & ~127u;
+    if (b.fibers.size() < b.nthreads) b.fibers.resize(b.nthreads);
+    const uint3 bd = l.block;
+    for (unsigned t = 0; t < b.nthreads; t++) {
+        Fiber& f = b.fibers[t];
+        start_fiber(w, f, t);
+        f.block = &b;
+        f.state = F_RUN;
+        f.tid = t;
+        f.warp = t / 32;
+        f.lane = t % 32;
+        f.uncommitted.clear();
+        f.groups.clear();
+        ThreadState* ts = f.ts;
+        ts->thread_idx = uint3{t % bd.x, t / bd.x % bd.y, t / (bd.x * bd.y)};
+        ts->block_idx = b.idx;
+        ts->block_dim = l.block;
+        ts->grid_dim = dim3(l.grid);
+        ts->fiber = &f;
+        ts->alloc_cache = nullptr;
+        std::memcpy(ts->params, l.params.data(), l.params.size());
+    }
+    const Schedule mode = config().schedule;
+    unsigned done = 0;
+    while (!b.aborted) {
+        bool ran = false;
+        auto step = [&](Fiber& f) {
+            if (f.state != F_RUN || b.aborted) return false;
+            emu_fiber_switch(&b.sched_sp, f.sp);
+            return true;
+        };
+        if (mode == Schedule::WarpAhead) {
+            for (unsigned wi = 0; wi < b.nwarps && !b.aborted; wi++) {
+                const unsigned lo = wi * 32, hi = std::min(b.nthreads, lo + 32);
+                for (bool any = true; any && !b.aborted;) {
+                    any = false;
+                    for (unsigned t = lo; t < hi; t++) any |= step(b.fibers[t]);
+                    ran |= any;
+                }
+            }
+        } else if (mode == Schedule::Reverse) {
+            for (unsigned t = b.nthreads; t-- > 0;) ran |= step(b.fibers[t]);
+        } else {
+            for (unsigned t = 0; t < b.nthreads; t++) ran |= step(b.fibers[t]);
+        }
+        done = 0;
+        for (unsigned t = 0; t < b.nthreads; t++) done += b.fibers[t].state == F_DONE;
+        if (done == b.nthreads || b.aborted) break;
+        if (!ran) {
+            // Nobody can run: say where everyone waits.
+            std::string s = "deadlock: no thread of the block can go on";
+            for (unsigned t = 0; t < b.nthreads && t < 4096; t++) {
+                const Fiber& f = b.fibers[t];
+                if (f.state == F_DONE) continue;
+                unsigned last = t;
+                while (last + 1 < b.nthreads && b.fibers[last + 1].state == f.state &&
+                       b.fibers[last + 1].wait_site.line == f.wait_site.line &&
+                       b.fibers[last + 1].wait_site.file == f.wait_site.file)
+                    last++;
+                s += strprintf("\n    threads %u..%u wait at %s %s", t, last,
+                               f.state == F_BARRIER ? "__syncthreads" : "a warp collective",
+                               describe_site(f.wait_site).c_str());
+                t = last;
+            }
+            int expected = 0;
+            if (run.code.compare_exchange_strong(expected, 719)) note("%s\n  in kernel %s, block (%u,%u,%u)", s.c_str(), l.k->name.c_str(), b.idx.x, b.idx.y, b.idx.z);
+            b.aborted = true;
+        }
+    }
+    const uint32_t statics = b.arena_used;
+    if (statics > l.k->static_shared.load()) l.k->static_shared.store(statics);
+}
+
+// ---- the worker pool: one launch at a time (the driver serialises them) ----------
+struct Pool {
+    std::mutex m;
+    std::condition_variable wake, finished;
+    LaunchRun* job = nullptr;
+    uint64_t generation = 0;
+    unsigned busy = 0;
+    std::vector<Worker*> workers;
+};
+
+Pool& pool() {
+    static Pool* p = [] {
+        init_regions();
+        auto* pool = new Pool;
+        const unsigned n = std::min<unsigned>(kMaxWorkers, std::max(1, config().workers));
+        for (unsigned i = 0; i < n; i++) {
+            auto* w = new Worker;
+            w->index = i;
+            w->stacks = g_fiber_region + i * kWorkerStackBytes;
+            w->block.arena = g_arena_region + size_t(i) * kArenaBytes;
+            w->block.valid = new unsigned char[kArenaBytes]();
+            if (config().racecheck) {
+                void* sh = mmap(nullptr, sizeof(ShadowCell) * kArenaBytes, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                if (sh == MAP_FAILED) fatal("cannot map the race detector's shadow memory");
+                w->block.shadow = static_cast<ShadowCell*>(sh);
+            }
+            pool->workers.push_back(w);
+            std::thread([pool, w] {
+                uint64_t seen = 0;
+                for (;;) {
+                    LaunchRun* job;
+                    {
+                        std::unique_lock<std::mutex> lk(pool->m);
+                        pool->wake.wait(lk, [&] { return pool->generation != seen; });
+                        seen = pool->generation;
+                        job = pool->job;
+                    }
+                    for (;;) {
+                        const uint32_t i = job->next.fetch_add(1);
+                        if (i >= job->order.size() || job->code.load() != 0) break;
+                        run_block(*w, *job, job->order[i]);
+                    }
+                    std::lock_guard<std::mutex> lk(pool->m);
+                    if (--pool->busy == 0) pool->finished.notify_all();
+                }
+            }).detach();
+        }
+        return pool;
+    }();
+    return *p;
+}
+
+void fiber_main(Fiber* f) {
+    Block& b = *f->block;
+    b.launch->k->d.run(f->ts->params);
+    // Copies still in flight complete when their thread ends.
+    ptx::cp_async_wait_all(Site{"<end of the thread>", 0});
+    f->state = F_DONE;
+    b.live--;
+    b.exited++;
+    if (b.at_barrier > 0) {
+        const Site s = b.bar_site;
+        fault(719, strprintf("a thread ended while %u others wait at __syncthreads %s (a barrier every "
+                             "thread of the block must reach: CUDA leaves this undefined)",
+                             b.at_barrier, describe_site(s).c_str()));
+    }
+    for (unsigned w = 0; w < b.nwarps; w++)
+        if (b.warps[w].arrived && (b.warps[w].mask >> f->lane & 1) && w == f->warp)
+            fault(719, strprintf("a lane ended while its warp waits for it at a warp collective %s",
+                                 describe_site(b.warps[w].site).c_str()));
+    emu_fiber_switch(&f->sp, b.sched_sp);
+    __builtin_unreachable();
+}
+
+}  // namespace
+
+int run_launch(const Launch& l) {
+    Pool& p = pool();
+    LaunchRun run;
+    run.l = &l;
+    const uint32_t n = l.grid.x * l.grid.y * l.grid.z;
+    run.order.resize(n);
+    for (uint32_t i = 0; i < n; i++) run.order[i] = config().reverse_blocks ? n - 1 - i : i;
+    {
+        std::unique_lock<std::mutex> lk(p.m);
+        p.job = &run;
+        p.busy = static_cast<unsigned>(p.workers.size());
+        p.generation++;
+        p.wake.notify_all();
+        p.finished.wait(lk, [&] { return p.busy == 0; });
+        p.job = nullptr;
+    }
+    return run.code.load();
+}
+
+// ---- faults and reports -----------------------------------------------------------
+std::string thread_where(const Fiber* f) {
+    if (!f) return "";
+    const Block& b = *f->block;
+    const ThreadState* ts = f->ts;
+    return strprintf("\n  in kernel %s, thread (%u,%u,%u) of block (%u,%u,%u); grid (%u,%u,%u), block (%u,%u,%u)",
+                     b.launch->k->name.c_str(), ts->thread_idx.x, ts->thread_idx.y, ts->thread_idx.z, b.idx.x,
+                     b.idx.y, b.idx.z, b.launch->grid.x, b.launch->grid.y, b.launch->grid.z, b.launch->block.x,
+                     b.launch->block.y, b.launch->block.z);
+}
+
+void report(int code, const std::string& what) {
+    Fiber* f = current_fiber();
+    if (!f) fatal("report outside a kernel: %s", what.c_str());
+    LaunchRun& run = *f->block->run;
+    int expected = 0;
+    run.code.compare_exchange_strong(expected, code);
+    if (run.reports.fetch_add(1) < 8) note("%s%s", what.c_str(), thread_where(f).c_str());
+}
+
+void fault(int code, const std::string& what) {
+    Fiber* f = current_fiber();
+    if (!f) fatal("fault outside a kernel: %s", what.c_str());
+    report(code, what);
+    Block& b = *f->block;
+    b.aborted = true;
+    f->state = F_DONE;
+    emu_fiber_switch(&f->sp, b.sched_sp);
+    __builtin_unreachable();
+}
+
+static Fiber& me(const char* what, Site s) {
+    Fiber* f = current_fiber();
+    if (!f) fatal("%s called outside a kernel (%s)", what, describe_site(s).c_str());
+    return *f;
+}
+
+static void park(Fiber& f) { emu_fiber_switch(&f.sp, f.block->sched_sp); }
+
+// ---- __syncthreads -----------------------------------------------------------------
+static void barrier(Fiber& f, Site s) {
+    Block& b = *f.block;
+    if (b.exited > 0)
+        fault(719, strprintf("__syncthreads %s reached after %u thread(s) of the block ended (a barrier every "
+                             "thread must reach: CUDA leaves this undefined)",
+                             describe_site(s).c_str(), b.exited));
+    if (b.at_barrier == 0) {
+        b.bar_site = s;
+        b.bar_diverged = false;
+    } else if (b.bar_site.line != s.line || std::strcmp(b.bar_site.file, s.file) != 0) {
+        fault(719, strprintf("divergent __syncthreads: this thread is at %s while %u others wait at %s",
+                             describe_site(s).c_str(), b.at_barrier, describe_site(b.bar_site).c_str()));
+    }
+    b.at_barrier++;
+    f.state = F_BARRIER;
+    f.wait_site = s;
+    if (b.at_barrier == b.live) {
+        b.bar_gen++;
+        b.at_barrier = 0;
+        for (unsigned t = 0; t < b.nthreads; t++)
+            if (b.fibers[t].state == F_BARRIER) b.fibers[t].state = F_RUN;
+        return;
+    }
+    park(f);
+}
+
+void syncthreads(Site s) { barrier(me("__syncthreads", s), s); }
+
+int syncthreads_reduce(int mode, int pred, Site s) {
+    Fiber& f = me("__syncthreads_count", s);
+    f.in[15] = pred != 0;
+    // Everyone deposits before the barrier and reads after it: the barrier
+    // itself orders the exchange.
+    barrier(f, s);
+    Block& b = *f.block;
+    unsigned count = 0;
+    for (unsigned t = 0; t < b.nthreads; t++) count += (unsigned)b.fibers[t].in[15];
+    // A second barrier keeps a fast thread from overwriting in[15] before a
+    // slow one has counted.
+    barrier(f, s);
+    return mode == 0 ? (int)count : mode == 1 ? count == b.nthreads : count > 0;
+}
+
+// ---- warp collectives ---------------------------------------------------------------
+void warp_collective(int kind, unsigned mask, Site s, WarpComplete complete) {
+    Fiber& f = me("a warp collective", s);
+    Block& b = *f.block;
+    WarpState& w = b.warps[f.warp];
+    const unsigned lo = f.warp * 32;
+    const unsigned lanes = std::min(32u, b.nthreads - lo);
+    const unsigned present = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+    if (!(mask >> f.lane & 1))
+        fault(719, strprintf("lane %u calls a warp collective %s with mask 0x%08x, which does not name it", f.lane,
+                             describe_site(s).c_str(), mask));
+    if (mask & ~present)
+        fault(719, strprintf("warp collective %s names lanes 0x%08x of a warp that has only 0x%08x",
+                             describe_site(s).c_str(), mask, present));
+    for (unsigned l = 0; l < lanes; l++)
+        if ((mask >> l & 1) && b.fibers[lo + l].state == F_DONE)
+            fault(719, strprintf("warp collective %s waits for lane %u, which has ended", describe_site(s).c_str(), l));
+    if (w.arrived == 0) {
+        w.kind = kind;
+        w.mask = mask;
+        w.site = s;
+    } else if (w.kind != kind || w.mask != mask || w.site.line != s.line || std::strcmp(w.site.file, s.file) != 0) {
+        fault(719, strprintf("diverged warp: lane %u is at a collective %s (mask 0x%08x) while other lanes wait at "
+                             "%s (mask 0x%08x)",
+                             f.lane, describe_site(s).c_str(), mask, describe_site(w.site).c_str(), w.mask));
+    }
+    w.arrived |= 1u << f.lane;
+    f.state = F_WARP;
+    f.wait_site = s;
+    if (w.arrived == mask) {
+        complete(b, f.warp, mask);
+        w.arrived = 0;
+        w.gen++;
+        for (unsigned l = 0; l < lanes; l++)
+            if (mask >> l & 1) b.fibers[lo + l].state = F_RUN;
+        return;
+    }
+    park(f);
+}
+
+void syncwarp(unsigned mask, Site s) {
+    warp_collective(1, mask, s, [](Block&, unsigned, unsigned) {});
+}
+
+uint32_t shfl(int mode, unsigned mask, uint32_t v, int lane, int width, Site s) {
+    Fiber& f = me("__shfl_sync", s);
+    if (width <= 0 || width > 32 || (width & (width - 1)))
+        fault(719, strprintf("__shfl_sync %s with width %d (a power of two up to 32)", describe_site(s).c_str(), width));
+    f.in[0] = v;
+    f.in[1] = (uint64_t)(uint32_t)lane;
+    f.in[2] = (uint64_t)width;
+    f.in[3] = (uint64_t)mode;
+    warp_collective(100 + mode, mask, s, [](Block& b, unsigned warp, unsigned m) {
+        for (unsigned l = 0; l < 32; l++) {
+            if (!(m >> l & 1)) continue;
+            Fiber& me = b.fibers[warp * 32 + l];
+            const int w = (int)me.in[2], md = (int)me.in[3], arg = (int)(uint32_t)me.in[1];
+            const int base = (int)l & ~(w - 1), sub = (int)l & (w - 1);
+            int src;
+            switch (md) {
+            case 0: src = base + (arg & (w - 1)); break;             // idx
+            case 1: src = sub - arg < 0 ? (int)l : (int)l - arg; break;  // up
+            case 2: src = sub + arg >= w ? (int)l : (int)l + arg; break;  // down
+            default: src = base + ((sub ^ arg) & (w - 1)); break;     // xor
+            }
+            // A source lane outside the mask gives an undefined value: poison it.
+            me.out[0] = (m >> src & 1) ? b.fibers[warp * 32 + src].in[0] : 0xffffffffu;
+        }
+    });
+    return (uint32_t)f.out[0];
+}
+
+unsigned vote(int mode, unsigned mask, int pred, Site s) {
+    Fiber& f = me("a warp vote", s);
+    f.in[0] = pred != 0;
+    warp_collective(200 + mode, mask, s, [](Block& b, unsigned warp, unsigned m) {
+        unsigned ballot = 0;
+        for (unsigned l = 0; l < 32; l++)
+            if ((m >> l & 1) && b.fibers[warp * 32 + l].in[0]) ballot |= 1u << l;
+        for (unsigned l = 0; l < 32; l++)
+            if (m >> l & 1) b.fibers[warp * 32 + l].out[0] = ballot;
+    });
+    const unsigned ballot = (unsigned)f.out[0];
+    return mode == 0 ? ballot : mode == 1 ? ballot != 0 : ballot == mask;
+}
+
+unsigned activemask() {
+    Fiber* f = current_fiber();
+    if (!f) fatal("__activemask called outside a kernel");
+    // Lanes are not converged here; report the ones that have not ended.
+    Block& b = *f->block;
+    unsigned m = 0;
+    for (unsigned l = 0; l < 32 && f->warp * 32 + l < b.nthreads; l++)
+        if (b.fibers[f->warp * 32 + l].state != F_DONE) m |= 1u << l;
+    return m;
+}
+
+void yield(Site s) {
+    Fiber& f = me("__nanosleep", s);
+    park(f);
+}
+
+[[noreturn]] void trap(const char* what, Site s) {
+    fault(710, strprintf("%s %s", what, describe_site(s).c_str()));
+}
+
+long long clock64() {
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+// ---- shared memory -----------------------------------------------------------------
+void* shared_alloc(const void* key, std::size_t bytes, std::size_t align, const char* name, Site s) {
+    Fiber& f = me("a __shared__ declaration", s);
+    Block& b = *f.block;
+    for (const SharedVar& v : b.vars)
+        if (v.key == key) return b.arena + v.offset;
+    if (align < 16) align = 16;
+    uint32_t statics = 0;
+    for (const SharedVar& v : b.vars) statics += v.size;
+    if (statics + bytes > kStaticSharedLimit)
+        fault(1, strprintf("__shared__ %s %s takes static shared memory to %zu bytes, over the %u-byte limit of "
+                           "static shared memory (use dynamic shared memory and cuFuncSetAttribute)",
+                           name, describe_site(s).c_str(), statics + bytes, kStaticSharedLimit));
+    const uint32_t at = (uint32_t)((b.arena_used + align - 1) & ~(align - 1));
+    if (at + bytes + 64 > kArenaBytes || statics + bytes + b.dyn_size > kOptinSharedLimit)
+        fault(701, strprintf("__shared__ %s %s: static (%zu B) and dynamic (%u B) shared memory exceed the %u-byte "
+                             "limit of a block",
+                             name, describe_site(s).c_str(), statics + bytes, b.dyn_size, kOptinSharedLimit));
+    std::memset(b.arena + at, config().poison, bytes);
+    std::memset(b.valid + at, 1, bytes);
+    b.vars.push_back(SharedVar{key, at, (uint32_t)bytes, name, s});
+    b.arena_used = (uint32_t)(at + bytes + 64);  // a red zone after every variable
+    return b.arena + at;
+}
+
+void* dynamic_shared(std::size_t align, Site s) {
+    Fiber& f = me("extern __shared__", s);
+    Block& b = *f.block;
+    if (b.dyn_offset % (align ? align : 1))
+        fault(716, strprintf("dynamic shared memory is not aligned to %zu %s", align, describe_site(s).c_str()));
+    return b.arena + b.dyn_offset;
+}
+
+uint32_t cvta_to_shared(const void* p, Site s) {
+    Fiber& f = me("__cvta_generic_to_shared", s);
+    const auto* c = static_cast<const unsigned char*>(p);
+    if (c < f.block->arena || c >= f.block->arena + kArenaBytes)
+        fault(717, strprintf("__cvta_generic_to_shared %s of %p, which is not this block's shared memory",
+                             describe_site(s).c_str(), p));
+    return (uint32_t)(c - f.block->arena);
+}
+
+void* cvta_from_shared(uint32_t a, Site s) {
+    Fiber& f = me("__cvta_shared_to_generic", s);
+    if (a >= kArenaBytes)
+        fault(717, strprintf("shared address 0x%x %s is past the block's shared memory", a, describe_site(s).c_str()));
+    return f.block->arena + a;
+}
+
+// ---- atomics -------------------------------------------------------------------------
+template <class T>
+static T rmw(int op, T old, T v) {
+    using S = std::make_signed_t<T>;
+    switch (op) {
+    case A_ADD: return (T)(old + v);
+    case A_SUB: return (T)(old - v);
+    case A_MIN: return old < v ? old : v;
+    case A_MAX: return old > v ? old : v;
+    case A_SMIN: return (S)old < (S)v ? old : v;
+    case A_SMAX: return (S)old > (S)v ? old : v;
+    case A_AND: return old & v;
+    case A_OR: return old | v;
+    case A_XOR: return old ^ v;
+    case A_EXCH: return v;
+    case A_INC: return old >= v ? 0 : (T)(old + 1);
+    case A_DEC: return (old == 0 || old > v) ? v : (T)(old - 1);
+    case A_FADD:
+        if constexpr (sizeof(T) == 4) return from_bits<T>(to_bits(from_bits<float>(old) + from_bits<float>(v)));
+        if constexpr (sizeof(T) == 8) return from_bits<T>(to_bits(from_bits<double>(old) + from_bits<double>(v)));
+        return v;
+    default: return v;
+    }
+}
+
+template <class T>
+static uint64_t atomic_on(T* p, int op, uint64_t v, uint64_t cmp, bool shared) {
+    const T tv = (T)v;
+    if (shared) {  // one block's threads run on one worker, one at a time
+        const T old = *p;
+        *p = op == A_CAS ? (old == (T)cmp ? tv : old) : rmw<T>(op, old, tv);
+        return old;
+    }
+    T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    for (;;) {
+        const T nv = op == A_CAS ? (old == (T)cmp ? tv : old) : rmw<T>(op, old, tv);
+        if (__atomic_compare_exchange_n(p, &old, nv, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return old;
+    }
+}
+
+uint64_t atomic(int op, void* addr, int size, uint64_t v, uint64_t cmp, Site s) {
+    Fiber& f = me("an atomic", s);
+    auto* p = static_cast<unsigned char*>(addr);
+    const bool shared = p >= f.block->arena && p < f.block->arena + kArenaBytes;
+    if ((uintptr_t)p % size) fault(716, strprintf("misaligned %d-byte atomic at %p %s", size, addr, describe_site(s).c_str()));
+    Site site = s;
+    if (shared)
+        shared_access(&f, p, (uint32_t)size, 2, nullptr, &site);
+    else
+        device_access(&f, (uint64_t)p, (uint32_t)size, 2, nullptr, &site);
+    switch (size) {
+    case 2: return atomic_on(reinterpret_cast<uint16_t*>(p), op, v, cmp, shared);
+    case 4: return atomic_on(reinterpret_cast<uint32_t*>(p), op, v, cmp, shared);
+    case 8: return atomic_on(reinterpret_cast<uint64_t*>(p), op, v, cmp, shared);
+    default: fatal("atomic of %d bytes", size);
+    }
+}
+
+}  // namespace emu

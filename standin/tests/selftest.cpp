@@ -1,0 +1,553 @@
+// The stand-in's self-test: its PTX emulations on hand-computed values, its
+// driver semantics, and a suite of planted bugs (tests/kernels/planted.cu)
+// each of which it must catch, beside the correct twin it must pass. Every
+// case runs in a child process of its own (a fault ends a CUDA context, and
+// some cases need their own DR_EMU_* settings); the child's stderr is kept
+// and a case that expects a report checks it is there.
+//
+// Prints one line per case and "N passed, M failed"; exits 1 on a failure.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "emu/cuda_api.h"
+
+extern "C" {
+CUresult cuInit(unsigned);
+CUresult cuDeviceGet(CUdevice*, int);
+CUresult cuDevicePrimaryCtxRetain(CUcontext*, CUdevice);
+CUresult cuCtxSetCurrent(CUcontext);
+CUresult cuCtxSynchronize();
+CUresult cuModuleLoadData(CUmodule*, const void*);
+CUresult cuModuleGetFunction(CUfunction*, CUmodule, const char*);
+CUresult cuFuncSetAttribute(CUfunction, int, int);
+CUresult cuLaunchKernel(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
+                        void**, void**);
+CUresult cuMemAlloc_v2(CUdeviceptr*, size_t);
+CUresult cuMemAllocAsync(CUdeviceptr*, size_t, CUstream);
+CUresult cuMemcpyHtoD_v2(CUdeviceptr, const void*, size_t);
+CUresult cuMemcpyDtoH_v2(void*, CUdeviceptr, size_t);
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr, const void*, size_t, CUstream);
+CUresult cuMemcpyDtoHAsync_v2(void*, CUdeviceptr, size_t, CUstream);
+CUresult cuMemsetD8Async(CUdeviceptr, unsigned char, size_t, CUstream);
+CUresult cuMemHostAlloc(void**, size_t, unsigned);
+CUresult cuStreamCreate(CUstream*, unsigned);
+CUresult cuStreamSynchronize(CUstream);
+CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned);
+CUresult cuEventCreate(CUevent*, unsigned);
+CUresult cuEventRecord(CUevent, CUstream);
+CUresult cuStreamBeginCapture_v2(CUstream, int);
+CUresult cuStreamEndCapture(CUstream, CUgraph*);
+CUresult cuGraphInstantiateWithFlags(CUgraphExec*, CUgraph, unsigned long long);
+CUresult cuGraphLaunch(CUgraphExec, CUstream);
+}
+
+namespace {
+
+// ---- a small harness --------------------------------------------------------------
+std::string g_why;
+
+bool fail(const char* fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    g_why = buf;
+    return false;
+}
+
+#define CHECK(cond, ...) \
+    do {                 \
+        if (!(cond)) return fail(__VA_ARGS__); \
+    } while (0)
+#define CU(call)                                                                        \
+    do {                                                                                \
+        const CUresult rc_ = (call);                                                    \
+        if (rc_ != CUDA_SUCCESS) return fail("%s returned %d (line %d)", #call, rc_, __LINE__); \
+    } while (0)
+
+CUmodule g_module;
+
+bool setup() {
+    CU(cuInit(0));
+    CUdevice d;
+    CU(cuDeviceGet(&d, 0));
+    CUcontext c;
+    CU(cuDevicePrimaryCtxRetain(&c, d));
+    CU(cuCtxSetCurrent(c));
+    CU(cuModuleLoadData(&g_module, "DRSTANDIN:planted"));
+    return true;
+}
+
+CUfunction fn(const char* name) {
+    CUfunction f = nullptr;
+    if (cuModuleGetFunction(&f, g_module, name) != CUDA_SUCCESS) {
+        fprintf(stderr, "no kernel %s\n", name);
+        exit(3);
+    }
+    return f;
+}
+
+template <class... A>
+CUresult launch(const char* name, unsigned grid, unsigned block, unsigned smem, CUstream s, A... args) {
+    void* p[] = {&args..., nullptr};
+    return cuLaunchKernel(fn(name), grid, 1, 1, block, 1, 1, smem, s, p, nullptr);
+}
+
+CUdeviceptr upload(const void* host, size_t n) {
+    CUdeviceptr d = 0;
+    if (cuMemAlloc_v2(&d, n) || cuMemcpyHtoD_v2(d, host, n)) {
+        fprintf(stderr, "upload failed\n");
+        exit(3);
+    }
+    return d;
+}
+
+template <class T>
+std::vector<T> download(CUdeviceptr d, size_t count) {
+    std::vector<T> v(count);
+    if (cuMemcpyDtoH_v2(v.data(), d, count * sizeof(T))) fprintf(stderr, "download failed\n");
+    return v;
+}
+
+struct Case {
+    const char* name;
+    std::vector<const char*> env;  // "NAME=value"
+    std::function<bool()> body;
+    const char* report = nullptr;  // a phrase the stand-in's stderr must contain
+};
+
+int run_case(const Case& c) {
+    char path[] = "/tmp/dr-standin-selftest-XXXXXX";
+    const int fd = mkstemp(path);
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 2);
+        for (const char* e : c.env) putenv(const_cast<char*>(e));
+        const bool ok = setup() && c.body();
+        if (!ok) fprintf(stderr, "\nCASE FAILED: %s\n", g_why.c_str());
+        fflush(stderr);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    std::string log;
+    lseek(fd, 0, SEEK_SET);
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) log.append(buf, (size_t)n);
+    close(fd);
+    unlink(path);
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::string why = ok ? "" : (WIFSIGNALED(status) ? "killed by a signal" : "the case failed");
+    if (ok && c.report && log.find(c.report) == std::string::npos) {
+        ok = false;
+        why = std::string("the stand-in did not report \"") + c.report + "\"";
+    }
+    if (ok && !c.report && log.find("dr stand-in:") != std::string::npos) {
+        ok = false;
+        why = "the stand-in reported a problem in a correct kernel";
+    }
+    printf("%s %s\n", ok ? "ok  " : "FAIL", c.name);
+    if (ok && getenv("SELFTEST_VERBOSE") && !log.empty()) printf("%s", log.c_str());
+    if (!ok) printf("     %s\n     --- stderr ---\n%s\n     --------------\n", why.c_str(), log.c_str());
+    return ok ? 0 : 1;
+}
+
+// ---- mma.m16n8k16 fragments, from the PTX ISA's formulas (written here again,
+// independently of src/ptx.cpp) -------------------------------------------------------
+uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);  // test values are exact in bf16
+}
+
+struct Frag {
+    uint32_t a[32][4], b[32][2];
+    float c[32][4];
+};
+
+Frag pack(const float A[16][16], const float B[16][8], const float C[16][8]) {
+    Frag f{};
+    for (int lane = 0; lane < 32; lane++) {
+        const int g = lane >> 2, t = lane % 4;
+        for (int i = 0; i < 8; i++) {  // a0..a7, two per register
+            const int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+            const int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+            f.a[lane][i / 2] |= (uint32_t)bf16_bits(A[row][col]) << (16 * (i & 1));
+        }
+        for (int i = 0; i < 4; i++) {  // b0..b3
+            const int row = t * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+            f.b[lane][i / 2] |= (uint32_t)bf16_bits(B[row][g]) << (16 * (i & 1));
+        }
+        for (int i = 0; i < 4; i++) f.c[lane][i] = C[i < 2 ? g : g + 8][t * 2 + (i & 1)];
+    }
+    return f;
+}
+
+bool run_mma(const char* kernel, const Frag& f, float d[32][4]) {
+    const CUdeviceptr a = upload(f.a, sizeof f.a), b = upload(f.b, sizeof f.b), c = upload(f.c, sizeof f.c);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 32 * 4 * 4));
+    CU(launch(kernel, 1, 32, 0, nullptr, a, b, c, out));
+    auto v = download<float>(out, 128);
+    memcpy(d, v.data(), sizeof(float) * 128);
+    return true;
+}
+
+bool mma_hand_values() {
+    // A = I, B[k][n] = 8k + n, C[m][n] = 1000 (8m + n): D[m][n] = 1001 (8m + n).
+    float A[16][16] = {}, B[16][8], C[16][8];
+    for (int i = 0; i < 16; i++) A[i][i] = 1;
+    for (int k = 0; k < 16; k++)
+        for (int n = 0; n < 8; n++) B[k][n] = (float)(8 * k + n), C[k][n] = 1000.0f * (8 * k + n);
+    float d[32][4];
+    if (!run_mma("mma_probe", pack(A, B, C), d)) return false;
+    // Lane 0: rows 0 and 8, columns 0, 1; lane 5 (group 1, t 1): rows 1 and 9,
+    // columns 2, 3; lane 31 (group 7, t 3): rows 7 and 15, columns 6, 7.
+    const struct {
+        int lane;
+        float want[4];
+    } spots[] = {{0, {0, 1001, 64 * 1001, 65 * 1001}},
+                 {5, {10 * 1001, 11 * 1001, 74 * 1001, 75 * 1001}},
+                 {31, {62 * 1001, 63 * 1001, 126 * 1001, 127 * 1001}}};
+    for (auto& s : spots)
+        for (int i = 0; i < 4; i++)
+            CHECK(d[s.lane][i] == s.want[i], "lane %d d%d = %g, want %g", s.lane, i, d[s.lane][i], s.want[i]);
+    for (int lane = 0; lane < 32; lane++)
+        for (int i = 0; i < 4; i++) {
+            const int row = (lane >> 2) + (i >= 2 ? 8 : 0), col = (lane % 4) * 2 + (i & 1);
+            CHECK(d[lane][i] == 1001.0f * (8 * row + col), "lane %d d%d = %g", lane, i, d[lane][i]);
+        }
+    return true;
+}
+
+void random_problem(float A[16][16], float B[16][8], float C[16][8]) {
+    unsigned s = 12345;
+    auto rnd = [&] {
+        s = s * 1103515245u + 12345u;
+        return (float)((int)(s >> 16) % 17 - 8) / 4.0f;  // small, exact in bf16
+    };
+    for (int m = 0; m < 16; m++)
+        for (int k = 0; k < 16; k++) A[m][k] = rnd();
+    for (int k = 0; k < 16; k++)
+        for (int n = 0; n < 8; n++) B[k][n] = rnd(), C[k % 16][n] = rnd();
+}
+
+bool mma_matches_product(const char* kernel, bool expect_equal) {
+    float A[16][16], B[16][8], C[16][8];
+    random_problem(A, B, C);
+    float d[32][4];
+    if (!run_mma(kernel, pack(A, B, C), d)) return false;
+    int wrong = 0;
+    for (int lane = 0; lane < 32; lane++)
+        for (int i = 0; i < 4; i++) {
+            const int row = (lane >> 2) + (i >= 2 ? 8 : 0), col = (lane % 4) * 2 + (i & 1);
+            double want = C[row][col];
+            for (int k = 0; k < 16; k++) want += (double)A[row][k] * B[k][col];
+            wrong += d[lane][i] != (float)want;
+        }
+    if (expect_equal) CHECK(wrong == 0, "%d of 128 D values differ from A x B + C", wrong);
+    if (!expect_equal) CHECK(wrong > 0, "the swapped A fragment gave the right product: a wrong layout went unseen");
+    return true;
+}
+
+// ---- cp.async ----------------------------------------------------------------------
+bool cp_async_zero_fill() {
+    std::vector<uint8_t> src(512);
+    for (int i = 0; i < 512; i++) src[i] = (uint8_t)(i * 7 + 1);
+    std::vector<uint32_t> sizes(32);
+    for (int t = 0; t < 32; t++) sizes[t] = t % 17;
+    const CUdeviceptr s = upload(src.data(), 512), z = upload(sizes.data(), 128);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 512));
+    CU(launch("cp_async_zero_fill", 1, 32, 0, nullptr, s, z, out));
+    auto got = download<uint8_t>(out, 512);
+    for (int t = 0; t < 32; t++)
+        for (int i = 0; i < 16; i++) {
+            const uint8_t want = i < (int)sizes[t] ? src[16 * t + i] : 0;
+            CHECK(got[16 * t + i] == want, "thread %d byte %d: %d, want %d (src-size %u)", t, i, got[16 * t + i], want,
+                  sizes[t]);
+        }
+    return true;
+}
+
+bool cp_async_groups(uint32_t read_second) {
+    std::vector<uint8_t> src(32);
+    for (int i = 0; i < 32; i++) src[i] = (uint8_t)(100 + i);
+    const CUdeviceptr s = upload(src.data(), 32);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 32));
+    const CUresult rc = launch("cp_async_groups", 1, 1, 0, nullptr, s, out, read_second);
+    if (read_second) {
+        CHECK(rc == CUDA_ERROR_LAUNCH_FAILED, "reading a pending cp.async destination returned %d", rc);
+        return true;
+    }
+    CU(rc);
+    auto got = download<uint8_t>(out, 32);
+    CHECK(got == src, "wait_group 1 then 0 did not deliver both groups");
+    return true;
+}
+
+// ---- other device functions ------------------------------------------------------------
+bool warp_ops() {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 512));
+    CU(launch("warp_ops", 1, 32, 0, nullptr, out));
+    auto v = download<uint32_t>(out, 128);
+    for (unsigned l = 0; l < 32; l++) {
+        CHECK(v[4 * l] == (l ^ 1) * 10, "xor lane %u: %u", l, v[4 * l]);
+        CHECK(v[4 * l + 1] == 30, "idx lane %u: %u", l, v[4 * l + 1]);
+        CHECK(v[4 * l + 2] == (l + 2 < 32 ? l + 2 : l) * 10, "down lane %u: %u", l, v[4 * l + 2]);
+        CHECK(v[4 * l + 3] == 0xaaaaaaaau, "ballot lane %u: %x", l, v[4 * l + 3]);
+    }
+    return true;
+}
+
+bool atomics() {
+    const uint32_t zero[3] = {0, 0, 0};
+    const CUdeviceptr out = upload(zero, 12);
+    CU(launch("atomics", 4, 64, 0, nullptr, out));
+    auto v = download<uint32_t>(out, 3);
+    CHECK(v[0] == 255 * 256 / 2 && v[1] == 255 && v[2] == 64, "atomics gave %u %u %u", v[0], v[1], v[2]);
+    return true;
+}
+
+bool dynamic_shared() {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 1024));
+    CU(launch("dynamic_smem", 1, 256, 1024, nullptr, out));
+    auto v = download<uint32_t>(out, 256);
+    for (unsigned t = 0; t < 256; t++) CHECK(v[t] == t, "dynamic shared: out[%u] = %u", t, v[t]);
+    CHECK(launch("dynamic_smem", 1, 256, 64 << 10, nullptr, out) == CUDA_ERROR_INVALID_VALUE,
+          "64 KB of dynamic shared memory without the attribute was accepted");
+    CU(cuFuncSetAttribute(fn("dynamic_smem"), CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 64 << 10));
+    CU(launch("dynamic_smem", 1, 256, 64 << 10, nullptr, out));
+    return true;
+}
+
+bool launch_bounds() {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 1024));
+    CU(launch("bounded", 1, 64, 0, nullptr, out));
+    CHECK(launch("bounded", 1, 128, 0, nullptr, out) == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES,
+          "128 threads for __launch_bounds__(64) were accepted");
+    return true;
+}
+
+// ---- planted bugs ------------------------------------------------------------------------
+bool read_past_end(uint32_t extra) {
+    std::vector<float> x(100, 1.5f);
+    const CUdeviceptr dx = upload(x.data(), 400);
+    CUdeviceptr y;
+    CU(cuMemAlloc_v2(&y, 4));
+    const CUresult rc = launch("read_last", 1, 32, 0, nullptr, dx, y, 100u, extra);
+    if (extra) return rc == CUDA_ERROR_ILLEGAL_ADDRESS ? true : fail("an out-of-bounds read returned %d", rc);
+    CU(rc);
+    CHECK(download<float>(y, 1)[0] == 1.5f, "the last element read back wrong");
+    return true;
+}
+
+bool block_sum(uint32_t barrier) {
+    std::vector<uint32_t> x(128);
+    uint32_t want = 0;
+    for (int i = 0; i < 128; i++) want += x[i] = (uint32_t)(i * 3 + 1);
+    const CUdeviceptr dx = upload(x.data(), 512);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 4));
+    const CUresult rc = launch("block_sum", 1, 128, 0, nullptr, dx, out, barrier);
+    if (!barrier) return rc != CUDA_SUCCESS ? true : fail("a reduction without barriers passed");
+    CU(rc);
+    CHECK(download<uint32_t>(out, 1)[0] == want, "block sum wrong");
+    return true;
+}
+
+bool publish(uint32_t barrier) {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 256));
+    const CUresult rc = launch("publish", 1, 64, 0, nullptr, out, barrier);
+    if (!barrier) return rc != CUDA_SUCCESS ? true : fail("an unsynchronized publish passed");
+    CU(rc);
+    for (uint32_t v : download<uint32_t>(out, 64)) CHECK(v == 42, "a thread read %u", v);
+    return true;
+}
+
+bool staged(const char* kernel, uint32_t tiles, uint32_t flag, size_t tile_bytes, unsigned threads) {
+    std::vector<uint8_t> src(tiles * tile_bytes);
+    for (size_t i = 0; i < src.size(); i++) src[i] = (uint8_t)(i * 13 + 5);
+    const CUdeviceptr s = upload(src.data(), src.size());
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, src.size()));
+    const CUresult rc = launch(kernel, 1, threads, 0, nullptr, s, out, tiles, flag);
+    if (!flag) return rc != CUDA_SUCCESS ? true : fail("%s without its synchronisation passed", kernel);
+    CU(rc);
+    CHECK(download<uint8_t>(out, src.size()) == src, "%s copied wrong bytes", kernel);
+    return true;
+}
+
+bool barrier_in_branch(uint32_t all) {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 256));
+    const CUresult rc = launch("barrier_in_branch", 1, 64, 0, nullptr, out, all);
+    if (!all) return rc != CUDA_SUCCESS ? true : fail("a barrier half the block reached passed");
+    CU(rc);
+    auto v = download<uint32_t>(out, 64);
+    for (unsigned t = 0; t < 64; t++) CHECK(v[t] == 63 - t, "out[%u] = %u", t, v[t]);
+    return true;
+}
+
+bool shared_overrun() {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 4));
+    const CUresult rc = launch("shared_overrun", 1, 33, 0, nullptr, out);
+    return rc == CUDA_ERROR_ILLEGAL_ADDRESS ? true : fail("a write past a __shared__ array returned %d", rc);
+}
+
+bool too_much_shared() {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 4));
+    return launch("too_much_shared", 1, 32, 0, nullptr, out) != CUDA_SUCCESS ? true : fail("53 KB of static shared memory passed");
+}
+
+// Producer on stream 1, consumer on stream 2: with `event` 0 nothing orders
+// them. With lazy streams the consumer then runs first and reads poison.
+bool cross_stream(uint32_t event, bool async_alloc) {
+    const uint32_t n = 1000;
+    std::vector<uint32_t> x(n);
+    for (uint32_t i = 0; i < n; i++) x[i] = i * 5;
+    CUstream s1, s2;
+    CU(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+    CU(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+    const CUdeviceptr dx = upload(x.data(), n * 4);
+    CUdeviceptr y, z;
+    if (async_alloc)
+        CU(cuMemAllocAsync(&y, n * 4, s1));
+    else
+        CU(cuMemAlloc_v2(&y, n * 4));
+    CU(cuMemAlloc_v2(&z, n * 4));
+    CU(launch("add_one", (n + 127) / 128, 128, 0, s1, dx, y, n));
+    if (event) {
+        CUevent e;
+        CU(cuEventCreate(&e, 0));
+        CU(cuEventRecord(e, s1));
+        CU(cuStreamWaitEvent(s2, e, 0));
+    }
+    CU(launch("add_one", (n + 127) / 128, 128, 0, s2, y, z, n));
+    std::vector<uint32_t> got(n);
+    const CUresult rc = cuMemcpyDtoHAsync_v2(got.data(), z, n * 4, s2);
+    int wrong = 0;
+    for (uint32_t i = 0; i < n; i++) wrong += got[i] != x[i] + 2;
+    if (!event) return (rc != CUDA_SUCCESS || wrong) ? true : fail("unordered streams gave the right answer");
+    CU(rc);
+    CHECK(wrong == 0, "%d of %u values wrong with the event", wrong, n);
+    return true;
+}
+
+// ---- graph capture ---------------------------------------------------------------------------
+bool capture_replays() {
+    CUstream s;
+    CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    std::vector<uint32_t> x(256, 7);
+    const CUdeviceptr dx = upload(x.data(), 1024);
+    CUdeviceptr y;
+    CU(cuMemAlloc_v2(&y, 1024));
+    CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    CU(cuMemsetD8Async(y, 0, 1024, s));
+    CU(launch("add_one", 2, 128, 0, s, dx, y, 256u));
+    CUgraph g;
+    CU(cuStreamEndCapture(s, &g));
+    CHECK(download<uint32_t>(y, 1)[0] != 8, "captured work ran during the capture");
+    CUgraphExec ge;
+    CU(cuGraphInstantiateWithFlags(&ge, g, 0));
+    CU(cuGraphLaunch(ge, s));
+    CU(cuStreamSynchronize(s));
+    CHECK(download<uint32_t>(y, 256) == std::vector<uint32_t>(256, 8), "the graph's launch gave wrong values");
+    return true;
+}
+
+bool capture_refuses(int what) {
+    CUstream s, other;
+    CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CU(cuStreamCreate(&other, CU_STREAM_NON_BLOCKING));
+    CUdeviceptr y;
+    CU(cuMemAlloc_v2(&y, 64));
+    CUevent outside;
+    CU(cuEventCreate(&outside, 0));
+    CU(cuEventRecord(outside, other));
+    CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    std::vector<uint8_t> host(64, 1);
+    CUresult rc = CUDA_SUCCESS, want = CUDA_SUCCESS;
+    switch (what) {
+    case 0: rc = cuStreamSynchronize(s), want = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; break;
+    case 1: rc = cuMemcpyHtoDAsync_v2(y, host.data(), 64, s), want = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; break;
+    case 2: rc = cuStreamWaitEvent(s, outside, 0), want = CUDA_ERROR_STREAM_CAPTURE_ISOLATION; break;
+    case 3: rc = cuMemAlloc_v2(&y, 64), want = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; break;
+    default: rc = cuCtxSynchronize(), want = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; break;
+    }
+    CHECK(rc == want, "the refused call returned %d, want %d", rc, want);
+    CUgraph g = nullptr;
+    CHECK(cuStreamEndCapture(s, &g) == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED && !g,
+          "the capture was not invalidated");
+    return true;
+}
+
+}  // namespace
+
+int main() {
+    const char* race = "DR_EMU_RACECHECK=1";
+    const char* lazy = "DR_EMU_STREAMS=lazy";
+    const char* ahead = "DR_EMU_SCHEDULE=warp-ahead";
+    const std::vector<Case> cases = {
+        // PTX emulations on hand-computed values
+        {"mma.m16n8k16: each D register's row and column (A = I, B and C numbered)", {}, mma_hand_values},
+        {"mma.m16n8k16: A x B + C on random bf16 operands", {}, [] { return mma_matches_product("mma_probe", true); }},
+        {"cp.async: src-size zero-fill, and src-size 0 reads nothing", {}, cp_async_zero_fill},
+        {"cp.async.wait_group 1 completes all but the newest group", {}, [] { return cp_async_groups(0); }},
+        {"shuffles (xor, idx, down) and ballot", {}, warp_ops},
+        {"shared and global atomics", {}, atomics},
+        {"dynamic shared memory, and its 48 KB limit without the attribute", {}, dynamic_shared, "over the function's limit"},
+        {"__launch_bounds__ is enforced at launch", {}, launch_bounds, "exceeds its __launch_bounds__(64)"},
+        {"graph capture records, and a launch of the graph replays", {}, capture_replays},
+        {"capture: a stream synchronize is refused", {}, [] { return capture_refuses(0); }, "being captured"},
+        {"capture: a pageable copy is refused", {}, [] { return capture_refuses(1); }, "pageable host memory"},
+        {"capture: a wait on an event from outside is refused", {}, [] { return capture_refuses(2); }, "outside the capture"},
+        {"capture: cuMemAlloc in a thread-local capture is refused", {}, [] { return capture_refuses(3); }},
+        {"capture: cuCtxSynchronize is refused", {}, [] { return capture_refuses(4); }, "being captured"},
+        // planted bugs, each caught, beside the correct twin
+        {"correct: the last element of a buffer", {}, [] { return read_past_end(0); }},
+        {"PLANTED out-of-bounds read is caught", {}, [] { return read_past_end(1); }, "past the end of a 400-byte device allocation"},
+        {"correct: a block reduction with barriers (race detector on)", {race}, [] { return block_sum(1); }},
+        {"PLANTED missing barrier in a reduction is caught", {race}, [] { return block_sum(0); }, "shared-memory race"},
+        {"correct: a value published through shared memory (race detector on)", {race}, [] { return publish(1); }},
+        {"PLANTED shared race (write, read, no barrier) is caught", {race}, [] { return publish(0); }, "read after write"},
+        {"correct: a cp.async double buffer with its waits", {}, [] { return staged("staged_copy", 4, 1, 512, 32); }},
+        {"PLANTED missing cp.async.wait_group is caught", {}, [] { return staged("staged_copy", 4, 0, 512, 32); }, "still writing"},
+        {"correct: a double buffer with its trailing barrier (warp-ahead, race detector)", {ahead, race},
+         [] { return staged("double_buffer", 4, 1, 1024, 64); }},
+        {"PLANTED missing trailing barrier of a double buffer is caught (warp-ahead, race detector)", {ahead, race},
+         [] { return staged("double_buffer", 4, 0, 1024, 64); }, "dr stand-in:"},
+        {"PLANTED wrong mma fragment layout is caught by its product", {}, [] { return mma_matches_product("mma_swapped_a", false); }},
+        {"correct: two streams ordered by an event (lazy streams)", {lazy}, [] { return cross_stream(1, false); }},
+        {"PLANTED missing cross-stream event is caught (lazy streams)", {lazy}, [] { return cross_stream(0, false); }},
+        {"correct: memory allocated on one stream used on another after an event (lazy)", {lazy}, [] { return cross_stream(1, true); }},
+        {"PLANTED allocation used on another stream without an event is caught (lazy)", {lazy},
+         [] { return cross_stream(0, true); }, "has not made yet"},
+        {"correct: a barrier every thread reaches", {}, [] { return barrier_in_branch(1); }},
+        {"PLANTED barrier in a branch is caught", {}, [] { return barrier_in_branch(0); }, "__syncthreads"},
+        {"PLANTED write past a __shared__ array is caught", {}, shared_overrun, "past the end of __shared__ s"},
+        {"PLANTED static shared memory over 48 KB is caught", {}, too_much_shared, "static shared memory"},
+    };
+    int failed = 0;
+    for (const Case& c : cases) failed += run_case(c);
+    printf("%d passed, %d failed\n", (int)cases.size() - failed, failed);
+    return failed ? 1 : 0;
+}
