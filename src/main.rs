@@ -502,19 +502,7 @@ fn run(cli: Cli) -> Result<()> {
                 "--iters and --rows must be at least 1"
             );
             let r = dr::bench::topk::run(device, rows, iters)?;
-            let path = r.meta.path_in(&out_dir);
-            report::write_json(&path, &r)?;
-            for c in &r.cases {
-                out!(
-                    "members {} classes {:>5} k {:>2}: {:>10.0} rows/s, {:>6.1} GB/s",
-                    c.members,
-                    c.classes,
-                    c.k,
-                    c.rows_per_s,
-                    c.gbps
-                );
-            }
-            eprintln!("wrote {}", path.display());
+            publish(&r, &r.meta, &out_dir, false, r.render())?;
         }
         Command::Bench {
             bench:
@@ -595,7 +583,7 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Writes a bench report to `out_dir` and prints it (JSON or its table).
+/// Prints a bench report (JSON or its table) and says where it was written.
 fn publish(
     r: &impl serde::Serialize,
     meta: &report::Meta,
@@ -603,14 +591,16 @@ fn publish(
     json: bool,
     table: String,
 ) -> Result<()> {
-    let path = meta.path_in(out_dir);
-    report::write_json(&path, r)?;
-    if json {
-        out!("{}", serde_json::to_string_pretty(r)?);
-    } else {
-        out_str!(table);
+    let (shown, path) = report::publish(r, meta, out_dir, json, table)?;
+    out_str!(shown);
+    match path {
+        Some(p) => eprintln!("wrote {}", p.display()),
+        None => eprintln!(
+            "not written to {}: {} is the CPU stand-in, whose times are emulation, not a GPU's",
+            out_dir.display(),
+            meta.device.name
+        ),
     }
-    eprintln!("wrote {}", path.display());
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::build_info;
-use crate::cuda::{DeviceInfo, Event, Gpu, Stream, driver_version_string};
+use crate::cuda::{DeviceInfo, EMULATED, Event, Gpu, Stream, driver_version_string};
 
 #[derive(Debug, Serialize)]
 pub struct Meta {
@@ -18,6 +18,9 @@ pub struct Meta {
     pub driver: String,
     pub driver_version: i32,
     pub device: DeviceInfo,
+    /// Set on the CPU stand-in: every time in the report is emulation time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<&'static str>,
 }
 
 impl Meta {
@@ -31,6 +34,7 @@ impl Meta {
             driver: driver_version_string(gpu.driver_version()),
             driver_version: gpu.driver_version(),
             device: gpu.info().clone(),
+            emulated: gpu.info().stand_in.then_some(EMULATED),
         }
     }
 
@@ -43,6 +47,34 @@ impl Meta {
             self.bench
         ))
     }
+}
+
+/// What `dr bench` prints for a report: its table (or JSON), and the result
+/// file written to `out_dir`. On the stand-in every line of the table is
+/// labelled and no file is written: bench-results/ holds measurements only.
+pub fn publish(
+    r: &impl Serialize,
+    meta: &Meta,
+    out_dir: &Path,
+    json: bool,
+    table: String,
+) -> Result<(String, Option<PathBuf>)> {
+    let shown = if json {
+        serde_json::to_string_pretty(r)? + "\n"
+    } else if meta.emulated.is_some() {
+        table
+            .lines()
+            .map(|l| format!("({EMULATED}) {l}\n"))
+            .collect()
+    } else {
+        table
+    };
+    if meta.emulated.is_some() {
+        return Ok((shown, None));
+    }
+    let path = meta.path_in(out_dir);
+    write_json(&path, r)?;
+    Ok((shown, Some(path)))
 }
 
 /// Writes `value` as pretty JSON to `path`, creating its folder.

@@ -77,3 +77,17 @@ pub fn run(device: usize, rows: usize, iters: usize) -> Result<Report> {
         cases,
     })
 }
+
+impl Report {
+    pub fn render(&self) -> String {
+        self.cases
+            .iter()
+            .map(|c| {
+                format!(
+                    "members {} classes {:>5} k {:>2}: {:>10.0} rows/s, {:>6.1} GB/s\n",
+                    c.members, c.classes, c.k, c.rows_per_s, c.gbps
+                )
+            })
+            .collect()
+    }
+}

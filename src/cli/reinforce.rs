@@ -255,8 +255,11 @@ pub fn print_summary(s: &Summary, json: bool) -> Result<()> {
         s.bad_images
     );
     if s.records_written > 0 {
+        let label = s.emulated.map_or(String::new(), |e| {
+            format!(" (GPU on the CPU stand-in: {e})")
+        });
         out!(
-            "{:.1} samples/s end to end; the teacher alone ran at {:.1} samples/s in this run ({:.0}%); {} B per record",
+            "{:.1} samples/s end to end; the teacher alone ran at {:.1} samples/s in this run ({:.0}%){label}; {} B per record",
             s.samples_per_second,
             s.teacher_samples_per_second,
             100.0 * s.samples_per_second / s.teacher_samples_per_second.max(1e-9),

@@ -40,9 +40,22 @@ struct GpuInner {
 pub trait DeviceElem: Pod + DeviceRepr {}
 impl<T: Pod + DeviceRepr> DeviceElem for T {}
 
-/// A typed device buffer.
+/// A typed device buffer, usable on every stream of its `Gpu` from its
+/// allocation until it is dropped (see `Gpu::alloc`).
 pub struct DevBuf<T> {
     pub(crate) slice: CudaSlice<T>,
+    gpu: Gpu,
+}
+
+impl<T> Drop for DevBuf<T> {
+    fn drop(&mut self) {
+        // The free is queued on stream 0 (cudarc frees on the allocating
+        // stream): it must come after the work every other stream has queued
+        // so far, which may read the buffer through a `Region` that cudarc's
+        // per-buffer events do not see. A failure here is a dead context,
+        // which the next call reports.
+        let _ = self.gpu.streams_before(0);
+    }
 }
 
 impl<T> DevBuf<T> {
@@ -236,6 +249,12 @@ impl Gpu {
 
     /// An uninitialised buffer of `len` elements (any bit pattern is a valid
     /// `T`; contents are whatever the allocator left).
+    ///
+    /// The allocation is stream-ordered on stream 0 (cuMemAllocAsync), so
+    /// every other stream of the pool is made to wait for it before the
+    /// buffer is returned: the caller may use it on any of them. Without
+    /// that, a first write on another stream could run before the memory
+    /// exists (the stand-in's lazy streams catch exactly that).
     pub fn alloc<T: Pod + DeviceRepr>(&self, len: usize) -> Result<DevBuf<T>> {
         let s = &self.inner.streams[0];
         // SAFETY: T is Pod, so uninitialised device bytes are a valid T when read back.
@@ -243,7 +262,43 @@ impl Gpu {
             || format!("allocating {len} x {} B", size_of::<T>()),
             self.ordinal(),
         )?;
-        Ok(DevBuf { slice })
+        self.stream_before_others(0)?;
+        Ok(DevBuf {
+            slice,
+            gpu: self.clone(),
+        })
+    }
+
+    /// Makes every pool stream but `i` wait for the work queued on stream `i` so far.
+    fn stream_before_others(&self, i: usize) -> Result<()> {
+        let ev = self.inner.streams[i]
+            .record_event(None)
+            .during(|| "recording an allocation's event".into(), self.ordinal())?;
+        for (j, s) in self.inner.streams.iter().enumerate() {
+            if j != i {
+                s.wait(&ev).during(
+                    || "ordering a stream after an allocation".into(),
+                    self.ordinal(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes stream `i` wait for the work queued on every other pool stream so far.
+    fn streams_before(&self, i: usize) -> Result<()> {
+        for (j, s) in self.inner.streams.iter().enumerate() {
+            if j != i {
+                let ev = s
+                    .record_event(None)
+                    .during(|| "recording a free's event".into(), self.ordinal())?;
+                self.inner.streams[i].wait(&ev).during(
+                    || "ordering a free after other streams".into(),
+                    self.ordinal(),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// `buf`, reallocated with 25% headroom when it holds fewer than `len`
@@ -260,12 +315,17 @@ impl Gpu {
         Ok(buf.as_mut().expect("just allocated"))
     }
 
+    /// As `alloc`, the memory zeroed (on stream 0, before the other streams' next work).
     pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<DevBuf<T>> {
         let slice = self.inner.streams[0].alloc_zeros::<T>(len).during(
             || format!("allocating {len} x {} B", size_of::<T>()),
             self.ordinal(),
         )?;
-        Ok(DevBuf { slice })
+        self.stream_before_others(0)?;
+        Ok(DevBuf {
+            slice,
+            gpu: self.clone(),
+        })
     }
 }
 
@@ -449,15 +509,24 @@ impl Stream {
         Ok(())
     }
 
-    /// Device → host into a pinned buffer (asynchronous; reading the buffer waits).
+    /// The first `dst.len()` bytes of `src` → a pinned buffer (asynchronous;
+    /// reading the buffer waits). `src` may be longer than `dst`.
     pub fn download_pinned(&self, src: &DevBuf<u8>, dst: &mut PinnedBuf) -> Result<()> {
-        check_len("download", src.len(), dst.len())?;
-        let n = src.len();
+        if dst.len() > src.len() {
+            return Err(CudaError::Invalid(format!(
+                "download: a pinned buffer of {} bytes cannot be filled from a device buffer of {}",
+                dst.len(),
+                src.len()
+            )));
+        }
+        let n = dst.len();
         let host = dst.as_mut_slice()?;
-        self.raw.memcpy_dtoh(&src.slice, &mut host[..n]).during(
-            || format!("downloading {n} bytes to pinned memory"),
-            self.ordinal(),
-        )?;
+        self.raw
+            .memcpy_dtoh(&src.slice.slice(..n), &mut host[..n])
+            .during(
+                || format!("downloading {n} bytes to pinned memory"),
+                self.ordinal(),
+            )?;
         dst.pending = Some(self.record_raw()?);
         Ok(())
     }

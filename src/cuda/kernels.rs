@@ -335,6 +335,43 @@ pub mod eltwise {
 mod tests {
     use super::*;
     use crate::cuda::ptxas;
+    use crate::cuda::testing::gpu_or_skip;
+
+    /// Under the CPU stand-in: the kernels it compiled from kernels/*.cu are
+    /// exactly the declared ones, family by family (its list is written by
+    /// its build: `DR_EMU_ENTRY_POINTS`, default target/standin/entry-points.txt).
+    #[test]
+    fn the_stand_in_has_exactly_the_declared_entry_points() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        if !gpu.info().stand_in {
+            println!("a GPU, not the stand-in: every_declared_kernel_loads checks its modules");
+            return;
+        }
+        let path = std::env::var_os("DR_EMU_ENTRY_POINTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/standin/entry-points.txt")
+            });
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/emu-build.sh writes it)", path.display()));
+        let mut have: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(f, n)| (f.to_owned(), n.to_owned()))
+            .collect();
+        let mut declared: Vec<(String, String)> = Family::ALL
+            .iter()
+            .flat_map(|f| {
+                f.entry_points()
+                    .iter()
+                    .map(|n| (f.name().to_owned(), (*n).to_owned()))
+            })
+            .collect();
+        have.sort();
+        declared.sort();
+        assert_eq!(have, declared, "the stand-in's entry points vs kernels.rs");
+    }
 
     #[test]
     fn declared_entry_points_match_the_compiled_ones() {

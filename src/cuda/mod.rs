@@ -20,5 +20,7 @@ pub use error::{CudaError, Result};
 pub use gpu::{DevBuf, DeviceElem, Event, Gpu, Stream, build_runs_on};
 pub use launch::LaunchShape;
 pub use pinned::{PinnedBuf, PinnedKind, PinnedPool};
-pub use probe::{DeviceInfo, NO_DRIVER, PcieLink, Probe, driver_version_string, probe};
+pub use probe::{
+    DeviceInfo, EMULATED, NO_DRIVER, PcieLink, Probe, STAND_IN_NAME, driver_version_string, probe,
+};
 pub use region::{Graph, Region};

@@ -37,9 +37,15 @@ pub struct DeviceInfo {
     pub mem_bus_bits: u32,
     /// The SMs' peak clock (CU_DEVICE_ATTRIBUTE_CLOCK_RATE).
     pub sm_clock_khz: u32,
-    /// Dense bf16 tensor-core peak (fp32 accumulation) from the SM count,
-    /// clock and per-SM rate of the architecture, where known.
+    /// Dense bf16 tensor-core peak (fp32 accumulation): NVIDIA's datasheet
+    /// figure for the parts tabled in `datasheet_bf16_tflops`, else SM count
+    /// x clock x the architecture's per-SM rate, where known.
     pub peak_bf16_tflops: Option<f64>,
+    /// Where `peak_bf16_tflops` comes from, said with every "% of peak".
+    pub peak_bf16_basis: Option<String>,
+    /// The CPU stand-in for the CUDA driver (standin/), not a GPU: its
+    /// kernels run correctly and no figure it gives is a measurement.
+    pub stand_in: bool,
     pub pci_bus_id: String,
     /// Theoretical DRAM bandwidth (read + write), 2 x clock x bus width.
     pub peak_dram_gbps: Option<f64>,
@@ -56,6 +62,12 @@ pub struct PcieLink {
 }
 
 pub const NO_DRIVER: &str = "no CUDA driver found";
+
+/// How the stand-in's devices are named (standin/src/driver.cpp).
+pub const STAND_IN_NAME: &str = "dr CPU stand-in";
+
+/// The label every timing figure gets on the stand-in.
+pub const EMULATED: &str = "emulated, not a measurement";
 
 impl DeviceInfo {
     pub fn arch(&self) -> String {
@@ -159,14 +171,17 @@ fn device_info(ordinal: usize) -> Result<DeviceInfo, cudarc::driver::DriverError
         attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)? as u32,
         attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)? as u32,
     );
+    let name = result::device::get_name(dev)?;
+    let peak = bf16_peak(&name, cc, sm_count, sm_clock_khz);
     Ok(DeviceInfo {
         ordinal,
-        name: result::device::get_name(dev)?,
+        stand_in: name.starts_with(STAND_IN_NAME),
+        name,
         compute_capability: cc,
         sm_count,
         sm_clock_khz,
-        peak_bf16_tflops: bf16_flops_per_sm_clock(cc)
-            .map(|f| f * sm_count as f64 * sm_clock_khz as f64 * 1e3 / 1e12),
+        peak_bf16_tflops: peak.as_ref().map(|p| p.0),
+        peak_bf16_basis: peak.map(|p| p.1),
         // SAFETY: as above.
         total_mem_bytes: unsafe { result::device::total_mem(dev)? } as u64,
         l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
@@ -187,6 +202,47 @@ pub fn bf16_flops_per_sm_clock(cc: (u32, u32)) -> Option<f64> {
         (9, 0) => Some(4096.0),
         _ => None,
     }
+}
+
+/// NVIDIA's datasheet dense bf16 peaks (without sparsity), TFLOPS, for the
+/// parts dr is measured on, by the name the driver reports. The clock the
+/// driver reports (CU_DEVICE_ATTRIBUTE_CLOCK_RATE) is the maximum boost,
+/// about 1.98 GHz on an H100 SXM, which would put its peak at ~1070 rather
+/// than the 989 NVIDIA specifies.
+pub fn datasheet_bf16_tflops(name: &str) -> Option<f64> {
+    let n = name.to_ascii_uppercase();
+    if n.contains("H100") || n.contains("H200") || n.contains("GH200") {
+        if n.contains("PCIE") {
+            Some(756.0)
+        } else if n.contains("NVL") {
+            Some(835.0)
+        } else {
+            Some(989.4) // SXM: "NVIDIA H100 80GB HBM3", "NVIDIA H200"
+        }
+    } else if n.contains("A100") {
+        Some(312.0)
+    } else {
+        None
+    }
+}
+
+/// The dense bf16 peak and the words saying where it comes from.
+fn bf16_peak(name: &str, cc: (u32, u32), sms: u32, clock_khz: u32) -> Option<(f64, String)> {
+    if let Some(t) = datasheet_bf16_tflops(name) {
+        return Some((
+            t,
+            format!("NVIDIA's dense bf16 datasheet figure for {name}"),
+        ));
+    }
+    let per_clock = bf16_flops_per_sm_clock(cc)?;
+    let t = per_clock * sms as f64 * clock_khz as f64 * 1e3 / 1e12;
+    Some((
+        t,
+        format!(
+            "{sms} SMs x {per_clock} FLOP/clock x {:.2} GHz (the reported boost clock: an upper bound)",
+            clock_khz as f64 / 1e6
+        ),
+    ))
 }
 
 /// Reads the negotiated link from sysfs ("32.0 GT/s PCIe", "16").
@@ -244,6 +300,14 @@ impl Probe {
                     let peak = d
                         .peak_dram_gbps
                         .map_or("-".into(), |g| format!("{g:.0} GB/s"));
+                    if d.stand_in {
+                        s.push_str(&format!(
+                            "{:>3}  {} is the CPU stand-in for the CUDA driver (standin/, on LD_LIBRARY_PATH): \
+                             dr's kernels run on the CPU to check them; nothing it times is a GPU measurement\n",
+                            d.ordinal, d.name
+                        ));
+                        continue;
+                    }
                     s.push_str(&format!(
                         "{:>3}  {:<28} {:>6} {:>5} {:>6.1}GiB {:>5}MiB {:>10}  {:<14} {}\n",
                         d.ordinal,

@@ -4,26 +4,53 @@ use super::gpu::Gpu;
 use super::probe::{Probe, probe};
 
 /// Device 0, or `None` after printing `skipped: no CUDA device (...)`.
-/// With `DR_REQUIRE_GPU=1` (set by `scripts/gpu-check.sh run`) a missing
-/// device is a failure instead, so GPU tests cannot skip silently on a GPU
-/// machine.
+/// With `DR_REQUIRE_GPU=1` (set by `scripts/gpu-check.sh run` and
+/// `scripts/emu-test.sh`) a missing device is a failure instead, so GPU tests
+/// cannot skip silently. With `DR_GPU_TEST_LOG=FILE` each call appends
+/// "ran TEST" or "skipped TEST" to FILE, which is how those scripts count
+/// the GPU tests that ran.
 pub fn gpu_or_skip() -> Option<Gpu> {
     let required = std::env::var("DR_REQUIRE_GPU").is_ok_and(|v| v == "1");
     match probe() {
         Probe::Unavailable { reason, .. } => {
             assert!(!required, "DR_REQUIRE_GPU=1 but no device: {reason}");
+            log_gpu_test("skipped");
             println!("skipped: no CUDA device ({reason})");
             None
         }
         Probe::Ready { .. } => match Gpu::open(0) {
-            Ok(gpu) => Some(gpu),
+            Ok(gpu) => {
+                log_gpu_test("ran");
+                Some(gpu)
+            }
             Err(super::CudaError::NoKernels) if !required => {
+                log_gpu_test("skipped");
                 println!("skipped: built without nvcc (no kernels to test)");
                 None
             }
             Err(e) => panic!("a CUDA device is present but cannot be used: {e}"),
         },
     }
+}
+
+/// Appends "<what> <test executable> <test name>" to `$DR_GPU_TEST_LOG`.
+fn log_gpu_test(what: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("DR_GPU_TEST_LOG") else {
+        return;
+    };
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let test = std::thread::current().name().unwrap_or("main").to_owned();
+    let line = format!("{what} {exe} {test}\n");
+    // One short O_APPEND write a line: lines from parallel tests do not mix.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// Deterministic pseudo-random bytes (splitmix64) for test inputs.

@@ -54,9 +54,15 @@ pub struct InFlight {
     end: Event,
 }
 
-/// The manifest's name for what computed the records on `gpu`.
+/// The manifest's name for what computed the records on `gpu`. The CPU
+/// stand-in computes the same kernels with another summation order in its
+/// tensor-core emulation and the host's expf, so its bytes are its own.
 pub fn executor_name(gpu: &Gpu) -> String {
-    format!("cuda-bf16 {}", gpu.info().arch())
+    if gpu.info().stand_in {
+        format!("cuda-bf16 {} (CPU stand-in)", gpu.info().arch())
+    } else {
+        format!("cuda-bf16 {}", gpu.info().arch())
+    }
 }
 
 impl GpuTeacher {

@@ -75,6 +75,9 @@ pub struct Summary {
     /// worker: with several GPUs their teacher times add up).
     pub teacher_samples_per_second: f64,
     pub record_bytes: usize,
+    /// Set when the GPU was the CPU stand-in: the rates are emulation's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<&'static str>,
 }
 
 fn hash_teacher(path: &Path) -> Result<TeacherFile> {
@@ -137,6 +140,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     // The GPU backend, built before anything is written: a teacher or a
     // config it cannot run stops the job here, naming why.
     let mut gpus = Vec::new();
+    let mut emulated = false;
     if !opt.devices.is_empty()
         && let Some(why) = crate::augment::gpu_batch::unsupported(&cfg.augment)
     {
@@ -151,6 +155,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             cfg.topk as usize,
             opt.temperature,
         )?;
+        emulated |= g.info().stand_in;
         gpus.push((super::gpu::executor_name(&g), std::sync::Mutex::new(t)));
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
@@ -387,6 +392,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         teacher_samples_per_second: samples_run as f64
             / (progress.teacher_nanos.load(Ordering::Relaxed) as f64 * 1e-9).max(1e-9),
         record_bytes: layout.size,
+        emulated: emulated.then_some(crate::cuda::EMULATED),
     })
 }
 

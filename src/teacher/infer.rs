@@ -192,8 +192,8 @@ fn gpu_logits(
 ) -> Result<Tensor> {
     use super::gpu::lower::{lower, to_nhwc_bf16};
     let batch = m.fixed_batch().unwrap_or(batch);
-    let plan =
-        lower(&*m.graph(batch)?).map_err(|e| anyhow::anyhow!("{}: {e}", m.path.display()))?;
+    let plan = lower(&*m.graph(batch)?)
+        .map_err(|e| anyhow::anyhow!("--device cuda: {}: {e}", m.path.display()))?;
     let classes = plan.classes;
     let mut gm = super::gpu::model::GpuModel::new(gpu, plan)?;
     gm.capture()?;

@@ -319,11 +319,17 @@ mod tests {
         }
     }
 
-    /// (name, attrs, x NCHW, Cout, residual): the shapes ResNet/ResNeXt
-    /// teachers have (7x7/2 stem on RGB, 1x1, 3x3 grouped at 32 groups of 8
-    /// and of 16, strided, dilated, FC as 1x1 on 1x1), at odd sizes and
-    /// batches not a multiple of the tile.
-    fn cases() -> Vec<(&'static str, ConvAttrs, [usize; 4], usize, bool)> {
+    /// (name, attrs, x NCHW, Cout, residual, epilogue activation code or 0
+    /// for the attrs' own): the shapes ResNet/ResNeXt teachers have (7x7/2
+    /// stem on RGB, 1x1, 3x3 grouped at 32 groups of 8 and of 16, strided,
+    /// dilated, FC as 1x1 on 1x1), every tile width (8, 16, 32 and 64
+    /// channels a group), the depthwise kernel (MobileNet's 3x3, ConvNeXt's
+    /// 7x7, a channel multiplier of 2) and every fused activation (SiLU,
+    /// HardSwish, sigmoid as MobileNet/EfficientNet fold them), at odd sizes
+    /// and batches not a multiple of the tile.
+    type ConvCase = (&'static str, ConvAttrs, [usize; 4], usize, bool, u32);
+
+    fn cases() -> Vec<ConvCase> {
         use Activation::{None, Relu};
         vec![
             (
@@ -332,6 +338,7 @@ mod tests {
                 [2, 3, 37, 29],
                 64,
                 false,
+                0,
             ),
             (
                 "1x1 residual",
@@ -339,6 +346,7 @@ mod tests {
                 [3, 64, 9, 7],
                 96,
                 true,
+                0,
             ),
             (
                 "3x3 g32x8",
@@ -346,6 +354,7 @@ mod tests {
                 [2, 256, 11, 10],
                 256,
                 false,
+                0,
             ),
             (
                 "3x3/2 g32x16",
@@ -353,6 +362,15 @@ mod tests {
                 [1, 512, 13, 13],
                 512,
                 false,
+                0,
+            ),
+            (
+                "3x3 g16x24 (128x32 tile), SiLU",
+                attrs(3, 1, 1, 1, 16, None),
+                [2, 384, 7, 6],
+                384,
+                false,
+                2,
             ),
             (
                 "3x3 g8x48",
@@ -360,6 +378,7 @@ mod tests {
                 [1, 384, 6, 5],
                 384,
                 true,
+                0,
             ),
             (
                 "3x3 dilated 2",
@@ -367,6 +386,23 @@ mod tests {
                 [1, 24, 10, 12],
                 40,
                 false,
+                0,
+            ),
+            (
+                "1x1 HardSwish + residual",
+                attrs(1, 1, 0, 1, 1, None),
+                [2, 40, 7, 7],
+                72,
+                true,
+                3,
+            ),
+            (
+                "1x1 sigmoid",
+                attrs(1, 1, 0, 1, 1, None),
+                [1, 16, 5, 5],
+                24,
+                false,
+                4,
             ),
             (
                 "fc",
@@ -374,6 +410,7 @@ mod tests {
                 [5, 200, 1, 1],
                 1000,
                 false,
+                0,
             ),
             (
                 "odd cin",
@@ -381,6 +418,31 @@ mod tests {
                 [1, 5, 7, 9],
                 12,
                 false,
+                0,
+            ),
+            (
+                "depthwise 3x3/2",
+                attrs(3, 2, 1, 1, 32, Relu),
+                [2, 32, 9, 11],
+                32,
+                false,
+                0,
+            ),
+            (
+                "depthwise 7x7 + residual",
+                attrs(7, 1, 3, 1, 24, None),
+                [1, 24, 10, 10],
+                24,
+                true,
+                0,
+            ),
+            (
+                "depthwise 5x5 x2, HardSwish",
+                attrs(5, 1, 2, 1, 16, None),
+                [1, 16, 8, 7],
+                32,
+                false,
+                3,
             ),
         ]
     }
@@ -401,10 +463,20 @@ mod tests {
         residual: Option<Vec<u16>>,
     }
 
-    fn build(attrs: &ConvAttrs, xs: [usize; 4], cout: usize, residual: bool, seed: u64) -> Case {
+    fn build(
+        attrs: &ConvAttrs,
+        xs: [usize; 4],
+        cout: usize,
+        residual: bool,
+        act: u32,
+        seed: u64,
+    ) -> Case {
         let mut r = Philox::new(seed, 1, 2, 3);
         let ws = [cout, xs[1] / attrs.group, attrs.kernel[0], attrs.kernel[1]];
         let mut p = conv_params(attrs, xs, ws, residual).unwrap();
+        if act != 0 {
+            p.act = act; // as the lowering folds a following activation
+        }
         // Inputs exactly representable in bf16, so the f32 executor sees the same values.
         let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|f| f32_of(bf16(f))).collect() };
         let x_nchw = round(random(xs.iter().product(), &mut r, 1.0));
@@ -439,8 +511,8 @@ mod tests {
 
     #[test]
     fn twin_equals_the_cpu_executor() {
-        for (i, (name, a, xs, cout, res)) in cases().into_iter().enumerate() {
-            let c = build(&a, xs, cout, res, i as u64);
+        for (i, (name, a, xs, cout, res, act)) in cases().into_iter().enumerate() {
+            let c = build(&a, xs, cout, res, act, i as u64);
             let (y, _) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
             // The f32 executor on NCHW, residual NCHW too.
             let ws = [cout, xs[1] / a.group, a.kernel[0], a.kernel[1]];
@@ -467,7 +539,22 @@ mod tests {
             )
             .unwrap();
             let got = to_nchw(&y);
-            let want = want.view().unwrap().data.to_vec();
+            // The folded activations, on the executor's f32 output.
+            let want: Vec<f32> = want
+                .view()
+                .unwrap()
+                .data
+                .iter()
+                .map(|&v| {
+                    let v = v as f64;
+                    (match act {
+                        2 => v / (1.0 + (-v).exp()),
+                        3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+                        4 => 1.0 / (1.0 + (-v).exp()),
+                        _ => v,
+                    }) as f32
+                })
+                .collect();
             let err = got
                 .iter()
                 .zip(&want)
@@ -520,8 +607,10 @@ mod tests {
     fn kernel_matches_cpu_twin() {
         let Some(gpu) = gpu_or_skip() else { return };
         let s = gpu.stream(0);
-        for (i, (name, a, xs, cout, res)) in cases().into_iter().enumerate() {
-            let c = build(&a, xs, cout, res, 100 + i as u64);
+        let mut variants = std::collections::BTreeSet::new();
+        for (i, (name, a, xs, cout, res, act)) in cases().into_iter().enumerate() {
+            let c = build(&a, xs, cout, res, act, 100 + i as u64);
+            variants.insert(variant(&c.p).0.name);
             let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
             let up = |v: &[u16]| s.to_device(v).unwrap();
             let (dx, dw) = (up(&c.x), up(&c.w));
@@ -533,7 +622,12 @@ mod tests {
             let report = Tol::Bf16Accum { k: c.p.k as usize }
                 .check(&got, &want, &mag)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            println!("{name}: {report}");
+            println!("{name} ({}): {report}", variant(&c.p).0.name);
         }
+        assert_eq!(
+            variants.len(),
+            crate::cuda::kernels::conv::ALL.len(),
+            "every conv entry point is exercised: {variants:?}"
+        );
     }
 }

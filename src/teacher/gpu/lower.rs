@@ -16,7 +16,9 @@ use crate::cuda::kernels::conv::ConvParams;
 use crate::cuda::kernels::pool::PoolParams;
 use crate::teacher::arena::{Lifetime, place};
 use crate::teacher::cpu::plan::is_alias;
-use crate::teacher::graph::{Activation, AutoPad, Binary, ConvAttrs, Graph, Op, Unary, ValueId};
+use crate::teacher::graph::{
+    Activation, AutoPad, Binary, ConvAttrs, Graph, Op, ReduceKind, Unary, ValueId,
+};
 use crate::teacher::tensor::{Tensor, numel};
 
 /// Arena offsets are multiples of this many bf16 (256 bytes: 16-byte
@@ -341,6 +343,37 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 slot[out] = Slot::Own;
                 pending.push(Pending::GlobalAvg((n, h * w, c), x, out));
             }
+            // The mean over H and W is global average pooling (the dynamo
+            // exporter's form of adaptive_avg_pool2d(1)); the output is
+            // [N, C] or [N, C, 1, 1], the same NHWC bytes either way.
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes,
+                ..
+            } if {
+                let given = axes
+                    .clone()
+                    .or_else(|| constant(1).map(|t| t.to_i64_vec()))
+                    .unwrap_or_default();
+                let mut a: Vec<i64> = given
+                    .iter()
+                    .map(|&d| if d < 0 { d + 4 } else { d })
+                    .collect();
+                a.sort_unstable();
+                node.inputs
+                    .first()
+                    .copied()
+                    .flatten()
+                    .is_some_and(|x| shape(x).len() == 4)
+                    && a == [2, 3]
+            } =>
+            {
+                let x = act_in(0)?;
+                let [n, c, h, w] =
+                    shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
+                slot[out] = Slot::Own;
+                pending.push(Pending::GlobalAvg((n, h * w, c), x, out));
+            }
             Op::Unary(u) => {
                 let op = match u {
                     Unary::Relu => UnaryOp::Relu,
@@ -354,7 +387,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     }
                     other => {
                         return Err(format!(
-                            "{}: {other:?} is not on the GPU yet; run this teacher on the CPU",
+                            "{}: {other:?} is not on the GPU yet. Fix: run this teacher with --device cpu",
                             what()
                         ));
                     }
@@ -523,7 +556,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
             }
             other => {
                 return Err(format!(
-                    "{}: {} is not on the GPU yet ([gpu-cnn] runs Conv, Gemm/MatMul, pooling and flattening); run this teacher on the CPU",
+                    "{}: {} is not on the GPU yet ([gpu-cnn] runs Conv, Gemm/MatMul, pooling and flattening). Fix: run this teacher with --device cpu",
                     what(),
                     other.name()
                 ));
@@ -790,8 +823,9 @@ pub(crate) mod tests {
     /// weights): ResNet (stem, max pool, residual blocks, FC), MobileNetV3
     /// (depthwise, HardSwish, squeeze-excite with hard sigmoid), EfficientNet
     /// (SiLU, sigmoid squeeze-excite), DenseNet (unfolded BatchNorm, concat,
-    /// average pool), and the demo teacher, lowered and run through the
-    /// twins in bf16, against the f32 CPU executor.
+    /// average pool), the dynamo exports of ResNet and MobileNet (their
+    /// global pooling is a ReduceMean over H and W), and the demo teacher,
+    /// lowered and run through the twins in bf16, against the f32 CPU executor.
     #[test]
     fn lowered_plans_track_the_cpu_executor() {
         let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo-teacher.onnx");
@@ -801,9 +835,17 @@ pub(crate) mod tests {
                 Some(fixture(&format!("{f}.input.npy"))),
             )
         };
+        let dynamo = |f: &str| {
+            (
+                fixture(&format!("{f}-dynamo.onnx")),
+                Some(fixture(&format!("{f}.input.npy"))),
+            )
+        };
         for (model, input) in [
             family("resnet"),
+            dynamo("resnet"),
             family("mobilenet"),
+            dynamo("mobilenet"),
             family("efficientnet"),
             family("densenet"),
             (demo, None),

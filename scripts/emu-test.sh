@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Every test with the CPU stand-in as the CUDA driver (standin/README.md) and
+# GPU tests required (DR_REQUIRE_GPU=1), as a lent device would run them, in
+# two passes with different ways of running the same work:
+#   1. every test of every test executable, streams lazy (work runs only when
+#      something waits for it: missing stream ordering shows);
+#   2. the GPU tests pass 1 ran, with the warp-ahead schedule, blocks in
+#      reverse order and the shared-memory race detector.
+# First the stand-in's own self-test (its PTX emulations and planted bugs).
+# Prints "N passed, M failed" per pass and "GPU tests: N ran, 0 skipped";
+# exits non-zero on any failure, any skipped GPU test, or none run.
+# Logs: target/emu-test/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+logs="$root/target/emu-test"
+rm -rf "$logs"; mkdir -p "$logs"
+
+lib="$(scripts/emu-build.sh)"
+echo "=== stand-in self-test"
+if ! target/standin/selftest >"$logs/selftest.log" 2>&1; then
+  cat "$logs/selftest.log"; echo "emu-test: the stand-in's self-test failed" >&2; exit 1
+fi
+tail -n 1 "$logs/selftest.log"
+
+# The kernels must be embedded (a build without nvcc has none to test).
+NVCC="$(scripts/setup-cuda.sh)"; export NVCC
+cargo test --no-run --message-format=json 2>"$logs/build.log" >"$logs/build.json" || {
+  cat "$logs/build.log" >&2; exit 1; }
+mapfile -t bins < <(python3 - "$logs/build.json" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])
+PY
+)
+
+failed_total=0
+# run_pass NAME FILTER_LOG ENV... : runs every binary (with only the GPU tests
+# FILTER_LOG lists, when given), sums the results.
+run_pass() {
+  local name="$1" filter="$2"; shift 2
+  local dir="$logs/$name" passed=0 failed=0 bin base args rc
+  mkdir -p "$dir"
+  echo "=== pass $name: $*"
+  for bin in "${bins[@]}"; do
+    base="$(basename "$bin")"
+    args=()
+    if [[ -n "$filter" ]]; then
+      mapfile -t args < <(awk -v b="$base" '$1 == "ran" && $2 == b { print $3 }' "$filter" | sort -u)
+      (( ${#args[@]} )) || continue
+      args=(--exact "${args[@]}")
+    fi
+    rc=0
+    env LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" DR_REQUIRE_GPU=1 \
+      DR_GPU_TEST_LOG="$dir/gpu-tests.log" DR_EMU_ENTRY_POINTS="$root/target/standin/entry-points.txt" "$@" \
+      "$bin" "${args[@]}" >"$dir/$base.log" 2>&1 || rc=$?
+    local p f
+    p=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$dir/$base.log")
+    f=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$dir/$base.log")
+    if (( rc != 0 && f == 0 )); then f=1; fi  # crashed before its summary
+    passed=$((passed + p)); failed=$((failed + f))
+    if (( rc != 0 )); then
+      echo "--- $base failed (log: $dir/$base.log):"
+      grep -E "^test .* FAILED|^dr stand-in:|panicked at" "$dir/$base.log" | head -n 40 || true
+    fi
+  done
+  local ran skipped
+  ran=$(awk '$1 == "ran" { print $2, $3 }' "$dir/gpu-tests.log" 2>/dev/null | sort -u | wc -l)
+  skipped=$(awk '$1 == "skipped" { print $2, $3 }' "$dir/gpu-tests.log" 2>/dev/null | sort -u | wc -l)
+  echo "pass $name: $passed passed, $failed failed; GPU tests: $ran ran, $skipped skipped"
+  if (( failed > 0 || skipped > 0 || ran == 0 )); then failed_total=$((failed_total + 1)); fi
+}
+
+run_pass lazy "" DR_EMU_STREAMS=lazy
+run_pass race "$logs/lazy/gpu-tests.log" DR_EMU_SCHEDULE=warp-ahead DR_EMU_BLOCK_ORDER=reverse DR_EMU_RACECHECK=1
+if (( failed_total > 0 )); then
+  echo "emu-test: failed (logs in $logs)" >&2
+  exit 1
+fi
+echo "emu-test: ok"

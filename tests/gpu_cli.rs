@@ -1,0 +1,231 @@
+//! The host side of `scripts/gpu-check.sh run`, at sizes the CPU stand-in
+//! runs in seconds: `dr devices`, every `dr bench` subcommand, `dr demo`,
+//! `dr infer` and `dr reinforce` on the GPU backend. Under the stand-in
+//! (`scripts/emu-test.sh`) they prove a first device run cannot stop on a
+//! host-side bug; on a device they run as they are. On the stand-in every
+//! timing figure must be labelled as emulated and no bench result written.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{dr_bin, fresh_dir, repo_root, text};
+
+/// `dr ARGS` from the repository root (configs/ are found there).
+fn dr(args: &[&str]) -> Output {
+    Command::new(dr_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("running dr")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = dr(args);
+    assert!(
+        o.status.success(),
+        "dr {}: {}\n{}",
+        args.join(" "),
+        text(&o.stderr),
+        text(&o.stdout)
+    );
+    text(&o.stdout)
+}
+
+/// Checks a bench's output against where it ran: on the stand-in every line
+/// labelled and nothing written; on a GPU a result file naming the device.
+fn check_published(stdout: &str, out_dir: &Path, gpu: &dr::cuda::Gpu) {
+    let files: Vec<_> = std::fs::read_dir(out_dir)
+        .map(|d| d.filter_map(|e| e.ok()).collect())
+        .unwrap_or_default();
+    if gpu.info().stand_in {
+        assert!(!stdout.trim().is_empty());
+        for line in stdout.lines() {
+            assert!(
+                line.starts_with(&format!("({})", dr::cuda::EMULATED)),
+                "unlabelled line on the stand-in: {line}"
+            );
+        }
+        assert!(
+            files.is_empty(),
+            "the stand-in wrote bench results: {files:?}"
+        );
+    } else {
+        assert_eq!(files.len(), 1, "{files:?}");
+        let json = std::fs::read_to_string(files[0].path()).unwrap();
+        assert!(json.contains(&gpu.info().name), "{json}");
+    }
+}
+
+#[test]
+fn devices_name_the_device_plainly() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let table = ok(&["devices"]);
+    assert!(table.contains(&gpu.info().name), "{table}");
+    if gpu.info().stand_in {
+        assert!(
+            table.contains("CPU stand-in for the CUDA driver")
+                && table.contains("nothing it times is a GPU measurement"),
+            "{table}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&ok(&["devices", "--json"])).unwrap();
+    assert_eq!(json["status"], "ready");
+    assert_eq!(json["devices"][0]["stand_in"], gpu.info().stand_in);
+}
+
+#[test]
+fn bench_bandwidth_runs() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-bandwidth");
+    let s = ok(&[
+        "bench",
+        "bandwidth",
+        "--host-mib",
+        "1",
+        "--device-mib",
+        "2",
+        "--iters",
+        "2",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    for name in [
+        "h2d_pinned",
+        "d2h_pinned",
+        "d2h_pageable",
+        "d2d_copy_kernel",
+        "d2d_fill_kernel",
+    ] {
+        assert!(s.contains(name), "{s}");
+    }
+    check_published(&s, &out, &gpu);
+}
+
+#[test]
+fn bench_topk_runs() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-topk");
+    let s = ok(&[
+        "bench",
+        "topk",
+        "--rows",
+        "2",
+        "--iters",
+        "1",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(s.matches("rows/s").count(), 12, "{s}");
+    check_published(&s, &out, &gpu);
+}
+
+#[test]
+fn bench_augment_runs() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-augment");
+    let s = ok(&[
+        "bench",
+        "augment",
+        "--config",
+        "configs/imagenet-randaug_mixing.yaml",
+        "--samples",
+        "4",
+        "--images",
+        "2",
+        "--iters",
+        "1",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(s.contains("randaug_mixing"), "{s}");
+    check_published(&s, &out, &gpu);
+}
+
+#[test]
+fn bench_model_runs() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-model");
+    let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
+    let s = ok(&[
+        "bench",
+        "model",
+        "--device",
+        "cuda",
+        "--model",
+        model.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--iters",
+        "1",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(s.contains("img/s") && s.contains("top kernels"), "{s}");
+    check_published(&s, &out, &gpu);
+}
+
+#[test]
+fn demo_runs_on_the_gpu() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-demo");
+    let s = ok(&[
+        "demo",
+        "--device",
+        "cuda",
+        "--images-per-class",
+        "3",
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(s.contains("teacher accuracy"), "{s}");
+    if gpu.info().stand_in {
+        assert!(s.contains(dr::cuda::EMULATED), "{s}");
+    }
+    ok(&["verify", out.join("reinforced").to_str().unwrap()]);
+}
+
+/// The GPU executor through the CLI on a real image gives the CPU's top-1.
+#[test]
+fn infer_on_the_gpu_agrees_with_the_cpu() {
+    if dr::cuda::testing::gpu_or_skip().is_none() {
+        return;
+    }
+    let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
+    let img = repo_root().join("tests/fixtures/augment/images/photo.png");
+    let run = |device: &str| {
+        ok(&[
+            "infer",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            img.to_str().unwrap(),
+            "--device",
+            device,
+        ])
+    };
+    let (cpu, gpu) = (run("cpu"), run("cuda"));
+    let top1 = |s: &str| {
+        s.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(gpu.matches('%').count(), 5, "{gpu}");
+    assert_eq!(top1(&cpu), top1(&gpu), "cpu:\n{cpu}\ngpu:\n{gpu}");
+}
