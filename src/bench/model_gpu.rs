@@ -120,7 +120,11 @@ impl Report {
             self.img_per_s,
             self.tflops,
             self.pct_of_bf16_peak
-                .map(|p| format!(" = {p:.1}% of the bf16 dense peak"))
+                .map(|p| format!(
+                    " = {p:.1}% of the bf16 dense peak ({:.0} TFLOPS: {})",
+                    self.meta.device.peak_bf16_tflops.unwrap_or_default(),
+                    self.meta.device.peak_bf16_basis.as_deref().unwrap_or("?")
+                ))
                 .unwrap_or_default(),
             self.gmacs_per_image,
             self.arena_mib

@@ -601,6 +601,34 @@ fn check_len(what: &str, src: usize, dst: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cuda::memops;
+    use crate::cuda::testing::{gpu_or_skip, random_bytes};
+
+    /// A buffer allocated on stream 0 is written first on stream 1 and read
+    /// on stream 2; another is read through a `Region` on stream 3 (which
+    /// cudarc's events do not see) and dropped before that read is waited
+    /// for. Under the stand-in's lazy streams, where a stream's work runs only
+    /// when something waits for it, both fail unless `alloc` orders the other
+    /// streams after the allocation and the drop orders the free after them.
+    #[test]
+    fn a_buffer_is_usable_on_every_stream_from_allocation_to_drop() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let data = random_bytes(5000, 3);
+        let mut buf = gpu.alloc::<u8>(data.len()).unwrap();
+        gpu.stream(1).upload(&data, &mut buf).unwrap();
+        assert!(gpu.stream(2).to_host(&buf).unwrap() == data);
+
+        let s3 = gpu.stream(3);
+        let out = gpu.alloc::<u8>(data.len()).unwrap();
+        let (from, to) = (
+            buf.region(&s3, 0..data.len()).unwrap(),
+            out.region(&s3, 0..data.len()).unwrap(),
+        );
+        memops::copy_region(&s3, from, to).unwrap();
+        drop(buf);
+        gpu.stream(0).synchronize().unwrap(); // the free has happened here
+        assert!(s3.to_host(&out).unwrap() == data);
+    }
 
     #[test]
     fn which_builds_run_where() {

@@ -342,6 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn bf16_peaks_are_the_datasheets_and_say_so() {
+        // The driver's boost clock would give 132 x 4096 x 1.98 GHz = 1070.
+        let (t, basis) = bf16_peak("NVIDIA H100 80GB HBM3", (9, 0), 132, 1_980_000).unwrap();
+        assert_eq!(t, 989.4);
+        assert!(basis.contains("datasheet"), "{basis}");
+        assert_eq!(datasheet_bf16_tflops("NVIDIA H200"), Some(989.4));
+        assert_eq!(datasheet_bf16_tflops("NVIDIA H100 PCIe"), Some(756.0));
+        assert_eq!(datasheet_bf16_tflops("NVIDIA A100-SXM4-80GB"), Some(312.0));
+        // Unknown part of a known architecture: computed, with the basis named.
+        let (t, basis) = bf16_peak("Some sm_90 part", (9, 0), 100, 1_500_000).unwrap();
+        assert!((t - 614.4).abs() < 1e-9, "{t}");
+        assert!(
+            basis.contains("100 SMs") && basis.contains("upper bound"),
+            "{basis}"
+        );
+        assert!(bf16_peak("NVIDIA RTX A6000", (8, 6), 84, 1_800_000).is_none());
+    }
+
+    #[test]
     fn driver_version_formats() {
         assert_eq!(driver_version_string(13000), "13.0");
         assert_eq!(driver_version_string(12040), "12.4");

@@ -433,9 +433,12 @@ API cuCtxGetDevice(CUdevice* d) {
 API cuCtxSynchronize() {
     LOCK;
     NEED_CONTEXT;
-    if (!ctx->captures.empty()) {
+    // Unsafe in a capture of this thread (or a global-mode capture of any
+    // thread); another thread's thread-local capture only holds recorded
+    // work, which a synchronize does not wait for.
+    if (Capture* cap = capture_forbidding_unsafe_calls()) {
         note("cuCtxSynchronize while a stream of the context is being captured into a graph");
-        for (Capture* cap : ctx->captures) invalidate(cap);
+        invalidate(cap);
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     }
     drain_context(ctx);

@@ -275,8 +275,15 @@ static void track(Fiber* f, uint32_t off, uint32_t n, int kind, const Access& no
             if (c.r_stamp != stamp) {
                 c.r_stamp = stamp;
                 c.r = now;
-            } else if (c.r.tid != tid) {
-                c.r.tid = 0xffff;
+            } else {
+                if (c.r.tid != tid) c.r.tid = 0xffff;
+                // One plain read in the interval makes the reads plain: an
+                // atomic after it races with it.
+                if (!now.atomic && c.r.atomic) {
+                    c.r.atomic = 0;
+                    c.r.where = now.where;  // name the plain read
+                    c.r.line = now.line;
+                }
             }
         }
         if (kind != 0) {

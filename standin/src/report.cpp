@@ -11,6 +11,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "runtime.h"
 
@@ -132,21 +134,28 @@ std::string describe_pc(const void* pc) {
         out = strprintf("at %s+0x%lx", info.dli_fname, (unsigned long)off);
         const std::string cmd = strprintf("addr2line -C -i -f -e '%s' 0x%lx 2>/dev/null", info.dli_fname, (unsigned long)off);
         if (FILE* p = popen(cmd.c_str(), "r")) {
+            // With -i, the inline chain innermost first: the first frame
+            // outside the stand-in's own headers is the kernel's line
+            // (a load in emu::__ldcs is reported where the kernel calls it).
+            std::vector<std::pair<std::string, std::string>> frames;
             char func[4096] = {}, line[4096] = {};
-            if (fgets(func, sizeof func, p) && fgets(line, sizeof line, p)) {
+            while (fgets(func, sizeof func, p) && fgets(line, sizeof line, p)) {
                 func[strcspn(func, "\n")] = 0;
                 line[strcspn(line, "\n")] = 0;
-                if (line[0] != '?') {
-                    std::string l = line;
-                    if (size_t d = l.find(" (discriminator"); d != std::string::npos) l.resize(d);
-                    std::string f = func;
-                    if (f.size() > 60) f = f.substr(0, 57) + "...";
-                    // A kernel inlined into its launcher thunk: the line says enough.
-                    out = f.find("emu::") != std::string::npos ? strprintf("at %s", l.c_str())
-                                                               : strprintf("at %s (%s)", l.c_str(), f.c_str());
-                }
+                if (line[0] != '?') frames.emplace_back(func, line);
             }
             pclose(p);
+            size_t pick = 0;
+            while (pick + 1 < frames.size() && frames[pick].second.find("/include/emu/") != std::string::npos) pick++;
+            if (!frames.empty()) {
+                std::string l = frames[pick].second;
+                if (size_t d = l.find(" (discriminator"); d != std::string::npos) l.resize(d);
+                std::string f = frames[pick].first;
+                if (f.size() > 60) f = f.substr(0, 57) + "...";
+                // A kernel inlined into its launcher thunk: the line says enough.
+                out = f.find("emu::") != std::string::npos ? strprintf("at %s", l.c_str())
+                                                           : strprintf("at %s (%s)", l.c_str(), f.c_str());
+            }
         }
     }
     cache.emplace(pc, out);

@@ -374,7 +374,7 @@ static void barrier(Fiber& f, Site s) {
         b.bar_site = s;
         b.bar_diverged = false;
     } else if (b.bar_site.line != s.line || std::strcmp(b.bar_site.file, s.file) != 0) {
-        fault(719, strprintf("divergent __syncthreads: this thread is at %s while %u others wait at %s",
+        fault(719, strprintf("divergent __syncthreads: this thread is %s while %u others wait %s",
                              describe_site(s).c_str(), b.at_barrier, describe_site(b.bar_site).c_str()));
     }
     b.at_barrier++;

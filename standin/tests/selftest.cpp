@@ -381,6 +381,16 @@ bool publish(uint32_t barrier) {
     return true;
 }
 
+bool count_then_read(uint32_t barrier) {
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 256));
+    const CUresult rc = launch("count_then_read", 1, 64, 0, nullptr, out, barrier);
+    if (!barrier) return rc != CUDA_SUCCESS ? true : fail("a read racing with atomics passed");
+    CU(rc);
+    for (uint32_t v : download<uint32_t>(out, 64)) CHECK(v == 64, "a thread read %u", v);
+    return true;
+}
+
 bool staged(const char* kernel, uint32_t tiles, uint32_t flag, size_t tile_bytes, unsigned threads) {
     std::vector<uint8_t> src(tiles * tile_bytes);
     for (size_t i = 0; i < src.size(); i++) src[i] = (uint8_t)(i * 13 + 5);
@@ -529,6 +539,10 @@ int main() {
         {"PLANTED missing barrier in a reduction is caught", {race}, [] { return block_sum(0); }, "shared-memory race"},
         {"correct: a value published through shared memory (race detector on)", {race}, [] { return publish(1); }},
         {"PLANTED shared race (write, read, no barrier) is caught", {race}, [] { return publish(0); }, "read after write"},
+        {"correct: atomics into shared memory, a barrier, then reads (race detector on)", {race},
+         [] { return count_then_read(1); }},
+        {"PLANTED read of a shared atomic counter before the barrier is caught", {race},
+         [] { return count_then_read(0); }, "write after read"},
         {"correct: a cp.async double buffer with its waits", {}, [] { return staged("staged_copy", 4, 1, 512, 32); }},
         {"PLANTED missing cp.async.wait_group is caught", {}, [] { return staged("staged_copy", 4, 0, 512, 32); }, "still writing"},
         {"correct: a double buffer with its trailing barrier (warp-ahead, race detector)", {ahead, race},

@@ -220,3 +220,15 @@ extern "C" __global__ void shared_overrun(uint32_t* out) {
 
 // A kernel with __launch_bounds__: launching more threads is refused.
 extern "C" __global__ void __launch_bounds__(64) bounded(uint32_t* out) { out[threadIdx.x] = 1; }
+
+// Every thread counts itself into shared memory with an atomic, then reads
+// the total; `barrier` 0 reads it before the others have added (a race of a
+// plain read with atomics).
+extern "C" __global__ void count_then_read(uint32_t* out, uint32_t barrier) {
+    __shared__ uint32_t c;
+    if (threadIdx.x == 0) c = 0;
+    __syncthreads();
+    atomicAdd(&c, 1u);
+    if (barrier) __syncthreads();
+    out[threadIdx.x] = c;
+}
