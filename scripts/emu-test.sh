@@ -25,19 +25,8 @@ tail -n 1 "$logs/selftest.log"
 
 # The kernels must be embedded (a build without nvcc has none to test).
 NVCC="$(scripts/setup-cuda.sh)"; export NVCC
-cargo test --no-run --message-format=json 2>"$logs/build.log" >"$logs/build.json" || {
-  cat "$logs/build.log" >&2; exit 1; }
-mapfile -t bins < <(python3 - "$logs/build.json" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        print(m["executable"])
-PY
-)
+scripts/test-executables.sh >"$logs/executables.txt" 2>"$logs/build.log" || { cat "$logs/build.log" >&2; exit 1; }
+mapfile -t bins < <(cut -d' ' -f2 "$logs/executables.txt")
 
 failed_total=0
 # run_pass NAME FILTER_LOG ENV... : runs every binary (with only the GPU tests

@@ -26,24 +26,11 @@ pack() {
   export NVCC="$nvcc" DR_CUDA_ARCHS="${DR_CUDA_ARCHS:-sm_90a}"
   cargo build --release --bin dr
   local list
-  list="$(mktemp)"
-  cargo test --release --no-run --message-format=json >"$list"
+  list="$(scripts/test-executables.sh --release)"
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE/bin" "$BUNDLE/tests"
   cp target/release/dr "$BUNDLE/bin/dr"
-  # One line per test executable: "<kind>-<name> <path>".
-  python3 - "$list" <<'EOF' | while read -r name path; do cp "$path" "$BUNDLE/tests/$name"; done
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        t = m["target"]
-        print(f'{t["kind"][0]}-{t["name"]} {m["executable"]}')
-EOF
-  rm -f "$list"
+  while read -r name path; do cp "$path" "$BUNDLE/tests/$name"; done <<<"$list"
   strip "$BUNDLE"/bin/* "$BUNDLE"/tests/*
   if [[ -d tests/fixtures ]]; then cp -r tests/fixtures "$BUNDLE/fixtures"; fi
   {

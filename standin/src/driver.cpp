@@ -296,11 +296,6 @@ Stream* resolve_stream(CUstream h, CUresult* err) {
 
 using namespace emu;
 
-#define API extern "C" __attribute__((visibility("default"))) CUresult
-#define LOCK std::lock_guard<std::recursive_mutex> lk_(api_lock())
-#define NEED_CONTEXT                                  \
-    Context* ctx = current_context();                 \
-    if (!ctx) return CUDA_ERROR_INVALID_CONTEXT
 #define NEED_DEVICE(d) \
     if (!g_initialized) return CUDA_ERROR_NOT_INITIALIZED; \
     if ((d) < 0 || (d) >= device_count()) return CUDA_ERROR_INVALID_DEVICE

@@ -127,3 +127,11 @@ Capture* capture_forbidding_unsafe_calls();
 void invalidate(Capture* c);
 
 }  // namespace emu
+
+// For the API's definitions: an exported entry point, the one lock held
+// for its length, and the current context (or the error without one).
+#define API extern "C" __attribute__((visibility("default"))) CUresult
+#define LOCK std::lock_guard<std::recursive_mutex> lk_(::emu::api_lock())
+#define NEED_CONTEXT                                  \
+    ::emu::Context* ctx = ::emu::current_context(); \
+    if (!ctx) return CUDA_ERROR_INVALID_CONTEXT

@@ -175,11 +175,6 @@ std::recursive_mutex& api_lock() {
 
 using namespace emu;
 
-#define API extern "C" __attribute__((visibility("default"))) CUresult
-#define LOCK std::lock_guard<std::recursive_mutex> lk_(api_lock())
-#define NEED_CONTEXT                                  \
-    Context* ctx = current_context();                 \
-    if (!ctx) return CUDA_ERROR_INVALID_CONTEXT
 
 // ---- streams -------------------------------------------------------------------
 API cuStreamCreate(CUstream* out, unsigned flags) {
