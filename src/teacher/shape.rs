@@ -114,7 +114,8 @@ fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
         let ins: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
         let size: usize = ins.iter().flatten().map(|t| t.len()).sum();
         if size <= FOLD_LIMIT {
-            Some(eval(&node.op, &ins, node.outputs.len()).map_err(|e| unsupported(g, i, e))?)
+            // Constants: no batch to split by.
+            Some(eval(&node.op, &ins, node.outputs.len(), 1).map_err(|e| unsupported(g, i, e))?)
         } else {
             None
         }

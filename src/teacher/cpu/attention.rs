@@ -100,7 +100,9 @@ pub fn attention_into(
         data: kt,
         shape: &kt_shape,
     };
-    matmul_into(q, kt, None, s1)?;
+    // Both operands are batched ([B, H, ..]): one product per (image, head).
+    let images = q.shape.first().copied().unwrap_or(1);
+    matmul_into(q, kt, None, images, s1)?;
     let probs = match bias {
         Some(b) => {
             let s = View {
@@ -128,5 +130,5 @@ pub fn attention_into(
         data: probs,
         shape: &s_shape,
     };
-    matmul_into(p, v, None, out)
+    matmul_into(p, v, None, images, out)
 }

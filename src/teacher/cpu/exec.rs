@@ -187,7 +187,7 @@ impl Plan {
                     };
                     Some(View { data, shape })
                 };
-                if run_into(n, &view, dst, scratch)? {
+                if run_into(n, &view, dst, scratch, super::graph_batch(g))? {
                     return Ok(());
                 }
             }
@@ -200,7 +200,7 @@ impl Plan {
             .map(|v| v.and_then(|v| self.tensor(v, inputs, arena, heap)))
             .collect();
         let refs: Vec<Option<&Tensor>> = owned.iter().map(Option::as_ref).collect();
-        let outs = eval(&n.op, &refs, n.outputs.len())?;
+        let outs = eval(&n.op, &refs, n.outputs.len(), super::graph_batch(g))?;
         for (&o, t) in n.outputs.iter().zip(outs) {
             match (&self.slots[o], t.as_f32()) {
                 (Slot::Arena(w), Some(data)) if data.len() == w.len() => {
@@ -221,6 +221,7 @@ fn run_into<'a>(
     view: &dyn Fn(Option<ValueId>) -> Option<View<'a>>,
     dst: &mut [f32],
     scratch: Option<&mut [f32]>,
+    batch: usize,
 ) -> Result<bool, String> {
     let arg = |k: usize| view(n.inputs.get(k).copied().flatten());
     let has = |k: usize| n.inputs.get(k).copied().flatten().is_some();
@@ -249,11 +250,11 @@ fn run_into<'a>(
             trans_b,
         } => {
             let (b, c) = (need!(arg(1)), need!(opt(2)));
-            linear::gemm_into(x, b, c, *alpha, *beta, *trans_a, *trans_b, dst)?;
+            linear::gemm_into(x, b, c, *alpha, *beta, *trans_a, *trans_b, batch, dst)?;
         }
         Op::MatMul => {
             let (b, bias) = (need!(arg(1)), need!(opt(2)));
-            linear::matmul_into(x, b, bias.map(|b| b.data), dst)?;
+            linear::matmul_into(x, b, bias.map(|b| b.data), batch, dst)?;
         }
         Op::Unary(u) if *u != Unary::Identity => elementwise::unary_into(*u, x.data, dst),
         Op::Binary(b) => elementwise::binary_into(*b, x, need!(arg(1)), dst)?,

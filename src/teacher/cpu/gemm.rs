@@ -16,39 +16,6 @@ pub fn matmul(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    matmul_with(m, n, k, a, a_t, b, b_t, c, accumulate, false)
-}
-
-/// `matmul` using every rayon thread inside the product (one large product
-/// with nothing else to run beside it).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_parallel(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_t: bool,
-    b: &[f32],
-    b_t: bool,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    matmul_with(m, n, k, a, a_t, b, b_t, c, accumulate, true)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn matmul_with(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_t: bool,
-    b: &[f32],
-    b_t: bool,
-    c: &mut [f32],
-    accumulate: bool,
-    parallel: bool,
-) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "matmul {m}x{k} · {k}x{n}: buffers too small"
@@ -96,11 +63,9 @@ fn matmul_with(
             false,
             false,
             false,
-            if parallel {
-                gemm::Parallelism::Rayon(0)
-            } else {
-                gemm::Parallelism::None
-            },
+            // Never threads inside a product: how the crate would split it
+            // follows the thread count, and callers split by image instead.
+            gemm::Parallelism::None,
         );
     }
 }

@@ -3,10 +3,28 @@
 use rayon::prelude::*;
 
 use super::elementwise::broadcast_shape;
-use super::gemm::{matmul, matmul_parallel};
+use super::gemm::matmul;
 use crate::teacher::tensor::{Tensor, View, numel};
 
-/// ONNX Gemm: `alpha·A'·B' + beta·C` with A' [M,K], B' [K,N], C broadcast to [M,N].
+/// How many rows of a [rows, K] x [K, N] product one call of the GEMM takes:
+/// the rows of one image (`batch` images in all), or one row when they do
+/// not split evenly by image. A product of a fixed shape sums every output
+/// element in a fixed order; the same rows in products of other heights do
+/// not: the gemm crate takes a matrix-vector kernel for a one-row product
+/// and its blocking follows the sizes, so a batch-sized product would make
+/// the logits, and the stored records, depend on `--batch-size`. Per image,
+/// each element's order is a function of the model alone.
+pub fn rows_per_product(rows: usize, batch: usize) -> usize {
+    if batch > 0 && rows.is_multiple_of(batch) {
+        (rows / batch).max(1)
+    } else {
+        1
+    }
+}
+
+/// ONNX Gemm: `alpha·A'·B' + beta·C` with A' [M,K], B' [K,N], C broadcast to
+/// [M,N]; `batch`: the images the graph runs (see `rows_per_product`).
+#[allow(clippy::too_many_arguments)]
 pub fn gemm_op(
     a: &Tensor,
     b: &Tensor,
@@ -15,6 +33,7 @@ pub fn gemm_op(
     beta: f32,
     ta: bool,
     tb: bool,
+    batch: usize,
 ) -> Result<Tensor, String> {
     let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
     let cv = c.map(|c| c.to_f32_vec());
@@ -28,6 +47,7 @@ pub fn gemm_op(
         beta,
         ta,
         tb,
+        batch,
         &mut out,
     )?;
     Ok(Tensor::f32(vec![m, n], out))
@@ -56,6 +76,7 @@ pub fn gemm_into(
     beta: f32,
     ta: bool,
     tb: bool,
+    batch: usize,
     out: &mut [f32],
 ) -> Result<(), String> {
     let (m, n) = gemm_dims(a.shape, b.shape, ta, tb)?;
@@ -64,8 +85,8 @@ pub fn gemm_into(
     if out.len() != m * n {
         return Err(format!("Gemm output is not [{m}, {n}]"));
     }
-    // Rows in parallel: each block of rows is an independent product.
-    let rows = m.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    // One product per image, the images in parallel.
+    let rows = rows_per_product(m, batch);
     out.par_chunks_mut((rows * n).max(1))
         .enumerate()
         .for_each(|(blk, dst)| {
@@ -170,8 +191,13 @@ pub fn matmul_dims(a: &[usize], b: &[usize]) -> Result<MatMulDims, String> {
 }
 
 /// numpy matmul; with a fused `bias` (a constant over the last axis, added
-/// in the product).
-pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
+/// in the product); `batch` as for `gemm_op`.
+pub fn matmul_op(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    batch: usize,
+) -> Result<Tensor, String> {
     let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
     let bias_v = bias.map(|t| t.to_f32_vec());
     if let Some(t) = bias
@@ -195,13 +221,20 @@ pub fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor
             shape: &b.shape,
         },
         bias_v.as_deref(),
+        batch,
         &mut out,
     )?;
     Ok(Tensor::f32(dims.out, out))
 }
 
 /// `matmul_op` writing into `out` (every element is written).
-pub fn matmul_into(a: View, b: View, bias: Option<&[f32]>, out: &mut [f32]) -> Result<(), String> {
+pub fn matmul_into(
+    a: View,
+    b: View,
+    bias: Option<&[f32]>,
+    images: usize,
+    out: &mut [f32],
+) -> Result<(), String> {
     let MatMulDims {
         a: ash,
         b: bsh,
@@ -235,14 +268,20 @@ pub fn matmul_into(a: View, b: View, bias: Option<&[f32]>, out: &mut [f32]) -> R
     };
     let (av, bv) = (a.data, b.data);
     if b.shape.len() == 2 {
-        // A plain weight matrix: every row of every batch is one product.
-        let rows = nb * m;
+        // A plain weight matrix: the rows of every image, one product each.
+        let rows = rows_per_product(nb * m, images);
         match bias {
             Some(t) if t.len() == n => out.chunks_mut(n.max(1)).for_each(|r| r.copy_from_slice(t)),
             Some(t) => return Err(format!("MatMul bias of {} values for {n} columns", t.len())),
             None => {}
         }
-        matmul_parallel(rows, n, k, av, false, bv, false, out, bias.is_some());
+        out.par_chunks_mut((rows * n).max(1))
+            .enumerate()
+            .for_each(|(blk, dst)| {
+                let (r0, mr) = (blk * rows, dst.len() / n.max(1));
+                let a_rows = &av[r0 * k..(r0 + mr) * k];
+                matmul(mr, n, k, a_rows, false, bv, false, dst, bias.is_some());
+            });
         return Ok(());
     }
     if bias.is_some() {

@@ -23,8 +23,15 @@ use std::sync::Arc;
 use crate::teacher::graph::{Graph, Op};
 use crate::teacher::tensor::Tensor;
 
-/// Runs one op on its inputs (`None` = omitted optional input).
-pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<Tensor>, String> {
+/// Runs one op on its inputs (`None` = omitted optional input); `batch` is
+/// the images the graph runs, by which products split their rows
+/// (`linear::rows_per_product`; 1 for constants).
+pub fn eval(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    outputs: usize,
+    batch: usize,
+) -> Result<Vec<Tensor>, String> {
     let get = |i: usize| -> Result<&Tensor, String> {
         inputs
             .get(i)
@@ -50,8 +57,9 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
             *beta,
             *trans_a,
             *trans_b,
+            batch,
         )?),
-        Op::MatMul => one(linear::matmul_op(get(0)?, get(1)?, opt(2))?),
+        Op::MatMul => one(linear::matmul_op(get(0)?, get(1)?, opt(2), batch)?),
         Op::BatchNorm { eps } => {
             let f = |i| get(i).map(|t| t.to_f32_vec());
             one(conv::batch_norm(
@@ -187,6 +195,15 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>], outputs: usize) -> Result<Vec<T
     }
 }
 
+/// The images a prepared graph runs: its first input's leading axis.
+pub fn graph_batch(g: &Graph) -> usize {
+    g.inputs
+        .first()
+        .and_then(|&i| g.values[i].shape.as_ref())
+        .and_then(|s| s.first().copied())
+        .unwrap_or(1)
+}
+
 /// Runs a graph whose shapes are fixed: inputs in graph order, outputs in
 /// graph order, through a plan made for this call (callers that run a graph
 /// repeatedly keep a `Plan`).
@@ -231,7 +248,7 @@ pub fn interpret(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> 
             .iter()
             .map(|v| v.and_then(|v| vals[v].as_deref()))
             .collect();
-        let outs = eval(&n.op, &ins, n.outputs.len())
+        let outs = eval(&n.op, &ins, n.outputs.len(), graph_batch(g))
             .map_err(|e| format!("node `{}` ({}): {e}", n.name, n.op.name()))?;
         for (&o, t) in n.outputs.iter().zip(outs) {
             vals[o] = Some(Arc::new(t));

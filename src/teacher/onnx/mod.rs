@@ -5,6 +5,7 @@
 mod functions;
 pub mod ops;
 pub mod proto;
+pub mod synth;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
