@@ -122,6 +122,11 @@ enum Command {
     },
     /// Check a reinforced dataset: shard hashes and every record's invariants;
     /// with --images, re-hash the source images and name every file missing or changed.
+    #[command(
+        after_help = "Exit codes: 0 complete and valid; 1 problems found (or not a dataset); 2 usage error; \
+4 valid so far but unfinished (status running: rerun the `dr reinforce` command).\n\n\
+Example: dr verify imagenet-plus/ --images imagenet/train"
+    )]
     Verify {
         /// The reinforced dataset folder.
         out: PathBuf,
@@ -155,6 +160,9 @@ enum Command {
         /// Also pack the files into this .tar or .tar.gz (the bundle form of ml-dr's release).
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Export an unfinished dataset's images (status running) instead of refusing it.
+        #[arg(long)]
+        allow_incomplete: bool,
     },
     /// Convert another tool's reinforced data into a dr dataset (ml-dr's released .pth.tar files).
     Import {
@@ -324,8 +332,12 @@ fn run(cli: Cli) -> Result<()> {
                 out_str!(p.render());
             }
         }
-        Command::Demo(a) => cli::demo::run(&a)?,
+        Command::Demo(a) => {
+            dr::pipeline::interrupt::install()?;
+            cli::demo::run(&a)?
+        }
         Command::Reinforce(a) => {
+            dr::pipeline::interrupt::install()?;
             cli::reinforce::set_threads(a.threads)?;
             let opt = cli::reinforce::options(&a)?;
             let s = cli::reinforce::run_with_progress(&opt, a.quiet)?;
@@ -416,8 +428,13 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(out) = &output {
                 match topk {
                     Some(k) => {
+                        anyhow::ensure!(
+                            (1..=y.shape[1]).contains(&k),
+                            "--topk {k}: the model gives {} classes. Fix: --topk 1 to {}",
+                            y.shape[1],
+                            y.shape[1]
+                        );
                         let (vals, ids) = infer::topk(&y, k);
-                        let k = k.min(y.shape[1]);
                         dr::npy::write(out, &[y.shape[0], k], &vals)?;
                         let idx = out.with_extension("idx.npy");
                         dr::npy::write(&idx, &[y.shape[0], k], &ids)?;
@@ -435,7 +452,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             if let Some(files) = names {
-                let labels = cli::dataset::labels(labels.as_deref())?;
+                let labels = cli::dataset::labels(labels.as_deref(), y.shape[1])?;
                 let p = infer::as_probs(&y, are_probs);
                 let (vals, ids) = infer::topk(&p, 5);
                 let k = vals.len() / files.len().max(1);
@@ -549,7 +566,8 @@ fn run(cli: Cli) -> Result<()> {
             format: _,
             to,
             bundle,
-        } => cli::dataset::export_ml_dr(&out, &to, bundle.as_deref())?,
+            allow_incomplete,
+        } => cli::dataset::export_ml_dr(&out, &to, bundle.as_deref(), allow_incomplete)?,
         Command::Import {
             dir,
             format: _,
@@ -608,7 +626,14 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<dr::pipeline::interrupt::Interrupted>() {
+                eprintln!("{i}");
+                return ExitCode::from(i.exit_code());
+            }
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<cli::dataset::Incomplete>().is_some() {
+                return ExitCode::from(4);
+            }
             match e.downcast_ref::<dr::pipeline::shard::ShardError>() {
                 Some(dr::pipeline::shard::ShardError::BadImage { .. }) => ExitCode::from(3),
                 _ => ExitCode::FAILURE,

@@ -236,9 +236,16 @@ fn resumes_to_the_same_bytes_after_sigkill() {
             kills += 1;
         }
         let killed = child.wait().unwrap().code().is_none();
-        // Whatever the manifest names is complete and correct.
+        // Whatever the manifest names is complete and correct: verify passes
+        // (0), or says the dataset is unfinished (4) with no problem.
         if out.join("manifest.json").exists() {
-            ok(dr(&["verify", out.to_str().unwrap()]));
+            let v = dr(&["verify", out.to_str().unwrap()]);
+            assert!(
+                matches!(v.status.code(), Some(0 | 4)) && text(&v.stdout).contains(": 0 problems"),
+                "{}\n{}",
+                text(&v.stdout),
+                text(&v.stderr)
+            );
             let m = std::fs::read_to_string(out.join("manifest.json")).unwrap();
             let done = m.matches("\"sha256\": \"").count() - 1; // minus the teacher's
             if killed && done > 0 && done < total {
@@ -252,6 +259,203 @@ fn resumes_to_the_same_bytes_after_sigkill() {
     );
     ok(reinforce(&root, "killed", &["--samples", "6"]));
     assert_same(&root.join("reference"), &out);
+}
+
+/// Ctrl-C and SIGTERM: the job stops at a batch, keeps its complete shards,
+/// says how far it got and exits 130 / 143; verify then calls the dataset
+/// unfinished (exit 4), export refuses it, and a rerun finishes it to the
+/// bytes of an uninterrupted run.
+#[test]
+fn a_signal_stops_the_job_and_a_rerun_finishes_it() {
+    let root = dataset("reinforce-signal", false);
+    ok(reinforce(&root, "reference", &["--samples", "6"]));
+    let total = files(&root.join("reference"))
+        .iter()
+        .filter(|f| f.0.starts_with("shard-"))
+        .count();
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let name = format!("signal-{sig}");
+        let out = root.join(&name);
+        let mut child = reinforce_cmd(
+            &root,
+            &name,
+            &["--quiet", "--batch-size", "1", "--samples", "6"],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // Signal once the first shard is in the manifest.
+        let started = std::time::Instant::now();
+        loop {
+            let m = std::fs::read_to_string(out.join("manifest.json")).unwrap_or_default();
+            if m.contains("shard-00000.bin") {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the job ended before its first shard was seen"
+            );
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "no shard after 2 minutes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{sig}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let o = child.wait_with_output().unwrap();
+        let e = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "SIG{sig}: {e}");
+        assert!(
+            e.contains("interrupted: ")
+                && e.contains(&format!(
+                    " of {total} shards complete; rerun the same command to resume"
+                )),
+            "{e}"
+        );
+        let v = dr(&["verify", out.to_str().unwrap()]);
+        assert_eq!(v.status.code(), Some(4), "{}", text(&v.stderr));
+        assert!(
+            text(&v.stdout).contains(": 0 problems") && text(&v.stdout).contains("status running")
+        );
+        assert!(
+            text(&v.stderr).contains("incomplete"),
+            "{}",
+            text(&v.stderr)
+        );
+        let x = root.join(format!("export-{sig}"));
+        let ex = dr(&[
+            "export",
+            out.to_str().unwrap(),
+            "--format",
+            "ml-dr",
+            "--to",
+            x.to_str().unwrap(),
+        ]);
+        assert_eq!(ex.status.code(), Some(1));
+        assert!(
+            text(&ex.stderr).contains("--allow-incomplete"),
+            "{}",
+            text(&ex.stderr)
+        );
+        ok(reinforce(&root, &name, &["--samples", "6"]));
+        assert_same(&root.join("reference"), &out);
+        ok(dr(&["verify", out.to_str().unwrap()]));
+    }
+}
+
+/// Requests that cannot give a sound dataset are refused before anything is
+/// written, and leave no folder behind: k above the class count, an output
+/// folder inside the images or holding something else; `--labels` of
+/// another length than the classes is refused where it is read.
+#[test]
+fn unsound_requests_are_refused_before_anything_is_written() {
+    let root = dataset("reinforce-refusals", false);
+    let o = reinforce(&root, "topk", &["--topk", "5000"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("topk 5000") && e.contains("37 classes") && e.contains("Fix:"),
+        "{e}"
+    );
+    assert!(
+        !root.join("topk").exists(),
+        "a refused run left its --out behind"
+    );
+    for out in ["data", "data/c0/out"] {
+        let o = reinforce(&root, out, &[]);
+        assert_eq!(o.status.code(), Some(1), "--out {out}");
+        assert!(
+            text(&o.stderr).contains("inside the images"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    assert!(!root.join("data/c0/out").exists());
+    std::fs::create_dir_all(root.join("other")).unwrap();
+    std::fs::write(root.join("other/notes.txt"), "mine").unwrap();
+    let o = reinforce(&root, "other", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("not empty and holds no reinforced dataset"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read_dir(root.join("other")).unwrap().count(), 1);
+
+    ok(reinforce(&root, "out", &[]));
+    std::fs::write(root.join("labels.txt"), "a\nb\nc\n").unwrap();
+    let o = dr(&[
+        "show",
+        root.join("out").to_str().unwrap(),
+        "--image",
+        "0",
+        "--labels",
+        root.join("labels.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("3 names for 37 classes"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).is_empty(),
+        "show printed before refusing: {}",
+        text(&o.stdout)
+    );
+}
+
+/// `dr verify` on what is not a dataset fails, naming what is missing;
+/// `--images` naming no folder says so instead of a line per image.
+#[test]
+fn verify_refuses_what_is_not_a_dataset() {
+    let root = dataset("reinforce-verify-not", false);
+    for (dir, want) in [
+        (root.join("nothere"), "no such folder"),
+        (root.join("data"), "no manifest.json"),
+        (PathBuf::from("/"), "no manifest.json"),
+    ] {
+        let o = dr(&["verify", dir.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", dir.display());
+        let e = text(&o.stderr);
+        assert!(e.contains(want) && e.contains("Fix:"), "{e}");
+        let x = dr(&[
+            "export",
+            dir.to_str().unwrap(),
+            "--format",
+            "ml-dr",
+            "--to",
+            root.join("x").to_str().unwrap(),
+        ]);
+        assert_eq!(x.status.code(), Some(1));
+        assert!(text(&x.stderr).contains(want), "{}", text(&x.stderr));
+    }
+    ok(reinforce(&root, "out", &[]));
+    let o = dr(&[
+        "verify",
+        root.join("out").to_str().unwrap(),
+        "--images",
+        "/nonexistent",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !text(&o.stdout).contains("missing  "),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stderr).contains("--images /nonexistent: no such folder"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -318,7 +522,14 @@ fn bad_images_are_flagged_or_stop_the_run() {
         "{e}"
     );
     // What was finished before the stop is complete and verifiable.
-    ok(dr(&["verify", root.join("fail").to_str().unwrap()]));
+    // The complete shards verify; the dataset is unfinished (exit 4).
+    let v = dr(&["verify", root.join("fail").to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v.stderr));
+    assert!(
+        text(&v.stdout).contains(": 0 problems"),
+        "{}",
+        text(&v.stdout)
+    );
 }
 
 #[test]
@@ -328,7 +539,7 @@ fn unusable_output_folder_is_a_clear_error() {
     let o = reinforce(&root, "file", &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
-    assert!(e.contains("cannot create the output folder"), "{e}");
+    assert!(e.contains("is a file") && e.contains("Fix:"), "{e}");
     let o = reinforce(&root, "out", &["--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["images"], 20);

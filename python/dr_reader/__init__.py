@@ -38,8 +38,11 @@ WITH_PARAMS = ["resize", "random_crop", "random_resized_crop", "random_horizonta
                "random_erase", "mixup", "cutmix"]
 
 
-def open(path):  # noqa: A001 (the module's entry point, like io.open)
-    return Reinforced(path)
+def open(path, allow_incomplete=False):  # noqa: A001 (the module's entry point, like io.open)
+    """The dataset at `path`. An unfinished one (status "running": the job
+    was stopped) is refused unless `allow_incomplete`, since its images
+    without written shards have no records."""
+    return Reinforced(path, allow_incomplete=allow_incomplete)
 
 
 def check_pillow(pass_order):
@@ -64,12 +67,22 @@ def _dtype(descr):
 
 
 class Reinforced:
-    def __init__(self, path):
+    def __init__(self, path, allow_incomplete=False):
         self.path = path
-        with builtins.open(os.path.join(path, "manifest.json")) as f:
+        manifest = os.path.join(path, "manifest.json")
+        if not os.path.isfile(manifest):
+            raise FileNotFoundError(f"{path}: no manifest.json, so not a reinforced dataset "
+                                    "(give the folder `dr reinforce --out` wrote)")
+        with builtins.open(manifest) as f:
             self.manifest = m = json.load(f)
         if m.get("format") != "dr-reinforced" or m.get("version") != 1:
             raise ValueError(f"{path}: not a dr reinforced dataset of format version 1")
+        task = m.get("task")
+        total = task["shards"][1] - task["shards"][0] if task else m["shard_count"]
+        if m["status"] != "complete" and not allow_incomplete:
+            raise ValueError(f"{path} is incomplete: {len(m['shards'])} of {total} shards written (status "
+                             f"{m['status']}). Rerun the `dr reinforce` command to finish it, or pass "
+                             "allow_incomplete=True to read what is there")
         self.dtype = _dtype(m["record"]["dtype"])
         if self.dtype.itemsize != m["record"]["size"]:
             raise ValueError(f"{path}: record dtype is {self.dtype.itemsize} bytes, manifest says {m['record']['size']}")
@@ -101,6 +114,35 @@ class Reinforced:
     def __len__(self):
         return len(self.order)
 
+    def __repr__(self):
+        return (f"<dr_reader.Reinforced {self.path!r}: {len(self)} images x {self.num_samples} samples, "
+                f"top-{self.topk} of {self.num_classes} classes, status {self.manifest['status']}, "
+                f"{len(self) - len(self.usable())} without records (bad or not written)>")
+
+    def written(self, image):
+        """Whether image `image`'s records are in a shard already written."""
+        pos = int(self.position[image])
+        k = bisect.bisect_right(self._starts, pos) - 1
+        return k >= 0 and self.shards[k]["positions"][0] <= pos < self.shards[k]["positions"][1]
+
+    def usable(self):
+        """Ids of the images with records to train on: in a written shard and
+        not bad (a bad image's records are flagged invalid), ascending."""
+        if getattr(self, "_usable", None) is None:
+            ids = []
+            for shard in self.shards:
+                a, b = shard["positions"]
+                flags = self._map(shard["file"])["flags"][::self.num_samples]
+                ok = (flags.astype(np.int64) & INVALID) == 0
+                ids.extend(int(self.order[a + j]) for j in np.flatnonzero(ok))
+            self._usable = sorted(ids)
+        return self._usable
+
+    def _map(self, f):
+        if f not in self._maps:
+            self._maps[f] = np.memmap(os.path.join(self.path, f), dtype=self.dtype, mode="r")
+        return self._maps[f]
+
     def _shard(self, image):
         pos = int(self.position[image])
         k = bisect.bisect_right(self._starts, pos) - 1
@@ -111,11 +153,8 @@ class Reinforced:
     def records(self, image):
         """Image `image`'s NS records: a structured array viewing the shard."""
         shard, pos = self._shard(image)
-        f = shard["file"]
-        if f not in self._maps:
-            self._maps[f] = np.memmap(os.path.join(self.path, f), dtype=self.dtype, mode="r")
         start = (pos - shard["positions"][0]) * self.num_samples
-        return self._maps[f][start:start + self.num_samples]
+        return self._map(shard["file"])[start:start + self.num_samples]
 
     def record(self, image, sample):
         return self.records(image)[sample]

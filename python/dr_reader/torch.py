@@ -21,9 +21,14 @@ from . import Reinforced
 
 
 class ReinforcedDataset:
-    """`ds[i]` → (float tensor [3, H, W], float tensor [num_classes])."""
+    """`ds[i]` → (float tensor [3, H, W], float tensor [num_classes]).
 
-    def __init__(self, path, root=None, densify="smooth", seed=None):
+    Items are the images with records to train on (`Reinforced.usable()`):
+    bad images, whose records are flagged invalid, are left out, so
+    `len(ds)` counts what `for x in ds` and a shuffled DataLoader see;
+    `ds.image_id(i)` is item i's image id (its row of images.tsv)."""
+
+    def __init__(self, path, root=None, densify="smooth", seed=None, allow_incomplete=False):
         try:
             import torch  # noqa: F401
             from PIL import Image  # noqa: F401
@@ -35,7 +40,8 @@ class ReinforcedDataset:
             raise ImportError(
                 "replaying the stored augmentation uses ml-dr's Compose.reapply: put a clone of "
                 "apple/ml-dr on sys.path (sys.path.insert(0, '/path/to/ml-dr'))") from e
-        self.data = Reinforced(path)
+        self.data = Reinforced(path, allow_incomplete=allow_incomplete)
+        self.ids = self.data.usable()
         self.root = root or self.data.manifest["source"]
         aug = {k: {kk: vv for kk, vv in v.items() if kk != "interpolation"}
                for k, v in self.data.augmentation.items()}
@@ -44,7 +50,16 @@ class ReinforcedDataset:
         self.rng = random.Random(seed)
 
     def __len__(self):
-        return len(self.data)
+        return len(self.ids)
+
+    def __repr__(self):
+        return (f"<dr_reader.torch.ReinforcedDataset {self.data.path!r}: {len(self)} images "
+                f"({len(self.data) - len(self)} bad or unwritten left out) x {self.data.num_samples} samples, "
+                f"images from {self.root!r}>")
+
+    def image_id(self, i):
+        """The image id (row of images.tsv) of item `i`."""
+        return self.ids[i]
 
     def _image(self, i):
         from PIL import Image
@@ -52,11 +67,10 @@ class ReinforcedDataset:
         with open(os.path.join(self.root, self.data.paths[i]), "rb") as f:
             return Image.open(f).convert("RGB")
 
-    def __getitem__(self, i):
+    def __getitem__(self, item):
         import torch
 
-        if not self.data.valid(i):
-            raise IndexError(f"image {i} is a bad image (see bad-images.tsv): it has no stored samples")
+        i = self.ids[item]  # IndexError past the end, as a sequence's
         s = self.rng.randrange(self.data.num_samples)
         # ml-dr's own route: its decompress fills the parameter-free
         # transforms (to_tensor, normalize) that reapply needs.

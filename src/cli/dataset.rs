@@ -6,49 +6,93 @@ use anyhow::{Result, bail};
 use dr::augment::record;
 use dr::store::reader::Reinforced;
 
-pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
-    let mut failed = false;
-    if out.join("manifest.json").exists() {
-        let d = Reinforced::open(out)?;
-        let r = dr::store::verify::verify(&d);
-        for p in r.problems.iter().take(50) {
-            out!("problem  {p}");
-        }
-        if r.problems.len() > 50 {
-            out!("... and {} more", r.problems.len() - 50);
-        }
-        out!(
-            "{} shards, {} records checked ({} of {} shards of the job, status {:?}): {} problems",
-            r.shards,
-            r.records,
-            r.shards,
-            d.manifest.shard_count,
-            d.manifest.status,
-            r.problems.len()
+/// `dr verify` found an unfinished dataset: not an error in the data, but
+/// not a dataset to train on either (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{out} is incomplete: {done} of {total} shards written (status running). Fix: rerun the same `dr reinforce` command to finish it"
+)]
+pub struct Incomplete {
+    pub out: String,
+    pub done: usize,
+    pub total: u32,
+}
+
+/// A folder `dr reinforce` wrote, or why `out` is not one.
+fn dataset_dir(out: &Path) -> Result<()> {
+    if !out.exists() {
+        bail!(
+            "{}: no such folder. Fix: give the folder `dr reinforce --out` wrote",
+            out.display()
         );
-        failed |= !r.problems.is_empty();
     }
+    if !out.join("manifest.json").is_file() {
+        bail!(
+            "{}: no manifest.json, so not a reinforced dataset. Fix: give the folder `dr reinforce --out` wrote",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
+    dataset_dir(out)?;
+    let d = Reinforced::open(out)?;
+    let r = dr::store::verify::verify(&d);
+    for p in r.problems.iter().take(50) {
+        out!("problem  {p}");
+    }
+    if r.problems.len() > 50 {
+        out!("... and {} more", r.problems.len() - 50);
+    }
+    let m = &d.manifest;
+    let scope = match &m.task {
+        Some(t) => format!(
+            "task {} of {}: shards {}..{} of the job's {}",
+            t.index, t.count, t.shards[0], t.shards[1], m.shard_count
+        ),
+        None => format!("the whole job: {} shards", m.shard_count),
+    };
+    out!(
+        "{} shards, {} records checked ({scope}; status {}): {} problems",
+        r.shards,
+        r.records,
+        match m.status {
+            dr::store::manifest::Status::Complete => "complete",
+            dr::store::manifest::Status::Running => "running",
+        },
+        r.problems.len()
+    );
     if let Some(images) = images {
+        if !images.is_dir() {
+            bail!(
+                "--images {}: no such folder. Fix: give the image folder the dataset was made from",
+                images.display()
+            );
+        }
         let rows = dr::store::images::read(&out.join("images.tsv"))?;
-        let d = dr::store::images::verify(&rows, images);
-        for p in &d.missing {
+        let drift = dr::store::images::verify(&rows, images);
+        for p in &drift.missing {
             out!("missing  {p}");
         }
-        for p in &d.changed {
+        for p in &drift.changed {
             out!("changed  {p}");
         }
         out!(
             "{} files checked: {} missing, {} changed{}",
-            d.checked,
-            d.missing.len(),
-            d.changed.len(),
-            if d.unhashed > 0 {
-                format!(" ({} rows hashed by other tasks; merge first)", d.unhashed)
+            drift.checked,
+            drift.missing.len(),
+            drift.changed.len(),
+            if drift.unhashed > 0 {
+                format!(
+                    " ({} rows hashed by other tasks; merge first)",
+                    drift.unhashed
+                )
             } else {
                 String::new()
             }
         );
-        if !d.missing.is_empty() || !d.changed.is_empty() {
+        if !drift.missing.is_empty() || !drift.changed.is_empty() {
             bail!(
                 "{} no longer matches {}/images.tsv: soft labels would go to the wrong images. Fix: restore the files, or regenerate",
                 images.display(),
@@ -56,23 +100,42 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
             );
         }
     }
-    if failed {
+    if !r.problems.is_empty() {
         bail!(
             "{} failed verification (problems above). Fix: delete the named shards and rerun the same `dr reinforce` command to redo them",
             out.display()
         );
     }
+    if m.status == dr::store::manifest::Status::Running {
+        return Err(Incomplete {
+            out: out.display().to_string(),
+            done: m.shards.len(),
+            total: m
+                .task
+                .as_ref()
+                .map_or(m.shard_count, |t| t.shards[1] - t.shards[0]),
+        }
+        .into());
+    }
     Ok(())
 }
 
-/// Class names, one per line (`--labels`).
-pub fn labels(path: Option<&Path>) -> Result<Option<Vec<String>>> {
-    path.map(|l| {
-        std::fs::read_to_string(l)
-            .map(|t| t.lines().map(str::to_owned).collect())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", l.display()))
-    })
-    .transpose()
+/// Class names, one per line (`--labels`), exactly one per class of the
+/// teacher or dataset (`classes`): a list that is longer or shorter names
+/// classes wrongly, so it is refused.
+pub fn labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
+    let Some(l) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(l).map_err(|e| anyhow::anyhow!("--labels {}: {e}", l.display()))?;
+    let names: Vec<String> = text.lines().map(str::to_owned).collect();
+    if names.len() != classes {
+        bail!(
+            "--labels {}: {} names for {classes} classes. Fix: one name per line for each class, in class-id order",
+            l.display(),
+            names.len()
+        );
+    }
+    Ok(Some(names))
 }
 
 pub fn show(
@@ -83,7 +146,7 @@ pub fn show(
     json: bool,
 ) -> Result<()> {
     let d = Reinforced::open(out)?;
-    let names = labels(labels_file)?;
+    let names = labels(labels_file, d.manifest.settings.num_classes as usize)?;
     let recs = d.records(image)?;
     let row = &d.rows[image as usize];
     if json {
@@ -174,7 +237,7 @@ pub fn preview_from(
         .flat_map(|&id| (0..(samples as usize).min(ns)).map(move |s| (id, s)))
         .collect();
     let root = images.map_or_else(|| PathBuf::from(&d.manifest.source), Path::to_path_buf);
-    let names = labels(labels_file)?;
+    let names = labels(labels_file, d.manifest.settings.num_classes as usize)?;
     let (o, captions) = dr::pipeline::replay::replay(&d, &root, &picks, names.as_deref())?;
     let sheet = dr::augment::preview::contact_sheet(&o, &captions);
     dr::augment::preview::write_png(&sheet, png)?;
@@ -186,8 +249,25 @@ pub fn preview_from(
     Ok(())
 }
 
-pub fn export_ml_dr(out: &Path, to: &Path, bundle: Option<&Path>) -> Result<()> {
+pub fn export_ml_dr(
+    out: &Path,
+    to: &Path,
+    bundle: Option<&Path>,
+    allow_incomplete: bool,
+) -> Result<()> {
+    dataset_dir(out)?;
     let d = Reinforced::open(out)?;
+    let m = &d.manifest;
+    if m.status == dr::store::manifest::Status::Running && !allow_incomplete {
+        bail!(
+            "{} is incomplete ({} of {} shards written): its export would miss images. Fix: rerun the `dr reinforce` command to finish it, or pass --allow-incomplete to export what is there",
+            out.display(),
+            m.shards.len(),
+            m.task
+                .as_ref()
+                .map_or(m.shard_count, |t| t.shards[1] - t.shards[0])
+        );
+    }
     let e = dr::store::ml_dr::export::export(&d, to)?;
     if let Some(b) = bundle {
         let n = dr::store::ml_dr::bundle::write(to, b)?;

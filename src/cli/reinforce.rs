@@ -12,7 +12,9 @@ use dr::pipeline::reinforce::{self, DEFAULT_IMAGES_PER_SHARD, Options, Progress,
 
 pub const EXIT_CODES: &str = "Exit codes: 0 done (bad images skipped are listed in OUT/bad-images.tsv); \
 1 error (message on stderr; complete shards are kept, rerun to resume); \
-2 usage error; 3 stopped at a bad image (--on-bad-image fail).";
+2 usage error; 3 stopped at a bad image (--on-bad-image fail); \
+130 / 143 stopped by Ctrl-C / SIGTERM at a batch boundary (complete shards are kept, rerun to resume; \
+a second signal stops at once).";
 
 #[derive(clap::Args)]
 pub struct ReinforceArgs {

@@ -92,6 +92,53 @@ fn hash_teacher(path: &Path) -> Result<TeacherFile> {
     })
 }
 
+/// `--out` must be a new folder, an empty one, or one a `dr reinforce` wrote
+/// (to resume it): not an unrelated folder's contents, and not inside the
+/// ImageFolder `data` (it would become one of its classes).
+fn check_out_folder(out: &Path, data: Option<&Path>) -> Result<()> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
+    };
+    if let Some(data) = data
+        && abs(out).starts_with(abs(data))
+    {
+        bail!(
+            "--out {} is inside the images (--data {}): it would be listed as a class. Fix: put the output elsewhere",
+            out.display(),
+            data.display()
+        );
+    }
+    if out.is_file() {
+        bail!(
+            "--out {} is a file. Fix: give a folder (new, empty, or a dataset to resume)",
+            out.display()
+        );
+    }
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !out.join("manifest.json").exists() {
+        bail!(
+            "--out {} is not empty and holds no reinforced dataset (no manifest.json): refusing to write into it. Fix: give a new or empty folder, or the --out of a `dr reinforce` to resume",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes a folder on drop unless `dir` was taken (the job got far enough
+/// to leave something worth keeping).
+struct RemoveUnlessKept {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for RemoveUnlessKept {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// Shard index range `[a, b)` of task i of n: contiguous, as even as can be.
 pub fn task_shards(shards: u32, i: u32, n: u32) -> [u32; 2] {
     let f = |k: u32| (shards as u64 * k as u64 / n as u64) as u32;
@@ -136,6 +183,12 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         );
     }
     let classes = num_classes(&teachers)?;
+    if cfg.topk as usize > classes {
+        bail!(
+            "topk {} (--topk or the config) is more than the teachers' {classes} classes: records would hold padding. Fix: --topk {classes} or fewer",
+            cfg.topk
+        );
+    }
     let layout = Layout::new(&cfg.augment, cfg.topk as usize, classes, out_wh);
     // The GPU backend, built before anything is written: a teacher or a
     // config it cannot run stops the job here, naming why.
@@ -192,8 +245,18 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let positions = |s: u32| -> [u32; 2] { [s * per_shard, ((s + 1) * per_shard).min(n)] };
     let mine = |pos: u32| pos >= positions(first)[0] && pos < positions(last.max(first + 1) - 1)[1];
 
+    if let Source::Folder(d) = &opt.source {
+        check_out_folder(&opt.out, Some(d))?;
+    } else {
+        check_out_folder(&opt.out, None)?;
+    }
+    let created = !opt.out.exists();
     std::fs::create_dir_all(&opt.out)
         .with_context(|| format!("{}: cannot create the output folder", opt.out.display()))?;
+    // Until the manifest exists, a failure leaves no folder this run made.
+    let mut cleanup = RemoveUnlessKept {
+        dir: created.then(|| opt.out.clone()),
+    };
     let existing = Manifest::read(&opt.out)?;
     let tsv = opt.out.join("images.tsv");
     let rows: Vec<ImageRow> = if existing.is_some() && tsv.exists() {
@@ -263,6 +326,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     crate::npy::write(&opt.out.join("order.npy"), &[order.len()], order)?;
     m.write(&opt.out)
         .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+    cleanup.dir = None;
 
     let cx = ShardContext {
         root: &listing.root,
@@ -327,10 +391,15 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     let [a, b] = positions(s);
                     let (bytes, bad) = match run_shard(&cx, a as usize, b as usize, tick) {
                         Ok(r) => r,
+                        Err(ShardError::Interrupted) => {
+                            stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
                         Err(e) => {
                             failed(match e {
                                 ShardError::BadImage { .. } => anyhow::Error::new(e),
                                 ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
+                                ShardError::Interrupted => unreachable!("handled above"),
                             });
                             break;
                         }
@@ -365,6 +434,16 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let (mut m, records_written, error) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = error {
         return Err(e);
+    }
+    if let Some(signal) = super::interrupt::requested() {
+        // Every complete shard is in the manifest already; its status stays
+        // "running", which verify and export report.
+        return Err(super::interrupt::Interrupted {
+            done: m.shards.len(),
+            total: (last - first) as usize,
+            signal,
+        }
+        .into());
     }
     m.status = Status::Complete;
     m.write_bad_images(&opt.out, &rows)?;

@@ -50,6 +50,17 @@ pub enum ShardError {
     BadImage { path: String, reason: String },
     #[error("{0}")]
     Teacher(String),
+    /// A signal asked the job to stop (`pipeline::interrupt`): the shard in
+    /// progress is dropped, the complete ones are kept.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn check_interrupt() -> Result<(), ShardError> {
+    match super::interrupt::requested() {
+        Some(_) => Err(ShardError::Interrupted),
+        None => Ok(()),
+    }
 }
 
 /// Reads, checks and decodes one listed image; `Err` is the reason it is bad.
@@ -212,6 +223,7 @@ fn process_group<'a>(
         // Batch i + 1 is queued before batch i's top-k are read back.
         let mut queued: Option<(super::gpu::InFlight, &[Work])> = None;
         for chunk in work.chunks(cx.batch_size.max(1)).map(Some).chain([None]) {
+            check_interrupt()?;
             let next = match chunk {
                 Some(chunk) => {
                     let samples: Vec<(usize, &SampleParams)> =
@@ -239,6 +251,7 @@ fn process_group<'a>(
     let chunks: Vec<&[(usize, u32, SampleParams)]> = work.chunks(cx.batch_size.max(1)).collect();
     let mut next = chunks.first().map(|c| augment_batch(cx, c, &image_of));
     for (i, chunk) in chunks.iter().enumerate() {
+        check_interrupt()?;
         let x = next.take().expect("augmented ahead");
         let (probs, ahead) = rayon::join(
             || run_teachers(cx, x),

@@ -5,9 +5,12 @@ Usage: python3 check_reader.py OUT EXPORT_DIR
 """
 
 import io
+import json
 import os
 import pickle
+import shutil
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -58,6 +61,31 @@ def main():
             zeros = ds.probs(i, s, dense=True, method="zeros")
             assert abs(float(zeros.sum()) - 1.0) < 1e-5 and np.count_nonzero(zeros) <= ds.topk
             checked += 1
+    # The images to train on: every valid one, none of the bad ones.
+    assert ds.usable() == [i for i in range(len(ds)) if ds.valid(i)], ds.usable()
+    assert len(ds.usable()) < len(ds), "the fixture has bad images"
+    assert f"{len(ds)} images x {ds.num_samples} samples" in repr(ds), repr(ds)
+    # An unfinished dataset is refused unless asked for; a folder without a
+    # manifest is not a dataset.
+    with tempfile.TemporaryDirectory() as tmp:
+        part = os.path.join(tmp, "part")
+        shutil.copytree(out, part)
+        with open(os.path.join(part, "manifest.json")) as f:
+            m = json.load(f)
+        m["status"] = "running"
+        with open(os.path.join(part, "manifest.json"), "w") as f:
+            json.dump(m, f)
+        try:
+            dr_reader.open(part)
+            raise AssertionError("an incomplete dataset opened")
+        except ValueError as e:
+            assert "incomplete" in str(e) and "allow_incomplete" in str(e), e
+        assert len(dr_reader.open(part, allow_incomplete=True)) == len(ds)
+        try:
+            dr_reader.open(tmp)
+            raise AssertionError("a folder without a manifest opened")
+        except FileNotFoundError as e:
+            assert "no manifest.json" in str(e), e
     print(f"ok: {checked} samples of {len(ds)} images match the export")
 
 
