@@ -622,6 +622,18 @@ fn publish(
     Ok(())
 }
 
+/// An error and its causes on one line, an OS error as its short reason
+/// (`dr::io_reason`): "X: cannot create: no such file".
+fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| match c.downcast_ref::<std::io::Error>() {
+            Some(io) => dr::io_reason(io),
+            None => c.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -630,12 +642,12 @@ fn main() -> ExitCode {
                 eprintln!("{i}");
                 return ExitCode::from(i.exit_code());
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             if e.downcast_ref::<cli::dataset::Incomplete>().is_some() {
                 return ExitCode::from(4);
             }
             match e.downcast_ref::<dr::pipeline::shard::ShardError>() {
-                Some(dr::pipeline::shard::ShardError::BadImage { .. }) => ExitCode::from(3),
+                Some(dr::pipeline::shard::ShardError::BadImage(_)) => ExitCode::from(3),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -70,8 +70,7 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
                 images.display()
             );
         }
-        let rows = dr::store::images::read(&out.join("images.tsv"))?;
-        let drift = dr::store::images::verify(&rows, images);
+        let drift = dr::store::images::verify(&d.rows, images);
         for p in &drift.missing {
             out!("missing  {p}");
         }
@@ -83,14 +82,7 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
             drift.checked,
             drift.missing.len(),
             drift.changed.len(),
-            if drift.unhashed > 0 {
-                format!(
-                    " ({} rows hashed by other tasks; merge first)",
-                    drift.unhashed
-                )
-            } else {
-                String::new()
-            }
+            unhashed_note(&d)
         );
         if !drift.missing.is_empty() || !drift.changed.is_empty() {
             bail!(
@@ -118,6 +110,41 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Why some rows of images.tsv have no hash to check, by cause: a file
+/// that could not be read (a bad image), one in another task's shards, or
+/// one in a shard this job has not written yet.
+fn unhashed_note(d: &Reinforced) -> String {
+    let m = &d.manifest;
+    let bad: std::collections::HashSet<u32> = m.bad_images().map(|b| b.index).collect();
+    let mine = m.task.as_ref().map_or([0, m.shard_count], |t| t.shards);
+    let per = m.settings.images_per_shard.max(1);
+    let (mut unreadable, mut other_task, mut not_yet) = (0, 0, 0);
+    for r in d.rows.iter().filter(|r| r.sha256.is_none()) {
+        let shard = d.position[r.index as usize] / per;
+        if bad.contains(&r.index) {
+            unreadable += 1;
+        } else if shard < mine[0] || shard >= mine[1] {
+            other_task += 1;
+        } else {
+            not_yet += 1;
+        }
+    }
+    let parts: Vec<String> = [
+        (unreadable, "unreadable (bad images)"),
+        (other_task, "in other tasks' shards (merge first)"),
+        (not_yet, "in shards not yet written (finish the job)"),
+    ]
+    .iter()
+    .filter(|(k, _)| *k > 0)
+    .map(|(k, what)| format!("{k} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; not checked: {}", parts.join(", "))
+    }
 }
 
 /// Class names, one per line (`--labels`), exactly one per class of the

@@ -17,11 +17,13 @@ pub const EXIT_CODES: &str = "Exit codes: 0 done (bad images skipped are listed 
 a second signal stops at once).";
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("images").required(true).args(["data", "list"])))]
 pub struct ReinforceArgs {
-    /// ImageFolder root (class sub-folders).
-    #[arg(long, conflicts_with = "list", required_unless_present = "list")]
+    /// ImageFolder root (class sub-folders); or give --list.
+    #[arg(long)]
     pub data: Option<PathBuf>,
-    /// File list: `path<TAB>label` per line, relative to the list's folder.
+    /// File list: `path<TAB>label` per line, relative to the list's folder;
+    /// or give --data.
     #[arg(long)]
     pub list: Option<PathBuf>,
     /// ONNX teacher; repeat for an ensemble (mean of softmax(logits / T)).

@@ -53,7 +53,7 @@ impl ReinforceConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             key: String::new(),
-            message: format!("cannot read the config: {e}"),
+            message: format!("cannot read the config: {}", crate::io_reason(&e)),
         })?;
         Self::parse(&text, &file, ml_dr_compat)
     }

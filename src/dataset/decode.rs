@@ -12,12 +12,8 @@ use crate::augment::image::Rgb8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("{path}: cannot read the file: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read the file: {reason}")]
+    Io { path: String, reason: String },
     #[error("{path}: not a decodable image ({detail}). Fix: replace or remove the file")]
     Undecodable { path: String, detail: String },
     #[error("{path}: {detail}")]
@@ -43,9 +39,9 @@ fn check_size(w: u64, h: u64, name: &str) -> Result<(), DecodeError> {
 
 /// Decodes `path` to RGB.
 pub fn decode_rgb(path: &Path) -> Result<Rgb8, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
+    let bytes = std::fs::read(path).map_err(|e| DecodeError::Io {
         path: path.display().to_string(),
-        source,
+        reason: crate::io_reason(&e),
     })?;
     decode_rgb_bytes(&bytes, &path.display().to_string())
 }

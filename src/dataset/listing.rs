@@ -40,24 +40,24 @@ pub struct Listing {
     pub root: PathBuf,
     pub classes: Vec<String>,
     pub entries: Vec<Entry>,
+    /// For a file list: each entry's line in it (1-based, for reports);
+    /// empty for a folder.
+    pub list_lines: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListingError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is said once (not also as a source: it would print twice).
+    #[error("{path}: cannot read: {reason}")]
+    Io { path: String, reason: String },
     #[error("{path}: {detail}")]
     Invalid { path: String, detail: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ListingError + '_ {
-    move |source| ListingError::Io {
+    move |e| ListingError::Io {
         path: path.display().to_string(),
-        source,
+        reason: crate::io_reason(&e),
     }
 }
 
@@ -165,6 +165,7 @@ pub fn image_folder(root: &Path) -> Result<Listing, ListingError> {
         root: root.to_path_buf(),
         classes,
         entries,
+        list_lines: Vec::new(),
     })
 }
 
@@ -177,6 +178,7 @@ pub fn file_list(list: &Path) -> Result<Listing, ListingError> {
         detail,
     };
     let mut entries = Vec::new();
+    let mut list_lines = Vec::new();
     let mut max_label = None;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -212,6 +214,7 @@ pub fn file_list(list: &Path) -> Result<Listing, ListingError> {
             path: path.to_owned(),
             label,
         });
+        list_lines.push(i as u32 + 1);
     }
     if entries.is_empty() {
         return Err(bad(0, "the list has no entries".into()));
@@ -222,5 +225,6 @@ pub fn file_list(list: &Path) -> Result<Listing, ListingError> {
             .map(|c| c.to_string())
             .collect(),
         entries,
+        list_lines,
     })
 }

@@ -13,7 +13,7 @@ use super::shard::{ShardContext, ShardError, run_shard};
 use crate::augment::params::{MixingGroups, stage_sizes};
 use crate::config::ReinforceConfig;
 use crate::dataset::listing::{self, Listing};
-use crate::store::images::{self, ImageRow};
+use crate::store::images;
 use crate::store::layout::{Layout, MAX_SAMPLES};
 use crate::store::manifest::{
     self, Manifest, RecordInfo, Settings, ShardInfo, Status, Task, TeacherFile, shard_file,
@@ -155,8 +155,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         );
     }
     let listing: Listing = match &opt.source {
-        Source::Folder(d) => listing::image_folder(d)?,
-        Source::List(f) => listing::file_list(f)?,
+        Source::Folder(d) => listing::image_folder(d).map_err(|e| anyhow::anyhow!("--data {e}"))?,
+        Source::List(f) => listing::file_list(f).map_err(|e| anyhow::anyhow!("--list {e}"))?,
     };
     let n = u32::try_from(listing.entries.len()).context("more than 2^32 images")?;
     let teachers = Ensemble::load(&opt.teachers)?;
@@ -243,7 +243,6 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let groups = MixingGroups::new(opt.seed, n, group);
     let order = groups.order();
     let positions = |s: u32| -> [u32; 2] { [s * per_shard, ((s + 1) * per_shard).min(n)] };
-    let mine = |pos: u32| pos >= positions(first)[0] && pos < positions(last.max(first + 1) - 1)[1];
 
     if let Source::Folder(d) = &opt.source {
         check_out_folder(&opt.out, Some(d))?;
@@ -259,17 +258,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     };
     let existing = Manifest::read(&opt.out)?;
     let tsv = opt.out.join("images.tsv");
-    let rows: Vec<ImageRow> = if existing.is_some() && tsv.exists() {
-        images::read(&tsv)?
-    } else {
-        let mut position = vec![0u32; n as usize];
-        for (p, &id) in order.iter().enumerate() {
-            position[id as usize] = p as u32;
-        }
-        let rows = images::rows_where(&listing, |id| first < last && mine(position[id as usize]))?;
-        images::write(&tsv, &rows)?;
-        rows
-    };
+    let listed = images::unhashed_rows(&listing)?;
     let settings = Settings {
         config: cfg.to_json(),
         seed: opt.seed,
@@ -286,8 +275,30 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         input_size: [out_wh.0 as u32, out_wh.1 as u32],
         executor,
     };
-    let mut m = match existing {
-        Some(m) => {
+    let fresh = || Manifest {
+        format: manifest::FORMAT.into(),
+        version: manifest::VERSION,
+        writer: crate::build_info::short_version(),
+        classes: listing.classes.clone(),
+        origin: None,
+        source: std::path::absolute(&listing.root)
+            .unwrap_or_else(|_| listing.root.clone())
+            .display()
+            .to_string(),
+        status: Status::Running,
+        settings: settings.clone(),
+        record: RecordInfo::new(&layout, cfg, out_wh),
+        shard_count,
+        task: task.clone(),
+        shards: Vec::new(),
+    };
+    // Rows are hashed as their shards read them (one read of each file):
+    // images.tsv starts unhashed, each shard's hashes go beside it, and
+    // the job folds them in when it completes.
+    let (mut m, mut rows) = match existing {
+        None => (fresh(), listed),
+        Some(mut m) => {
+            m.shards.retain(|s| shard_complete(&opt.out, s));
             let mut diffs = manifest::differences(&m.settings, &settings);
             if m.task != task {
                 diffs.push(format!(
@@ -296,33 +307,44 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     serde_json::to_string(&task)?
                 ));
             }
-            if !diffs.is_empty() {
+            let listing_only = diffs
+                .iter()
+                .all(|d| d.starts_with("images:") || d.starts_with("listing_sha256:"));
+            let old_rows = if tsv.exists() {
+                images::read(&tsv)?
+            } else {
+                listed.clone()
+            };
+            if diffs.is_empty() {
+                (m, old_rows)
+            } else if listing_only && m.shards.is_empty() {
+                // Nothing made from the old listing is kept: list again.
+                (fresh(), listed)
+            } else if listing_only {
+                bail!(
+                    "{}: the images changed since this dataset was started ({} of {} shards complete):\n  {}\nFix: restore them, or delete {} (rm -r {}) and rerun to start over",
+                    opt.out.display(),
+                    m.shards.len(),
+                    last - first,
+                    images::changes(&old_rows, &listed).join("\n  "),
+                    opt.out.display(),
+                    opt.out.display()
+                );
+            } else {
                 bail!(
                     "{} holds a reinforced dataset made with other settings:\n  {}\nFix: rerun with the settings it was made with, or use a new --out",
                     opt.out.display(),
                     diffs.join("\n  ")
                 );
             }
-            m
         }
-        None => Manifest {
-            format: manifest::FORMAT.into(),
-            version: manifest::VERSION,
-            writer: crate::build_info::short_version(),
-            classes: listing.classes.clone(),
-            origin: None,
-            source: std::path::absolute(&listing.root)
-                .unwrap_or_else(|_| listing.root.clone())
-                .display()
-                .to_string(),
-            status: Status::Running,
-            settings,
-            record: RecordInfo::new(&layout, cfg, out_wh),
-            shard_count,
-            task: task.clone(),
-            shards: Vec::new(),
-        },
     };
+    let files: Vec<&str> = m.shards.iter().map(|s| s.file.as_str()).collect();
+    images::fill_from_shards(&mut rows, &opt.out, &files)?;
+    images::write(&tsv, &rows)?;
+    if m.shards.len() < (last - first) as usize {
+        m.status = Status::Running;
+    }
     crate::npy::write(&opt.out.join("order.npy"), &[order.len()], order)?;
     m.write(&opt.out)
         .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
@@ -340,11 +362,10 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         batch_size: opt.batch_size,
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
+        list_lines: (!listing.list_lines.is_empty()).then_some(&listing.list_lines[..]),
         teacher_nanos: &progress.teacher_nanos,
         gpu: None,
     };
-    let out = opt.out.clone();
-    m.shards.retain(|s| shard_complete(&out, s));
     let todo: Vec<u32> = (first..last)
         .filter(|s| !m.shards.iter().any(|i| i.index == *s))
         .collect();
@@ -389,7 +410,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                         break;
                     };
                     let [a, b] = positions(s);
-                    let (bytes, bad) = match run_shard(&cx, a as usize, b as usize, tick) {
+                    let done = match run_shard(&cx, a as usize, b as usize, tick) {
                         Ok(r) => r,
                         Err(ShardError::Interrupted) => {
                             stop.store(true, Ordering::Relaxed);
@@ -397,7 +418,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                         }
                         Err(e) => {
                             failed(match e {
-                                ShardError::BadImage { .. } => anyhow::Error::new(e),
+                                ShardError::BadImage(_) => anyhow::Error::new(e),
                                 ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
                                 ShardError::Interrupted => unreachable!("handled above"),
                             });
@@ -405,8 +426,20 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                         }
                     };
                     let file = shard_file(s);
-                    if let Err(e) = crate::store::atomic_write(&out.join(&file), &bytes)
-                        .with_context(|| format!("{}: cannot write {file}", out.display()))
+                    let bytes = done.records;
+                    // The hashes first: a shard file on disk always has them.
+                    let hashes = out.join(images::shard_hashes_file(&file));
+                    if let Err(e) = images::write_hashes(&hashes, &done.hashes)
+                        .map_err(anyhow::Error::new)
+                        .and_then(|_| {
+                            crate::store::atomic_write(&out.join(&file), &bytes).map_err(|e| {
+                                anyhow::anyhow!(
+                                    "{}: cannot write {file}: {}",
+                                    out.display(),
+                                    crate::io_reason(&e)
+                                )
+                            })
+                        })
                     {
                         failed(e);
                         break;
@@ -414,7 +447,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
                     let (m, records, _) = &mut *g;
                     m.shards
-                        .push(ShardInfo::new(s, [a, b], &bytes, layout.size, bad));
+                        .push(ShardInfo::new(s, [a, b], &bytes, layout.size, done.bad));
                     m.shards.sort_by_key(|s| s.index);
                     *records += (bytes.len() / layout.size) as u64;
                     let written = m.write_bad_images(out, rows).and_then(|_| {
@@ -445,10 +478,16 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         }
         .into());
     }
+    // Complete: every hash into images.tsv, then the status, then the
+    // hashes files go (a crash between leaves them, harmlessly, for a rerun).
+    let files: Vec<&str> = m.shards.iter().map(|s| s.file.as_str()).collect();
+    images::fill_from_shards(&mut rows, &opt.out, &files)?;
+    images::write(&tsv, &rows)?;
     m.status = Status::Complete;
     m.write_bad_images(&opt.out, &rows)?;
     m.write(&opt.out)
         .with_context(|| format!("{}: cannot write the manifest", opt.out.display()))?;
+    images::remove_hashes_files(&opt.out);
     let seconds = t0.elapsed().as_secs_f64();
     let work_seconds = t_work.elapsed().as_secs_f64();
     let samples_run = progress.samples_done.load(Ordering::Relaxed);

@@ -36,6 +36,8 @@ pub struct ShardContext<'a> {
     /// (w, h) the teachers take.
     pub input_wh: (usize, usize),
     pub fail_on_bad: bool,
+    /// For a `--list` source: each image's line in the list (for reports).
+    pub list_lines: Option<&'a [u32]>,
     /// Time spent in the teachers (for teacher-only throughput).
     pub teacher_nanos: &'a std::sync::atomic::AtomicU64,
     /// The GPU backend (augmentation, teachers and top-k on a device), or
@@ -46,14 +48,27 @@ pub struct ShardContext<'a> {
 /// Why the run stopped inside a shard.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    #[error("{path}: {reason} (stopped by --on-bad-image fail; complete shards are kept)")]
-    BadImage { path: String, reason: String },
+    /// `--on-bad-image fail`: every bad image of the mixing group where the
+    /// first was met, each with its path and reason.
+    #[error("{}", bad_images_message(.0))]
+    BadImage(Vec<(String, String)>),
     #[error("{0}")]
     Teacher(String),
     /// A signal asked the job to stop (`pipeline::interrupt`): the shard in
     /// progress is dropped, the complete ones are kept.
     #[error("interrupted")]
     Interrupted,
+}
+
+fn bad_images_message(bad: &[(String, String)]) -> String {
+    let list: Vec<String> = bad.iter().map(|(p, r)| format!("  {p}: {r}")).collect();
+    format!(
+        "{} bad image{} (stopped by --on-bad-image fail; complete shards are kept):\n{}\nFix: repair or remove {}, then rerun the same command (or use --on-bad-image skip to record them as invalid)",
+        bad.len(),
+        if bad.len() == 1 { "" } else { "s" },
+        list.join("\n"),
+        if bad.len() == 1 { "it" } else { "them" }
+    )
 }
 
 fn check_interrupt() -> Result<(), ShardError> {
@@ -63,25 +78,54 @@ fn check_interrupt() -> Result<(), ShardError> {
     }
 }
 
-/// Reads, checks and decodes one listed image; `Err` is the reason it is bad.
-pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Result<Rgb8, String> {
+/// A listed image as read: its size and SHA-256 when the file could be read
+/// (they go to images.tsv), and the decoded pixels or why it is bad.
+pub struct Loaded {
+    pub hash: Option<(u64, String)>,
+    pub image: Result<Rgb8, String>,
+}
+
+/// Reads, hashes, checks and decodes one listed image (one read of the
+/// file: the hash is taken from the same bytes that are decoded). A row
+/// that already has a hash (a shard redone in a finished dataset) must
+/// still match it.
+pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Loaded {
     let path = root.join(&row.path);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if let Some(want) = &row.sha256 {
-        let got = format!("{:x}", Sha256::digest(&bytes));
-        if &got != want {
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Loaded {
+                hash: None,
+                image: Err(format!("cannot read the file: {}", crate::io_reason(&e))),
+            };
+        }
+    };
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    let hash = Some((bytes.len() as u64, sha.clone()));
+    let image = (|| {
+        if let Some(want) = &row.sha256
+            && &sha != want
+        {
             return Err(format!(
-                "the file changed after it was listed (SHA-256 {got}, images.tsv has {want})"
+                "the file changed since the dataset was made (SHA-256 {sha}, images.tsv has {want})"
             ));
         }
-    }
+        decode_checked(&bytes, &row.path)
+    })();
+    Loaded { hash, image }
+}
+
+/// Decodes `bytes` of the listed file `path` within the sizes records can
+/// address; `Err` is the reason it is bad (one wording for each problem,
+/// shared with `dr infer --image`).
+pub fn decode_checked(bytes: &[u8], path: &str) -> Result<Rgb8, String> {
     if bytes.is_empty() {
         return Err("the file is empty".into());
     }
-    let img = decode_rgb_bytes(&bytes, &row.path).map_err(|e| {
+    let img = decode_rgb_bytes(bytes, path).map_err(|e| {
         // The error names the path; the reason is what follows it.
         let s = e.to_string();
-        s.strip_prefix(&format!("{}: ", row.path))
+        s.strip_prefix(&format!("{path}: "))
             .unwrap_or(&s)
             .to_owned()
     })?;
@@ -94,24 +138,34 @@ pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Result<Rgb8, String
     Ok(img)
 }
 
+/// One shard's output: its records, the bad images met, and the size and
+/// SHA-256 of every image of it that could be read (id, bytes, sha256).
+pub struct ShardOutput {
+    pub records: Vec<u8>,
+    pub bad: Vec<BadImage>,
+    pub hashes: Vec<(u32, u64, String)>,
+}
+
 /// Progress callback: (images, samples) finished since the last call.
 pub type Tick<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
-/// Records for work-order positions `[start, end)` and the bad images met.
+/// Records for work-order positions `[start, end)`, the bad images met and
+/// the hashes of what was read.
 pub fn run_shard(
     cx: &ShardContext,
     start: usize,
     end: usize,
     tick: Tick,
-) -> Result<(Vec<u8>, Vec<BadImage>), ShardError> {
+) -> Result<ShardOutput, ShardError> {
     let ns = cx.config.num_samples as usize;
     let group = cx.config.mixing_group as usize;
     let rec = cx.layout.size;
     let mut out = vec![0u8; (end - start) * ns * rec];
     let mut bad = Vec::new();
+    let mut hashes = Vec::with_capacity(end - start);
     let starts: Vec<usize> = (start..end).step_by(group).collect();
     let ids_at = |g0: usize| &cx.order[g0..(g0 + group).min(end)];
-    let decode = |g0: usize| -> Vec<Result<Rgb8, String>> {
+    let decode = |g0: usize| -> Vec<Loaded> {
         ids_at(g0)
             .par_iter()
             .map(|&id| load_image(cx.root, &cx.rows[id as usize]))
@@ -123,28 +177,33 @@ pub fn run_shard(
     for (gi, &g0) in starts.iter().enumerate() {
         let ids = ids_at(g0);
         let loaded = ahead.take().expect("decoded ahead");
-        for (&id, r) in ids.iter().zip(&loaded) {
-            if let Err(reason) = r {
-                if cx.fail_on_bad {
-                    return Err(ShardError::BadImage {
-                        path: cx
-                            .root
-                            .join(&cx.rows[id as usize].path)
-                            .display()
-                            .to_string(),
-                        reason: reason.clone(),
-                    });
-                }
-                bad.push(BadImage {
-                    index: id,
-                    reason: reason.clone(),
-                });
+        let mut failed = Vec::new();
+        for (&id, l) in ids.iter().zip(&loaded) {
+            if let Some((n, sha)) = &l.hash {
+                hashes.push((id, *n, sha.clone()));
             }
+            if let Err(reason) = &l.image {
+                let reason = match cx.list_lines {
+                    Some(lines) => format!("{reason} (--list line {})", lines[id as usize]),
+                    None => reason.clone(),
+                };
+                failed.push((
+                    cx.root
+                        .join(&cx.rows[id as usize].path)
+                        .display()
+                        .to_string(),
+                    reason.clone(),
+                ));
+                bad.push(BadImage { index: id, reason });
+            }
+        }
+        if cx.fail_on_bad && !failed.is_empty() {
+            return Err(ShardError::BadImage(failed));
         }
         let image_of = |id: u32| -> Option<&Rgb8> {
             ids.iter()
                 .position(|&x| x == id)
-                .and_then(|i| loaded[i].as_ref().ok())
+                .and_then(|i| loaded[i].image.as_ref().ok())
         };
         // Pairs come from the group's usable images (in work order).
         let candidates: Vec<u32> = ids
@@ -191,7 +250,11 @@ pub fn run_shard(
         done?;
         tick(ids.len() as u64, 0);
     }
-    Ok((out, bad))
+    Ok(ShardOutput {
+        records: out,
+        bad,
+        hashes,
+    })
 }
 
 /// A group's samples through the teachers, their records into `out`: on

@@ -55,19 +55,26 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((n, format!("{:x}", h.finalize())))
 }
 
-/// Hashes every listed file (in parallel); rows in listing order.
+/// Hashes every listed file (in parallel); rows in listing order (`dr
+/// import`, which reads no image otherwise).
 pub fn rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
-    rows_where(listing, |_| true)
+    let mut rows = unhashed_rows(listing)?;
+    rows.par_iter_mut().try_for_each(|row| {
+        let p = listing.root.join(&row.path);
+        let (bytes, sha256) = hash_file(&p)
+            .map_err(|err| file_err(&p, format!("cannot read: {}", crate::io_reason(&err))))?;
+        (row.bytes, row.sha256) = (Some(bytes), Some(sha256));
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
-/// Rows of every listed file, hashing those `hash(index)` selects.
-pub fn rows_where(
-    listing: &Listing,
-    hash: impl Fn(u32) -> bool + Sync,
-) -> Result<Vec<ImageRow>, ImagesError> {
+/// Rows of every listed file, not yet hashed: `dr reinforce` hashes each
+/// file from the bytes it decodes (one read), shard by shard.
+pub fn unhashed_rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
     listing
         .entries
-        .par_iter()
+        .iter()
         .enumerate()
         .map(|(i, e)| {
             if e.path.contains(['\t', '\n', '\r']) {
@@ -76,22 +83,156 @@ pub fn rows_where(
                     "tabs and line breaks in file names cannot be listed; rename the file",
                 ));
             }
-            let mut row = ImageRow {
+            Ok(ImageRow {
                 index: i as u32,
                 path: e.path.clone(),
                 label: e.label,
                 bytes: None,
                 sha256: None,
-            };
-            if hash(i as u32) {
-                let p = listing.root.join(&e.path);
-                let (bytes, sha256) =
-                    hash_file(&p).map_err(|err| file_err(&p, format!("cannot read: {err}")))?;
-                (row.bytes, row.sha256) = (Some(bytes), Some(sha256));
-            }
-            Ok(row)
+            })
         })
         .collect()
+}
+
+/// The hashes of one shard's images while the job runs,
+/// `OUT/shard-NNNNN.sha256.tsv`: written before the shard file, folded into
+/// images.tsv (and removed) when the job completes.
+pub fn shard_hashes_file(shard_file: &str) -> String {
+    format!("{}.sha256.tsv", shard_file.trim_end_matches(".bin"))
+}
+
+const HASHES_HEADER: &str = "index\tbytes\tsha256";
+
+/// (image id, size, SHA-256) of each image of a shard that could be read.
+pub type Hashes = [(u32, u64, String)];
+
+pub fn write_hashes(path: &Path, hashes: &Hashes) -> Result<(), ImagesError> {
+    let mut s = String::with_capacity(hashes.len() * 80 + 20);
+    s.push_str(HASHES_HEADER);
+    s.push('\n');
+    for (i, n, sha) in hashes {
+        s.push_str(&format!("{i}\t{n}\t{sha}\n"));
+    }
+    super::atomic_write(path, s.as_bytes())
+        .map_err(|e| file_err(path, format!("cannot write: {}", crate::io_reason(&e))))
+}
+
+/// Fills `rows` from the hashes files of `shard_files` (those of complete
+/// shards; a missing one leaves its rows as they are).
+pub fn fill_from_shards(
+    rows: &mut [ImageRow],
+    dir: &Path,
+    shard_files: &[&str],
+) -> Result<(), ImagesError> {
+    for f in shard_files {
+        let path = dir.join(shard_hashes_file(f));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(file_err(
+                    &path,
+                    format!("cannot read: {}", crate::io_reason(&e)),
+                ));
+            }
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some(HASHES_HEADER) {
+            return Err(file_err(
+                &path,
+                format!(
+                    "not a dr hashes file (the first line must be `{HASHES_HEADER}`). Fix: delete it and the shard file beside it, then rerun the same command"
+                ),
+            ));
+        }
+        for (k, line) in lines.enumerate() {
+            let bad = || {
+                file_err(
+                    &path,
+                    format!(
+                        "line {}: expected `index<TAB>bytes<TAB>sha256` of a listed image. Fix: delete it and the shard file beside it, then rerun the same command",
+                        k + 2
+                    ),
+                )
+            };
+            let f: Vec<&str> = line.split('\t').collect();
+            let [i, n, sha] = f[..] else {
+                return Err(bad());
+            };
+            let i: usize = i.parse().map_err(|_| bad())?;
+            let row = rows.get_mut(i).ok_or_else(bad)?;
+            (row.bytes, row.sha256) = (Some(n.parse().map_err(|_| bad())?), Some(sha.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Removes every `shard-NNNNN.sha256.tsv` of `dir` (once images.tsv holds
+/// their hashes); one that cannot be removed is only left behind.
+pub fn remove_hashes_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("shard-") && name.ends_with(".sha256.tsv") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// What differs between the listing a dataset was made from (`old`) and
+/// today's (`new`): files gone, files added, labels changed, a few of each
+/// by name.
+pub fn changes(old: &[ImageRow], new: &[ImageRow]) -> Vec<String> {
+    use std::collections::HashMap;
+    let label_of = |rows: &[ImageRow]| -> HashMap<String, u32> {
+        rows.iter().map(|r| (r.path.clone(), r.label)).collect()
+    };
+    let (a, b) = (label_of(old), label_of(new));
+    let mut removed: Vec<&str> = old
+        .iter()
+        .filter(|r| !b.contains_key(&r.path))
+        .map(|r| r.path.as_str())
+        .collect();
+    let mut added: Vec<&str> = new
+        .iter()
+        .filter(|r| !a.contains_key(&r.path))
+        .map(|r| r.path.as_str())
+        .collect();
+    let mut relabelled: Vec<&str> = new
+        .iter()
+        .filter(|r| a.get(&r.path).is_some_and(|&l| l != r.label))
+        .map(|r| r.path.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (what, list) in [
+        ("gone", &mut removed),
+        ("new", &mut added),
+        ("with another label", &mut relabelled),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        list.sort_unstable();
+        let shown: Vec<&str> = list.iter().take(5).copied().collect();
+        let more = if list.len() > 5 {
+            format!(" and {} more", list.len() - 5)
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "{} file{} {what}: {}{more}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" },
+            shown.join(", ")
+        ));
+    }
+    if out.is_empty() {
+        out.push(format!("the same {} files in another order", new.len()));
+    }
+    out
 }
 
 pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
@@ -107,12 +248,12 @@ pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
         ));
     }
     super::atomic_write(path, s.as_bytes())
-        .map_err(|e| file_err(path, format!("cannot write: {e}")))
+        .map_err(|e| file_err(path, format!("cannot write: {}", crate::io_reason(&e))))
 }
 
 pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| file_err(path, format!("cannot read: {}", crate::io_reason(&e))))?;
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return Err(file_err(

@@ -176,7 +176,7 @@ impl Manifest {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => anyhow::bail!("{}: cannot read: {e}", path.display()),
+            Err(e) => anyhow::bail!("{}: cannot read: {}", path.display(), crate::io_reason(&e)),
         };
         let m: Manifest = serde_json::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
@@ -204,22 +204,29 @@ impl Manifest {
         self.shards.iter().flat_map(|s| &s.bad_images)
     }
 
-    /// `OUT/bad-images.tsv` (index, path, reason), from the manifest.
+    /// `OUT/bad-images.tsv` (index, path, reason) by image id, from the manifest.
     pub fn write_bad_images(
         &self,
         out: &Path,
         rows: &[super::images::ImageRow],
     ) -> anyhow::Result<()> {
         let mut s = String::from("index\tpath\treason\n");
-        for b in self.bad_images() {
+        let mut bad: Vec<&BadImage> = self.bad_images().collect();
+        bad.sort_by_key(|b| b.index);
+        for b in bad {
             let reason = b.reason.replace(['\t', '\n', '\r'], " ");
             s.push_str(&format!(
                 "{}\t{}\t{reason}\n",
                 b.index, rows[b.index as usize].path
             ));
         }
-        super::atomic_write(&out.join("bad-images.tsv"), s.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}: cannot write bad-images.tsv: {e}", out.display()))
+        super::atomic_write(&out.join("bad-images.tsv"), s.as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot write bad-images.tsv: {}",
+                out.display(),
+                crate::io_reason(&e)
+            )
+        })
     }
 
     pub fn records(&self) -> u64 {

@@ -46,7 +46,10 @@ impl Reinforced {
                 dir.display()
             );
         }
-        let rows = images::read(&dir.join("images.tsv"))?;
+        let mut rows = images::read(&dir.join("images.tsv"))?;
+        // While the job runs, hashes wait beside their shards.
+        let files: Vec<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
+        images::fill_from_shards(&mut rows, dir, &files)?;
         let (shape, order): (Vec<usize>, Vec<u32>) = crate::npy::read(&dir.join("order.npy"))?;
         let n = manifest.settings.images as usize;
         if shape != [n] || rows.len() != n {

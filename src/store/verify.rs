@@ -69,7 +69,7 @@ fn check_shard(
     let bytes = match std::fs::read(d.dir.join(&s.file)) {
         Ok(b) => b,
         Err(e) => {
-            p.push(format!("{}: cannot read: {e}", s.file));
+            p.push(format!("{}: cannot read: {}", s.file, crate::io_reason(&e)));
             return p;
         }
     };

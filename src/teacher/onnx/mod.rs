@@ -19,12 +19,9 @@ use super::tensor::{DType, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeacherError {
-    #[error("{file}: cannot read the model: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is said once (not also as a source: it would print twice).
+    #[error("{file}: cannot read the model: {reason}")]
+    Io { file: String, reason: String },
     #[error(
         "{file}: not an ONNX model ({detail}). Fix: check the file is complete (not truncated) and is an .onnx export"
     )]
@@ -69,9 +66,9 @@ pub struct Model {
 /// Reads and converts `path` (external data is read from beside it).
 pub fn load(path: &Path) -> Result<Model> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| TeacherError::Io {
+    let bytes = std::fs::read(path).map_err(|e| TeacherError::Io {
         file: file.clone(),
-        source,
+        reason: crate::io_reason(&e),
     })?;
     let model =
         proto::ModelProto::decode(bytes.as_slice()).map_err(|e| TeacherError::Protobuf {
@@ -84,9 +81,9 @@ pub fn load(path: &Path) -> Result<Model> {
 /// Every node dr cannot import, each as the error `load` would give.
 pub fn unsupported_nodes(path: &Path) -> Result<Vec<String>> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| TeacherError::Io {
+    let bytes = std::fs::read(path).map_err(|e| TeacherError::Io {
         file: file.clone(),
-        source,
+        reason: crate::io_reason(&e),
     })?;
     let model =
         proto::ModelProto::decode(bytes.as_slice()).map_err(|e| TeacherError::Protobuf {
