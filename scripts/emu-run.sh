@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one command with the CPU stand-in as its CUDA driver, building the
 # stand-in first if needed:
-#   scripts/emu-run.sh target/release/dr infer --device cuda --model m.onnx --image x.png
+#   scripts/emu-run.sh target/release/dr infer --device cuda --teacher m.onnx --image x.png
 #   DR_EMU_STREAMS=lazy scripts/emu-run.sh cargo test --lib teacher::gpu
 # The stand-in's knobs (DR_EMU_*) are in standin/README.md. Only this command
 # sees the stand-in: it is not installed anywhere.

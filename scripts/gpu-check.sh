@@ -83,7 +83,7 @@ run() {
   step peer:bench_torch.py python3 tools/bench_torch.py --models "$models" --export-dir "$onnx" \
     --out-dir "$out/bench-results" ${DR_TORCH_FLAGS:-}
   for m in ${models//,/ }; do
-    step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --model "$onnx/$m.onnx" \
+    step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --teacher "$onnx/$m.onnx" \
       --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
   done
   # [gpu-pipeline]: the demo and a photo folder end to end on the GPU; each

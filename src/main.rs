@@ -46,12 +46,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// List CUDA devices (or say why there are none; exits 0 either way).
+    #[command(after_help = "Example: dr devices --json")]
     Devices {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Augment one image as ml-dr would: writes samples.npy, uint8.npy, params.json.
+    #[command(
+        after_help = "Example: dr augment --config configs/imagenet-randaug_mixing.yaml --image cat.jpg --index 17 --seed 0 --out aug/"
+    )]
     Augment {
         #[command(flatten)]
         input: AugmentArgs,
@@ -61,6 +65,9 @@ enum Command {
     },
     /// A contact sheet of augmentations with their parameters captioned
     /// (sampled from --config and --image, or stored ones with --from OUT).
+    #[command(
+        after_help = "Examples:\n  dr preview --config configs/imagenet-randaug.yaml --image cat.jpg --out sheet.png\n  dr preview --from imagenet-plus/ --ids 0,5,9 --out stored.png"
+    )]
     Preview {
         #[command(flatten)]
         input: AugmentArgs,
@@ -81,43 +88,58 @@ enum Command {
         labels: Option<PathBuf>,
     },
     /// The main job on a generated shape set with a small trained teacher (no network needed).
+    #[command(after_help = "Example: dr demo --out dr-demo --device cpu")]
     Demo(cli::demo::DemoArgs),
     /// Build a reinforced dataset: NS augmentations per image, teacher top-k, shards + manifest.
-    #[command(after_help = cli::reinforce::EXIT_CODES)]
+    #[command(after_help = cli::reinforce::AFTER_HELP)]
     Reinforce(cli::reinforce::ReinforceArgs),
     /// Run a teacher (or an ensemble) on images: logits, probabilities, top-k.
+    #[command(
+        after_help = "Examples:\n  dr infer --teacher resnet50.onnx --image photos/ --labels classes.txt\n  dr infer --teacher a.onnx --teacher b.onnx --input x.npy --output p.npy --device cuda"
+    )]
     Infer {
-        /// ONNX model; repeat for an ensemble (mean of softmax(logits / T)).
-        #[arg(long = "model", required = true)]
+        /// ONNX teacher; repeat for an ensemble (mean of softmax(logits / T)).
+        #[arg(long = "teacher", alias = "model", required = true)]
         models: Vec<PathBuf>,
         /// float32 NCHW .npy input.
         #[arg(long, conflicts_with = "image")]
         input: Option<PathBuf>,
-        /// An image file or a folder of them, with the eval preprocessing.
+        /// An image file or a folder of them (its files only; --recursive for
+        /// sub-folders), with the eval preprocessing; bad files are reported
+        /// and skipped.
         #[arg(long)]
         image: Option<PathBuf>,
+        /// With a folder --image: also the images in its sub-folders.
+        #[arg(long)]
+        recursive: bool,
         /// Output .npy: logits [N, C] (one model), probabilities (ensemble or --probs),
         /// or with --topk the top-k values (and Y.idx.npy, int64 ids).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        #[arg(long, default_value_t = 32)]
+        /// Images per teacher call (does not change the output).
+        #[arg(long, default_value_t = 32, value_parser = cli::values::at_least_one)]
         batch_size: usize,
         /// Softmax probabilities instead of logits for one model.
         #[arg(long)]
         probs: bool,
-        #[arg(long, default_value_t = 1.0)]
+        /// Softmax temperature (probabilities are softmax(logits / T)).
+        #[arg(long, default_value_t = 1.0, value_parser = cli::values::temperature)]
         temperature: f32,
-        #[arg(long)]
+        /// With --output: write the top k values (probabilities or logits)
+        /// and their class ids (Y.idx.npy) instead of every class.
+        #[arg(long, value_parser = cli::values::at_least_one)]
         topk: Option<usize>,
         /// Class names, one per line, for the printed top-5.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// --image preprocessing: shorter side, then center crop.
-        #[arg(long, default_value_t = 256)]
+        /// --image preprocessing: the shorter side is resized to this...
+        #[arg(long, default_value_t = 256, value_parser = cli::values::at_least_one_u32)]
         resize: u32,
-        #[arg(long, default_value_t = 224)]
+        /// ...then the center crop of this side is taken (the teacher's input size).
+        #[arg(long, default_value_t = 224, value_parser = cli::values::at_least_one_u32)]
         crop: u32,
     },
     /// Check a reinforced dataset: shard hashes and every record's invariants;
@@ -135,11 +157,16 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         images: Option<PathBuf>,
     },
     /// Print an image's stored samples: ml-dr's compressed parameters and the top-k.
+    #[command(
+        after_help = "Example: dr show imagenet-plus/ --id 17 --sample 3 --labels classes.txt"
+    )]
     Show {
+        /// The reinforced dataset folder.
         out: PathBuf,
-        /// Image id (its row in images.tsv).
-        #[arg(long)]
+        /// Image id: its row in images.tsv (0-based), as in bad-images.tsv.
+        #[arg(long = "id", alias = "image")]
         image: u32,
+        /// Only this sample (0-based; default: every sample of the image).
         #[arg(long)]
         sample: Option<u32>,
         /// Class names, one per line.
@@ -150,8 +177,13 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         json: bool,
     },
     /// Write a reinforced dataset in another tool's format (ml-dr's per-image .pth.tar files).
+    #[command(
+        after_help = "Example: dr export imagenet-plus/ --format ml-dr --to mldr/ --bundle mldr.tar.gz"
+    )]
     Export {
+        /// The reinforced dataset folder.
         out: PathBuf,
+        /// The format to write: ml-dr (its per-image {id}.pth.tar files and config.pth.tar).
         #[arg(long, value_parser = ["ml-dr"])]
         format: String,
         /// Folder to write into.
@@ -165,28 +197,45 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         allow_incomplete: bool,
     },
     /// Convert another tool's reinforced data into a dr dataset (ml-dr's released .pth.tar files).
+    #[command(
+        after_help = "Example: dr import imagenet_plus_rrc_mixup.tar.gz --format ml-dr --data imagenet/train --out imagenet-plus/"
+    )]
     Import {
         /// Folder holding config.pth.tar and {id}.pth.tar, or the release's .tar/.tar.gz bundle.
         dir: PathBuf,
+        /// The format to read: ml-dr (its released .pth.tar files).
         #[arg(long, value_parser = ["ml-dr"])]
         format: String,
         /// The ImageFolder the release was made from (ids are its rows).
         #[arg(long)]
         data: PathBuf,
+        /// Folder for the dr dataset (new or empty).
         #[arg(long)]
         out: PathBuf,
     },
     /// Join the outputs of every task of a `--shard i/N` job into one dataset.
+    #[command(
+        after_help = "Example: dr merge part-0/ part-1/ part-2/ part-3/ --out imagenet-plus/"
+    )]
     Merge {
         /// Task output folders.
         #[arg(required = true)]
         parts: Vec<PathBuf>,
+        /// Folder for the merged dataset (new or empty; shards are hard-linked where possible).
         #[arg(long)]
         out: PathBuf,
     },
-    /// Inputs, outputs, op histogram, parameters, GMACs and what the passes fused.
-    Inspect { model: PathBuf },
+    /// Inputs, outputs, op histogram, parameters, GMACs and what the passes
+    /// fused; exits 1 naming every node dr cannot run.
+    #[command(after_help = "Example: dr inspect resnet50.onnx")]
+    Inspect {
+        /// The ONNX model.
+        model: PathBuf,
+    },
     /// Microbenchmarks on a GPU; results go to bench-results/.
+    #[command(
+        after_help = "Example: dr bench model --teacher resnet50.onnx --device cuda --batch-size 256"
+    )]
     Bench {
         #[command(subcommand)]
         bench: Bench,
@@ -210,13 +259,14 @@ struct AugmentArgs {
     /// Pair image for MixUp/CutMix (id = index + 1); default: the image itself.
     #[arg(long)]
     pair: Option<PathBuf>,
+    /// The job's seed (parameters depend on it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// The image's dataset index (parameters depend on it).
     #[arg(long, default_value_t = 0)]
     index: u32,
     /// Number of samples (default: the config's num_samples; preview: 16).
-    #[arg(long)]
+    #[arg(long, value_parser = cli::values::at_least_one_u32)]
     samples: Option<u32>,
     /// Replay these records (a params.json, or a JSON list of ml-dr compressed records).
     #[arg(long)]
@@ -250,15 +300,21 @@ impl AugmentArgs {
 enum Bench {
     /// Teacher throughput: img/s and FLOP/s on the CPU executor, or with
     /// --device cuda[:N] on the GPU executor (% of the bf16 peak, top kernels).
+    #[command(
+        after_help = "Example: dr bench model --teacher resnet50.onnx --device cuda:0 --batch-size 256"
+    )]
     Model {
-        #[arg(long)]
+        /// The ONNX teacher to time.
+        #[arg(long = "teacher", alias = "model")]
         model: PathBuf,
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        #[arg(long, default_value_t = 8)]
+        /// Images per call.
+        #[arg(long, default_value_t = 8, value_parser = cli::values::at_least_one)]
         batch_size: usize,
-        #[arg(long, default_value_t = 5)]
+        /// Timed calls (after a warm-up).
+        #[arg(long, default_value_t = 5, value_parser = cli::values::at_least_one)]
         iters: usize,
         /// Print JSON instead of a line.
         #[arg(long)]
@@ -268,41 +324,53 @@ enum Bench {
         out_dir: PathBuf,
     },
     /// Ensemble softmax + top-k kernel: rows/s over 1000/21841 classes, k 5/10/64.
+    #[command(after_help = "Example: dr bench topk --device cuda:0")]
     Topk {
-        #[arg(long, default_value_t = 0)]
+        /// cuda or cuda:N (a bare N is accepted too).
+        #[arg(long, default_value = "cuda:0", value_parser = cli::values::cuda_device)]
         device: usize,
         /// Rows per launch.
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = cli::values::at_least_one)]
         rows: usize,
-        #[arg(long, default_value_t = 20)]
+        /// Timed launches per case.
+        #[arg(long, default_value_t = 20, value_parser = cli::values::at_least_one)]
         iters: usize,
+        /// Folder for the JSON result file.
         #[arg(long, default_value = "bench-results")]
         out_dir: PathBuf,
     },
     /// GPU augmentation (bf16 NHWC, 224 px) for ml-dr's ImageNet configs vs the device copy rate.
+    #[command(
+        after_help = "Example: dr bench augment --device cuda:0 --config configs/imagenet-randaug_mixing.yaml"
+    )]
     Augment {
-        #[arg(long, default_value_t = 0)]
+        /// cuda or cuda:N (a bare N is accepted too).
+        #[arg(long, default_value = "cuda:0", value_parser = cli::values::cuda_device)]
         device: usize,
         /// Configs to run (default: configs/imagenet-{cropflip,mixing,randaug,randaug_mixing}.yaml).
         #[arg(long = "config")]
         configs: Vec<PathBuf>,
         /// Samples per batch.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = cli::values::at_least_one)]
         samples: usize,
         /// Distinct images per batch (each uploaded once for its samples).
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = cli::values::at_least_one)]
         images: usize,
-        #[arg(long, default_value_t = 20)]
+        /// Timed batches per config (after 3 warm-ups).
+        #[arg(long, default_value_t = 20, value_parser = cli::values::at_least_one)]
         iters: usize,
+        /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
+        /// Folder for the JSON result file.
         #[arg(long, default_value = "bench-results")]
         out_dir: PathBuf,
     },
     /// Host<->device (pinned, pageable) and device copy bandwidth vs the peaks.
+    #[command(after_help = "Example: dr bench bandwidth --device cuda:0 --json")]
     Bandwidth {
-        /// CUDA device ordinal.
-        #[arg(long, default_value_t = 0)]
+        /// cuda or cuda:N (a bare N is accepted too).
+        #[arg(long, default_value = "cuda:0", value_parser = cli::values::cuda_device)]
         device: usize,
         /// Print the JSON report instead of the table.
         #[arg(long)]
@@ -314,7 +382,7 @@ enum Bench {
         #[arg(long, default_value_t = 1024)]
         device_mib: usize,
         /// Timed repetitions per test (after 3 warm-ups).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = cli::values::at_least_one)]
         iters: usize,
         /// Folder for the JSON result file.
         #[arg(long, default_value = "bench-results")]
@@ -378,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
             models,
             input,
             image,
+            recursive,
             output,
             device,
             batch_size,
@@ -391,27 +460,19 @@ fn run(cli: Cli) -> Result<()> {
             use dr::teacher::infer;
             use dr::teacher::tensor::Tensor;
             let device = infer::parse_device(&device)?;
-            anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
-            anyhow::ensure!(temperature > 0.0, "--temperature must be positive");
             let (x, names) = match (&input, &image) {
                 (Some(p), _) => {
                     let (shape, data): (Vec<usize>, Vec<f32>) = dr::npy::read(p)?;
                     (infer::Input::Tensor(Tensor::f32(shape, data)), None)
                 }
                 (None, Some(p)) => {
-                    let files = infer::image_files(p)?;
+                    let (images, files) = cli::infer::usable_images(p, recursive)?;
                     let pre = infer::Preprocess {
                         resize,
                         crop,
                         ..Default::default()
                     };
-                    (
-                        infer::Input::Images {
-                            files: files.clone(),
-                            pre,
-                        },
-                        Some(files),
-                    )
+                    (infer::Input::Images { images, pre }, Some(files))
                 }
                 (None, None) => anyhow::bail!("give --input X.npy or --image FILE|DIR"),
             };
@@ -449,6 +510,9 @@ fn run(cli: Cli) -> Result<()> {
                             if are_probs { "probabilities" } else { "logits" }
                         );
                     }
+                }
+                if let Some(files) = &names {
+                    cli::infer::write_file_names(out, files)?;
                 }
             }
             if let Some(files) = names {
@@ -514,10 +578,6 @@ fn run(cli: Cli) -> Result<()> {
                     out_dir,
                 },
         } => {
-            anyhow::ensure!(
-                iters > 0 && rows > 0,
-                "--iters and --rows must be at least 1"
-            );
             let r = dr::bench::topk::run(device, rows, iters)?;
             publish(&r, &r.meta, &out_dir, false, r.render())?;
         }
@@ -574,7 +634,16 @@ fn run(cli: Cli) -> Result<()> {
             data,
             out,
         } => cli::dataset::import_ml_dr(&dir, &data, &out)?,
-        Command::Inspect { model } => out_str!(dr::teacher::infer::inspect(&model)?),
+        Command::Inspect { model } => {
+            let (report, unsupported) = dr::teacher::infer::inspect(&model)?;
+            out_str!(report);
+            if unsupported > 0 {
+                anyhow::bail!(
+                    "{}: {unsupported} node(s) dr cannot run (listed above)",
+                    model.display()
+                );
+            }
+        }
         Command::Bench {
             bench:
                 Bench::Bandwidth {
@@ -586,7 +655,6 @@ fn run(cli: Cli) -> Result<()> {
                     out_dir,
                 },
         } => {
-            anyhow::ensure!(iters > 0, "--iters must be at least 1");
             let opts = bandwidth::Options {
                 device,
                 host_bytes: host_mib << 20,
@@ -651,5 +719,42 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand shows an example, every flag and argument says what
+    /// it is (`--help` is the manual of bare machines).
+    #[test]
+    fn help_has_examples_and_every_flag_a_description() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let name = format!("{path} {}", c.get_name());
+            if c.get_subcommands().next().is_none() || c.get_name() == "bench" {
+                let after = c
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if c.get_name() != "help" && !after.contains("Example") {
+                    missing.push(format!("{name}: no example"));
+                }
+            }
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && !a.is_hide_set() {
+                    missing.push(format!("{name} {id}: no description"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for s in super::Cli::command().get_subcommands() {
+            walk(s, "dr", &mut missing);
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

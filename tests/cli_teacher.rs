@@ -39,6 +39,65 @@ fn inspect_reports_ops_passes_and_size() {
         s.contains("1 unsupported node") && s.contains("CumSum"),
         "{s}"
     );
+    // A model dr cannot run is a failure, not a report with exit 0.
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("cannot run"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// `--image FOLDER`: bad files are skipped with the reason `dr reinforce`
+/// gives, sub-folders are searched only with --recursive (and said so),
+/// and `--output` names the file of each row.
+#[test]
+fn infer_on_a_folder_skips_bad_files_and_says_what_it_searched() {
+    let d = common::fresh_dir("cli-teacher-folder");
+    let photo = repo_root().join("tests/fixtures/augment/images/photo.png");
+    std::fs::copy(&photo, d.join("a.png")).unwrap();
+    std::fs::write(d.join("b.jpg"), b"").unwrap();
+    std::fs::write(d.join("c.png"), b"not an image").unwrap();
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::copy(&photo, d.join("sub/d.png")).unwrap();
+    let out = d.join("y.npy");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            "--teacher",
+            &*Box::leak(fx("resnet-dynamo.onnx").into_boxed_str()),
+            "--image",
+            d.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        dr(&args)
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("b.jpg: the file is empty"), "{e}");
+    assert!(e.contains("c.png: not a decodable image"), "{e}");
+    assert!(
+        e.contains("1 sub-folder(s)") && e.contains("--recursive"),
+        "{e}"
+    );
+    let (shape, _) = read(&out);
+    assert_eq!(shape[0], 1);
+    let names = std::fs::read_to_string(d.join("y.files.txt")).unwrap();
+    assert!(
+        names.trim_end().ends_with("a.png") && names.lines().count() == 1,
+        "{names}"
+    );
+    let o = run(&["--recursive"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(read(&out).0[0], 2);
+    let names = std::fs::read_to_string(d.join("y.files.txt")).unwrap();
+    assert!(names.contains("sub/d.png"), "{names}");
+    // The empty file reads the same in reinforce and infer.
+    let r = dr::pipeline::shard::decode_checked(b"", "b.jpg").unwrap_err();
+    assert_eq!(r, "the file is empty");
 }
 
 #[test]

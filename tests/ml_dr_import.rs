@@ -58,7 +58,7 @@ fn imports_ml_drs_files_exactly() {
     assert!(v.status.success(), "{}{}", text(&v.stdout), text(&v.stderr));
     for img in expected["images"].as_array().unwrap() {
         let id = img["id"].to_string();
-        let s = dr(&["show", out.to_str().unwrap(), "--image", &id, "--json"]);
+        let s = dr(&["show", out.to_str().unwrap(), "--id", &id, "--json"]);
         assert!(s.status.success(), "{}", text(&s.stderr));
         let got: Value = serde_json::from_slice(&s.stdout).unwrap();
         assert_eq!(got["path"], img["path"]);

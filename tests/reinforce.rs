@@ -271,6 +271,35 @@ fn unsound_requests_are_refused_before_anything_is_written() {
         "show printed before refusing: {}",
         text(&o.stdout)
     );
+    // --image is the old spelling of --id; a sample out of range is
+    // refused before anything is printed.
+    let o = dr(&[
+        "show",
+        root.join("out").to_str().unwrap(),
+        "--image",
+        "0",
+        "--sample",
+        "9",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("--sample 9: image 0 has samples 0 to 2"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).is_empty(), "{}", text(&o.stdout));
+    // Values no run can use are usage errors (exit 2) naming the flag.
+    for (flag, v) in [
+        ("--samples", "0"),
+        ("--batch-size", "0"),
+        ("--topk", "0"),
+        ("--temperature", "0"),
+    ] {
+        let o = reinforce(&root, "usage", &[flag, v]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {v}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(flag), "{}", text(&o.stderr));
+    }
+    assert!(!root.join("usage").exists());
 }
 
 /// `dr verify` on what is not a dataset fails, naming what is missing;
@@ -364,10 +393,30 @@ fn bad_images_are_flagged_or_stop_the_run() {
         let shown = ok(dr(&[
             "show",
             root.join("skip").to_str().unwrap(),
-            "--image",
+            "--id",
             id,
         ]));
         assert!(shown.contains("sample 2: invalid (bad image)"), "{shown}");
+        assert!(
+            shown.contains("bad image: ") && shown.contains(why),
+            "{shown}"
+        );
+        // The stored samples of a bad image: preview names it and its reason.
+        let p = dr(&[
+            "preview",
+            "--from",
+            root.join("skip").to_str().unwrap(),
+            "--ids",
+            id,
+            "--out",
+            root.join("p.png").to_str().unwrap(),
+        ]);
+        assert_eq!(p.status.code(), Some(1));
+        assert!(
+            text(&p.stderr).contains("is a bad image, not shown") && text(&p.stderr).contains(why),
+            "{}",
+            text(&p.stderr)
+        );
     }
     ok(dr(&["verify", root.join("skip").to_str().unwrap()]));
     let manifest = std::fs::read_to_string(root.join("skip/manifest.json")).unwrap();
@@ -505,7 +554,7 @@ fn demo_runs_end_to_end_with_a_trained_teacher() {
     let shown = ok(dr(&[
         "show",
         out.join("reinforced").to_str().unwrap(),
-        "--image",
+        "--id",
         "0",
         "--sample",
         "1",

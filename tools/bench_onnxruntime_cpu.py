@@ -80,7 +80,7 @@ def main():
         del sess
         if a.dr:
             import subprocess
-            out = subprocess.run([a.dr, "bench", "model", "--model", path, "--device", "cpu", "--batch-size",
+            out = subprocess.run([a.dr, "bench", "model", "--teacher", path, "--device", "cpu", "--batch-size",
                                   str(a.batch_size), "--iters", str(a.iters), "--json"],
                                  check=True, capture_output=True, text=True).stdout
             d = json.loads(out)

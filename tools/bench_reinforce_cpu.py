@@ -43,7 +43,7 @@ def main():
         shutil.copytree(src, os.path.join(tmp, "data", c))
     teacher, e2e, summaries = [], [], []
     for r in range(args.rounds):
-        b = run_json([args.dr, "bench", "model", "--model", args.model, "--device", "cpu",
+        b = run_json([args.dr, "bench", "model", "--teacher", args.model, "--device", "cpu",
                       "--batch-size", str(args.batch_size), "--json"])
         teacher.append(b["img_per_s"])
         out = os.path.join(tmp, f"out{r}")

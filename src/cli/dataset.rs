@@ -176,6 +176,16 @@ pub fn show(
     let names = labels(labels_file, d.manifest.settings.num_classes as usize)?;
     let recs = d.records(image)?;
     let row = &d.rows[image as usize];
+    if let Some(j) = sample
+        && j as usize >= recs.len()
+    {
+        bail!(
+            "--sample {j}: image {image} has samples 0 to {} ({} per image)",
+            recs.len() - 1,
+            recs.len()
+        );
+    }
+    let bad = d.bad_reason(image);
     if json {
         let samples: Vec<serde_json::Value> = recs
             .iter()
@@ -191,11 +201,14 @@ pub fn show(
             .collect();
         out!(
             "{}",
-            serde_json::json!({"id": image, "path": row.path, "label": row.label, "samples": samples})
+            serde_json::json!({"id": image, "path": row.path, "label": row.label, "bad_image": bad, "samples": samples})
         );
         return Ok(());
     }
     out!("image {image}: {} (label {})", row.path, row.label);
+    if let Some(why) = bad {
+        out!("  bad image: {why}");
+    }
     let name = |c: u32| {
         names
             .as_ref()
@@ -219,14 +232,6 @@ pub fn show(
                 out!("    top-{}: {}", top.len(), top.join(", "));
             }
         }
-    }
-    if let Some(j) = sample
-        && j as usize >= recs.len()
-    {
-        bail!(
-            "sample {j} does not exist ({} samples per image)",
-            recs.len()
-        );
     }
     Ok(())
 }
@@ -258,6 +263,13 @@ pub fn preview_from(
     } else {
         ids.to_vec()
     };
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= d.rows.len()) {
+        bail!(
+            "--ids {id}: the dataset has {} images (ids 0 to {})",
+            d.rows.len(),
+            d.rows.len().saturating_sub(1)
+        );
+    }
     let ns = d.num_samples();
     let picks: Vec<(u32, usize)> = ids
         .iter()

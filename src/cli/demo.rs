@@ -14,15 +14,17 @@ pub struct DemoArgs {
     /// Folder for everything the demo writes.
     #[arg(long, default_value = "dr-demo")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 30)]
+    /// Generated images per class (10 classes).
+    #[arg(long, default_value_t = 30, value_parser = crate::cli::values::at_least_one_u32)]
     pub images_per_class: u32,
     /// Samples per image (default: configs/demo.yaml's 8).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
     pub samples: Option<u32>,
     /// Seed of the generated images (the teacher was trained on seed 1000).
     #[arg(long, default_value_t = 7)]
     pub data_seed: u64,
-    #[arg(long, default_value_t = 64)]
+    /// Samples per teacher call (does not change the output).
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::values::at_least_one)]
     pub batch_size: usize,
     /// auto (CUDA device 0 when one can be used, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -30,6 +32,7 @@ pub struct DemoArgs {
     /// Only write the labelled images to this folder (for training the teacher).
     #[arg(long)]
     pub write_data: Option<PathBuf>,
+    /// No progress display.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -50,6 +53,13 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         "auto" => dr::cuda::Gpu::open(0).is_ok().then_some(0),
         d => dr::teacher::infer::parse_device(d)?,
     };
+    // An asked-for GPU that cannot be used stops the demo before it writes
+    // anything (or announces a backend it will not run).
+    if let Some(d) = device
+        && a.device != "auto"
+    {
+        dr::cuda::Gpu::open(d).with_context(|| format!("--device {}", a.device))?;
+    }
     if demo::TEACHER.is_empty() {
         bail!(
             "this dr was built without the demo teacher. Fix: run tools/train_demo_teacher.py and rebuild"
@@ -112,7 +122,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     let sheet = out.join("preview.png");
     super::dataset::preview_from(&reinforced, &[], 4, None, Some(&labels), &sheet)?;
     out!(
-        "next: dr show {} --image 0 --labels {}   dr verify {}",
+        "next: dr show {} --id 0 --labels {}   dr verify {}",
         reinforced.display(),
         labels.display(),
         reinforced.display()

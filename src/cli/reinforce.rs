@@ -10,7 +10,10 @@ use anyhow::{Result, bail};
 use dr::config::{PassOrder, ReinforceConfig};
 use dr::pipeline::reinforce::{self, DEFAULT_IMAGES_PER_SHARD, Options, Progress, Source, Summary};
 
-pub const EXIT_CODES: &str = "Exit codes: 0 done (bad images skipped are listed in OUT/bad-images.tsv); \
+pub const AFTER_HELP: &str = "Examples:\n  \
+dr reinforce --data imagenet/train --teacher resnet50.onnx --config configs/imagenet-randaug_mixing.yaml --samples 50 --out imagenet-plus/ --device cuda\n  \
+dr reinforce --list files.tsv --teacher a.onnx --teacher b.onnx --config c.yaml --shard 0/8 --out part-0/\n\n\
+Exit codes: 0 done (bad images skipped are listed in OUT/bad-images.tsv); \
 1 error (message on stderr; complete shards are kept, rerun to resume); \
 2 usage error; 3 stopped at a bad image (--on-bad-image fail); \
 130 / 143 stopped by Ctrl-C / SIGTERM at a batch boundary (complete shards are kept, rerun to resume; \
@@ -27,7 +30,7 @@ pub struct ReinforceArgs {
     #[arg(long)]
     pub list: Option<PathBuf>,
     /// ONNX teacher; repeat for an ensemble (mean of softmax(logits / T)).
-    #[arg(long = "teacher", required = true)]
+    #[arg(long = "teacher", alias = "model", required = true)]
     pub teachers: Vec<PathBuf>,
     /// Output folder (created; rerun the same command to resume).
     #[arg(long)]
@@ -39,18 +42,19 @@ pub struct ReinforceArgs {
     #[arg(long)]
     pub ml_dr_compat: bool,
     /// Samples per image (overrides num_samples).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
     pub samples: Option<u32>,
     /// Probabilities kept per sample (overrides topk).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
     pub topk: Option<u32>,
+    /// Seed of the augmentation parameters and the work order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples per teacher call (does not change the output).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::values::at_least_one)]
     pub batch_size: usize,
     /// Softmax temperature of the teachers.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::values::temperature)]
     pub temperature: f32,
     /// cpu, or cuda / cuda:N / cuda:N,M,...: augmentation, teachers and top-k
     /// on those GPUs, one worker each (bf16 teachers; the manifest records
@@ -63,7 +67,7 @@ pub struct ReinforceArgs {
     #[arg(long)]
     pub shard: Option<String>,
     /// Images per shard file (rounded up to whole mixing groups).
-    #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD)]
+    #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD, value_parser = crate::cli::values::at_least_one_u32)]
     pub images_per_shard: u32,
     /// What to do with an image that cannot be used: `skip` writes its
     /// records flagged invalid and lists it in OUT/bad-images.tsv.
@@ -73,7 +77,7 @@ pub struct ReinforceArgs {
     #[arg(long, value_parser = ["pillow13", "pillow12"])]
     pub resize_pass_order: Option<String>,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::values::at_least_one)]
     pub threads: Option<usize>,
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
@@ -217,31 +221,81 @@ fn show_progress(p: &Progress, done: &std::sync::atomic::AtomicBool, ns: u32) {
             indicatif::ProgressDrawTarget::hidden()
         },
     );
+    // A spinner until the work is known (listing, teachers loading), then
+    // a bar of samples: they finish batch by batch, images only per group.
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images  {msg}  ETA {eta}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
     );
-    let start = std::time::Instant::now();
-    let mut last_line = start;
+    bar.set_message("starting: listing the images, loading the teachers");
+    let mut first_sample = None;
+    let mut last_line = std::time::Instant::now();
+    let mut bar_shown = false;
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         let total = p.images_total.load(Ordering::Relaxed);
+        if total == 0 {
+            bar.tick();
+            continue;
+        }
         let images = p.images_done.load(Ordering::Relaxed);
         let samples = p.samples_done.load(Ordering::Relaxed);
-        let rate = samples as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        bar.set_length(total);
-        bar.set_position(images);
-        bar.set_message(format!("{rate:.0} samples/s"));
-        if !tty && last_line.elapsed() >= Duration::from_secs(10) && total > 0 {
-            last_line = std::time::Instant::now();
-            let left = (total * ns as u64).saturating_sub(samples) as f64 / rate.max(1e-9);
-            eprintln!(
-                "{images}/{total} images, {rate:.0} samples/s, ETA {:.0} s",
-                left
+        if samples > 0 && first_sample.is_none() {
+            first_sample = Some((std::time::Instant::now(), samples));
+        }
+        let line = progress_line(
+            total,
+            images,
+            total * ns as u64,
+            samples,
+            first_sample.map(|(t, s0)| (t.elapsed().as_secs_f64(), s0)),
+        );
+        if !bar_shown {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {msg}").expect("valid template"),
             );
+            bar.set_length(total * ns as u64);
+            bar_shown = true;
+        }
+        bar.set_position(samples);
+        bar.set_message(line.clone());
+        if !tty && last_line.elapsed() >= Duration::from_secs(10) {
+            last_line = std::time::Instant::now();
+            eprintln!("{line}");
         }
     }
     bar.finish_and_clear();
+}
+
+/// "I/N images, S/T samples, R samples/s, ETA E": the rate and ETA from
+/// the samples done since the first batch finished (`since_first`: seconds
+/// since then and the samples done at that moment), "ETA after the first
+/// batch" before it.
+fn progress_line(
+    images_total: u64,
+    images: u64,
+    samples_total: u64,
+    samples: u64,
+    since_first: Option<(f64, u64)>,
+) -> String {
+    let head = format!("{images}/{images_total} images, {samples}/{samples_total} samples");
+    match since_first {
+        Some((secs, s0)) if secs > 0.5 && samples > s0 => {
+            let rate = (samples - s0) as f64 / secs;
+            let left = samples_total.saturating_sub(samples) as f64 / rate;
+            format!("{head}, {rate:.1} samples/s, ETA {}", duration(left))
+        }
+        _ => format!("{head}, ETA after the first batch"),
+    }
+}
+
+/// Seconds as "42s", "7m05s" or "3h12m".
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 pub fn print_summary(s: &Summary, json: bool) -> Result<()> {
@@ -272,10 +326,36 @@ pub fn print_summary(s: &Summary, json: bool) -> Result<()> {
     }
     if s.bad_images > 0 {
         out!(
-            "bad images: {} (listed in {}/bad-images.tsv)",
+            "bad images: {} (recorded invalid; all in {}/bad-images.tsv)",
             s.bad_images,
             s.out.display()
         );
+        for b in &s.bad_images_first {
+            out!("  {b}");
+        }
+        if s.bad_images > s.bad_images_first.len() {
+            out!("  ... and {} more", s.bad_images - s.bad_images_first.len());
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_has_no_eta_before_the_first_batch_and_a_real_one_after() {
+        assert_eq!(
+            progress_line(55, 0, 330, 0, None),
+            "0/55 images, 0/330 samples, ETA after the first batch"
+        );
+        // 60 samples in the 2 s after the first batch: 30/s, 240 left.
+        assert_eq!(
+            progress_line(55, 8, 330, 90, Some((2.0, 30))),
+            "8/55 images, 90/330 samples, 30.0 samples/s, ETA 8s"
+        );
+        assert_eq!(duration(425.0), "7m05s");
+        assert_eq!(duration(11_520.0), "3h12m");
+    }
 }

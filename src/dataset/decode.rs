@@ -10,14 +10,35 @@ use image::{DynamicImage, ImageReader};
 
 use crate::augment::image::Rgb8;
 
+/// Why a file is not a usable image. Shown as "PATH: REASON"; `reason`
+/// alone is what reports that name the file elsewhere print (one wording
+/// per problem in every command).
 #[derive(Debug, thiserror::Error)]
+#[error("{}: {}", self.path(), self.reason())]
 pub enum DecodeError {
-    #[error("{path}: cannot read the file: {reason}")]
     Io { path: String, reason: String },
-    #[error("{path}: not a decodable image ({detail}). Fix: replace or remove the file")]
     Undecodable { path: String, detail: String },
-    #[error("{path}: {detail}")]
     Unsupported { path: String, detail: String },
+}
+
+impl DecodeError {
+    pub fn path(&self) -> &str {
+        match self {
+            DecodeError::Io { path, .. }
+            | DecodeError::Undecodable { path, .. }
+            | DecodeError::Unsupported { path, .. } => path,
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            DecodeError::Io { reason, .. } => format!("cannot read the file: {reason}"),
+            DecodeError::Undecodable { detail, .. } => {
+                format!("not a decodable image ({detail}). Fix: replace or remove the file")
+            }
+            DecodeError::Unsupported { detail, .. } => detail.clone(),
+        }
+    }
 }
 
 /// Pillow's `DecompressionBombError` threshold: twice `MAX_IMAGE_PIXELS`
@@ -48,6 +69,12 @@ pub fn decode_rgb(path: &Path) -> Result<Rgb8, DecodeError> {
 
 /// Decodes an in-memory file; `name` appears in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], name: &str) -> Result<Rgb8, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Unsupported {
+            path: name.into(),
+            detail: "the file is empty".into(),
+        });
+    }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return decode_jpeg(bytes, name);
     }

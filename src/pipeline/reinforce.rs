@@ -20,6 +20,9 @@ use crate::store::manifest::{
 };
 use crate::teacher::ensemble::Ensemble;
 
+/// Bad images the summary names (the rest are in bad-images.tsv).
+pub const SUMMARY_BAD_IMAGES: usize = 10;
+
 /// Default images per shard file (rounded up to whole mixing groups).
 pub const DEFAULT_IMAGES_PER_SHARD: u32 = 512;
 
@@ -65,6 +68,8 @@ pub struct Summary {
     pub shards_kept: u32,
     pub records_written: u64,
     pub bad_images: usize,
+    /// The first bad images by id (`path: reason`); all are in bad-images.tsv.
+    pub bad_images_first: Vec<String>,
     /// Wall time in all, and of the shard work alone (after listing,
     /// hashing and loading the teachers).
     pub seconds: f64,
@@ -504,6 +509,14 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         shards_kept: kept,
         records_written,
         bad_images: m.bad_images().count(),
+        bad_images_first: {
+            let mut bad: Vec<_> = m.bad_images().collect();
+            bad.sort_by_key(|b| b.index);
+            bad.iter()
+                .take(SUMMARY_BAD_IMAGES)
+                .map(|b| format!("{}: {}", rows[b.index as usize].path, b.reason))
+                .collect()
+        },
         seconds,
         work_seconds,
         samples_per_second: samples_run as f64 / work_seconds.max(1e-9),

@@ -39,7 +39,15 @@ pub fn replay(
             bail!("image {id} has {} samples, not {}", recs.len(), s + 1);
         };
         let Some(p) = &r.params else {
-            continue; // a bad image has nothing to show
+            // A bad image has nothing to show: said once, with its reason.
+            if s == 0 {
+                eprintln!(
+                    "image {id} ({}) is a bad image, not shown: {}",
+                    d.rows[id as usize].path,
+                    d.bad_reason(id).unwrap_or("no reason recorded")
+                );
+            }
+            continue;
         };
         load(id)?;
         if let Some(q) = &p.pair {

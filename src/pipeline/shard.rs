@@ -116,19 +116,10 @@ pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Loaded {
 }
 
 /// Decodes `bytes` of the listed file `path` within the sizes records can
-/// address; `Err` is the reason it is bad (one wording for each problem,
-/// shared with `dr infer --image`).
+/// address; `Err` is the reason it is bad (`DecodeError::reason`'s wording,
+/// as in `dr infer --image`).
 pub fn decode_checked(bytes: &[u8], path: &str) -> Result<Rgb8, String> {
-    if bytes.is_empty() {
-        return Err("the file is empty".into());
-    }
-    let img = decode_rgb_bytes(bytes, path).map_err(|e| {
-        // The error names the path; the reason is what follows it.
-        let s = e.to_string();
-        s.strip_prefix(&format!("{path}: "))
-            .unwrap_or(&s)
-            .to_owned()
-    })?;
+    let img = decode_rgb_bytes(bytes, path).map_err(|e| e.reason())?;
     if img.width > MAX_SIDE || img.height > MAX_SIDE {
         return Err(format!(
             "{}x{} has a side above {MAX_SIDE} px, which records cannot address",

@@ -82,6 +82,14 @@ impl Reinforced {
         })
     }
 
+    /// Why image `id` is a bad image (records flagged invalid), if it is one.
+    pub fn bad_reason(&self, id: u32) -> Option<&str> {
+        self.manifest
+            .bad_images()
+            .find(|b| b.index == id)
+            .map(|b| b.reason.as_str())
+    }
+
     pub fn num_samples(&self) -> usize {
         self.manifest.record.num_samples as usize
     }
@@ -98,7 +106,10 @@ impl Reinforced {
     pub fn raw(&self, id: u32) -> Result<Vec<u8>> {
         let n = self.rows.len();
         if id as usize >= n {
-            bail!("image {id} does not exist (the dataset has {n} images)");
+            bail!(
+                "image {id} does not exist (the dataset has {n} images, ids 0 to {})",
+                n.saturating_sub(1)
+            );
         }
         let pos = self.position[id as usize];
         let shard = self.shard_of(pos).with_context(|| {

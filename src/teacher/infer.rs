@@ -11,6 +11,7 @@ use super::graph::{Graph, Op};
 use super::onnx;
 use super::tensor::Tensor;
 use crate::augment::geometry::{center_crop, resize};
+use crate::augment::image::Rgb8;
 use crate::config::{PassOrder, ResizeSize};
 use crate::dataset::decode::decode_rgb;
 
@@ -36,10 +37,9 @@ impl Default for Preprocess {
 }
 
 impl Preprocess {
-    pub fn image(&self, path: &Path) -> Result<Vec<f32>> {
-        let img = decode_rgb(path)?;
+    pub fn image(&self, img: &Rgb8) -> Vec<f32> {
         let img = resize(
-            &img,
+            img,
             ResizeSize::Shorter(self.resize),
             None,
             PassOrder::Pillow13,
@@ -47,35 +47,78 @@ impl Preprocess {
         let img = center_crop(&img, self.crop as usize, self.crop as usize);
         let t = img.to_chw();
         let plane = t.plane();
-        Ok(t.data
+        t.data
             .iter()
             .enumerate()
             .map(|(i, &v)| (v as f32 / 255.0 - self.mean[i / plane]) / self.std[i / plane])
-            .collect())
+            .collect()
     }
 }
 
-/// Image files of a folder (sorted), or the file itself.
-pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// The files `--image` names, and the sub-folders it did not search.
+pub struct ImageFiles {
+    pub files: Vec<PathBuf>,
+    pub folders_not_searched: usize,
+}
+
+/// Image files (by extension) of a folder, sorted by path, with its
+/// sub-folders' when `recursive`; or the file itself.
+pub fn image_files(path: &Path, recursive: bool) -> Result<ImageFiles> {
     if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(ImageFiles {
+            files: vec![path.to_path_buf()],
+            folders_not_searched: 0,
+        });
     }
     let exts = [
         "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
     ];
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
+    let mut found = ImageFiles {
+        files: Vec::new(),
+        folders_not_searched: 0,
+    };
+    let mut todo = vec![path.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("--image {}: {}", dir.display(), crate::io_reason(&e)))?;
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if p.is_dir() {
+                if recursive {
+                    todo.push(p);
+                } else {
+                    found.folders_not_searched += 1;
+                }
+            } else if p
+                .extension()
                 .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no image files ({})", path.display(), exts.join(", "));
+            {
+                found.files.push(p);
+            }
+        }
     }
-    Ok(files)
+    found.files.sort();
+    if found.files.is_empty() {
+        let hint = match found.folders_not_searched {
+            0 => String::new(),
+            n => format!("; its {n} sub-folder(s) were not searched. Fix: add --recursive"),
+        };
+        bail!(
+            "--image {}: no image files ({}){hint}",
+            path.display(),
+            exts.join(", ")
+        );
+    }
+    Ok(found)
+}
+
+/// Decodes each file (in parallel): the image, or why it is not usable
+/// (`DecodeError::reason`, the wording `dr reinforce` uses).
+pub fn decode_files(files: &[PathBuf]) -> Vec<std::result::Result<Rgb8, String>> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|f| decode_rgb(f).map_err(|e| e.reason()))
+        .collect()
 }
 
 /// What to run the teacher on.
@@ -87,10 +130,7 @@ pub enum Input {
     Tensor(Tensor),
     /// Image files, preprocessed for each member at its own input size (the
     /// resize scales with it: 256 for 224, as in torchvision's eval transform).
-    Images {
-        files: Vec<PathBuf>,
-        pre: Preprocess,
-    },
+    Images { images: Vec<Rgb8>, pre: Preprocess },
 }
 
 pub struct InferRequest {
@@ -128,7 +168,7 @@ fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
             }
             Ok(x.clone())
         }
-        Input::Images { files, pre } => {
+        Input::Images { images, pre } => {
             if want.len() != 3 || want[0] != 3 || want[1] != want[2] {
                 bail!(
                     "{} takes {want:?}; --image needs a square 3-channel input",
@@ -146,10 +186,10 @@ fn member_input(path: &Path, want: &[usize], input: &Input) -> Result<Tensor> {
                 }
             };
             let mut data = Vec::new();
-            for f in files {
-                data.extend(pre.image(f)?);
+            for img in images {
+                data.extend(pre.image(img));
             }
-            Ok(Tensor::f32(vec![files.len(), 3, want[1], want[2]], data))
+            Ok(Tensor::f32(vec![images.len(), 3, want[1], want[2]], data))
         }
     }
 }
@@ -309,7 +349,9 @@ pub fn macs(g: &Graph) -> u64 {
 }
 
 /// The `dr inspect` report.
-pub fn inspect(path: &Path) -> Result<String> {
+/// `dr inspect`'s report, and how many nodes dr cannot run (the command
+/// fails when there are any).
+pub fn inspect(path: &Path) -> Result<(String, usize)> {
     let mut s = String::new();
     let unsupported = onnx::unsupported_nodes(path)?;
     if !unsupported.is_empty() {
@@ -322,7 +364,7 @@ pub fn inspect(path: &Path) -> Result<String> {
         for u in &unsupported {
             writeln!(s, "  {u}")?;
         }
-        return Ok(s);
+        return Ok((s, unsupported.len()));
     }
     let model = onnx::load(path)?;
     let g0 = &model.graph;
@@ -400,7 +442,7 @@ pub fn inspect(path: &Path) -> Result<String> {
         )?,
         Err(e) => writeln!(s, "GPU executor: not supported ({e})")?,
     }
-    Ok(s)
+    Ok((s, 0))
 }
 
 #[cfg(test)]
