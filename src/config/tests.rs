@@ -159,7 +159,9 @@ fn cifar100() {
 }
 
 /// ml-dr's flowers102/food101 configs misspell the crop: refused by default,
-/// ignored with a warning in compat mode, exactly as ml-dr ran them.
+/// ignored with a warning in compat mode as ml-dr's public code ignores it,
+/// and then refused for what that leaves (samples of every size, which
+/// ml-dr's own DataLoader cannot batch either).
 #[test]
 fn misspelled_crop() {
     let text = imagenet("").replace("random_resized_crop:", "random_resize_crop:");
@@ -177,6 +179,12 @@ fn misspelled_crop() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("same size"), "{e}");
+    assert!(
+        e.contains("with `random_resize_crop` ignored")
+            && e.contains("default collate")
+            && e.contains("Fix:"),
+        "{e}"
+    );
     let with_center = text.replace(
         "      to_tensor:",
         "      center_crop:\n        size: 224\n      to_tensor:",

@@ -223,13 +223,13 @@ impl Augmentation {
                 n.deny_unknown(TRANSFORM_NAMES)?;
             }
         }
-        aug.check_pipeline(n)?;
+        aug.check_pipeline(n, warnings)?;
         Ok(aug)
     }
 
     /// Combinations ml-dr would run but that make no sense or that dr does
     /// not reproduce.
-    fn check_pipeline(&self, n: &Node) -> Result<()> {
+    fn check_pipeline(&self, n: &Node, ignored: &[String]) -> Result<()> {
         if !self.to_tensor {
             return Err(n.error(
                 "`to_tensor` is required: ml-dr collates tensors, so without it generation fails. Add `to_tensor: {enable: true}`",
@@ -252,10 +252,28 @@ impl Augmentation {
                 })
             );
         if !fixed {
-            return Err(n.error(
+            // ml-dr's flowers102/food101 configs under --ml-dr-compat: what
+            // the public code would do with them, and why dr does not.
+            // The key of each warning: its first `...` names the path.
+            let keys: Vec<&str> = ignored
+                .iter()
+                .filter_map(|w| w.split('`').nth(1))
+                .map(|p| p.rsplit('.').next().unwrap_or(p))
+                .collect();
+            let why_not_ml_dr = if keys.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (with `{}` ignored, as ml-dr's public code ignores it, every sample keeps its image's own size; \
+                 ml-dr's DataLoader then cannot stack a batch of them either, as torch's default collate needs equal sizes, \
+                 so that code cannot run this config on a dataset of varied image sizes). Fix: spell the crop `random_resized_crop`",
+                    keys.join("`, `")
+                )
+            };
+            return Err(n.error(format!(
                 "no transform gives every sample the same size (random_resized_crop, random_crop, center_crop or resize to [h, w]), \
-                 so samples cannot be batched for the teacher",
-            ));
+                 so samples cannot be batched for the teacher{why_not_ml_dr}"
+            )));
         }
         Ok(())
     }

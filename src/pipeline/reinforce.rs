@@ -169,7 +169,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     for m in &teachers.members[1..] {
         if m.input_chw()? != chw {
             bail!(
-                "{} takes {:?} but {} takes {:?}: ensemble members of `dr reinforce` must share the input size",
+                "{} takes {:?} but {} takes {:?}: ensemble members of `dr reinforce` must share the input size (each sample is augmented once, at the config's crop size, and every member sees those pixels, as in ml-dr; `dr infer` resizes per member because it only evaluates). Fix: export the members at one input size",
                 m.path.display(),
                 m.input_chw()?,
                 teachers.members[0].path.display(),

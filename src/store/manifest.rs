@@ -192,7 +192,44 @@ impl Manifest {
                 m.version
             );
         }
+        m.check().map_err(|why| {
+            anyhow::anyhow!(
+                "{}: {why}; the file was damaged or edited. Fix: restore it, or rerun the `dr reinforce` command into a new --out",
+                path.display()
+            )
+        })?;
         Ok(Some(m))
+    }
+
+    /// The structure every reader relies on: shards inside the listing, in
+    /// their own files, not overlapping; bad images that exist.
+    fn check(&self) -> Result<(), String> {
+        let n = self.settings.images;
+        let mut spans: Vec<[u32; 2]> = Vec::with_capacity(self.shards.len());
+        for s in &self.shards {
+            let [a, b] = s.positions;
+            if a > b || b > n {
+                return Err(format!(
+                    "shard {} covers positions {a}..{b} of a listing of {n} images",
+                    s.index
+                ));
+            }
+            if s.index >= self.shard_count || s.file != shard_file(s.index) {
+                return Err(format!(
+                    "shard {} (file {}) is not one of the job's {} shards",
+                    s.index, s.file, self.shard_count
+                ));
+            }
+            if let Some(b) = s.bad_images.iter().find(|b| b.index >= n) {
+                return Err(format!("bad image {} is past the {n} images", b.index));
+            }
+            spans.push([a, b]);
+        }
+        spans.sort_unstable();
+        if spans.windows(2).any(|w| w[1][0] < w[0][1]) {
+            return Err("two shards cover the same images".into());
+        }
+        Ok(())
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {

@@ -42,8 +42,8 @@ impl Reinforced {
         );
         if layout.size != manifest.record.size || layout.numpy_descr() != manifest.record.dtype {
             bail!(
-                "{}: the record layout in the manifest is not the one its config gives; the file was edited or written by another dr",
-                dir.display()
+                "{}: the record layout in it is not the one its config gives; the file was edited or written by another dr",
+                dir.join("manifest.json").display()
             );
         }
         let mut rows = images::read(&dir.join("images.tsv"))?;
@@ -54,7 +54,7 @@ impl Reinforced {
         let n = manifest.settings.images as usize;
         if shape != [n] || rows.len() != n {
             bail!(
-                "{}: order.npy {shape:?} and images.tsv ({} rows) do not match the manifest's {n} images",
+                "{}: order.npy {shape:?} and images.tsv ({} rows) do not match the {n} images of manifest.json",
                 dir.display(),
                 rows.len()
             );

@@ -23,7 +23,12 @@ pub struct Member {
 
 impl Member {
     pub fn load(path: &Path) -> Result<Self, TeacherError> {
-        let model = onnx::load(path)?;
+        Self::from_model(path, onnx::load(path)?)
+    }
+
+    /// A loaded model as a teacher, checked: one input, one output, and
+    /// shapes and passes that work.
+    pub fn from_model(path: &Path, model: Model) -> Result<Self, TeacherError> {
         if model.graph.inputs.len() != 1 || model.graph.outputs.len() != 1 {
             return Err(TeacherError::Invalid {
                 file: path.display().to_string(),

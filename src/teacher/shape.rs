@@ -13,6 +13,21 @@ use super::tensor::Tensor;
 /// Largest tensor (elements) constant folding will materialise.
 const FOLD_LIMIT: usize = 1 << 24;
 
+/// How many leading inputs `op` must have for its shape to be known.
+fn min_inputs(op: &Op) -> usize {
+    match op {
+        Op::Constant(_) => 0,
+        Op::Where | Op::Attention { .. } => 3,
+        Op::Conv(_)
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Binary(_)
+        | Op::Equal
+        | Op::Gather { .. } => 2,
+        _ => 1,
+    }
+}
+
 fn unsupported(g: &Graph, node: usize, detail: String) -> TeacherError {
     let n = &g.nodes[node];
     TeacherError::Unsupported {
@@ -94,6 +109,22 @@ fn resolve_auto_pad(g: &mut Graph, i: usize) {
 fn infer_node(g: &mut Graph, i: usize) -> Result<(), TeacherError> {
     resolve_auto_pad(g, i);
     let node = g.nodes[i].clone();
+    // Inputs the shape rules below read, present (a damaged or hand-made
+    // file can name fewer).
+    let need = min_inputs(&node.op);
+    if node.inputs.len() < need || node.inputs[..need].iter().any(Option::is_none) {
+        return Err(unsupported(
+            g,
+            i,
+            format!(
+                "{} of its {need} required inputs given",
+                node.inputs[..need.min(node.inputs.len())]
+                    .iter()
+                    .filter(|v| v.is_some())
+                    .count()
+            ),
+        ));
+    }
     let shape_of = |v: Option<usize>| v.and_then(|v| g.values[v].shape.clone());
     let consts: Vec<Option<Arc<Tensor>>> = node
         .inputs

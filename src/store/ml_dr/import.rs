@@ -98,6 +98,21 @@ fn read_config(bytes: &[u8], name: &str) -> Result<(ReinforceConfig, Option<u32>
     Ok((cfg, classes, v))
 }
 
+/// What `dr import` stores for image `id` of a release, from the bytes of
+/// the release's `config.pth.tar` and of its `{id}.pth.tar`: for checking
+/// one file at a time (and for fuzzing the reader).
+pub fn read_release_image(config: &[u8], image: &[u8], id: u32) -> Result<Vec<u8>> {
+    let (cfg, classes, _) = read_config(config, "config.pth.tar")?;
+    let classes = classes.context("config.pth.tar has no num_classes; dr needs the class count")?;
+    let layout = Layout::new(
+        &cfg.augment,
+        cfg.topk as usize,
+        classes as usize,
+        stage_sizes(&cfg.augment, 1, 1).output,
+    );
+    parse_image(image, &format!("{id}.pth.tar"), id, &cfg, &layout)
+}
+
 /// One image's records from the bytes of its `{id}.pth.tar`, encoded.
 fn parse_image(
     bytes: &[u8],

@@ -63,9 +63,12 @@ pub fn data_pkl(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
             n.as_ref()
                 .is_ok_and(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
         })
-        .with_context(|| format!("{name}: no <prefix>/data.pkl member"))??
+        .with_context(|| format!("{name}: no <prefix>/data.pkl member"))?
+        .with_context(|| format!("{name}: a member name is not readable"))?
         .into_owned();
-    let mut f = zip.by_name(&member)?;
+    let mut f = zip
+        .by_name(&member)
+        .with_context(|| format!("{name}: cannot open {member} in the ZIP"))?;
     let mut pkl = Vec::new();
     f.read_to_end(&mut pkl)
         .with_context(|| format!("{name}: reading {member}"))?;

@@ -65,16 +65,21 @@ pub struct Model {
 
 /// Reads and converts `path` (external data is read from beside it).
 pub fn load(path: &Path) -> Result<Model> {
-    let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| TeacherError::Io {
-        file: file.clone(),
+        file: path.display().to_string(),
         reason: crate::io_reason(&e),
     })?;
-    let model =
-        proto::ModelProto::decode(bytes.as_slice()).map_err(|e| TeacherError::Protobuf {
-            file: file.clone(),
-            detail: e.to_string(),
-        })?;
+    load_bytes(&bytes, path)
+}
+
+/// Converts the bytes of an .onnx file; `path` names it in errors and is
+/// where external data is looked for.
+pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Model> {
+    let file = path.display().to_string();
+    let model = proto::ModelProto::decode(bytes).map_err(|e| TeacherError::Protobuf {
+        file: file.clone(),
+        detail: e.to_string(),
+    })?;
     convert(model, path, None)
 }
 

@@ -1,6 +1,6 @@
 //! Convolution, batch norm and pooling.
 
-use super::{ImportFn, NodeCtx, usize_array};
+use super::{ImportFn, NodeCtx, usize_array, window_array};
 use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, Op, PoolAttrs, PoolKind};
 
 pub const TABLE: &[(&str, ImportFn)] = &[
@@ -35,7 +35,7 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
         "strides",
     ])?;
     let kernel = match ctx.ints("kernel_shape")? {
-        Some(k) => usize_array(Some(k), [1, 1], "kernel_shape")?,
+        Some(k) => window_array(Some(k), [1, 1], "kernel_shape")?,
         None => {
             let w = ctx
                 .inputs
@@ -50,7 +50,11 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
                     w.shape.len()
                 ));
             }
-            [w.shape[2], w.shape[3]]
+            window_array(
+                Some(vec![w.shape[2] as i64, w.shape[3] as i64]),
+                [1, 1],
+                "the weight's kernel size",
+            )?
         }
     };
     let group = ctx.int("group", 1)?;
@@ -60,9 +64,9 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
     let (pads, auto_pad) = pads(ctx)?;
     Ok(Op::Conv(ConvAttrs {
         kernel,
-        strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
+        strides: window_array(ctx.ints("strides")?, [1, 1], "strides")?,
         pads,
-        dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
+        dilations: window_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
         group: group as usize,
         auto_pad,
         act: Activation::None,
@@ -93,7 +97,7 @@ fn pool(ctx: &NodeCtx, kind: PoolKind) -> Result<Op, String> {
     if ctx.n_outputs() > 1 {
         return Err("the Indices output of MaxPool is not supported".into());
     }
-    let kernel = usize_array(
+    let kernel = window_array(
         ctx.ints("kernel_shape")?
             .map(Some)
             .ok_or("kernel_shape is required")?,
@@ -104,9 +108,9 @@ fn pool(ctx: &NodeCtx, kind: PoolKind) -> Result<Op, String> {
     Ok(Op::Pool(PoolAttrs {
         kind,
         kernel,
-        strides: usize_array(ctx.ints("strides")?, [1, 1], "strides")?,
+        strides: window_array(ctx.ints("strides")?, [1, 1], "strides")?,
         pads,
-        dilations: usize_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
+        dilations: window_array(ctx.ints("dilations")?, [1, 1], "dilations")?,
         ceil_mode: ctx.int("ceil_mode", 0)? != 0,
         auto_pad,
     }))

@@ -143,6 +143,22 @@ impl NodeCtx<'_> {
 }
 
 /// ints attribute → fixed-size array of usize, with a default.
+/// `usize_array` for kernel sizes, strides and dilations: each 1 to 65536
+/// (a zero would divide by zero or underflow in the window arithmetic).
+fn window_array<const N: usize>(
+    v: Option<Vec<i64>>,
+    default: [usize; N],
+    what: &str,
+) -> Result<[usize; N], String> {
+    let a = usize_array(v, default, what)?;
+    if let Some(x) = a.iter().find(|&&x| !(1..=1 << 16).contains(&x)) {
+        return Err(format!(
+            "`{what}` = {a:?}: {x} is not a window size from 1 to 65536"
+        ));
+    }
+    Ok(a)
+}
+
 fn usize_array<const N: usize>(
     v: Option<Vec<i64>>,
     default: [usize; N],
@@ -150,7 +166,9 @@ fn usize_array<const N: usize>(
 ) -> Result<[usize; N], String> {
     match v {
         None => Ok(default),
-        Some(v) if v.len() == N && v.iter().all(|&x| x >= 0) => {
+        // Above 2^16 no image window makes sense, and sums of such values
+        // could overflow.
+        Some(v) if v.len() == N && v.iter().all(|&x| (0..=1 << 16).contains(&x)) => {
             let mut out = [0usize; N];
             for (o, x) in out.iter_mut().zip(v) {
                 *o = x as usize;
@@ -158,7 +176,7 @@ fn usize_array<const N: usize>(
             Ok(out)
         }
         Some(v) => Err(format!(
-            "`{what}` = {v:?}: only 2-D (NCHW) windows are supported"
+            "`{what}` = {v:?}: expected {N} values from 0 to 65536 (only 2-D NCHW windows are supported)"
         )),
     }
 }

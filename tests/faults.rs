@@ -1,0 +1,129 @@
+//! Faults tested for real: the output disk filling up mid-job (a small
+//! tmpfs as OUT; root only, skipped with a line saying so elsewhere).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::reinforce::{assert_same, dataset, ok, reinforce, reinforce_cmd};
+use common::text;
+
+/// A tmpfs of `kib` KiB mounted at a fresh folder, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(tag: &str, kib: u32) -> Result<Tmpfs, String> {
+        let dir = common::fresh_dir(tag);
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("no mount command: {e}"))?;
+        if !o.status.success() {
+            return Err(text(&o.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+const PAGE: usize = 4096;
+const KIB: u32 = 256;
+
+/// Fills the tmpfs but `free_pages` pages with one file.
+fn fill(fs: &Path, free_pages: usize) {
+    let filler = fs.join("filler");
+    std::fs::write(&filler, vec![0u8; KIB as usize * 1024 - free_pages * PAGE]).unwrap();
+}
+
+fn shards_in_manifest(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m["shards"].as_array().map(|s| s.len()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_disk_stops_cleanly_and_a_rerun_gives_the_same_bytes() {
+    let root = dataset("faults-enospc", false);
+    ok(reinforce(&root, "reference", &[]));
+    let fs = match Tmpfs::mount("faults-enospc-fs", KIB) {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!(
+                "skipped: cannot mount a tmpfs to fill ({why}); run the tests as root to check a full disk"
+            );
+            return;
+        }
+    };
+    let out = fs.0.join("out");
+    // The least free space that lets the job write its manifest and at
+    // least one shard before the disk is full.
+    let mut found = None;
+    for free in 1..48 {
+        let _ = std::fs::remove_dir_all(&out);
+        fill(&fs.0, free);
+        // (root.join of an absolute path is that path: OUT on the tmpfs.)
+        let o = reinforce_cmd(&root, out.to_str().unwrap(), &["--quiet"])
+            .output()
+            .unwrap();
+        if !o.status.success() && shards_in_manifest(&out) >= 1 {
+            found = Some((free, o));
+            break;
+        }
+        std::fs::remove_file(fs.0.join("filler")).unwrap();
+    }
+    let Some((free, o)) = found else {
+        panic!("no amount of free space between 1 and 47 pages stopped the job after a shard");
+    };
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    println!("{free} pages free: {e}");
+    assert!(
+        e.contains("no space left on the device (ENOSPC)"),
+        "{free} pages free: {e}"
+    );
+    assert!(
+        e.contains(out.to_str().unwrap()),
+        "the error names no file of OUT: {e}"
+    );
+    assert!(!e.contains("os error"), "{e}");
+    // What is there is intact: complete shards verify, the job is unfinished.
+    let v = common::dr(&["verify", out.to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(4),
+        "{}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+    assert!(
+        text(&v.stdout).contains(": 0 problems"),
+        "{}",
+        text(&v.stdout)
+    );
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temporary files left on the full disk: {left:?}"
+    );
+    // Space freed, the same command finishes to the bytes of an
+    // uninterrupted run.
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    let o = reinforce_cmd(&root, out.to_str().unwrap(), &["--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_same(&root.join("reference"), &out);
+}
