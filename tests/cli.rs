@@ -86,3 +86,25 @@ fn gpu_bench_without_gpu_fails_cleanly() {
     );
     assert!(!dir.exists(), "no result file without a measurement");
 }
+
+/// `dr demo --device cuda:N` with no usable device N (none here, or past
+/// the devices present) fails before it writes or announces anything.
+#[test]
+fn demo_on_a_device_that_cannot_be_used_writes_nothing() {
+    let out = common::fresh_dir("cli-demo-nodevice").join("demo");
+    let o = dr(&[
+        "demo",
+        "--device",
+        "cuda:63",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("--device cuda:63") && !e.contains("backend"),
+        "{e}"
+    );
+    assert!(!out.exists(), "the demo wrote {}", out.display());
+}

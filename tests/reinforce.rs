@@ -428,6 +428,29 @@ fn bad_images_are_flagged_or_stop_the_run() {
     let manifest = std::fs::read_to_string(root.join("skip/manifest.json")).unwrap();
     assert_eq!(manifest.matches("\"reason\"").count(), 4, "{manifest}");
     assert!(!tsv.contains("tiny.png"), "{tsv}");
+    // By image id, whatever order the shards met them in.
+    let ids: Vec<u32> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{tsv}");
+    // Ids past the end are refused by name, not dropped.
+    let p = dr(&[
+        "preview",
+        "--from",
+        root.join("skip").to_str().unwrap(),
+        "--ids",
+        "0,999",
+        "--out",
+        root.join("p.png").to_str().unwrap(),
+    ]);
+    assert_eq!(p.status.code(), Some(1));
+    assert!(
+        text(&p.stderr).contains("--ids 999: the dataset has 25 images"),
+        "{}",
+        text(&p.stderr)
+    );
 
     let o = reinforce(&root, "fail", &["--on-bad-image", "fail"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
