@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A small Python environment for the tests that check our Python-facing
-# outputs (python/dr_reader needs numpy): a venv with pinned numpy in a
+# outputs (python/dr_reader needs numpy; flit_core builds its wheel
+# offline): a venv with pinned numpy and flit_core in a
 # per-user cache. Prints the interpreter's path; tests find it there (or
 # through DR_PYTHON) and say "skipped" when it is absent.
 #
@@ -9,7 +10,7 @@
 # Idempotent: a second run checks a stamp and returns at once.
 set -euo pipefail
 
-PINS=(numpy==2.4.6)
+PINS=(numpy==2.4.6 flit_core==3.12.0)
 CACHE="${DR_PY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dr/pyenv}"
 PY="$CACHE/bin/python"
 STAMP="$CACHE/.installed"

@@ -245,4 +245,17 @@ fn os_errors_are_said_once() {
         assert!(!e.contains("os error"), "{e}");
         assert!(!root.join("out").exists());
     }
+    // Neither source given: the usage error names both.
+    let o = dr(&[
+        "reinforce",
+        "--teacher",
+        &common::reinforce::teacher(),
+        "--config",
+        root.join("c.yaml").to_str().unwrap(),
+        "--out",
+        root.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(e.contains("--data") && e.contains("--list"), "{e}");
 }
