@@ -227,18 +227,20 @@ fn images_tsv_is_hashed_while_decoding_and_verify_sees_drift() {
 #[test]
 fn os_errors_are_said_once() {
     let root = dataset("inputs-os", false);
+    let run = |source: &[&str]| {
+        let mut args = vec!["reinforce"];
+        args.extend_from_slice(source);
+        let (teacher, config, out) = (
+            common::reinforce::teacher(),
+            root.join("c.yaml").display().to_string(),
+            root.join("out").display().to_string(),
+        );
+        args.extend_from_slice(&["--teacher", &teacher, "--config", &config, "--out", &out]);
+        dr(&args)
+    };
+    let nothere = root.join("nothere").display().to_string();
     for flag in ["--data", "--list"] {
-        let o = dr(&[
-            "reinforce",
-            flag,
-            root.join("nothere").to_str().unwrap(),
-            "--teacher",
-            &common::reinforce::teacher(),
-            "--config",
-            root.join("c.yaml").to_str().unwrap(),
-            "--out",
-            root.join("out").to_str().unwrap(),
-        ]);
+        let o = run(&[flag, &nothere]);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
         let e = text(&o.stderr);
         assert_eq!(e.matches("no such file").count(), 1, "{e}");
@@ -246,15 +248,7 @@ fn os_errors_are_said_once() {
         assert!(!root.join("out").exists());
     }
     // Neither source given: the usage error names both.
-    let o = dr(&[
-        "reinforce",
-        "--teacher",
-        &common::reinforce::teacher(),
-        "--config",
-        root.join("c.yaml").to_str().unwrap(),
-        "--out",
-        root.join("out").to_str().unwrap(),
-    ]);
+    let o = run(&[]);
     assert_eq!(o.status.code(), Some(2));
     let e = text(&o.stderr);
     assert!(e.contains("--data") && e.contains("--list"), "{e}");

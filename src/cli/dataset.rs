@@ -102,10 +102,7 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
         return Err(Incomplete {
             out: out.display().to_string(),
             done: m.shards.len(),
-            total: m
-                .task
-                .as_ref()
-                .map_or(m.shard_count, |t| t.shards[1] - t.shards[0]),
+            total: m.own_shard_count(),
         }
         .into());
     }
@@ -118,7 +115,7 @@ pub fn verify(out: &Path, images: Option<&Path>) -> Result<()> {
 fn unhashed_note(d: &Reinforced) -> String {
     let m = &d.manifest;
     let bad: std::collections::HashSet<u32> = m.bad_images().map(|b| b.index).collect();
-    let mine = m.task.as_ref().map_or([0, m.shard_count], |t| t.shards);
+    let mine = m.own_shards();
     let per = m.settings.images_per_shard.max(1);
     let (mut unreadable, mut other_task, mut not_yet) = (0, 0, 0);
     for r in d.rows.iter().filter(|r| r.sha256.is_none()) {
@@ -302,9 +299,7 @@ pub fn export_ml_dr(
             "{} is incomplete ({} of {} shards written): its export would miss images. Fix: rerun the `dr reinforce` command to finish it, or pass --allow-incomplete to export what is there",
             out.display(),
             m.shards.len(),
-            m.task
-                .as_ref()
-                .map_or(m.shard_count, |t| t.shards[1] - t.shards[0])
+            m.own_shard_count()
         );
     }
     let e = dr::store::ml_dr::export::export(&d, to)?;

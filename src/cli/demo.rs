@@ -80,7 +80,6 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     std::fs::write(&labels, demo::shapes::CLASSES.join("\n") + "\n")?;
     let mut cfg = ReinforceConfig::parse(demo::CONFIG, "configs/demo.yaml", false)?;
     if let Some(s) = a.samples {
-        anyhow::ensure!(s > 0, "--samples must be at least 1");
         cfg.num_samples = s;
     }
     let reinforced = out.join("reinforced");

@@ -135,12 +135,11 @@ pub fn config(
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
+    // (--samples and --topk are at least 1: their value parsers say so.)
     if let Some(s) = samples {
-        anyhow::ensure!(s > 0, "--samples must be at least 1");
         c.num_samples = s;
     }
     if let Some(k) = topk {
-        anyhow::ensure!(k > 0, "--topk must be at least 1");
         c.topk = k;
     }
     if let Some(o) = pass_order {
@@ -152,8 +151,6 @@ pub fn config(
 
 pub fn options(a: &ReinforceArgs) -> Result<Options> {
     let devices = dr::teacher::infer::parse_devices(&a.device)?;
-    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    anyhow::ensure!(a.temperature > 0.0, "--temperature must be positive");
     let task = task(&a.shard)?;
     if let Some((i, n, from)) = &task
         && !a.quiet
@@ -187,7 +184,6 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
 
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(t) = threads {
-        anyhow::ensure!(t > 0, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()

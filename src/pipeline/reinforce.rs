@@ -249,11 +249,11 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let order = groups.order();
     let positions = |s: u32| -> [u32; 2] { [s * per_shard, ((s + 1) * per_shard).min(n)] };
 
-    if let Source::Folder(d) = &opt.source {
-        check_out_folder(&opt.out, Some(d))?;
-    } else {
-        check_out_folder(&opt.out, None)?;
-    }
+    let data = match &opt.source {
+        Source::Folder(d) => Some(d.as_path()),
+        Source::List(_) => None,
+    };
+    check_out_folder(&opt.out, data)?;
     let created = !opt.out.exists();
     std::fs::create_dir_all(&opt.out)
         .with_context(|| format!("{}: cannot create the output folder", opt.out.display()))?;
@@ -344,8 +344,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             }
         }
     };
-    let files: Vec<&str> = m.shards.iter().map(|s| s.file.as_str()).collect();
-    images::fill_from_shards(&mut rows, &opt.out, &files)?;
+    images::fill_from_shards(&mut rows, &opt.out, &m.shard_files())?;
     images::write(&tsv, &rows)?;
     if m.shards.len() < (last - first) as usize {
         m.status = Status::Running;
@@ -485,8 +484,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     }
     // Complete: every hash into images.tsv, then the status, then the
     // hashes files go (a crash between leaves them, harmlessly, for a rerun).
-    let files: Vec<&str> = m.shards.iter().map(|s| s.file.as_str()).collect();
-    images::fill_from_shards(&mut rows, &opt.out, &files)?;
+    images::fill_from_shards(&mut rows, &opt.out, &m.shard_files())?;
     images::write(&tsv, &rows)?;
     m.status = Status::Complete;
     m.write_bad_images(&opt.out, &rows)?;
@@ -509,14 +507,12 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         shards_kept: kept,
         records_written,
         bad_images: m.bad_images().count(),
-        bad_images_first: {
-            let mut bad: Vec<_> = m.bad_images().collect();
-            bad.sort_by_key(|b| b.index);
-            bad.iter()
-                .take(SUMMARY_BAD_IMAGES)
-                .map(|b| format!("{}: {}", rows[b.index as usize].path, b.reason))
-                .collect()
-        },
+        bad_images_first: m
+            .bad_images_by_id()
+            .iter()
+            .take(SUMMARY_BAD_IMAGES)
+            .map(|b| format!("{}: {}", rows[b.index as usize].path, b.reason))
+            .collect(),
         seconds,
         work_seconds,
         samples_per_second: samples_run as f64 / work_seconds.max(1e-9),

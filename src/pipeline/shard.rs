@@ -101,18 +101,16 @@ pub fn load_image(root: &std::path::Path, row: &ImageRow) -> Loaded {
         }
     };
     let sha = format!("{:x}", Sha256::digest(&bytes));
-    let hash = Some((bytes.len() as u64, sha.clone()));
-    let image = (|| {
-        if let Some(want) = &row.sha256
-            && &sha != want
-        {
-            return Err(format!(
-                "the file changed since the dataset was made (SHA-256 {sha}, images.tsv has {want})"
-            ));
-        }
-        decode_checked(&bytes, &row.path)
-    })();
-    Loaded { hash, image }
+    let image = match &row.sha256 {
+        Some(want) if *want != sha => Err(format!(
+            "the file changed since the dataset was made (SHA-256 {sha}, images.tsv has {want})"
+        )),
+        _ => decode_checked(&bytes, &row.path),
+    };
+    Loaded {
+        hash: Some((bytes.len() as u64, sha)),
+        image,
+    }
 }
 
 /// Decodes `bytes` of the listed file `path` within the sizes records can
@@ -168,7 +166,7 @@ pub fn run_shard(
     for (gi, &g0) in starts.iter().enumerate() {
         let ids = ids_at(g0);
         let loaded = ahead.take().expect("decoded ahead");
-        let mut failed = Vec::new();
+        let group_bad = bad.len();
         for (&id, l) in ids.iter().zip(&loaded) {
             if let Some((n, sha)) = &l.hash {
                 hashes.push((id, *n, sha.clone()));
@@ -178,18 +176,22 @@ pub fn run_shard(
                     Some(lines) => format!("{reason} (--list line {})", lines[id as usize]),
                     None => reason.clone(),
                 };
-                failed.push((
-                    cx.root
-                        .join(&cx.rows[id as usize].path)
-                        .display()
-                        .to_string(),
-                    reason.clone(),
-                ));
                 bad.push(BadImage { index: id, reason });
             }
         }
-        if cx.fail_on_bad && !failed.is_empty() {
-            return Err(ShardError::BadImage(failed));
+        if cx.fail_on_bad && bad.len() > group_bad {
+            let path = |id: u32| {
+                cx.root
+                    .join(&cx.rows[id as usize].path)
+                    .display()
+                    .to_string()
+            };
+            return Err(ShardError::BadImage(
+                bad[group_bad..]
+                    .iter()
+                    .map(|b| (path(b.index), b.reason.clone()))
+                    .collect(),
+            ));
         }
         let image_of = |id: u32| -> Option<&Rgb8> {
             ids.iter()

@@ -31,6 +31,11 @@ pub enum ImagesError {
     File { path: String, detail: String },
 }
 
+/// "PATH: cannot read: no such file" (or write): an OS error on `path`.
+fn io_err(path: &Path, verb: &str, e: &std::io::Error) -> ImagesError {
+    file_err(path, format!("cannot {verb}: {}", crate::io_reason(e)))
+}
+
 fn file_err(path: &Path, detail: impl Into<String>) -> ImagesError {
     ImagesError::File {
         path: path.display().to_string(),
@@ -61,8 +66,7 @@ pub fn rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
     let mut rows = unhashed_rows(listing)?;
     rows.par_iter_mut().try_for_each(|row| {
         let p = listing.root.join(&row.path);
-        let (bytes, sha256) = hash_file(&p)
-            .map_err(|err| file_err(&p, format!("cannot read: {}", crate::io_reason(&err))))?;
+        let (bytes, sha256) = hash_file(&p).map_err(|err| io_err(&p, "read", &err))?;
         (row.bytes, row.sha256) = (Some(bytes), Some(sha256));
         Ok(())
     })?;
@@ -113,8 +117,7 @@ pub fn write_hashes(path: &Path, hashes: &Hashes) -> Result<(), ImagesError> {
     for (i, n, sha) in hashes {
         s.push_str(&format!("{i}\t{n}\t{sha}\n"));
     }
-    super::atomic_write(path, s.as_bytes())
-        .map_err(|e| file_err(path, format!("cannot write: {}", crate::io_reason(&e))))
+    super::atomic_write(path, s.as_bytes()).map_err(|e| io_err(path, "write", &e))
 }
 
 /// Fills `rows` from the hashes files of `shard_files` (those of complete
@@ -129,12 +132,7 @@ pub fn fill_from_shards(
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(file_err(
-                    &path,
-                    format!("cannot read: {}", crate::io_reason(&e)),
-                ));
-            }
+            Err(e) => return Err(io_err(&path, "read", &e)),
         };
         let mut lines = text.lines();
         if lines.next() != Some(HASHES_HEADER) {
@@ -247,13 +245,11 @@ pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
             r.index, r.path, r.label
         ));
     }
-    super::atomic_write(path, s.as_bytes())
-        .map_err(|e| file_err(path, format!("cannot write: {}", crate::io_reason(&e))))
+    super::atomic_write(path, s.as_bytes()).map_err(|e| io_err(path, "write", &e))
 }
 
 pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| file_err(path, format!("cannot read: {}", crate::io_reason(&e))))?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, "read", &e))?;
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return Err(file_err(

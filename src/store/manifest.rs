@@ -241,6 +241,32 @@ impl Manifest {
         self.shards.iter().flat_map(|s| &s.bad_images)
     }
 
+    /// The bad images by image id (shards hold them in work order).
+    pub fn bad_images_by_id(&self) -> Vec<&BadImage> {
+        let mut bad: Vec<&BadImage> = self.bad_images().collect();
+        bad.sort_by_key(|b| b.index);
+        bad
+    }
+
+    /// The files of the complete shards.
+    pub fn shard_files(&self) -> Vec<&str> {
+        self.shards.iter().map(|s| s.file.as_str()).collect()
+    }
+
+    /// Shard indices [first, end) this dataset writes: its task's, or the
+    /// whole job's.
+    pub fn own_shards(&self) -> [u32; 2] {
+        self.task
+            .as_ref()
+            .map_or([0, self.shard_count], |t| t.shards)
+    }
+
+    /// How many shards this dataset writes (`own_shards`' length).
+    pub fn own_shard_count(&self) -> u32 {
+        let [a, b] = self.own_shards();
+        b - a
+    }
+
     /// `OUT/bad-images.tsv` (index, path, reason) by image id, from the manifest.
     pub fn write_bad_images(
         &self,
@@ -248,9 +274,7 @@ impl Manifest {
         rows: &[super::images::ImageRow],
     ) -> anyhow::Result<()> {
         let mut s = String::from("index\tpath\treason\n");
-        let mut bad: Vec<&BadImage> = self.bad_images().collect();
-        bad.sort_by_key(|b| b.index);
-        for b in bad {
+        for b in self.bad_images_by_id() {
             let reason = b.reason.replace(['\t', '\n', '\r'], " ");
             s.push_str(&format!(
                 "{}\t{}\t{reason}\n",

@@ -48,8 +48,7 @@ impl Reinforced {
         }
         let mut rows = images::read(&dir.join("images.tsv"))?;
         // While the job runs, hashes wait beside their shards.
-        let files: Vec<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
-        images::fill_from_shards(&mut rows, dir, &files)?;
+        images::fill_from_shards(&mut rows, dir, &manifest.shard_files())?;
         let (shape, order): (Vec<usize>, Vec<u32>) = crate::npy::read(&dir.join("order.npy"))?;
         let n = manifest.settings.images as usize;
         if shape != [n] || rows.len() != n {

@@ -14,6 +14,7 @@ use crate::augment::geometry::{center_crop, resize};
 use crate::augment::image::Rgb8;
 use crate::config::{PassOrder, ResizeSize};
 use crate::dataset::decode::decode_rgb;
+use crate::dataset::listing::IMG_EXTENSIONS;
 
 /// Evaluation preprocessing for `--image`: resize the shorter side,
 /// center-crop, to_tensor, normalize (torchvision's standard eval transform).
@@ -70,9 +71,8 @@ pub fn image_files(path: &Path, recursive: bool) -> Result<ImageFiles> {
             folders_not_searched: 0,
         });
     }
-    let exts = [
-        "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
-    ];
+    // torchvision's IMG_EXTENSIONS, as the ImageFolder listing uses.
+    let exts: Vec<&str> = IMG_EXTENSIONS.iter().map(|e| &e[1..]).collect();
     let mut found = ImageFiles {
         files: Vec::new(),
         folders_not_searched: 0,
