@@ -18,7 +18,16 @@
 // Layout: x [N][H][W][Cin] bf16; w [groups][Ng][K_pad] bf16, K_pad a
 //         multiple of CONV_BK, zero past K; bias [Cout] f32; residual and y
 //         [N][OH][OW][Cout] bf16. bf16 travels as uint16_t bits.
-// Launch: grid (ceil(M / BM), ceil(Ng / BN), groups), block CONV_THREADS
+// Two kernels: conv_tc_* (the pipelined tensor-core kernel below: 128x128
+//         and 128x64 tiles, three cp.async stages, ldmatrix, 16-byte
+//         epilogue) for layers with more than 32 channels a group and channel
+//         counts that are multiples of 8, and conv_bf16_* (conv_body, next)
+//         for narrow groups and odd channel counts. Every variant that
+//         computes a layer gives the same bits: the k order, the k16 steps
+//         and the epilogue's fp32 operations are the same in all of them, so
+//         the choice of kernel (teacher/gpu/conv.rs `variant`, or a tuner)
+//         never changes the output.
+// Launch (conv_bf16_*): grid (ceil(M / BM), ceil(Ng / BN), groups), block CONV_THREADS
 //         (4 warps in a WM x WN grid), static shared memory
 //         2 stages x (BM + BN) x (CONV_BK + 8) bf16 (<= 30 KB). Variants
 //         (entry points) differ in BN, for narrow groups (ResNeXt: Ng = 8 to
@@ -36,6 +45,7 @@
 #include <stdint.h>
 
 #include "common/bf16.cuh"
+#include "common/mma.cuh"
 #include "common/window.cuh"
 
 #define CONV_THREADS 128
@@ -60,23 +70,6 @@ __device__ __forceinline__ float activate(float v, uint32_t act) {
     case 4: return 1.0f / (1.0f + expf(-v));
     default: return v;
     }
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-    const uint32_t dst = (uint32_t)__cvta_generic_to_shared(smem);
-    const int src_bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 // Rows of the A tile this thread gathers: where each output pixel's window
@@ -143,7 +136,7 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
                 const bool ok = rows.valid[i] && k < p.k && ih >= 0 && iw >= 0 && ih < (int)p.h && iw < (int)p.w;
                 const uint16_t* src = ok ? x + rows.base[i] + ((uint64_t)ih * p.w + iw) * p.cin + c : x;
                 if (VEC == 8)
-                    cp_async16(dst, src, ok);
+                    cp_async16(smem_u32(dst), src, ok);
                 else
                     dst[v] = ok ? *src : (uint16_t)0;
             }
@@ -154,17 +147,12 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
             const uint32_t n = i / (CONV_BK / 8), kc = (i % (CONV_BK / 8)) * 8;
             const bool ok = n_block + n < p.ng;
             const uint16_t* src = ok ? wt + ((uint64_t)g * p.ng + n_block + n) * p.k_pad + k0 + kc : wt;
-            cp_async16(&sb[stage][n][kc], src, ok);
+            cp_async16(smem_u32(&sb[stage][n][kc]), src, ok);
         }
     };
 
     float acc[MI][NI][4];
-#pragma unroll
-    for (int i = 0; i < MI; i++)
-#pragma unroll
-        for (int j = 0; j < NI; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
+    zero_accumulators(acc);
 
     const uint32_t k_tiles = p.k_pad / CONV_BK;
     load_a(0, 0);
@@ -176,9 +164,9 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
             load_a(cur ^ 1, (kt + 1) * CONV_BK);
             load_b(cur ^ 1, (kt + 1) * CONV_BK);
             cp_async_commit();
-            cp_async_wait_all_but_one();
+            cp_async_wait<1>();
         } else {
-            cp_async_wait_all();
+            cp_async_wait<0>();
         }
         __syncthreads();
         const uint32_t gid = lane / 4, tig = lane % 4;
@@ -202,7 +190,7 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
 #pragma unroll
             for (int i = 0; i < MI; i++)
 #pragma unroll
-                for (int j = 0; j < NI; j++) mma_bf16(acc[i][j], af[i], bfr[j]);
+                for (int j = 0; j < NI; j++) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
         }
         __syncthreads();  // the stage is refilled next iteration
     }
@@ -239,6 +227,283 @@ CONV_VARIANT(conv_bf16_128x32_v8, 128, 32, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x16_v8, 128, 16, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x8_v8, 128, 8, 4, 1, 8)
 CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
+
+// ---- The pipelined tensor-core kernel (conv_tc_*) -----------------------------------
+// The same implicit GEMM, the same k order and the same fp32 epilogue as
+// conv_body, so every variant gives the same bits (each output's
+// accumulator sees the same mma k16 steps in the same order), built for
+// the large layers:
+//   - BM x BN CTA tiles of 4 warps, each warp a (BM/WM) x (BN/WN) tile;
+//   - CONV_STAGES shared-memory stages filled by cp.async, one barrier per
+//     k-tile; rows of CONV_BK bf16 (64 bytes, four 16-byte chunks) stored
+//     with chunk q of row r at chunk q ^ ((r >> 1) & 3), so that the
+//     cp.async stores and the ldmatrix reads of 8 rows each touch 8
+//     different 16-byte bank groups (conflict-free);
+//   - fragments by ldmatrix.x4 (A: one per 16x16, B: one per two 8x16);
+//   - the im2col gather without a divide in the loop. GATHER 0 ("rows",
+//     Cin_g % 32 == 0): a k-tile is 32 channels of one tap for the whole
+//     CTA, so the tap state is uniform and a thread copies the four chunks
+//     of one A row (one bounds test, one address per tile). GATHER 4
+//     ("chunks", Cin_g % 8 == 0): a thread copies one chunk of BM / 32
+//     rows and keeps its chunk's (c, kh, kw), advanced by CONV_BK per tile
+//     with up to four wraps of c past Cin_g (Cin_g = 8: four taps a tile).
+//     B is always copied by rows (its rows are contiguous);
+//   - the epilogue staged through shared memory in fp32 (row stride BN + 8
+//     floats: conflict-free float2 fragment stores), then per thread 8
+//     consecutive channels: bias as two float4, the residual as one
+//     16-byte load, one 16-byte bf16 store. ACT and RES are template
+//     parameters (-1: read p.act / p.has_residual at run time);
+//   - blocks rastered with the output-channel tiles fastest (blockIdx.x =
+//     m_tile * n_tiles + n_tile): the CTAs that share an A tile run
+//     together, so the activation is read from DRAM about once.
+// Needs Cin_g % 8 == 0 (% 32 for GATHER 0), Ng % 8 == 0, Cout % 8 == 0, a
+// bias (p.has_bias) and 16-byte aligned x, y and residual; the launcher
+// checks (teacher/gpu/conv.rs `variant`).
+// Launch: grid (ceil(M / BM) * ceil(Ng / BN), 1, groups), block
+//         CONV_THREADS, static shared CONV_STAGES * (BM + BN) * 64 bytes.
+#define CONV_STAGES 3
+
+template <int ACT>
+__device__ __forceinline__ float activate_t(float v, uint32_t act) {
+    return activate(v, ACT < 0 ? act : (uint32_t)ACT);
+}
+
+// Shared offset of 16-byte chunk q of row r in a swizzled tile of 64-byte rows.
+__device__ __forceinline__ uint32_t swizzled(uint32_t r, uint32_t q) { return r * 64 + ((q ^ ((r >> 1) & 3)) << 4); }
+
+template <int BM, int BN, int WM, int WN, int GATHER, int ACT, int RES>
+__device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, const uint16_t* __restrict__ wt,
+                                             const float* __restrict__ bias,
+                                             const uint16_t* __restrict__ residual, uint16_t* __restrict__ y,
+                                             const ConvParams& p) {
+    constexpr int WARP_M = BM / WM, WARP_N = BN / WN;
+    constexpr int MI = WARP_M / 16, NI = WARP_N / 8;
+    static_assert(WM * WN * 32 == CONV_THREADS, "4 warps");
+    static_assert(MI >= 1 && NI % 2 == 0 && WARP_M % 16 == 0, "warp tile: ldmatrix.x4 takes B two n8 tiles at a time");
+    static_assert(GATHER == 0 || GATHER == 4, "gather by rows (0) or by chunks with up to 4 wraps (4)");
+    constexpr int ROW_BYTES = CONV_BK * 2;  // 64: four 16-byte chunks
+    constexpr int A_STAGE = BM * ROW_BYTES, B_STAGE = BN * ROW_BYTES;
+    constexpr int SMEM = CONV_STAGES * (A_STAGE + B_STAGE);
+    // B (and A with GATHER 0) by rows: B_CH chunks of one row per thread.
+    constexpr int B_CH = BN * 4 / CONV_THREADS, B_TPR = 4 / B_CH;
+    static_assert(B_CH * CONV_THREADS == BN * 4 && (B_CH == 1 || B_CH == 2 || B_CH == 4), "B rows split evenly");
+    static_assert(GATHER != 0 || BM == CONV_THREADS, "gather by rows: one A row per thread");
+    // A with GATHER 4: chunk tid % 4 of rows tid / 4 + 32 i.
+    constexpr int A_ROWS = BM / 32;
+    // Epilogue: fp32 rows of BN + 8 floats, in PASSES passes over the rows.
+    constexpr int SLD = BN + 8;
+    constexpr int PASSES = (BM * SLD * 4 <= SMEM) ? 1 : 2;
+    static_assert(MI % PASSES == 0 && BM / PASSES * SLD * 4 <= SMEM, "epilogue staging fits the pipeline's buffers");
+
+    __shared__ __align__(128) uint8_t smem[SMEM];
+    const uint32_t s_a = smem_u32(smem), s_b = s_a + CONV_STAGES * A_STAGE;
+
+    const uint32_t tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const uint32_t warp_m0 = (warp / WN) * WARP_M, warp_n0 = (warp % WN) * WARP_N;
+    const uint32_t g = blockIdx.z;
+    const uint32_t n_tiles = (p.ng + BN - 1) / BN;
+    const uint32_t n_block = (blockIdx.x % n_tiles) * BN;
+    const uint32_t m_block = (blockIdx.x / n_tiles) * BM;
+
+    // ---- A: where each gathered row's window starts (its top-left tap,
+    // channel 0 of the group), and the row's bounds; a row past M never is
+    // inside the image.
+    constexpr int AR = GATHER == 0 ? 1 : A_ROWS;
+    const uint32_t a_row0 = GATHER == 0 ? tid : tid / 4, a_step = 32;
+    const uint16_t* a_src[AR];
+    int ih0[AR], iw0[AR];
+#pragma unroll
+    for (int i = 0; i < AR; i++) {
+        const uint32_t m = m_block + a_row0 + i * a_step;
+        const uint32_t mm = m < p.m ? m : 0;
+        const uint32_t ow = mm % p.ow, t = mm / p.ow, oh = t % p.oh, img = t / p.oh;
+        ih0[i] = m < p.m ? (int)(oh * p.sh) - (int)p.ph : -(1 << 30);
+        iw0[i] = (int)(ow * p.sw) - (int)p.pw;
+        a_src[i] = x + ((int64_t)img * p.h * p.w * p.cin + (int64_t)g * p.cin_g +
+                        ((int64_t)ih0[i] * p.w + iw0[i]) * p.cin);
+    }
+    // k = (kh, kw, c) of the (first) chunk this thread copies; tc is the
+    // element offset of that chunk from a_src: (kh dh W + kw dw) Cin + c.
+    uint32_t c = GATHER == 0 ? 0 : (tid % 4) * 8, kw = 0, kh = 0;
+    int kdh = 0, kdw = 0, tc = (int)c;
+    const int step_w = (int)(p.dw * p.cin) - (int)p.cin_g;
+    const int step_h = (int)(p.dh * p.w * p.cin) - (int)(p.kw * p.dw * p.cin);
+    auto next_tap_if_past = [&]() {
+        if (c >= p.cin_g) {
+            c -= p.cin_g;
+            kw++;
+            kdw += p.dw;
+            tc += step_w;
+            if (kw == p.kw) {
+                kw = 0;
+                kdw = 0;
+                kh++;
+                kdh += p.dh;
+                tc += step_h;
+            }
+        }
+    };
+    if (GATHER != 0) {
+#pragma unroll
+        for (int r = 0; r < GATHER - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
+    }
+    // Shared offsets within a stage: GATHER 0, chunk q of row tid at
+    // a_dst ^ (q << 4) (the row's chunk 0, swizzled; rows are 64-byte
+    // aligned, so the XOR only moves the chunk); GATHER 4, row tid / 4 + 32 i
+    // at a_dst + i * 2048 (the same swizzle every 32 rows).
+    const uint32_t a_dst = GATHER == 0 ? swizzled(tid, 0) : swizzled(tid / 4, tid % 4);
+    // ---- B: B_CH chunks of row tid / B_TPR.
+    const uint32_t b_row = tid / B_TPR, b_q0 = (tid % B_TPR) * B_CH;
+    const bool b_ok = n_block + b_row < p.ng;
+    const uint16_t* b_src = wt + ((uint64_t)g * p.ng + (b_ok ? n_block + b_row : 0)) * p.k_pad + b_q0 * 8;
+    const uint32_t b_dst = swizzled(b_row, 0);  // chunk b_q0 + q at b_dst ^ ((b_q0 + q) << 4)
+
+    auto load_tile = [&](uint32_t stage) {
+        const uint32_t sa = s_a + stage * A_STAGE, sb = s_b + stage * B_STAGE;
+        if (GATHER == 0) {
+            const bool ok = (uint32_t)(ih0[0] + kdh) < p.h && (uint32_t)(iw0[0] + kdw) < p.w;
+            const uint16_t* src = a_src[0] + tc;
+            const uint32_t row = sa + a_dst;
+#pragma unroll
+            for (int q = 0; q < 4; q++) cp_async16(row ^ (q << 4), src + q * 8, ok);
+            c += CONV_BK;
+            tc += CONV_BK;
+            next_tap_if_past();
+        } else {
+            const bool k_ok = kh < p.kh;  // past K (the last, partial tile): zeros
+#pragma unroll
+            for (int i = 0; i < A_ROWS; i++) {
+                const bool ok = k_ok && (uint32_t)(ih0[i] + kdh) < p.h && (uint32_t)(iw0[i] + kdw) < p.w;
+                cp_async16(sa + a_dst + i * 32 * ROW_BYTES, a_src[i] + tc, ok);
+            }
+            c += CONV_BK;
+            tc += CONV_BK;
+#pragma unroll
+            for (int r = 0; r < GATHER; r++) next_tap_if_past();
+        }
+#pragma unroll
+        for (int q = 0; q < B_CH; q++) cp_async16((sb + b_dst) ^ ((b_q0 + q) << 4), b_src + q * 8, b_ok);
+        b_src += CONV_BK;
+    };
+
+    // ---- ldmatrix addresses of this lane (stage 0), for k16 steps 0 and 1.
+    uint32_t ld_a[2], ld_b[2];
+#pragma unroll
+    for (int kk = 0; kk < 2; kk++) {
+        ld_a[kk] = s_a + swizzled(warp_m0 + lane % 8 + ((lane / 8) % 2) * 8, kk * 2 + lane / 16);
+        ld_b[kk] = s_b + swizzled(warp_n0 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2);
+    }
+
+    float acc[MI][NI][4];
+    zero_accumulators(acc);
+
+    const uint32_t k_tiles = p.k_pad / CONV_BK;
+#pragma unroll
+    for (int s = 0; s < CONV_STAGES - 1; s++) {
+        if ((uint32_t)s < k_tiles) load_tile(s);
+        cp_async_commit();
+    }
+    uint32_t rd = 0, wr = CONV_STAGES - 1;
+    for (uint32_t kt = 0; kt < k_tiles; kt++) {
+        cp_async_wait<CONV_STAGES - 2>();  // tile kt has landed (this thread's copies)
+        __syncthreads();                   // ... everyone's; and stage `wr` is no longer read
+        if (kt + CONV_STAGES - 1 < k_tiles) load_tile(wr);
+        cp_async_commit();
+#pragma unroll
+        for (int kk = 0; kk < 2; kk++) {
+            uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+            for (int i = 0; i < MI; i++) ldsm_x4(af[i], ld_a[kk] + rd * A_STAGE + i * 16 * ROW_BYTES);
+#pragma unroll
+            for (int j = 0; j < NI; j += 2) {
+                uint32_t q[4];
+                ldsm_x4(q, ld_b[kk] + rd * B_STAGE + j * 8 * ROW_BYTES);
+                bf[j][0] = q[0];
+                bf[j][1] = q[1];
+                bf[j + 1][0] = q[2];
+                bf[j + 1][1] = q[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; i++)
+#pragma unroll
+                for (int j = 0; j < NI; j++) mma_bf16_16816(acc[i][j], af[i], bf[j]);
+        }
+        rd = rd == CONV_STAGES - 1 ? 0 : rd + 1;
+        wr = wr == CONV_STAGES - 1 ? 0 : wr + 1;
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the pipeline's buffers become the epilogue's staging
+
+    // ---- epilogue
+    float* st = reinterpret_cast<float*>(smem);
+    const uint32_t gid = lane / 4, tig = lane % 4;
+    constexpr int PASS_ROWS = WARP_M / PASSES;  // of each warp's rows, per pass
+    const bool res = RES < 0 ? p.has_residual != 0 : RES != 0;
+#pragma unroll
+    for (int pass = 0; pass < PASSES; pass++) {
+#pragma unroll
+        for (int ii = 0; ii < MI / PASSES; ii++)
+#pragma unroll
+            for (int j = 0; j < NI; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t srow = (warp / WN) * PASS_ROWS + ii * 16 + gid + h * 8;
+                    const uint32_t scol = warp_n0 + j * 8 + tig * 2;
+                    const float* a = acc[pass * (MI / PASSES) + ii][j];
+                    *reinterpret_cast<float2*>(&st[srow * SLD + scol]) = make_float2(a[2 * h], a[2 * h + 1]);
+                }
+        __syncthreads();
+        constexpr int CHUNKS = WM * PASS_ROWS * (BN / 8);
+#pragma unroll 2
+        for (int idx = tid; idx < CHUNKS; idx += CONV_THREADS) {
+            const uint32_t srow = idx / (BN / 8), cu = idx % (BN / 8);
+            const uint32_t m = m_block + (srow / PASS_ROWS) * WARP_M + pass * PASS_ROWS + srow % PASS_ROWS;
+            const uint32_t n = n_block + cu * 8;
+            if (m >= p.m || n >= p.ng) continue;
+            const uint32_t ch = g * p.ng + n;
+            const uint64_t at = (uint64_t)m * p.cout + ch;
+            const float4 s0 = *reinterpret_cast<const float4*>(&st[srow * SLD + cu * 8]);
+            const float4 s1 = *reinterpret_cast<const float4*>(&st[srow * SLD + cu * 8 + 4]);
+            const float4 b0 = __ldg(reinterpret_cast<const float4*>(bias + ch));
+            const float4 b1 = __ldg(reinterpret_cast<const float4*>(bias + ch + 4));
+            float v[8] = {s0.x + b0.x, s0.y + b0.y, s0.z + b0.z, s0.w + b0.w,
+                          s1.x + b1.x, s1.y + b1.y, s1.z + b1.z, s1.w + b1.w};
+            if (res) {
+                const uint4 r = *reinterpret_cast<const uint4*>(residual + at);
+                const uint32_t rw[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[e] += bf16_to_f32((uint16_t)(rw[e / 2] >> (16 * (e % 2))));
+            }
+            uint32_t o[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                o[e] = (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e], p.act)) |
+                       (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e + 1], p.act)) << 16;
+            *reinterpret_cast<uint4*>(y + at) = make_uint4(o[0], o[1], o[2], o[3]);
+        }
+        if (PASSES > 1) __syncthreads();  // the next pass overwrites the staging
+    }
+}
+
+#define CONV_TC(NAME, BM, BN, WM, WN, GATHER, ACT, RES)                                                     \
+    extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)                                           \
+        NAME(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w, const float* __restrict__ bias,  \
+             const uint16_t* __restrict__ residual, uint16_t* __restrict__ y, ConvParams p) {              \
+        conv_tc_body<BM, BN, WM, WN, GATHER, ACT, RES>(x, w, bias, residual, y, p);                         \
+    }
+
+// ResNet/ResNeXt's three epilogues (conv+BN, +ReLU, +residual+ReLU) fixed at
+// compile time; `_any` reads the activation and residual from p.
+CONV_TC(conv_tc_128x128_none, 128, 128, 2, 2, 0, 0, 0)
+CONV_TC(conv_tc_128x128_relu, 128, 128, 2, 2, 0, 1, 0)
+CONV_TC(conv_tc_128x128_relu_res, 128, 128, 2, 2, 0, 1, 1)
+CONV_TC(conv_tc_128x128_any, 128, 128, 2, 2, 0, -1, -1)
+CONV_TC(conv_tc_128x64_none, 128, 64, 2, 2, 0, 0, 0)
+CONV_TC(conv_tc_128x64_relu, 128, 64, 2, 2, 0, 1, 0)
+CONV_TC(conv_tc_128x64_relu_res, 128, 64, 2, 2, 0, 1, 1)
+CONV_TC(conv_tc_128x64_any, 128, 64, 2, 2, 0, -1, -1)
+// Cin_g % 32 != 0 (the stem padded to 8 channels, 16, 24, 48, ...).
+CONV_TC(conv_tc_128x64_chunks_any, 128, 64, 2, 2, 4, -1, -1)
 
 // Depthwise convolution (one input channel per group: MobileNet, EfficientNet,
 // ConvNeXt's 7x7), its own kernel: the implicit GEMM would pad K = KH*KW to

@@ -5,10 +5,13 @@
 #   scripts/setup-cuda.sh            # install if missing, print nvcc's path
 #   DR_CUDA_CACHE=/opt/dr-cuda scripts/setup-cuda.sh
 #
-# All five wheels are pinned together: unpinned, pip mixes releases and ptxas
-# rejects the PTX that a newer front end writes. build.rs finds the result
-# without any variable being set (it looks in the same cache), so after this
-# script a plain `cargo build` embeds the kernels.
+# The five compiler wheels are pinned together: unpinned, pip mixes releases
+# and ptxas rejects the PTX that a newer front end writes. The disassembler
+# (cuobjdump + nvdisasm, for tools/sass_report.py) is the oldest release on
+# PyPI, 13.2: there is no 13.0 wheel, and a newer disassembler reads older
+# cubins. build.rs finds the result without any variable being set (it looks
+# in the same cache), so after this script a plain `cargo build` embeds the
+# kernels.
 # Idempotent: a second run checks a stamp and returns in well under a second.
 set -euo pipefail
 
@@ -18,6 +21,8 @@ PINS=(
   nvidia-cuda-crt==13.0.88
   nvidia-cuda-runtime==13.0.96
   nvidia-cuda-cccl==13.0.85
+  nvidia-cuda-cuobjdump==13.2.51
+  nvidia-cuda-nvdisasm==13.2.51
 )
 CACHE="${DR_CUDA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dr/cuda-13.0}"
 NVCC="$CACHE/pkgs/nvidia/cu13/bin/nvcc"
@@ -67,6 +72,12 @@ if ! "$NVCC" --fatbin -gencode=arch=compute_80,code=sm_80 \
   log "Fix: nvcc 13.0 needs gcc <= 15 as host compiler; set NVCC_CCBIN=/path/to/g++ if yours is newer."
   exit 1
 fi
+for tool in cuobjdump nvdisasm; do
+  if ! "$(dirname "$NVCC")/$tool" --version >/dev/null 2>&1; then
+    log "$tool was installed beside $NVCC but does not run."
+    exit 1
+  fi
+done
 echo "$WANT" > "$STAMP"
 log "ok: $("$NVCC" --version | tail -n 2 | head -n 1)"
 echo "$NVCC"

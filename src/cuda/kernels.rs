@@ -244,6 +244,26 @@ pub mod conv {
         Kernel::new(Family::Conv, "conv_bf16_128x64_v1");
     pub const CONV_DEPTHWISE_BF16_NHWC: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_depthwise_bf16_nhwc");
+    /// The pipelined tensor-core kernels: tile, gather (rows: Cin_g % 32 == 0;
+    /// chunks: Cin_g % 8 == 0) and the epilogue fixed at compile time
+    /// (`_any`: the activation and residual read from the parameters).
+    pub const CONV_TC_128X128_NONE: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x128_none");
+    pub const CONV_TC_128X128_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x128_relu");
+    pub const CONV_TC_128X128_RELU_RES: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x128_relu_res");
+    pub const CONV_TC_128X128_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x128_any");
+    pub const CONV_TC_128X64_NONE: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_none");
+    pub const CONV_TC_128X64_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_relu");
+    pub const CONV_TC_128X64_RELU_RES: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_relu_res");
+    pub const CONV_TC_128X64_ANY: Kernel<ConvSig> = Kernel::new(Family::Conv, "conv_tc_128x64_any");
+    pub const CONV_TC_128X64_CHUNKS_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_chunks_any");
     pub const ALL: &[&str] = &[
         CONV_BF16_128X64_V8.name,
         CONV_BF16_128X32_V8.name,
@@ -251,6 +271,15 @@ pub mod conv {
         CONV_BF16_128X8_V8.name,
         CONV_BF16_128X64_V1.name,
         CONV_DEPTHWISE_BF16_NHWC.name,
+        CONV_TC_128X128_NONE.name,
+        CONV_TC_128X128_RELU.name,
+        CONV_TC_128X128_RELU_RES.name,
+        CONV_TC_128X128_ANY.name,
+        CONV_TC_128X64_NONE.name,
+        CONV_TC_128X64_RELU.name,
+        CONV_TC_128X64_RELU_RES.name,
+        CONV_TC_128X64_ANY.name,
+        CONV_TC_128X64_CHUNKS_ANY.name,
     ];
     /// `CONV_THREADS` and `CONV_BK` in the .cu; every variant's BM.
     pub const THREADS: u32 = 128;

@@ -48,6 +48,11 @@ impl<T> Region<T> {
         self.len == 0
     }
 
+    /// Whether the region starts on a multiple of `bytes` (vector loads).
+    pub fn is_aligned(&self, bytes: u64) -> bool {
+        self.addr.is_multiple_of(bytes)
+    }
+
     /// The same memory as bytes.
     pub fn bytes(&self) -> Region<u8> {
         Region {

@@ -165,4 +165,75 @@ void mma_sync_aligned_m16n8k16_row_col_f32_bf16_bf16_f32(Site s, float& d0, floa
     d3 = from_bits<float>(f.out[3]);
 }
 
+// ---- ldmatrix.sync.aligned.m8n8.{x1,x2,x4}{.trans}.shared.b16 ------------------------
+// Each lane that names a row checks its 16 bytes as a shared read when it
+// arrives (bounds, alignment, the race detector); the rows are read when the
+// last lane arrives, as one warp-wide load, and dealt out in the fragment
+// layout of emu/ptx.h.
+namespace {
+
+template <int NUM, bool TRANS>
+void ldmatrix_complete(Block& b, unsigned warp, unsigned) {
+    uint16_t M[NUM][8][8];
+    for (unsigned lane = 0; lane < 8 * NUM; lane++) {
+        const Fiber& f = b.fibers[warp * 32 + lane];
+        std::memcpy(M[lane / 8][lane % 8], b.arena + (uint32_t)f.in[0], 16);
+    }
+    for (unsigned lane = 0; lane < 32; lane++) {
+        Fiber& f = b.fibers[warp * 32 + lane];
+        const unsigned g = lane / 4, t = lane % 4;
+        for (int q = 0; q < NUM; q++) {
+            const uint16_t lo = TRANS ? M[q][2 * t][g] : M[q][g][2 * t];
+            const uint16_t hi = TRANS ? M[q][2 * t + 1][g] : M[q][g][2 * t + 1];
+            f.out[q] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    }
+}
+
+template <int NUM, bool TRANS>
+void ldmatrix(Site s, uint32_t addr, uint32_t* d[NUM]) {
+    Fiber& f = me("ldmatrix", s);
+    if (f.lane < 8u * NUM) {
+        if (addr % 16)
+            fault(716, strprintf("ldmatrix row address 0x%x of lane %u %s is not 16-byte aligned", addr, f.lane,
+                                 describe_site(s).c_str()));
+        if (addr + 16 > kArenaBytes)
+            fault(700, strprintf("ldmatrix row at shared 0x%x %s is past the block's shared memory", addr,
+                                 describe_site(s).c_str()));
+        shared_access(&f, f.block->arena + addr, 16, 0, nullptr, &s);
+    }
+    f.in[0] = addr;
+    warp_collective(400 + NUM * 2 + TRANS, 0xffffffffu, s, &ldmatrix_complete<NUM, TRANS>);
+    for (int q = 0; q < NUM; q++) *d[q] = (uint32_t)f.out[q];
+}
+
+}  // namespace
+
+void ldmatrix_sync_aligned_m8n8_x1_shared_b16(Site s, uint32_t& d0, uint32_t addr) {
+    uint32_t* d[1] = {&d0};
+    ldmatrix<1, false>(s, addr, d);
+}
+void ldmatrix_sync_aligned_m8n8_x2_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t addr) {
+    uint32_t* d[2] = {&d0, &d1};
+    ldmatrix<2, false>(s, addr, d);
+}
+void ldmatrix_sync_aligned_m8n8_x4_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t& d2, uint32_t& d3,
+                                              uint32_t addr) {
+    uint32_t* d[4] = {&d0, &d1, &d2, &d3};
+    ldmatrix<4, false>(s, addr, d);
+}
+void ldmatrix_sync_aligned_m8n8_x1_trans_shared_b16(Site s, uint32_t& d0, uint32_t addr) {
+    uint32_t* d[1] = {&d0};
+    ldmatrix<1, true>(s, addr, d);
+}
+void ldmatrix_sync_aligned_m8n8_x2_trans_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t addr) {
+    uint32_t* d[2] = {&d0, &d1};
+    ldmatrix<2, true>(s, addr, d);
+}
+void ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t& d2, uint32_t& d3,
+                                                    uint32_t addr) {
+    uint32_t* d[4] = {&d0, &d1, &d2, &d3};
+    ldmatrix<4, true>(s, addr, d);
+}
+
 }  // namespace emu::ptx

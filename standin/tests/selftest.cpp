@@ -262,6 +262,34 @@ bool mma_matches_product(const char* kernel, bool expect_equal) {
 }
 
 // ---- cp.async ----------------------------------------------------------------------
+// ---- ldmatrix: every register of every lane, from the PTX ISA's fragment
+// description (written here again, independently of src/ptx.cpp) ------------------
+bool ldmatrix_values(uint32_t skew) {
+    std::vector<uint16_t> in(256);
+    for (int i = 0; i < 256; i++) in[i] = (uint16_t)(1000 + i);  // m[q][r][c] = 1000 + 64q + 8r + c
+    const CUdeviceptr src = upload(in.data(), in.size() * 2);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, 32 * 11 * 4));
+    const CUresult rc = launch("ldmatrix_probe", 1, 32, 0, nullptr, src, out, skew);
+    if (skew) return rc == CUDA_ERROR_MISALIGNED_ADDRESS ? true : fail("a misaligned ldmatrix returned %d", rc);
+    CU(rc);
+    auto d = download<uint32_t>(out, 32 * 11);
+    auto el = [](int q, int r, int c) { return (uint32_t)(1000 + 64 * q + 8 * r + c); };
+    for (int l = 0; l < 32; l++) {
+        const int g = l / 4, t = l % 4;
+        for (int q = 0; q < 4; q++) {
+            const uint32_t plain = el(q, g, 2 * t) | el(q, g, 2 * t + 1) << 16;
+            const uint32_t trans = el(q, 2 * t, g) | el(q, 2 * t + 1, g) << 16;
+            CHECK(d[l * 11 + q] == plain, "x4 lane %d d%d = 0x%08x, want 0x%08x", l, q, d[l * 11 + q], plain);
+            CHECK(d[l * 11 + 4 + q] == trans, "x4.trans lane %d d%d = 0x%08x, want 0x%08x", l, q,
+                  d[l * 11 + 4 + q], trans);
+            if (q < 2) CHECK(d[l * 11 + 8 + q] == plain, "x2 lane %d d%d = 0x%08x", l, q, d[l * 11 + 8 + q]);
+            if (q < 1) CHECK(d[l * 11 + 10] == plain, "x1 lane %d d0 = 0x%08x", l, d[l * 11 + 10]);
+        }
+    }
+    return true;
+}
+
 bool cp_async_zero_fill() {
     std::vector<uint8_t> src(512);
     for (int i = 0; i < 512; i++) src[i] = (uint8_t)(i * 7 + 1);
@@ -520,6 +548,7 @@ int main() {
         // PTX emulations on hand-computed values
         {"mma.m16n8k16: each D register's row and column (A = I, B and C numbered)", {}, mma_hand_values},
         {"mma.m16n8k16: A x B + C on random bf16 operands", {}, [] { return mma_matches_product("mma_probe", true); }},
+        {"ldmatrix .x1/.x2/.x4 and .trans: each lane's registers", {}, [] { return ldmatrix_values(0); }},
         {"cp.async: src-size zero-fill, and src-size 0 reads nothing", {}, cp_async_zero_fill},
         {"cp.async.wait_group 1 completes all but the newest group", {}, [] { return cp_async_groups(0); }},
         {"shuffles (xor, idx, down) and ballot", {}, warp_ops},
@@ -549,6 +578,8 @@ int main() {
          [] { return staged("double_buffer", 4, 1, 1024, 64); }},
         {"PLANTED missing trailing barrier of a double buffer is caught (warp-ahead, race detector)", {ahead, race},
          [] { return staged("double_buffer", 4, 0, 1024, 64); }, "dr stand-in:"},
+        {"PLANTED ldmatrix row address not 16-byte aligned is caught", {}, [] { return ldmatrix_values(2); },
+         "not 16-byte aligned"},
         {"PLANTED wrong mma fragment layout is caught by its product", {}, [] { return mma_matches_product("mma_swapped_a", false); }},
         {"correct: two streams ordered by an event (lazy streams)", {lazy}, [] { return cross_stream(1, false); }},
         {"PLANTED missing cross-stream event is caught (lazy streams)", {lazy}, [] { return cross_stream(0, false); }},

@@ -9,7 +9,10 @@
 use crate::cuda::kernels::Kernel;
 use crate::cuda::kernels::conv::{
     BK, BM, CONV_BF16_128X8_V8, CONV_BF16_128X16_V8, CONV_BF16_128X32_V8, CONV_BF16_128X64_V1,
-    CONV_BF16_128X64_V8, CONV_DEPTHWISE_BF16_NHWC, ConvParams, ConvSig, THREADS,
+    CONV_BF16_128X64_V8, CONV_DEPTHWISE_BF16_NHWC, CONV_TC_128X64_ANY, CONV_TC_128X64_CHUNKS_ANY,
+    CONV_TC_128X64_NONE, CONV_TC_128X64_RELU, CONV_TC_128X64_RELU_RES, CONV_TC_128X128_ANY,
+    CONV_TC_128X128_NONE, CONV_TC_128X128_RELU, CONV_TC_128X128_RELU_RES, ConvParams, ConvSig,
+    THREADS,
 };
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
@@ -115,27 +118,136 @@ pub fn pack_weights(w: &[f32], p: &ConvParams) -> Vec<u16> {
     out
 }
 
+/// One entry point of kernels/conv.cu and how it is launched.
+#[derive(Clone, Copy)]
+pub struct Variant {
+    pub kernel: &'static Kernel<ConvSig>,
+    /// Output-channel tile (0: the depthwise kernel, one thread per output).
+    pub bn: u32,
+    /// The pipelined `conv_tc_*` kernels: blocks rastered with the
+    /// output-channel tiles fastest, 16-byte epilogue.
+    pub tc: bool,
+}
+
+impl PartialEq for Variant {
+    fn eq(&self, o: &Self) -> bool {
+        (self.kernel.name, self.bn, self.tc) == (o.kernel.name, o.bn, o.tc)
+    }
+}
+impl Eq for Variant {}
+
+impl std::fmt::Debug for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kernel.name)
+    }
+}
+
+const fn old(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
+    Variant {
+        kernel,
+        bn,
+        tc: false,
+    }
+}
+
+const fn tc(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
+    Variant {
+        kernel,
+        bn,
+        tc: true,
+    }
+}
+
 /// One input channel per group: the depthwise kernel's case.
 pub fn is_depthwise(p: &ConvParams) -> bool {
     p.cin_g == 1 && p.groups > 1
 }
 
-/// The variant for `p` and its output-channel tile (0: the depthwise kernel): the narrowest of 8, 16,
-/// 32, 64 holding a group's channels (64 beyond), 16-byte gathers when
-/// Cin_g is a multiple of 8, else the scalar-gather 64-wide tile.
-pub fn variant(p: &ConvParams) -> (&'static Kernel<ConvSig>, u32) {
-    if is_depthwise(p) {
-        return (&CONV_DEPTHWISE_BF16_NHWC, 0);
+/// Whether `p` meets the `conv_tc_*` kernels' shape conditions (the
+/// launcher checks the 16-byte alignment of the regions besides).
+fn tc_fits(p: &ConvParams) -> bool {
+    p.cin_g.is_multiple_of(8)
+        && p.ng.is_multiple_of(8)
+        && p.cout.is_multiple_of(8)
+        && p.has_bias == 1
+        && p.ng > 32
+}
+
+/// The `conv_tc_*` kernel with output tile `bn` (128 or 64) and the
+/// epilogue `p` needs: fixed at compile time for conv (+BN), +ReLU and
+/// +residual+ReLU, `_any` otherwise; `_chunks_any` (128x64) when Cin_g is
+/// not a multiple of 32.
+fn tc_variant(p: &ConvParams, bn: u32) -> Variant {
+    if !p.cin_g.is_multiple_of(32) {
+        return tc(&CONV_TC_128X64_CHUNKS_ANY, 64);
     }
+    let wide = bn == 128;
+    let k = match (p.act, p.has_residual) {
+        (0, 0) if wide => &CONV_TC_128X128_NONE,
+        (1, 0) if wide => &CONV_TC_128X128_RELU,
+        (1, 1) if wide => &CONV_TC_128X128_RELU_RES,
+        _ if wide => &CONV_TC_128X128_ANY,
+        (0, 0) => &CONV_TC_128X64_NONE,
+        (1, 0) => &CONV_TC_128X64_RELU,
+        (1, 1) => &CONV_TC_128X64_RELU_RES,
+        _ => &CONV_TC_128X64_ANY,
+    };
+    tc(k, bn)
+}
+
+/// The older single-barrier kernel for `p`: the narrowest of 8, 16, 32, 64
+/// output channels holding a group's channels (64 beyond), 16-byte gathers
+/// when Cin_g is a multiple of 8, else the scalar-gather 64-wide tile.
+fn old_variant(p: &ConvParams) -> Variant {
     if !p.cin_g.is_multiple_of(8) {
-        return (&CONV_BF16_128X64_V1, 64);
+        return old(&CONV_BF16_128X64_V1, 64);
     }
     match p.ng {
-        0..=8 => (&CONV_BF16_128X8_V8, 8),
-        9..=16 => (&CONV_BF16_128X16_V8, 16),
-        17..=32 => (&CONV_BF16_128X32_V8, 32),
-        _ => (&CONV_BF16_128X64_V8, 64),
+        0..=8 => old(&CONV_BF16_128X8_V8, 8),
+        9..=16 => old(&CONV_BF16_128X16_V8, 16),
+        17..=32 => old(&CONV_BF16_128X32_V8, 32),
+        _ => old(&CONV_BF16_128X64_V8, 64),
     }
+}
+
+/// The kernel for `p`, by a shape rule that depends on the layer only
+/// (never on the batch: every variant gives the same bits anyway, see
+/// kernels/conv.cu). Depthwise layers take their own kernel; layers that
+/// meet the `conv_tc_*` conditions with more than 32 channels a group take
+/// the tile of 128 or 64 output channels that pads Ng the least (128 on a
+/// tie: fewer, larger blocks); narrow groups and channel counts that are
+/// not multiples of 8 take the older kernels.
+pub fn variant(p: &ConvParams) -> Variant {
+    if is_depthwise(p) {
+        return old(&CONV_DEPTHWISE_BF16_NHWC, 0);
+    }
+    if !tc_fits(p) {
+        return old_variant(p);
+    }
+    let padded = |bn: u32| p.ng.div_ceil(bn) * bn;
+    let bn = if padded(128) <= padded(64) { 128 } else { 64 };
+    tc_variant(p, bn)
+}
+
+/// Every kernel that computes `p` (the first is `variant(p)`), all giving
+/// the same bits: what a test compares and what an autotuner chooses among.
+pub fn candidates(p: &ConvParams) -> Vec<Variant> {
+    let mut out = vec![variant(p)];
+    if !is_depthwise(p) {
+        if tc_fits(p) {
+            for bn in [128, 64] {
+                out.push(tc_variant(p, bn));
+            }
+        }
+        out.push(old_variant(p));
+    }
+    let mut seen = Vec::new();
+    out.retain(|v| {
+        let new = !seen.contains(v);
+        seen.push(*v);
+        new
+    });
+    out
 }
 
 /// Launches `y = act(conv(x, w) + bias [+ residual])`. `bias` always has
@@ -193,17 +305,63 @@ pub fn conv2d_regions(
             p.k, p.k_pad
         ));
     }
-    let (kernel, bn) = variant(p);
-    let shape = if is_depthwise(p) {
-        LaunchShape::per_item(y_len, THREADS, "depthwise conv2d")?
+    let mut v = variant(p);
+    // The tc kernels' vector loads and stores need 16-byte aligned regions;
+    // the executor's arena and weights always are. Elsewhere the older
+    // kernel computes the same bits.
+    let aligned = [x.is_aligned(16), y.is_aligned(16), bias.is_aligned(16)]
+        .into_iter()
+        .chain(residual.map(|r| r.is_aligned(16)))
+        .all(|a| a);
+    if v.tc && !aligned {
+        v = old_variant(p);
+    }
+    conv2d_variant(stream, p, v, x, w, bias, residual, y)
+}
+
+/// `conv2d_regions` through a chosen variant (one of `candidates(p)`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_variant(
+    stream: &Stream,
+    p: &ConvParams,
+    v: Variant,
+    x: Region<u16>,
+    w: Region<u16>,
+    bias: Region<f32>,
+    residual: Option<Region<u16>>,
+    y: Region<u16>,
+) -> Result<()> {
+    if !candidates(p).contains(&v) {
+        return Err(CudaError::Invalid(format!(
+            "conv2d: {} does not compute {p:?}",
+            v.kernel.name
+        )));
+    }
+    let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn.max(1)));
+    let shape = if v.bn == 0 {
+        LaunchShape::per_item(p.m as usize * p.cout as usize, THREADS, "depthwise conv2d")?
+    } else if v.tc {
+        let blocks = m_tiles
+            .checked_mul(n_tiles)
+            .filter(|&b| b < i32::MAX as u32);
+        let Some(blocks) = blocks else {
+            return Err(CudaError::Invalid(format!(
+                "conv2d: {m_tiles} x {n_tiles} tiles are more blocks than one launch takes: lower the batch size"
+            )));
+        };
+        LaunchShape {
+            grid: (blocks, 1, p.groups),
+            block: (THREADS, 1, 1),
+            shared_bytes: 0,
+        }
     } else {
         LaunchShape {
-            grid: (p.m.div_ceil(BM as u32), p.ng.div_ceil(bn), p.groups),
+            grid: (m_tiles, n_tiles, p.groups),
             block: (THREADS, 1, 1),
             shared_bytes: 0,
         }
     };
-    stream.launch(kernel, shape, (x, w, bias, residual.unwrap_or(x), y, *p))
+    stream.launch(v.kernel, shape, (x, w, bias, residual.unwrap_or(x), y, *p))
 }
 
 /// CPU twin: the same bf16 products summed in f64.
@@ -444,6 +602,80 @@ mod tests {
                 false,
                 3,
             ),
+            // The conv_tc kernels: each tile and epilogue, two n tiles,
+            // M not a multiple of 128, strides and 3x3 windows.
+            (
+                "1x1/2 downsample (128x128 none)",
+                attrs(1, 2, 0, 1, 1, None),
+                [2, 64, 25, 23],
+                256,
+                false,
+                0,
+            ),
+            (
+                "3x3 96->128 (128x128 relu)",
+                attrs(3, 1, 1, 1, 1, Relu),
+                [1, 96, 12, 13],
+                128,
+                false,
+                0,
+            ),
+            (
+                "1x1 SiLU (128x128 any)",
+                attrs(1, 1, 0, 1, 1, None),
+                [1, 64, 9, 9],
+                256,
+                false,
+                2,
+            ),
+            (
+                "3x3/2 128->192 (128x64 relu)",
+                attrs(3, 2, 1, 1, 1, Relu),
+                [1, 128, 13, 11],
+                192,
+                false,
+                0,
+            ),
+            (
+                "1x1 32->64 (128x64 none)",
+                attrs(1, 1, 0, 1, 1, None),
+                [1, 32, 10, 14],
+                64,
+                false,
+                0,
+            ),
+            (
+                "3x3 residual (128x64 relu_res)",
+                attrs(3, 1, 1, 1, 1, Relu),
+                [2, 64, 8, 9],
+                64,
+                true,
+                0,
+            ),
+            (
+                "1x1 add, no activation (128x64 any)",
+                attrs(1, 1, 0, 1, 1, None),
+                [1, 32, 7, 7],
+                64,
+                true,
+                0,
+            ),
+            (
+                "7x7/2 stem on 8 channels (chunks: four taps a k-tile)",
+                attrs(7, 2, 3, 1, 1, Relu),
+                [2, 8, 21, 19],
+                64,
+                false,
+                0,
+            ),
+            (
+                "3x3/2 grouped g2x64 dilated (128x64 relu)",
+                attrs(3, 2, 2, 2, 2, Relu),
+                [1, 128, 15, 14],
+                128,
+                false,
+                0,
+            ),
         ]
     }
 
@@ -584,23 +816,51 @@ mod tests {
 
     #[test]
     fn variants_fit_the_group_width() {
-        let p = |ng: u32, cin_g: u32| ConvParams {
+        let p = |ng: u32, cin_g: u32, act: u32, res: u32| ConvParams {
             ng,
             cin_g,
+            cout: ng,
+            groups: 1,
+            act,
+            has_bias: 1,
+            has_residual: res,
             ..Default::default()
         };
-        assert_eq!(variant(&p(8, 8)).1, 8);
-        assert_eq!(variant(&p(16, 16)).1, 16);
-        assert_eq!(variant(&p(48, 48)).1, 64);
-        assert_eq!(variant(&p(2048, 512)).0.name, "conv_bf16_128x64_v8");
-        assert_eq!(variant(&p(64, 3)).0.name, "conv_bf16_128x64_v1");
+        let name = |q: ConvParams| variant(&q).kernel.name;
+        assert_eq!(variant(&p(8, 8, 1, 0)).bn, 8);
+        assert_eq!(variant(&p(16, 16, 1, 0)).bn, 16);
+        assert_eq!(variant(&p(24, 24, 1, 0)).bn, 32);
+        // Cin_g 48 is not a multiple of 32: the chunk gather.
+        assert_eq!(name(p(48, 48, 1, 0)), "conv_tc_128x64_chunks_any");
+        assert_eq!(name(p(2048, 512, 0, 0)), "conv_tc_128x128_none");
+        assert_eq!(name(p(256, 64, 1, 0)), "conv_tc_128x128_relu");
+        assert_eq!(name(p(256, 64, 1, 1)), "conv_tc_128x128_relu_res");
+        assert_eq!(name(p(256, 64, 2, 0)), "conv_tc_128x128_any");
+        assert_eq!(name(p(256, 64, 0, 1)), "conv_tc_128x128_any");
+        // 192 channels: three 64-wide tiles pad less than two 128-wide ones.
+        assert_eq!(name(p(192, 64, 1, 0)), "conv_tc_128x64_relu");
+        assert_eq!(name(p(64, 64, 1, 1)), "conv_tc_128x64_relu_res");
+        assert_eq!(name(p(64, 3, 1, 0)), "conv_bf16_128x64_v1");
+        // Ng not a multiple of 8 (no 16-byte stores): the older kernel.
+        assert_eq!(name(p(100, 64, 1, 0)), "conv_bf16_128x64_v8");
         let dw = ConvParams {
             ng: 1,
             cin_g: 1,
             groups: 96,
             ..Default::default()
         };
-        assert_eq!(variant(&dw).0.name, "conv_depthwise_bf16_nhwc");
+        assert_eq!(variant(&dw).kernel.name, "conv_depthwise_bf16_nhwc");
+        assert_eq!(candidates(&dw).len(), 1);
+        let c = candidates(&p(256, 64, 1, 1));
+        assert_eq!(c[0], variant(&p(256, 64, 1, 1)));
+        assert_eq!(
+            c.iter().map(|v| v.kernel.name).collect::<Vec<_>>(),
+            [
+                "conv_tc_128x128_relu_res",
+                "conv_tc_128x64_relu_res",
+                "conv_bf16_128x64_v8"
+            ]
+        );
     }
 
     #[test]
@@ -610,19 +870,51 @@ mod tests {
         let mut variants = std::collections::BTreeSet::new();
         for (i, (name, a, xs, cout, res, act)) in cases().into_iter().enumerate() {
             let c = build(&a, xs, cout, res, act, 100 + i as u64);
-            variants.insert(variant(&c.p).0.name);
             let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
             let up = |v: &[u16]| s.to_device(v).unwrap();
             let (dx, dw) = (up(&c.x), up(&c.w));
             let dr = c.residual.as_deref().map(up);
             let db = s.to_device(&c.bias).unwrap();
-            let mut dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
+            // Every kernel that computes the case: within the tolerance of
+            // the twin, and bit for bit the same as each other.
+            let mut first: Option<Vec<u16>> = None;
+            for v in candidates(&c.p) {
+                variants.insert(v.kernel.name);
+                let mut dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
+                let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
+                let bias = db.region(&s, 0..db.len()).unwrap();
+                let y = r(&dy);
+                conv2d_variant(&s, &c.p, v, r(&dx), r(&dw), bias, dr.as_ref().map(r), y).unwrap();
+                let bits = s.to_host(&dy).unwrap();
+                let got: Vec<f32> = bits.iter().map(|&b| f32_of(b)).collect();
+                let report = Tol::Bf16Accum { k: c.p.k as usize }
+                    .check(&got, &want, &mag)
+                    .unwrap_or_else(|e| panic!("{name} ({}): {e}", v.kernel.name));
+                println!("{name} ({}): {report}", v.kernel.name);
+                match &first {
+                    None => first = Some(bits),
+                    Some(f) => {
+                        let differ = f.iter().zip(&bits).filter(|(a, b)| a != b).count();
+                        assert_eq!(
+                            differ,
+                            0,
+                            "{name}: {} differs from {} in {differ} outputs",
+                            v.kernel.name,
+                            variant(&c.p).kernel.name
+                        );
+                    }
+                }
+                dy = up(&[0u16]);
+                drop(dy);
+            }
+            // The default path (alignment checked) is the first candidate.
+            let mut dy = up(&vec![0x7FC1u16; want.len()]);
             conv2d(&s, &c.p, &dx, &dw, &db, dr.as_ref(), &mut dy).unwrap();
-            let got: Vec<f32> = s.to_host(&dy).unwrap().into_iter().map(f32_of).collect();
-            let report = Tol::Bf16Accum { k: c.p.k as usize }
-                .check(&got, &want, &mag)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            println!("{name} ({}): {report}", variant(&c.p).0.name);
+            assert_eq!(
+                s.to_host(&dy).unwrap(),
+                first.unwrap(),
+                "{name}: conv2d differs from its variant"
+            );
         }
         assert_eq!(
             variants.len(),

@@ -102,9 +102,10 @@ impl Step {
                 p.oh,
                 p.ow,
                 super::conv::variant(p)
-                    .0
+                    .kernel
                     .name
                     .trim_start_matches("conv_bf16_")
+                    .trim_start_matches("conv_")
             ),
             Step::Pool { p, .. } => format!(
                 "{} pool {}x{}/{} {}ch @{}x{}",

@@ -99,4 +99,22 @@ void mma_sync_aligned_m16n8k16_row_col_f32_bf16_bf16_f32(Site s, float& d0, floa
                                                          uint32_t b0, uint32_t b1, float c0, float c1, float c2,
                                                          float c3);
 
+// PTX ISA, Data Movement and Conversion Instructions, ldmatrix:
+// ldmatrix.sync.aligned.m8n8{.x1,.x2,.x4}{.trans}.shared.b16 loads one, two
+// or four 8x8 matrices of 16-bit elements from shared memory, collectively
+// over the warp. Lanes 8q..8q+7 give the shared-window addresses of rows
+// 0..7 of matrix q (each row 16 contiguous bytes, 16-byte aligned; the
+// addresses of lanes past 8 x count are ignored). Destination register q of
+// lane L holds matrix q's elements (row L/4, columns 2(L%4) and 2(L%4)+1),
+// the lower column in the low half; with .trans, (rows 2(L%4) and
+// 2(L%4)+1, column L/4): the transposed matrix's fragment.
+void ldmatrix_sync_aligned_m8n8_x1_shared_b16(Site s, uint32_t& d0, uint32_t addr);
+void ldmatrix_sync_aligned_m8n8_x2_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t addr);
+void ldmatrix_sync_aligned_m8n8_x4_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t& d2, uint32_t& d3,
+                                              uint32_t addr);
+void ldmatrix_sync_aligned_m8n8_x1_trans_shared_b16(Site s, uint32_t& d0, uint32_t addr);
+void ldmatrix_sync_aligned_m8n8_x2_trans_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t addr);
+void ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t& d2, uint32_t& d3,
+                                                    uint32_t addr);
+
 }  // namespace emu::ptx

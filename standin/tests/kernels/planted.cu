@@ -232,3 +232,25 @@ extern "C" __global__ void count_then_read(uint32_t* out, uint32_t barrier) {
     if (barrier) __syncthreads();
     out[threadIdx.x] = c;
 }
+
+// ---- ldmatrix -----------------------------------------------------------------------
+// One warp: four 8x8 b16 matrices m[q][r][c] = in[q*64 + r*8 + c] staged in
+// shared memory; lane l names row l%8 of matrix l/8 (offset by `skew` bytes:
+// 0 correct, 2 the planted misaligned row). d[l*11 + ...]: x4 (4 registers),
+// x4.trans (4), x2 (2), x1 (1).
+extern "C" __global__ void ldmatrix_probe(const uint16_t* in, uint32_t* d, uint32_t skew) {
+    __shared__ __align__(16) uint16_t m[4 * 64 + 8];
+    const unsigned l = threadIdx.x;
+    for (int i = l; i < 4 * 64 + 8; i += 32) m[i] = i < 256 ? in[i] : 0;
+    __syncthreads();
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(&m[(l / 8) * 64 + (l % 8) * 8]) + (l == 3 ? skew : 0);
+    uint32_t* o = d + l * 11;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(o[0]), "=r"(o[1]), "=r"(o[2]), "=r"(o[3])
+                 : "r"(a));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(o[4]), "=r"(o[5]), "=r"(o[6]), "=r"(o[7])
+                 : "r"(a));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(o[8]), "=r"(o[9]) : "r"(a));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(o[10]) : "r"(a));
+}

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Static performance report of a kernel family, read off its SASS.
+
+Compiles kernels/<family>.cu for each target exactly as build.rs does (one
+cubin per target, ptxas -v kept), disassembles it with cuobjdump, and prints
+per entry point: registers, shared memory, spills, theoretical occupancy and,
+for the main loop (the loop holding the most HMMA): issued instructions per
+HMMA, shared-memory bytes per HMMA (ldmatrix/LDS reads plus cp.async writes),
+and the issue-bound and shared-bandwidth-bound ceilings as a share of the
+target's mma.sync peak and of its dense bf16 peak. The model, its constants
+and their sources are in kernels/README.md ("Static performance model").
+
+    tools/sass_report.py                          # conv, every target, a table
+    tools/sass_report.py --arch sm_90a --json out.json
+    tools/sass_report.py --check                  # exit 1 if a goal is missed
+
+Needs nvcc and cuobjdump + nvdisasm: scripts/setup-cuda.sh installs all three
+(pinned); NVCC / CUOBJDUMP override. Python standard library only.
+
+What a static count cannot see: stalls (latency, dependencies), the dynamic
+trip count of an inner loop (counted once, and flagged), achieved clocks,
+caches. The ceilings are upper bounds, not predictions.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHS = ["sm_80", "sm_86", "sm_89", "sm_90a"]
+
+# Per target: the mma.sync m16n8k16 bf16 rate (HMMA.16816 per SM per clock),
+# the dense bf16 peak in the same unit (wgmma on sm_90a), and the limits that
+# bound occupancy. kernels/README.md gives each number's source.
+TARGETS = {
+    "sm_80": dict(part="A100 SXM", mma=0.5, dense=0.5, smem_sm=164 * 1024, smem_block=163 * 1024,
+                  threads_sm=2048, blocks_sm=32),
+    "sm_86": dict(part="RTX A6000 (GA102)", mma=0.25, dense=0.25, smem_sm=100 * 1024, smem_block=99 * 1024,
+                  threads_sm=1536, blocks_sm=16),
+    "sm_89": dict(part="L40S (AD102)", mma=0.25, dense=0.25, smem_sm=100 * 1024, smem_block=99 * 1024,
+                  threads_sm=1536, blocks_sm=24),
+    "sm_90a": dict(part="H100 SXM", mma=2 / 3, dense=1.0, smem_sm=228 * 1024, smem_block=227 * 1024,
+                   threads_sm=2048, blocks_sm=32),
+}
+ISSUE_PER_SM = 4        # one instruction per clock per scheduler, four schedulers
+SMEM_BYTES_PER_CLK = 128  # 32 banks x 4 bytes per SM per clock
+REGS_SM = 65536
+SMEM_RESERVED = 1024    # per block, reserved by the CUDA runtime on sm_80+
+
+# Goals of [gpu-conv-speed] for the large-tile mma.sync variants.
+GOAL_ISSUE_PER_HMMA = 2.5
+GOAL_SMEM_CEILING = 0.80
+LARGE_TILE = re.compile(r"^conv_tc_128x128_")
+
+
+def find_tool(name, env):
+    if os.environ.get(env):
+        return os.environ[env]
+    try:
+        nvcc = os.environ.get("NVCC") or subprocess.run(
+            [str(ROOT / "scripts/setup-cuda.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit(f"sass_report: cannot set up the pinned CUDA tools (scripts/setup-cuda.sh): {e}")
+    if name == "nvcc":
+        return nvcc
+    beside = Path(nvcc).parent / name
+    if beside.exists():
+        return str(beside)
+    sys.exit(f"sass_report: {name} not found beside {nvcc}; run scripts/setup-cuda.sh (it installs "
+             f"cuobjdump and nvdisasm) or set {env}")
+
+
+def compile_cubin(nvcc, family, arch, out_dir):
+    cubin = Path(out_dir) / f"{family}.{arch}.cubin"
+    code = arch
+    cmd = [nvcc, "--cubin", f"-gencode=arch=compute_{arch[3:]},code={code}", "-O3", "-std=c++17",
+           "-Xptxas", "-v", "-lineinfo", "-I", str(ROOT / "kernels"), "-o", str(cubin),
+           str(ROOT / "kernels" / f"{family}.cu")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"sass_report: nvcc failed for {arch}:\n{r.stderr}")
+    return cubin, r.stderr
+
+
+def ptxas_resources(text):
+    """entry -> dict(regs, smem, stack, spill) from ptxas -v."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        m = re.search(r"Function properties for (\w+)", line)
+        if m:
+            cur = out.setdefault(m.group(1), dict(regs=0, smem=0, stack=0, spill=0))
+            continue
+        if cur is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            cur["stack"], cur["spill"] = int(m.group(1)), int(m.group(2)) + int(m.group(3))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            cur["regs"] = int(m.group(1))
+            s = re.search(r"(\d+) bytes smem", line)
+            cur["smem"] = int(s.group(1)) if s else 0
+    return out
+
+
+def max_threads(cuobjdump, cubin):
+    """entry -> threads per block from __launch_bounds__ (EIATTR_MAX_THREADS)."""
+    text = subprocess.run([cuobjdump, "-elf", str(cubin)], check=True, capture_output=True, text=True).stdout
+    out, cur, want = {}, None, False
+    for line in text.splitlines():
+        m = re.match(r"^\.nv\.info\.(\w+)", line)
+        if m:
+            cur = m.group(1)
+            continue
+        if "EIATTR_MAX_THREADS" in line:
+            want = True
+            continue
+        if want and line.strip().startswith("Value:") and cur:
+            vals = [int(v, 16) for v in line.split(":", 1)[1].split()]
+            n = 1
+            for v in vals:
+                n *= v
+            out[cur] = n
+            want = False
+    return out
+
+
+INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
+
+
+def disassemble(cuobjdump, cubin):
+    """entry -> [(address, opcode, text)] from cuobjdump -sass."""
+    text = subprocess.run([cuobjdump, "-sass", str(cubin)], check=True, capture_output=True, text=True).stdout
+    funcs, cur = {}, None
+    for line in text.splitlines():
+        m = re.search(r"Function : (\w+)", line)
+        if m:
+            cur = funcs.setdefault(m.group(1), [])
+            continue
+        m = INSN.search(line)
+        if m and cur is not None:
+            body = m.group(2).strip()
+            op = re.sub(r"^@!?U?P\w+\s+", "", body).split()[0]
+            cur.append((int(m.group(1), 16), op, body))
+    return funcs
+
+
+def loops(insns):
+    """(start, end) address ranges of backward branches: a loop each."""
+    out = []
+    for addr, op, body in insns:
+        if op.startswith("BRA"):
+            m = re.search(r"(0x[0-9a-f]+)\s*$", body)
+            if m and int(m.group(1), 16) <= addr:
+                out.append((int(m.group(1), 16), addr))
+    return out
+
+
+def smem_read_bytes(op):
+    """Bytes a warp reads from shared memory with this instruction."""
+    if op.startswith("LDSM"):
+        return 128 * (4 if ".x4" in op.lower() or ".X4" in op else 2 if ".X2" in op.upper() else 1)
+    if op.startswith("LDS"):
+        width = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
+        for k, v in width.items():
+            if op.endswith("." + k):
+                return 32 * v
+        return 32 * 4
+    return 0
+
+
+def smem_write_bytes(op):
+    if op.startswith("LDGSTS"):
+        for k in (128, 64, 32):
+            if f".{k}" in op:
+                return 32 * k // 8
+        return 32 * 4
+    if op.startswith("STS"):
+        for k, v in (("128", 16), ("64", 8), ("U16", 2), ("U8", 1)):
+            if op.endswith("." + k):
+                return 32 * v
+        return 32 * 4
+    return 0
+
+
+def analyse(name, insns, res, threads, arch):
+    t = TARGETS[arch]
+    issued = [i for i in insns if i[1] != "NOP"]
+    hmma_total = sum(1 for i in issued if i[1].startswith("HMMA"))
+    stg = {}
+    for _, op, _ in issued:
+        if op.startswith("STG"):
+            stg[op] = stg.get(op, 0) + 1
+    row = dict(kernel=name, arch=arch, regs=res.get("regs"), smem_static=res.get("smem"),
+               stack=res.get("stack"), spill_bytes=res.get("spill"), threads=threads,
+               hmma_in_kernel=hmma_total, global_stores=stg)
+    # Occupancy: registers are allocated per warp in units of 256.
+    warps = max(1, (threads or 128) // 32)
+    regs_warp = -(-max(res.get("regs", 0), 1) * 32 // 256) * 256
+    by_regs = (REGS_SM // regs_warp) // warps
+    smem = res.get("smem", 0) + SMEM_RESERVED
+    by_smem = t["smem_sm"] // smem if smem else t["blocks_sm"]
+    by_threads = t["threads_sm"] // (warps * 32)
+    blocks = min(by_regs, by_smem, by_threads, t["blocks_sm"])
+    row.update(blocks_per_sm=blocks, warps_per_sm=blocks * warps,
+               occupancy=round(blocks * warps * 32 / t["threads_sm"], 3))
+    best = None
+    for lo, hi in loops(issued):
+        body = [i for i in issued if lo <= i[0] <= hi]
+        h = sum(1 for i in body if i[1].startswith("HMMA"))
+        if h and (best is None or h > best[2]):
+            best = (lo, hi, h, body)
+    if best is None:
+        row.update(main_loop=None)
+        return row
+    lo, hi, h, body = best
+    inner = [l for l in loops(issued) if lo <= l[0] and l[1] < hi and l != (lo, hi)]
+    n = len(body)
+    reads = sum(smem_read_bytes(i[1]) for i in body)
+    writes = sum(smem_write_bytes(i[1]) for i in body)
+    per = n / h
+    smem_per = (reads + writes) / h
+    issue_ceiling = min(1.0, ISSUE_PER_SM / per / t["mma"])
+    smem_ceiling = min(1.0, SMEM_BYTES_PER_CLK / smem_per / t["mma"]) if smem_per else 1.0
+    frac = t["mma"] / t["dense"]
+    kinds = {}
+    for _, op, _ in body:
+        k = op.split(".")[0]
+        kinds[k] = kinds.get(k, 0) + 1
+    row.update(main_loop=dict(
+        address=[hex(lo), hex(hi)], instructions=n, hmma=h, issued_per_hmma=round(per, 3),
+        smem_read_bytes_per_hmma=round(reads / h, 1), smem_write_bytes_per_hmma=round(writes / h, 1),
+        inner_loops=len(inner),
+        issue_ceiling_of_mma_peak=round(issue_ceiling, 3), smem_ceiling_of_mma_peak=round(smem_ceiling, 3),
+        ceiling_of_dense_peak=round(min(issue_ceiling, smem_ceiling) * frac, 3),
+        opcodes=dict(sorted(kinds.items(), key=lambda kv: -kv[1]))))
+    return row
+
+
+def report_arch(nvcc, cuobjdump, family, arch, tmp):
+    cubin, ptxas = compile_cubin(nvcc, family, arch, tmp)
+    res = ptxas_resources(ptxas)
+    threads = max_threads(cuobjdump, cubin)
+    funcs = disassemble(cuobjdump, cubin)
+    return [analyse(name, insns, res.get(name, {}), threads.get(name), arch) for name, insns in sorted(funcs.items())]
+
+
+def check(rows):
+    """Goals of [gpu-conv-speed] on the large-tile variants; messages for each miss."""
+    bad = []
+    for r in rows:
+        if not LARGE_TILE.match(r["kernel"]):
+            continue
+        ml = r["main_loop"]
+        if ml is None:
+            bad.append(f"{r['arch']} {r['kernel']}: no main loop with HMMA found")
+            continue
+        if ml["issued_per_hmma"] > GOAL_ISSUE_PER_HMMA:
+            bad.append(f"{r['arch']} {r['kernel']}: {ml['issued_per_hmma']} issued instructions per HMMA "
+                       f"(goal <= {GOAL_ISSUE_PER_HMMA})")
+        if ml["smem_ceiling_of_mma_peak"] < GOAL_SMEM_CEILING:
+            bad.append(f"{r['arch']} {r['kernel']}: shared-bandwidth ceiling {ml['smem_ceiling_of_mma_peak']:.0%} "
+                       f"of the mma.sync peak (goal >= {GOAL_SMEM_CEILING:.0%})")
+        if r["spill_bytes"]:
+            bad.append(f"{r['arch']} {r['kernel']}: {r['spill_bytes']} bytes of spills")
+    if not any(LARGE_TILE.match(r["kernel"]) for r in rows):
+        bad.append("no large-tile (conv_tc_128x128_*) variant in the report")
+    return bad
+
+
+def table(rows):
+    head = f"{'arch':7} {'kernel':28} {'regs':>4} {'smem':>6} {'occ':>5} {'instr/HMMA':>10} {'smemB/HMMA':>10} " \
+           f"{'issue%':>6} {'smem%':>6} {'dense%':>6}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ml = r["main_loop"]
+        loop = (f"{ml['issued_per_hmma']:>10.2f} "
+                f"{ml['smem_read_bytes_per_hmma'] + ml['smem_write_bytes_per_hmma']:>10.0f} "
+                f"{ml['issue_ceiling_of_mma_peak']:>6.0%} {ml['smem_ceiling_of_mma_peak']:>6.0%} "
+                f"{ml['ceiling_of_dense_peak']:>6.0%}" + (" *" if ml["inner_loops"] else "")) if ml else \
+            f"{'(no HMMA loop)':>10}"
+        lines.append(f"{r['arch']:7} {r['kernel']:28} {r['regs']:>4} {r['smem_static']:>6} "
+                     f"{r['occupancy']:>5.0%} {loop}")
+    lines.append("issue% / smem%: ceilings as a share of the target's mma.sync peak; dense%: the lower of the two "
+                 "as a share of the dense bf16 peak (wgmma on sm_90a). * the main loop holds an inner loop, "
+                 "counted once.")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", default="conv")
+    ap.add_argument("--arch", default=",".join(ARCHS), help="comma-separated targets (default: all)")
+    ap.add_argument("--json", help="write the full report here")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a large-tile variant misses a goal")
+    a = ap.parse_args()
+    archs = [s.strip() for s in a.arch.split(",") if s.strip()]
+    for arch in archs:
+        if arch not in TARGETS:
+            sys.exit(f"sass_report: unknown target {arch} (known: {', '.join(TARGETS)})")
+    nvcc = find_tool("nvcc", "NVCC")
+    cuobjdump = find_tool("cuobjdump", "CUOBJDUMP")
+    os.environ["PATH"] = str(Path(cuobjdump).parent) + os.pathsep + os.environ.get("PATH", "")
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(len(archs)) as pool:
+        parts = list(pool.map(lambda arch: report_arch(nvcc, cuobjdump, a.family, arch, tmp), archs))
+    rows = [r for part in parts for r in part]
+    print(table(rows))
+    if a.json:
+        version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "kernels"], capture_output=True,
+                               text=True).stdout.strip()
+        doc = dict(kind="static-sass-report", family=a.family, commit=commit + ("-dirty" if dirty else ""),
+                   nvcc=version, model=dict(targets=TARGETS, issue_per_sm_per_clk=ISSUE_PER_SM,
+                                            smem_bytes_per_sm_per_clk=SMEM_BYTES_PER_CLK,
+                                            see="kernels/README.md, Static performance model"),
+                   goals=dict(issued_per_hmma=GOAL_ISSUE_PER_HMMA, smem_ceiling_of_mma_peak=GOAL_SMEM_CEILING,
+                              applies_to=LARGE_TILE.pattern),
+                   kernels=rows)
+        Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {a.json}")
+    if a.check:
+        bad = check(rows)
+        for b in bad:
+            print(f"GOAL MISSED: {b}", file=sys.stderr)
+        if bad:
+            sys.exit(1)
+        print("static goals met: every large-tile variant at <= "
+              f"{GOAL_ISSUE_PER_HMMA} issued instructions per HMMA and a shared-bandwidth ceiling >= "
+              f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak, no spills")
+
+
+if __name__ == "__main__":
+    main()
