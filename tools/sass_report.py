@@ -58,29 +58,30 @@ GOAL_SMEM_CEILING = 0.80
 LARGE_TILE = re.compile(r"^conv_tc_128x128_")
 
 
-def find_tool(name, env):
-    if os.environ.get(env):
-        return os.environ[env]
-    try:
-        nvcc = os.environ.get("NVCC") or subprocess.run(
-            [str(ROOT / "scripts/setup-cuda.sh")], check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        sys.exit(f"sass_report: cannot set up the pinned CUDA tools (scripts/setup-cuda.sh): {e}")
-    if name == "nvcc":
-        return nvcc
-    beside = Path(nvcc).parent / name
-    if beside.exists():
-        return str(beside)
-    sys.exit(f"sass_report: {name} not found beside {nvcc}; run scripts/setup-cuda.sh (it installs "
-             f"cuobjdump and nvdisasm) or set {env}")
+def find_tools():
+    """(nvcc, cuobjdump): NVCC / CUOBJDUMP, else the pinned ones setup-cuda.sh installs side by side."""
+    nvcc = os.environ.get("NVCC")
+    if not nvcc:
+        try:
+            nvcc = subprocess.run([str(ROOT / "scripts/setup-cuda.sh")], check=True, capture_output=True,
+                                  text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as e:
+            sys.exit(f"sass_report: cannot set up the pinned CUDA tools (scripts/setup-cuda.sh): {e}")
+    cuobjdump = os.environ.get("CUOBJDUMP") or str(Path(nvcc).parent / "cuobjdump")
+    if not Path(cuobjdump).exists():
+        sys.exit(f"sass_report: cuobjdump not found beside {nvcc}; run scripts/setup-cuda.sh (it installs "
+                 f"cuobjdump and nvdisasm) or set CUOBJDUMP")
+    return nvcc, cuobjdump
 
 
 def compile_cubin(nvcc, family, arch, out_dir):
     cubin = Path(out_dir) / f"{family}.{arch}.cubin"
-    code = arch
-    cmd = [nvcc, "--cubin", f"-gencode=arch=compute_{arch[3:]},code={code}", "-O3", "-std=c++17",
+    # build.rs's flags (compile_one), one target at a time.
+    cmd = [nvcc, "--cubin", f"-gencode=arch=compute_{arch[3:]},code={arch}", "-O3", "-std=c++17",
            "-Xptxas", "-v", "-lineinfo", "-I", str(ROOT / "kernels"), "-o", str(cubin),
            str(ROOT / "kernels" / f"{family}.cu")]
+    if os.environ.get("NVCC_CCBIN"):
+        cmd += ["-ccbin", os.environ["NVCC_CCBIN"]]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"sass_report: nvcc failed for {arch}:\n{r.stderr}")
@@ -161,31 +162,30 @@ def loops(insns):
     return out
 
 
-def smem_read_bytes(op):
-    """Bytes a warp reads from shared memory with this instruction."""
+LANE_BYTES = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
+
+
+def lane_bytes(op):
+    """Bytes per lane of a load or store, by its width suffix (none: 32 bits)."""
+    return LANE_BYTES.get(op.split(".")[-1], 4)
+
+
+def smem_bytes(op, text):
+    """(read, written) shared-memory bytes of one warp's instruction.
+
+    LDSM.16.M88{,.2,.4} is ldmatrix .x1/.x2/.x4: 128 bytes a matrix. LDGSTS
+    (cp.async) and STS write, LDS reads. `@!PT` never executes (ptxas pads
+    with such LDS): no bytes, though it still takes an issue slot."""
+    if text.startswith("@!PT "):
+        return 0, 0
     if op.startswith("LDSM"):
-        return 128 * (4 if ".x4" in op.lower() or ".X4" in op else 2 if ".X2" in op.upper() else 1)
+        last = op.split(".")[-1]
+        return 128 * (int(last) if last in ("2", "4") else 1), 0
     if op.startswith("LDS"):
-        width = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
-        for k, v in width.items():
-            if op.endswith("." + k):
-                return 32 * v
-        return 32 * 4
-    return 0
-
-
-def smem_write_bytes(op):
-    if op.startswith("LDGSTS"):
-        for k in (128, 64, 32):
-            if f".{k}" in op:
-                return 32 * k // 8
-        return 32 * 4
-    if op.startswith("STS"):
-        for k, v in (("128", 16), ("64", 8), ("U16", 2), ("U8", 1)):
-            if op.endswith("." + k):
-                return 32 * v
-        return 32 * 4
-    return 0
+        return 32 * lane_bytes(op), 0
+    if op.startswith("LDGSTS") or op.startswith("STS"):
+        return 0, 32 * lane_bytes(op)
+    return 0, 0
 
 
 def analyse(name, insns, res, threads, arch):
@@ -221,8 +221,8 @@ def analyse(name, insns, res, threads, arch):
     lo, hi, h, body = best
     inner = [l for l in loops(issued) if lo <= l[0] and l[1] < hi and l != (lo, hi)]
     n = len(body)
-    reads = sum(smem_read_bytes(i[1]) for i in body)
-    writes = sum(smem_write_bytes(i[1]) for i in body)
+    moved = [smem_bytes(op, text) for _, op, text in body]
+    reads, writes = sum(r for r, _ in moved), sum(w for _, w in moved)
     per = n / h
     smem_per = (reads + writes) / h
     issue_ceiling = min(1.0, ISSUE_PER_SM / per / t["mma"])
@@ -303,8 +303,7 @@ def main():
     for arch in archs:
         if arch not in TARGETS:
             sys.exit(f"sass_report: unknown target {arch} (known: {', '.join(TARGETS)})")
-    nvcc = find_tool("nvcc", "NVCC")
-    cuobjdump = find_tool("cuobjdump", "CUOBJDUMP")
+    nvcc, cuobjdump = find_tools()
     os.environ["PATH"] = str(Path(cuobjdump).parent) + os.pathsep + os.environ.get("PATH", "")
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(len(archs)) as pool:
         parts = list(pool.map(lambda arch: report_arch(nvcc, cuobjdump, a.family, arch, tmp), archs))
