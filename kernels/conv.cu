@@ -343,10 +343,11 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
             }
         }
     };
-    if (GATHER != 0) {
+    // Wraps of c past Cin_g per CONV_BK step: one when Cin_g >= 32, up to
+    // four when Cin_g = 8 (GATHER 4 only).
+    constexpr int WRAPS = GATHER == 0 ? 1 : GATHER;
 #pragma unroll
-        for (int r = 0; r < GATHER - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
-    }
+    for (int r = 0; r < WRAPS - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
     // Shared offsets within a stage: GATHER 0, chunk q of row tid at
     // a_dst ^ (q << 4) (the row's chunk 0, swizzled; rows are 64-byte
     // aligned, so the XOR only moves the chunk); GATHER 4, row tid / 4 + 32 i
@@ -366,9 +367,6 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
             const uint32_t row = sa + a_dst;
 #pragma unroll
             for (int q = 0; q < 4; q++) cp_async16(row ^ (q << 4), src + q * 8, ok);
-            c += CONV_BK;
-            tc += CONV_BK;
-            next_tap_if_past();
         } else {
             const bool k_ok = kh < p.kh;  // past K (the last, partial tile): zeros
 #pragma unroll
@@ -376,11 +374,11 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
                 const bool ok = k_ok && (uint32_t)(ih0[i] + kdh) < p.h && (uint32_t)(iw0[i] + kdw) < p.w;
                 cp_async16(sa + a_dst + i * 32 * ROW_BYTES, a_src[i] + tc, ok);
             }
-            c += CONV_BK;
-            tc += CONV_BK;
-#pragma unroll
-            for (int r = 0; r < GATHER; r++) next_tap_if_past();
         }
+        c += CONV_BK;
+        tc += CONV_BK;
+#pragma unroll
+        for (int r = 0; r < WRAPS; r++) next_tap_if_past();
 #pragma unroll
         for (int q = 0; q < B_CH; q++) cp_async16((sb + b_dst) ^ ((b_q0 + q) << 4), b_src + q * 8, b_ok);
         b_src += CONV_BK;

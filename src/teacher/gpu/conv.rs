@@ -234,19 +234,14 @@ pub fn variant(p: &ConvParams) -> Variant {
 pub fn candidates(p: &ConvParams) -> Vec<Variant> {
     let mut out = vec![variant(p)];
     if !is_depthwise(p) {
-        if tc_fits(p) {
-            for bn in [128, 64] {
-                out.push(tc_variant(p, bn));
+        let tiles = if tc_fits(p) { &[128, 64][..] } else { &[] };
+        let more = tiles.iter().map(|&bn| tc_variant(p, bn));
+        for v in more.chain([old_variant(p)]) {
+            if !out.contains(&v) {
+                out.push(v);
             }
         }
-        out.push(old_variant(p));
     }
-    let mut seen = Vec::new();
-    out.retain(|v| {
-        let new = !seen.contains(v);
-        seen.push(*v);
-        new
-    });
     out
 }
 
@@ -284,6 +279,62 @@ pub fn conv2d_regions(
     residual: Option<Region<u16>>,
     y: Region<u16>,
 ) -> Result<()> {
+    let mut v = variant(p);
+    // The executor's arena and weights are always aligned; elsewhere the
+    // older kernel computes the same bits.
+    if v.tc && !tc_aligned(x, bias, residual, y) {
+        v = old_variant(p);
+    }
+    launch(stream, p, v, x, w, bias, residual, y)
+}
+
+/// Whether the regions meet the tc kernels' 16-byte vector accesses.
+fn tc_aligned(
+    x: Region<u16>,
+    bias: Region<f32>,
+    residual: Option<Region<u16>>,
+    y: Region<u16>,
+) -> bool {
+    [x.is_aligned(16), y.is_aligned(16), bias.is_aligned(16)]
+        .into_iter()
+        .chain(residual.map(|r| r.is_aligned(16)))
+        .all(|a| a)
+}
+
+/// `conv2d_regions` through a chosen variant, which must be one of
+/// `candidates(p)` (a test's or a tuner's choice).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_variant(
+    stream: &Stream,
+    p: &ConvParams,
+    v: Variant,
+    x: Region<u16>,
+    w: Region<u16>,
+    bias: Region<f32>,
+    residual: Option<Region<u16>>,
+    y: Region<u16>,
+) -> Result<()> {
+    if !candidates(p).contains(&v) {
+        return Err(CudaError::Invalid(format!(
+            "conv2d: {} does not compute {p:?}",
+            v.kernel.name
+        )));
+    }
+    launch(stream, p, v, x, w, bias, residual, y)
+}
+
+/// Launches `v` on `p` after checking the regions' sizes against `p`.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    stream: &Stream,
+    p: &ConvParams,
+    v: Variant,
+    x: Region<u16>,
+    w: Region<u16>,
+    bias: Region<f32>,
+    residual: Option<Region<u16>>,
+    y: Region<u16>,
+) -> Result<()> {
     let bad = |d: String| Err(CudaError::Invalid(format!("conv2d: {d}")));
     let x_len = (p.n * p.h * p.w) as usize * p.cin as usize;
     let y_len = p.m as usize * p.cout as usize;
@@ -305,37 +356,11 @@ pub fn conv2d_regions(
             p.k, p.k_pad
         ));
     }
-    let mut v = variant(p);
-    // The tc kernels' vector loads and stores need 16-byte aligned regions;
-    // the executor's arena and weights always are. Elsewhere the older
-    // kernel computes the same bits.
-    let aligned = [x.is_aligned(16), y.is_aligned(16), bias.is_aligned(16)]
-        .into_iter()
-        .chain(residual.map(|r| r.is_aligned(16)))
-        .all(|a| a);
-    if v.tc && !aligned {
-        v = old_variant(p);
-    }
-    conv2d_variant(stream, p, v, x, w, bias, residual, y)
-}
-
-/// `conv2d_regions` through a chosen variant (one of `candidates(p)`).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_variant(
-    stream: &Stream,
-    p: &ConvParams,
-    v: Variant,
-    x: Region<u16>,
-    w: Region<u16>,
-    bias: Region<f32>,
-    residual: Option<Region<u16>>,
-    y: Region<u16>,
-) -> Result<()> {
-    if !candidates(p).contains(&v) {
-        return Err(CudaError::Invalid(format!(
-            "conv2d: {} does not compute {p:?}",
+    if v.tc && !tc_aligned(x, bias, residual, y) {
+        return bad(format!(
+            "{} needs x, y, bias and residual on 16-byte boundaries",
             v.kernel.name
-        )));
+        ));
     }
     let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn.max(1)));
     let shape = if v.bn == 0 {
@@ -880,7 +905,7 @@ mod tests {
             let mut first: Option<Vec<u16>> = None;
             for v in candidates(&c.p) {
                 variants.insert(v.kernel.name);
-                let mut dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
+                let dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
                 let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
                 let bias = db.region(&s, 0..db.len()).unwrap();
                 let y = r(&dy);
@@ -904,8 +929,16 @@ mod tests {
                         );
                     }
                 }
-                dy = up(&[0u16]);
-                drop(dy);
+            }
+            // A tc kernel on a region off a 16-byte boundary is refused by name.
+            if let Some(v) = candidates(&c.p).into_iter().find(|v| v.tc) {
+                let wide = up(&vec![0u16; want.len() + 8]);
+                let off = wide.region(&s, 1..want.len() + 1).unwrap();
+                let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
+                let bias = db.region(&s, 0..db.len()).unwrap();
+                let e = conv2d_variant(&s, &c.p, v, r(&dx), r(&dw), bias, dr.as_ref().map(r), off)
+                    .unwrap_err();
+                assert!(e.to_string().contains("16-byte"), "{name}: {e}");
             }
             // The default path (alignment checked) is the first candidate.
             let mut dy = up(&vec![0x7FC1u16; want.len()]);
