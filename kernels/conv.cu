@@ -45,32 +45,13 @@
 #include <stdint.h>
 
 #include "common/bf16.cuh"
+#include "common/conv_params.cuh"
 #include "common/mma.cuh"
 #include "common/window.cuh"
 
 #define CONV_THREADS 128
 #define CONV_BK 32
 #define CONV_LDS (CONV_BK + 8)  // padded row: conflict-free fragment loads
-
-struct ConvParams {
-    uint32_t n, h, w, cin;
-    uint32_t oh, ow, cout, groups;
-    uint32_t cin_g, ng, kh, kw;
-    uint32_t sh, sw, ph, pw;
-    uint32_t dh, dw, k, k_pad;
-    uint32_t m, act, has_bias, has_residual;
-};
-static_assert(sizeof(ConvParams) == 96, "ConvParams layout is shared with kernels.rs");
-
-__device__ __forceinline__ float activate(float v, uint32_t act) {
-    switch (act) {
-    case 1: return fmaxf(v, 0.0f);
-    case 2: return v / (1.0f + expf(-v));
-    case 3: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
-    case 4: return 1.0f / (1.0f + expf(-v));
-    default: return v;
-    }
-}
 
 // Rows of the A tile this thread gathers: where each output pixel's window
 // starts (image offset, top-left input coordinate), or m past M.
@@ -262,11 +243,6 @@ CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
 // Launch: grid (ceil(M / BM) * ceil(Ng / BN), 1, groups), block
 //         CONV_THREADS, static shared CONV_STAGES * (BM + BN) * 64 bytes.
 #define CONV_STAGES 3
-
-template <int ACT>
-__device__ __forceinline__ float activate_t(float v, uint32_t act) {
-    return activate(v, ACT < 0 ? act : (uint32_t)ACT);
-}
 
 // Shared offset of 16-byte chunk q of row r in a swizzled tile of 64-byte rows.
 __device__ __forceinline__ uint32_t swizzled(uint32_t r, uint32_t q) { return r * 64 + ((q ^ ((r >> 1) & 3)) << 4); }

@@ -17,8 +17,10 @@ statistics. Writes tests/fixtures/teacher/<family>-<exporter>.onnx, the input
     /tmp/ref/bin/python tools/make_teacher_fixtures.py --helper-only
 
 writes only the models built with onnx.helper (forms torch does not export:
-auto_pad SAME_UPPER/SAME_LOWER/VALID, model-local functions) and updates
-their entries in cases.json; it needs onnx, onnxruntime and numpy, not torch.
+auto_pad SAME_UPPER/SAME_LOWER/VALID, model-local functions; a small
+ResNeXt whose grouped layers the GPU's conv_grouped kernels take) and
+updates their entries in cases.json; it needs onnx, onnxruntime and numpy,
+not torch. `--helper-only resnext` writes that one model only.
 """
 
 import argparse
@@ -188,14 +190,72 @@ def fixedbatch_model(rng):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 6, 6)
 
 
+def resnext_model(rng):
+    """A small ResNeXt: three bottlenecks whose grouped 3x3 convolutions have
+    8 (32x32), 16 (stride 2) and 32 (16x16) channels a group, each conv
+    followed by BatchNormalization with non-trivial statistics, projection
+    and identity shortcuts: the layers kernels/conv_grouped.cu takes on the
+    GPU (64 and 128 channels, multiples of its 64-channel tile)."""
+    inits, nodes = [], []
+    count = [0]
+
+    def name(prefix):
+        count[0] += 1
+        return f"{prefix}{count[0]}"
+
+    def conv_bn(x, cin, cout, k, stride=1, groups=1, relu=True):
+        w = name("w")
+        inits.append(numpy_helper.from_array(
+            helper_weights(rng, (cout, cin // groups, k, k), (2.0 / (cin // groups * k * k)) ** 0.5), w))
+        c = name("c")
+        nodes.append(helper.make_node("Conv", [x, w], [c], kernel_shape=[k, k], strides=[stride, stride],
+                                      pads=[k // 2] * 4, group=groups))
+        bn = [name("bn") for _ in range(4)]
+        for t, v in zip(bn, [1.0 + 0.2 * rng.standard_normal(cout), 0.1 * rng.standard_normal(cout),
+                             0.1 * rng.standard_normal(cout), 0.5 + rng.random(cout)]):
+            inits.append(numpy_helper.from_array(v.astype(np.float32), t))
+        y = name("b")
+        nodes.append(helper.make_node("BatchNormalization", [c] + bn, [y], epsilon=1e-5))
+        if not relu:
+            return y
+        r = name("r")
+        nodes.append(helper.make_node("Relu", [y], [r]))
+        return r
+
+    def block(x, cin, width, cout, groups, stride):
+        h = conv_bn(x, cin, width, 1)
+        h = conv_bn(h, width, width, 3, stride, groups)
+        h = conv_bn(h, width, cout, 1, relu=False)
+        short = x if (cin, stride) == (cout, 1) else conv_bn(x, cin, cout, 1, stride, relu=False)
+        s, r = name("add"), name("r")
+        nodes.extend([helper.make_node("Add", [h, short], [s]), helper.make_node("Relu", [s], [r])])
+        return r
+
+    x = conv_bn("x", 3, 32, 3)
+    x = block(x, 32, 64, 64, 8, 1)      # Ng 8
+    x = block(x, 64, 128, 128, 8, 2)    # Ng 16, stride 2
+    x = block(x, 128, 128, 128, 4, 1)   # Ng 32
+    inits.append(numpy_helper.from_array(helper_weights(rng, (37, 128), 0.1), "fc"))
+    inits.append(numpy_helper.from_array(helper_weights(rng, (37,), 0.1), "fcb"))
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "resnext",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 37])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), (3, 32, 32)
+
+
 HELPER_FAMILIES = {"autopad": autopad_model, "functions": functions_model, "pad": pad_model,
-                   "mask": mask_model, "fixedbatch": fixedbatch_model}
+                   "mask": mask_model, "fixedbatch": fixedbatch_model, "resnext": resnext_model}
 
 
-def helper_cases(out):
-    """Writes the onnx.helper models with onnxruntime's outputs; returns their cases."""
+def helper_cases(out, only=None):
+    """Writes the onnx.helper models (those named in `only`, default all)
+    with onnxruntime's outputs; returns their cases."""
     cases = []
     for fam, build in HELPER_FAMILIES.items():
+        if only and fam not in only:
+            continue
         rng = np.random.default_rng(0)
         model, shape = build(rng)
         model.ir_version = 8
@@ -250,8 +310,11 @@ def write_cases(out, cases, versions):
 
 
 if __name__ == "__main__" and "--helper-only" in sys.argv:
-    resize_golden(OUT)
-    write_cases(OUT, helper_cases(OUT), {"onnx": onnx.__version__, "onnxruntime": ort.__version__})
+    # --helper-only [FAMILY ...]: only those helper models (default all, and the resize goldens).
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if not only:
+        resize_golden(OUT)
+    write_cases(OUT, helper_cases(OUT, only), {"onnx": onnx.__version__, "onnxruntime": ort.__version__})
     sys.exit(0)
 
 import torch  # noqa: E402 (--helper-only runs without torch)

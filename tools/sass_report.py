@@ -56,6 +56,19 @@ SMEM_RESERVED = 1024    # per block, reserved by the CUDA runtime on sm_80+
 GOAL_ISSUE_PER_HMMA = 2.5
 GOAL_SMEM_CEILING = 0.80
 LARGE_TILE = re.compile(r"^conv_tc_128x128_")
+# ... and for the narrow-group kernels: within NARROW_FACTOR of the large
+# tile (same target) per useful multiply-add, in issued instructions and in
+# the ceiling. A kernel's useful share is its worst case over the layers it
+# takes (teacher/gpu/conv.rs `grouped_fits`): at stride 1, Ng 8, where an
+# m16 holds two groups and half of each block-diagonal A fragment is zeros;
+# at stride 2 (Ng 16 and 32 only) every multiply-add is useful.
+NARROW_FACTOR = 2.0
+NARROW = [(re.compile(r"^conv_grouped_s1_"), 0.5), (re.compile(r"^conv_grouped_s2_"), 1.0)]
+
+
+def useful_share(kernel):
+    """The narrow-group kernel's worst-case useful share of its HMMA, or None."""
+    return next((u for rx, u in NARROW if rx.match(kernel)), None)
 
 
 def find_tools():
@@ -152,12 +165,13 @@ def disassemble(cuobjdump, cubin):
 
 
 def loops(insns):
-    """(start, end) address ranges of backward branches: a loop each."""
+    """(start, end) address ranges of backward branches: a loop each (not
+    the branch-to-itself ptxas puts after the last EXIT)."""
     out = []
     for addr, op, body in insns:
         if op.startswith("BRA"):
             m = re.search(r"(0x[0-9a-f]+)\s*$", body)
-            if m and int(m.group(1), 16) <= addr:
+            if m and int(m.group(1), 16) < addr:
                 out.append((int(m.group(1), 16), addr))
     return out
 
@@ -232,8 +246,15 @@ def analyse(name, insns, res, threads, arch):
     for _, op, _ in body:
         k = op.split(".")[0]
         kinds[k] = kinds.get(k, 0) + 1
+    # The whole kernel once, its main loop taken `trips` times: for kernels
+    # whose other loops are unrolled (conv_grouped) this is a block's exact
+    # issue count, the tile loads and the epilogue included.
+    outside = len(issued) - n
+    whole = {str(trips): round((outside + trips * n) / (trips * h), 3) for trips in (1, 2)} \
+        if len(loops(issued)) == 1 else None
     row.update(main_loop=dict(
         address=[hex(lo), hex(hi)], instructions=n, hmma=h, issued_per_hmma=round(per, 3),
+        whole_kernel_issued_per_hmma_by_trips=whole,
         smem_read_bytes_per_hmma=round(reads / h, 1), smem_write_bytes_per_hmma=round(writes / h, 1),
         inner_loops=len(inner),
         issue_ceiling_of_mma_peak=round(issue_ceiling, 3), smem_ceiling_of_mma_peak=round(smem_ceiling, 3),
@@ -248,6 +269,26 @@ def report_arch(nvcc, cuobjdump, family, arch, tmp):
     threads = max_threads(cuobjdump, cubin)
     funcs = disassemble(cuobjdump, cubin)
     return [analyse(name, insns, res.get(name, {}), threads.get(name), arch) for name, insns in sorted(funcs.items())]
+
+
+def annotate_narrow(rows):
+    """Adds to each narrow-group kernel's main loop its useful share, its
+    figures per useful HMMA and the large tile's (worst variant, same
+    target) it is held against."""
+    for r in rows:
+        share, ml = useful_share(r["kernel"]), r["main_loop"]
+        ref = [q["main_loop"] for q in rows if LARGE_TILE.match(q["kernel"]) and q["arch"] == r["arch"]
+               and q["main_loop"]]
+        if share is None or ml is None or not ref:
+            continue
+        ml.update(useful_share=share,
+                  issued_per_useful_hmma=round(ml["issued_per_hmma"] / share, 3),
+                  useful_ceiling_of_mma_peak=round(
+                      min(ml["issue_ceiling_of_mma_peak"], ml["smem_ceiling_of_mma_peak"]) * share, 3),
+                  large_tile_reference=dict(
+                      issued_per_hmma=max(q["issued_per_hmma"] for q in ref),
+                      ceiling_of_mma_peak=min(min(q["issue_ceiling_of_mma_peak"], q["smem_ceiling_of_mma_peak"])
+                                              for q in ref)))
 
 
 def check(rows):
@@ -270,6 +311,22 @@ def check(rows):
             bad.append(f"{r['arch']} {r['kernel']}: {r['spill_bytes']} bytes of spills")
     if not any(LARGE_TILE.match(r["kernel"]) for r in rows):
         bad.append("no large-tile (conv_tc_128x128_*) variant in the report")
+    for r in rows:
+        ml = r["main_loop"]
+        if useful_share(r["kernel"]) is None:
+            continue
+        if ml is None or "useful_share" not in ml:
+            bad.append(f"{r['arch']} {r['kernel']}: no main loop, or no large-tile variant to compare with")
+            continue
+        ref = ml["large_tile_reference"]
+        if ml["issued_per_useful_hmma"] > NARROW_FACTOR * ref["issued_per_hmma"]:
+            bad.append(f"{r['arch']} {r['kernel']}: {ml['issued_per_useful_hmma']:.2f} issued instructions per "
+                       f"useful HMMA (goal <= {NARROW_FACTOR:g} x {ref['issued_per_hmma']})")
+        if ml["useful_ceiling_of_mma_peak"] < ref["ceiling_of_mma_peak"] / NARROW_FACTOR - 1e-9:
+            bad.append(f"{r['arch']} {r['kernel']}: useful ceiling {ml['useful_ceiling_of_mma_peak']:.0%} of the "
+                       f"mma.sync peak (goal >= {ref['ceiling_of_mma_peak']:.0%} / {NARROW_FACTOR:g})")
+        if r["spill_bytes"]:
+            bad.append(f"{r['arch']} {r['kernel']}: {r['spill_bytes']} bytes of spills")
     return bad
 
 
@@ -289,12 +346,28 @@ def table(rows):
     lines.append("issue% / smem%: ceilings as a share of the target's mma.sync peak; dense%: the lower of the two "
                  "as a share of the dense bf16 peak (wgmma on sm_90a). * the main loop holds an inner loop, "
                  "counted once.")
+    narrow = [r for r in rows if r["main_loop"] and "useful_share" in r["main_loop"]]
+    if narrow:
+        lines += ["", f"{'arch':7} {'narrow-group kernel':28} {'useful':>6} {'instr/useful':>12} {'vs large':>8} "
+                      f"{'useful%':>7} {'vs large':>8} {'whole kernel instr/HMMA (1, 2 chunks)':>38}"]
+        for r in narrow:
+            ml, ref = r["main_loop"], r["main_loop"]["large_tile_reference"]
+            whole = ml["whole_kernel_issued_per_hmma_by_trips"] or {}
+            lines.append(f"{r['arch']:7} {r['kernel']:28} {ml['useful_share']:>6.0%} "
+                         f"{ml['issued_per_useful_hmma']:>12.2f} {ml['issued_per_useful_hmma'] / ref['issued_per_hmma']:>7.2f}x "
+                         f"{ml['useful_ceiling_of_mma_peak']:>7.0%} "
+                         f"{ref['ceiling_of_mma_peak'] / max(ml['useful_ceiling_of_mma_peak'], 1e-9):>7.2f}x "
+                         f"{whole.get('1', float('nan')):>30.2f} {whole.get('2', float('nan')):>7.2f}")
+        lines.append("useful: the worst-case share of the HMMA's multiply-adds that are not block-diagonal zeros; "
+                     "vs large: against the worst conv_tc_128x128 variant on the same target (goal <= 2x both "
+                     "ways); whole kernel: every instruction of a block (tile load, epilogue) per HMMA, the main "
+                     "loop run once (Ng 8, 16) or twice (Ng 32).")
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--family", default="conv")
+    ap.add_argument("--family", default="conv,conv_grouped", help="comma-separated kernel families")
     ap.add_argument("--arch", default=",".join(ARCHS), help="comma-separated targets (default: all)")
     ap.add_argument("--json", help="write the full report here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a large-tile variant misses a goal")
@@ -306,8 +379,11 @@ def main():
     nvcc, cuobjdump = find_tools()
     os.environ["PATH"] = str(Path(cuobjdump).parent) + os.pathsep + os.environ.get("PATH", "")
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(len(archs)) as pool:
-        parts = list(pool.map(lambda arch: report_arch(nvcc, cuobjdump, a.family, arch, tmp), archs))
+        families = [f.strip() for f in a.family.split(",") if f.strip()]
+        jobs = [(f, arch) for arch in archs for f in families]
+        parts = list(pool.map(lambda j: report_arch(nvcc, cuobjdump, j[0], j[1], tmp), jobs))
     rows = [r for part in parts for r in part]
+    annotate_narrow(rows)
     print(table(rows))
     if a.json:
         version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -315,12 +391,14 @@ def main():
                                 text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "kernels"], capture_output=True,
                                text=True).stdout.strip()
-        doc = dict(kind="static-sass-report", family=a.family, commit=commit + ("-dirty" if dirty else ""),
+        doc = dict(kind="static-sass-report", families=families, commit=commit + ("-dirty" if dirty else ""),
                    nvcc=version, model=dict(targets=TARGETS, issue_per_sm_per_clk=ISSUE_PER_SM,
                                             smem_bytes_per_sm_per_clk=SMEM_BYTES_PER_CLK,
                                             see="kernels/README.md, Static performance model"),
                    goals=dict(issued_per_hmma=GOAL_ISSUE_PER_HMMA, smem_ceiling_of_mma_peak=GOAL_SMEM_CEILING,
-                              applies_to=LARGE_TILE.pattern),
+                              applies_to=LARGE_TILE.pattern,
+                              narrow_groups=dict(factor=NARROW_FACTOR,
+                                                 useful_share={rx.pattern: u for rx, u in NARROW})),
                    kernels=rows)
         Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {a.json}")
@@ -332,7 +410,8 @@ def main():
             sys.exit(1)
         print("static goals met: every large-tile variant at <= "
               f"{GOAL_ISSUE_PER_HMMA} issued instructions per HMMA and a shared-bandwidth ceiling >= "
-              f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak, no spills")
+              f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak; every narrow-group kernel within "
+              f"{NARROW_FACTOR:g}x of them per useful HMMA; no spills")
 
 
 if __name__ == "__main__":

@@ -13,3 +13,10 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float f) {
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+
+// f32_to_bf16 for a value known not to be NaN (after fmaxf(v, 0), which
+// returns 0 for a NaN v): the same bits, without the NaN test.
+__device__ __forceinline__ uint16_t f32_to_bf16_not_nan(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}

@@ -30,6 +30,11 @@ __device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr) {
                  : "r"(addr));
 }
 
+// Two 8x8 matrices: lanes 0..15 give the rows (the rest are ignored).
+__device__ __forceinline__ void ldsm_x2(uint32_t r[2], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
 // c += a (16x16, row) x b (16x8, col), fp32 accumulation.
 __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
     asm volatile(

@@ -33,6 +33,7 @@ pub enum Family {
     Augment,
     Randaug,
     Conv,
+    ConvGrouped,
     Pool,
     Eltwise,
 }
@@ -44,6 +45,7 @@ impl Family {
         Family::Augment,
         Family::Randaug,
         Family::Conv,
+        Family::ConvGrouped,
         Family::Pool,
         Family::Eltwise,
     ];
@@ -55,6 +57,7 @@ impl Family {
             Family::Augment => "augment",
             Family::Randaug => "randaug",
             Family::Conv => "conv",
+            Family::ConvGrouped => "conv_grouped",
             Family::Pool => "pool",
             Family::Eltwise => "eltwise",
         }
@@ -72,6 +75,7 @@ impl Family {
             Family::Augment => augment::ALL,
             Family::Randaug => randaug::ALL,
             Family::Conv => conv::ALL,
+            Family::ConvGrouped => conv_grouped::ALL,
             Family::Pool => pool::ALL,
             Family::Eltwise => eltwise::ALL,
         }
@@ -285,6 +289,38 @@ pub mod conv {
     pub const THREADS: u32 = 128;
     pub const BK: usize = 32;
     pub const BM: usize = 128;
+}
+
+/// kernels/conv_grouped.cu: ResNeXt's narrow-group 3x3 convolutions, same
+/// signature and parameters as kernels/conv.cu.
+pub mod conv_grouped {
+    use super::*;
+    use conv::ConvSig;
+
+    /// Stride, output rows x columns a block, epilogue (`_any`: p.act).
+    pub const CONV_GROUPED_S1_4X32_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s1_4x32_relu");
+    pub const CONV_GROUPED_S1_4X32_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s1_4x32_any");
+    pub const CONV_GROUPED_S1_7X16_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s1_7x16_relu");
+    pub const CONV_GROUPED_S1_7X16_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s1_7x16_any");
+    pub const CONV_GROUPED_S2_3X16_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s2_3x16_relu");
+    pub const CONV_GROUPED_S2_3X16_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::ConvGrouped, "conv_grouped_s2_3x16_any");
+    pub const ALL: &[&str] = &[
+        CONV_GROUPED_S1_4X32_RELU.name,
+        CONV_GROUPED_S1_4X32_ANY.name,
+        CONV_GROUPED_S1_7X16_RELU.name,
+        CONV_GROUPED_S1_7X16_ANY.name,
+        CONV_GROUPED_S2_3X16_RELU.name,
+        CONV_GROUPED_S2_3X16_ANY.name,
+    ];
+    /// `CONV_GROUPED_THREADS` and `CONV_GROUPED_CH` in the .cu.
+    pub const THREADS: u32 = 128;
+    pub const CHANNELS: u32 = 64;
 }
 
 /// kernels/pool.cu

@@ -14,6 +14,11 @@ use crate::cuda::kernels::conv::{
     CONV_TC_128X128_NONE, CONV_TC_128X128_RELU, CONV_TC_128X128_RELU_RES, ConvParams, ConvSig,
     THREADS,
 };
+use crate::cuda::kernels::conv_grouped::{
+    CHANNELS as GROUPED_CHANNELS, CONV_GROUPED_S1_4X32_ANY, CONV_GROUPED_S1_4X32_RELU,
+    CONV_GROUPED_S1_7X16_ANY, CONV_GROUPED_S1_7X16_RELU, CONV_GROUPED_S2_3X16_ANY,
+    CONV_GROUPED_S2_3X16_RELU, THREADS as GROUPED_THREADS,
+};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
 use crate::teacher::graph::{Activation, ConvAttrs};
@@ -118,20 +123,48 @@ pub fn pack_weights(w: &[f32], p: &ConvParams) -> Vec<u16> {
     out
 }
 
-/// One entry point of kernels/conv.cu and how it is launched.
+/// One entry point of kernels/conv.cu or kernels/conv_grouped.cu and how
+/// it is launched.
 #[derive(Clone, Copy)]
 pub struct Variant {
     pub kernel: &'static Kernel<ConvSig>,
-    /// Output-channel tile (0: the depthwise kernel, one thread per output).
-    pub bn: u32,
-    /// The pipelined `conv_tc_*` kernels: blocks rastered with the
-    /// output-channel tiles fastest, 16-byte epilogue.
-    pub tc: bool,
+    pub tile: Tile,
+}
+
+/// How a variant tiles the output, which fixes its grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    /// The depthwise kernel: one thread per output.
+    Depthwise,
+    /// The older `conv_bf16_*` kernels: 128 pixels x `bn` output channels.
+    Old { bn: u32 },
+    /// The pipelined `conv_tc_*` kernels: 128 pixels x `bn` channels, blocks
+    /// rastered with the output-channel tiles fastest, 16-byte epilogue.
+    Tc { bn: u32 },
+    /// kernels/conv_grouped.cu: `rows` x `cols` output pixels x 64 channels.
+    Grouped { rows: u32, cols: u32 },
+}
+
+impl Variant {
+    /// Output channels a block computes (0: one thread per output).
+    pub fn bn(&self) -> u32 {
+        match self.tile {
+            Tile::Depthwise => 0,
+            Tile::Old { bn } | Tile::Tc { bn } => bn,
+            Tile::Grouped { .. } => GROUPED_CHANNELS,
+        }
+    }
+
+    /// Whether the kernel needs 16-byte aligned regions (every kernel but
+    /// the older ones and the depthwise one).
+    fn vector(&self) -> bool {
+        matches!(self.tile, Tile::Tc { .. } | Tile::Grouped { .. })
+    }
 }
 
 impl PartialEq for Variant {
     fn eq(&self, o: &Self) -> bool {
-        (self.kernel.name, self.bn, self.tc) == (o.kernel.name, o.bn, o.tc)
+        (self.kernel.name, self.tile) == (o.kernel.name, o.tile)
     }
 }
 impl Eq for Variant {}
@@ -145,16 +178,21 @@ impl std::fmt::Debug for Variant {
 const fn old(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
     Variant {
         kernel,
-        bn,
-        tc: false,
+        tile: Tile::Old { bn },
     }
 }
 
 const fn tc(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
     Variant {
         kernel,
-        bn,
-        tc: true,
+        tile: Tile::Tc { bn },
+    }
+}
+
+const fn grouped(kernel: &'static Kernel<ConvSig>, rows: u32, cols: u32) -> Variant {
+    Variant {
+        kernel,
+        tile: Tile::Grouped { rows, cols },
     }
 }
 
@@ -195,6 +233,53 @@ fn tc_variant(p: &ConvParams, bn: u32) -> Variant {
     tc(k, bn)
 }
 
+/// Whether `p` is one of ResNeXt's narrow-group 3x3 convolutions that
+/// kernels/conv_grouped.cu computes: 3x3, pad 1, dilation 1, as many input
+/// as output channels (a multiple of 64), 8, 16 or 32 of them a group, a
+/// bias and no residual; stride 1, or 2 with 16 or 32 channels a group
+/// (ResNeXt's strided 3x3 opens a stage, where Ng is 16 and up: Ng 8 at
+/// stride 2 would pair half-empty block-diagonal tiles with the stride's
+/// lower reuse, tools/sass_report.py's narrow-group goal).
+fn grouped_fits(p: &ConvParams) -> bool {
+    (p.kh, p.kw, p.ph, p.pw, p.dh, p.dw) == (3, 3, 1, 1, 1, 1)
+        && p.sh == p.sw
+        && (p.sh == 1 || (p.sh == 2 && p.ng >= 16))
+        && p.groups > 1
+        && p.cin == p.cout
+        && p.cin.is_multiple_of(GROUPED_CHANNELS)
+        && p.cin_g == p.ng
+        && matches!(p.ng, 8 | 16 | 32)
+        && p.has_bias == 1
+        && p.has_residual == 0
+}
+
+/// The grouped kernels for `p`'s stride, ReLU fixed or read from `p`: the
+/// stride-1 tiles (4 x 32, 7 x 16) give the same bits, the first is the one
+/// padding the output least (4 x 32 on a tie).
+fn grouped_variants(p: &ConvParams) -> Vec<Variant> {
+    let relu = p.act == 1;
+    let tiles: &[(u32, u32, &'static Kernel<ConvSig>)] = match (p.sh, relu) {
+        (1, true) => &[
+            (4, 32, &CONV_GROUPED_S1_4X32_RELU),
+            (7, 16, &CONV_GROUPED_S1_7X16_RELU),
+        ],
+        (1, false) => &[
+            (4, 32, &CONV_GROUPED_S1_4X32_ANY),
+            (7, 16, &CONV_GROUPED_S1_7X16_ANY),
+        ],
+        (_, true) => &[(3, 16, &CONV_GROUPED_S2_3X16_RELU)],
+        (_, false) => &[(3, 16, &CONV_GROUPED_S2_3X16_ANY)],
+    };
+    let padded = |&(rows, cols, _): &(u32, u32, _)| {
+        p.oh.div_ceil(rows) as u64 * rows as u64 * (p.ow.div_ceil(cols) * cols) as u64
+    };
+    let best = tiles.iter().min_by_key(|t| padded(t)).unwrap();
+    std::iter::once(best)
+        .chain(tiles.iter().filter(|t| !std::ptr::eq(*t, best)))
+        .map(|&(rows, cols, k)| grouped(k, rows, cols))
+        .collect()
+}
+
 /// The older single-barrier kernel for `p`: the narrowest of 8, 16, 32, 64
 /// output channels holding a group's channels (64 beyond), 16-byte gathers
 /// when Cin_g is a multiple of 8, else the scalar-gather 64-wide tile.
@@ -211,15 +296,23 @@ fn old_variant(p: &ConvParams) -> Variant {
 }
 
 /// The kernel for `p`, by a shape rule that depends on the layer only
-/// (never on the batch: every variant gives the same bits anyway, see
-/// kernels/conv.cu). Depthwise layers take their own kernel; layers that
-/// meet the `conv_tc_*` conditions with more than 32 channels a group take
-/// the tile of 128 or 64 output channels that pads Ng the least (128 on a
-/// tie: fewer, larger blocks); narrow groups and channel counts that are
+/// (never on the batch: the variants of a layer give the same bits anyway,
+/// see kernels/conv.cu). Depthwise layers take their own kernel; ResNeXt's
+/// narrow-group 3x3 layers take kernels/conv_grouped.cu (whose k order
+/// differs, so those layers never take conv.cu's kernels); layers that meet
+/// the `conv_tc_*` conditions with more than 32 channels a group take the
+/// tile of 128 or 64 output channels that pads Ng the least (128 on a tie:
+/// fewer, larger blocks); other narrow groups and channel counts that are
 /// not multiples of 8 take the older kernels.
 pub fn variant(p: &ConvParams) -> Variant {
     if is_depthwise(p) {
-        return old(&CONV_DEPTHWISE_BF16_NHWC, 0);
+        return Variant {
+            kernel: &CONV_DEPTHWISE_BF16_NHWC,
+            tile: Tile::Depthwise,
+        };
+    }
+    if grouped_fits(p) {
+        return grouped_variants(p)[0];
     }
     if !tc_fits(p) {
         return old_variant(p);
@@ -232,6 +325,9 @@ pub fn variant(p: &ConvParams) -> Variant {
 /// Every kernel that computes `p` (the first is `variant(p)`), all giving
 /// the same bits: what a test compares and what an autotuner chooses among.
 pub fn candidates(p: &ConvParams) -> Vec<Variant> {
+    if grouped_fits(p) {
+        return grouped_variants(p);
+    }
     let mut out = vec![variant(p)];
     if !is_depthwise(p) {
         let tiles = if tc_fits(p) { &[128, 64][..] } else { &[] };
@@ -281,22 +377,27 @@ pub fn conv2d_regions(
 ) -> Result<()> {
     let mut v = variant(p);
     // The executor's arena and weights are always aligned; elsewhere the
-    // older kernel computes the same bits.
-    if v.tc && !tc_aligned(x, bias, residual, y) {
+    // older kernel computes the same bits as a tc kernel (not as a grouped
+    // one, which `launch` then refuses by name).
+    if matches!(v.tile, Tile::Tc { .. }) && !aligned(x, w, bias, residual, y) {
         v = old_variant(p);
     }
     launch(stream, p, v, x, w, bias, residual, y)
 }
 
-/// Whether the regions meet the tc kernels' 16-byte vector accesses.
-fn tc_aligned(
+/// Whether the regions meet the tc and grouped kernels' 16-byte vector
+/// accesses.
+fn aligned(
     x: Region<u16>,
+    w: Region<u16>,
     bias: Region<f32>,
     residual: Option<Region<u16>>,
     y: Region<u16>,
 ) -> bool {
-    [x.is_aligned(16), y.is_aligned(16), bias.is_aligned(16)]
+    [x, w, y]
+        .map(|r| r.is_aligned(16))
         .into_iter()
+        .chain([bias.is_aligned(16)])
         .chain(residual.map(|r| r.is_aligned(16)))
         .all(|a| a)
 }
@@ -356,16 +457,32 @@ fn launch(
             p.k, p.k_pad
         ));
     }
-    if v.tc && !tc_aligned(x, bias, residual, y) {
+    if v.vector() && !aligned(x, w, bias, residual, y) {
         return bad(format!(
-            "{} needs x, y, bias and residual on 16-byte boundaries",
+            "{} needs x, w, y, bias and residual on 16-byte boundaries",
             v.kernel.name
         ));
     }
-    let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn.max(1)));
-    let shape = if v.bn == 0 {
+    let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn().max(1)));
+    let shape = if let Tile::Grouped { rows, cols } = v.tile {
+        if !grouped_fits(p) || p.n > u16::MAX as u32 {
+            return bad(format!(
+                "{} computes ResNeXt's narrow-group 3x3 layers of at most 65535 images, not {p:?}",
+                v.kernel.name
+            ));
+        }
+        LaunchShape {
+            grid: (
+                p.oh.div_ceil(rows) * p.ow.div_ceil(cols),
+                p.cout / GROUPED_CHANNELS,
+                p.n,
+            ),
+            block: (GROUPED_THREADS, 1, 1),
+            shared_bytes: 0,
+        }
+    } else if v.tile == Tile::Depthwise {
         LaunchShape::per_item(p.m as usize * p.cout as usize, THREADS, "depthwise conv2d")?
-    } else if v.tc {
+    } else if matches!(v.tile, Tile::Tc { .. }) {
         let blocks = m_tiles
             .checked_mul(n_tiles)
             .filter(|&b| b < i32::MAX as u32);
@@ -531,8 +648,11 @@ mod tests {
                 true,
                 0,
             ),
+            // kernels/conv_grouped.cu: Ng 8 (block-diagonal), 16 and 32,
+            // both strides, ReLU fixed and read from p, both stride-1
+            // tiles (candidates), sizes no tile divides.
             (
-                "3x3 g32x8",
+                "3x3 g32x8 (grouped s1 relu)",
                 attrs(3, 1, 1, 1, 32, Relu),
                 [2, 256, 11, 10],
                 256,
@@ -540,9 +660,50 @@ mod tests {
                 0,
             ),
             (
-                "3x3/2 g32x16",
+                "3x3/2 g32x16 (grouped s2 any)",
                 attrs(3, 2, 1, 1, 32, None),
                 [1, 512, 13, 13],
+                512,
+                false,
+                0,
+            ),
+            (
+                "3x3 g2x32 14x14 (grouped s1, two k chunks)",
+                attrs(3, 1, 1, 1, 2, Relu),
+                [2, 64, 14, 14],
+                64,
+                false,
+                0,
+            ),
+            (
+                "3x3/2 g4x32 (grouped s2 relu)",
+                attrs(3, 2, 1, 1, 4, Relu),
+                [1, 128, 15, 18],
+                128,
+                false,
+                0,
+            ),
+            (
+                "3x3 g16x8 SiLU (grouped s1 any)",
+                attrs(3, 1, 1, 1, 16, None),
+                [1, 128, 9, 37],
+                128,
+                false,
+                2,
+            ),
+            // Narrow groups the grouped kernel does not take: the older kernels.
+            (
+                "3x3 g32x8 + residual (128x8)",
+                attrs(3, 1, 1, 1, 32, Relu),
+                [1, 256, 7, 6],
+                256,
+                true,
+                0,
+            ),
+            (
+                "1x1/2 g32x16 (128x16)",
+                attrs(1, 2, 0, 1, 32, None),
+                [1, 512, 9, 9],
                 512,
                 false,
                 0,
@@ -852,9 +1013,9 @@ mod tests {
             ..Default::default()
         };
         let name = |q: ConvParams| variant(&q).kernel.name;
-        assert_eq!(variant(&p(8, 8, 1, 0)).bn, 8);
-        assert_eq!(variant(&p(16, 16, 1, 0)).bn, 16);
-        assert_eq!(variant(&p(24, 24, 1, 0)).bn, 32);
+        assert_eq!(variant(&p(8, 8, 1, 0)).bn(), 8);
+        assert_eq!(variant(&p(16, 16, 1, 0)).bn(), 16);
+        assert_eq!(variant(&p(24, 24, 1, 0)).bn(), 32);
         // Cin_g 48 is not a multiple of 32: the chunk gather.
         assert_eq!(name(p(48, 48, 1, 0)), "conv_tc_128x64_chunks_any");
         assert_eq!(name(p(2048, 512, 0, 0)), "conv_tc_128x128_none");
@@ -868,6 +1029,46 @@ mod tests {
         assert_eq!(name(p(64, 3, 1, 0)), "conv_bf16_128x64_v1");
         // Ng not a multiple of 8 (no 16-byte stores): the older kernel.
         assert_eq!(name(p(100, 64, 1, 0)), "conv_bf16_128x64_v8");
+        // ResNeXt's grouped 3x3: the grouped kernels, by stride and map size.
+        let g = |ng: u32, s: u32, hw: u32, act: u32, res: u32| ConvParams {
+            ng,
+            cin_g: ng,
+            cin: 32 * ng,
+            cout: 32 * ng,
+            groups: 32,
+            kh: 3,
+            kw: 3,
+            sh: s,
+            sw: s,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            oh: hw,
+            ow: hw,
+            act,
+            has_bias: 1,
+            has_residual: res,
+            ..Default::default()
+        };
+        assert_eq!(name(g(8, 1, 56, 1, 0)), "conv_grouped_s1_4x32_relu");
+        assert_eq!(name(g(16, 1, 28, 0, 0)), "conv_grouped_s1_4x32_any");
+        assert_eq!(name(g(32, 1, 14, 1, 0)), "conv_grouped_s1_7x16_relu");
+        assert_eq!(name(g(16, 2, 28, 1, 0)), "conv_grouped_s2_3x16_relu");
+        assert_eq!(candidates(&g(32, 1, 14, 1, 0)).len(), 2);
+        assert_eq!(candidates(&g(32, 2, 14, 1, 0)).len(), 1);
+        assert_eq!(name(g(8, 2, 28, 1, 0)), "conv_bf16_128x8_v8");
+        // Ng 64 (the last stage), a residual, a dilation: other kernels.
+        assert_eq!(name(g(64, 1, 7, 1, 0)), "conv_tc_128x64_relu");
+        assert_eq!(name(g(8, 1, 56, 1, 1)), "conv_bf16_128x8_v8");
+        let dilated = ConvParams {
+            dh: 2,
+            dw: 2,
+            ph: 2,
+            pw: 2,
+            ..g(8, 1, 56, 1, 0)
+        };
+        assert_eq!(name(dilated), "conv_bf16_128x8_v8");
         let dw = ConvParams {
             ng: 1,
             cin_g: 1,
@@ -930,8 +1131,9 @@ mod tests {
                     }
                 }
             }
-            // A tc kernel on a region off a 16-byte boundary is refused by name.
-            if let Some(v) = candidates(&c.p).into_iter().find(|v| v.tc) {
+            // A tc or grouped kernel on a region off a 16-byte boundary is
+            // refused by name.
+            if let Some(v) = candidates(&c.p).into_iter().find(|v| v.vector()) {
                 let wide = up(&vec![0u16; want.len() + 8]);
                 let off = wide.region(&s, 1..want.len() + 1).unwrap();
                 let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
@@ -949,10 +1151,11 @@ mod tests {
                 "{name}: conv2d differs from its variant"
             );
         }
+        use crate::cuda::kernels::{conv, conv_grouped};
         assert_eq!(
             variants.len(),
-            crate::cuda::kernels::conv::ALL.len(),
-            "every conv entry point is exercised: {variants:?}"
+            conv::ALL.len() + conv_grouped::ALL.len(),
+            "every conv and conv_grouped entry point is exercised: {variants:?}"
         );
     }
 }

@@ -195,11 +195,32 @@ mod tests {
             fixture("mobilenet"),
             fixture("efficientnet"),
             fixture("densenet"),
+            root.join("tests/fixtures/teacher/resnext-helper.onnx"),
             root.join("assets/demo-teacher.onnx"),
         ] {
             let m = Member::load(&model).unwrap();
             let batch = 37; // not a multiple of any tile
             let plan = lower(&m.graph(batch).unwrap()).unwrap();
+            if model.ends_with("resnext-helper.onnx") {
+                // Its three grouped 3x3 layers (Ng 8, 16/2, 32) take conv_grouped.
+                let grouped = plan
+                    .steps
+                    .iter()
+                    .filter(|s| match s {
+                        crate::teacher::gpu::lower::Step::Conv { p, .. } => {
+                            super::super::conv::variant(p).kernel.family
+                                == crate::cuda::kernels::Family::ConvGrouped
+                        }
+                        _ => false,
+                    })
+                    .count();
+                assert_eq!(
+                    grouped,
+                    3,
+                    "{}: grouped layers on conv_grouped",
+                    model.display()
+                );
+            }
             let mut r = crate::rng::Philox::new(11, 0, 0, 0);
             let x: Vec<f32> = (0..plan.input.len())
                 .map(|_| r.uniform_f32() * 4.0 - 2.0)
