@@ -273,10 +273,11 @@ fn grouped_variants(p: &ConvParams) -> Vec<Variant> {
     let padded = |&(rows, cols, _): &(u32, u32, _)| {
         p.oh.div_ceil(rows) as u64 * rows as u64 * (p.ow.div_ceil(cols) * cols) as u64
     };
-    let best = tiles.iter().min_by_key(|t| padded(t)).unwrap();
-    std::iter::once(best)
-        .chain(tiles.iter().filter(|t| !std::ptr::eq(*t, best)))
-        .map(|&(rows, cols, k)| grouped(k, rows, cols))
+    let mut tiles = tiles.to_vec();
+    tiles.sort_by_key(padded); // stable: 4 x 32 stays first on a tie
+    tiles
+        .into_iter()
+        .map(|(rows, cols, k)| grouped(k, rows, cols))
         .collect()
 }
 
@@ -465,10 +466,10 @@ fn launch(
     }
     let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn().max(1)));
     let shape = if let Tile::Grouped { rows, cols } = v.tile {
-        if !grouped_fits(p) || p.n > u16::MAX as u32 {
+        if p.n > u16::MAX as u32 {
             return bad(format!(
-                "{} computes ResNeXt's narrow-group 3x3 layers of at most 65535 images, not {p:?}",
-                v.kernel.name
+                "{} takes at most 65535 images a launch (grid z), not {}: lower the batch size",
+                v.kernel.name, p.n
             ));
         }
         LaunchShape {

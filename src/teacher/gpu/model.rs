@@ -208,7 +208,7 @@ mod tests {
                     .iter()
                     .filter(|s| match s {
                         crate::teacher::gpu::lower::Step::Conv { p, .. } => {
-                            super::super::conv::variant(p).kernel.family
+                            crate::teacher::gpu::conv::variant(p).kernel.family
                                 == crate::cuda::kernels::Family::ConvGrouped
                         }
                         _ => false,
