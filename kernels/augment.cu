@@ -149,13 +149,22 @@ finish_f32_nchw(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ 
     for (int c = 0; c < 3; c++) o[(uint64_t)c * w * h] = v[c];
 }
 
+// NHWC with `channels` (3, or more with zeros after RGB: a teacher whose stem
+// reads its input 8 channels at a time, see teacher/gpu/lower.rs).
 extern "C" __global__ void __launch_bounds__(RESAMPLE_THREADS)
 finish_bf16_nhwc(const uint8_t* __restrict__ crops, const uint32_t* __restrict__ desc,
-                 const float* __restrict__ norm, uint16_t* __restrict__ out, uint32_t w, uint32_t h) {
+                 const float* __restrict__ norm, uint16_t* __restrict__ out, uint32_t w, uint32_t h,
+                 uint32_t channels) {
     uint32_t px;
     float v[3];
     if (!finish_this(crops, desc, norm, w, h, px, v)) return;
-    uint16_t* o = out + ((uint64_t)blockIdx.y * w * h + px) * 3;
+    uint16_t* o = out + ((uint64_t)blockIdx.y * w * h + px) * channels;
+    if (channels == 8) {  // one 16-byte store (the launcher checked the alignment)
+        const uint32_t rg = (uint32_t)f32_to_bf16(v[0]) | ((uint32_t)f32_to_bf16(v[1]) << 16);
+        *reinterpret_cast<uint4*>(o) = make_uint4(rg, f32_to_bf16(v[2]), 0u, 0u);
+        return;
+    }
 #pragma unroll
     for (int c = 0; c < 3; c++) o[c] = f32_to_bf16(v[c]);
+    for (uint32_t c = 3; c < channels; c++) o[c] = 0;
 }

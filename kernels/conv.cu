@@ -33,8 +33,10 @@
 //         (entry points) differ in BN, for narrow groups (ResNeXt: Ng = 8 to
 //         64 at 32 groups), and in how A is gathered: `_v8` loads 8 channels
 //         (16 bytes) at once with cp.async and needs Cin_g % 8 == 0; `_v1`
-//         loads one at a time (the RGB stem, or any Cin_g % 8 != 0), in
-//         the 128x64 tile only. Depthwise layers (Cin_g = 1) have their own
+//         loads one at a time (any Cin_g % 8 != 0; an RGB stem no longer:
+//         teacher/gpu/lower.rs stores the model's input with 8 channels,
+//         zeros after RGB, and zero-pads the stem's weights), in the 128x64
+//         tile only. Depthwise layers (Cin_g = 1) have their own
 //         kernel at the end of this file.
 // Pipeline: two shared-memory stages; the next k-tile's cp.async copies are
 //         in flight while the current one feeds the tensor cores.

@@ -82,9 +82,16 @@ run() {
   local onnx=/tmp/dr-gpu-check-onnx models="${DR_MODELS:-resnet50}"
   step peer:bench_torch.py python3 tools/bench_torch.py --models "$models" --export-dir "$onnx" \
     --out-dir "$out/bench-results" ${DR_TORCH_FLAGS:-}
+  # [gpu-conv-speed]: the shape rule's kernels, then --autotune (each
+  # layer's candidates timed, the rule's forward timed again beside the
+  # tuned one); its tuning files land in $out/tuning and every later step
+  # (reinforce, parity) runs with them.
+  export DR_TUNING_DIR="$out/tuning"
   for m in ${models//,/ }; do
     step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --teacher "$onnx/$m.onnx" \
       --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
+    step "bench-model-autotune:$m" "$BUNDLE/bin/dr" bench model --device cuda --teacher "$onnx/$m.onnx" \
+      --batch-size "${DR_BATCH:-256}" --iters 20 --autotune --out-dir "$out/bench-results"
   done
   # [gpu-pipeline]: the demo and a photo folder end to end on the GPU; each
   # summary has end-to-end and teacher-only samples/s from the same run.

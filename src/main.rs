@@ -322,6 +322,13 @@ enum Bench {
         /// Folder for the JSON result of a GPU run.
         #[arg(long, default_value = "bench-results")]
         out_dir: PathBuf,
+        /// GPU only: time every candidate kernel of each convolution at this
+        /// batch, keep the fastest per layer in the model's tuning file
+        /// (DR_TUNING_DIR, else ~/.cache/dr/tuning), which `dr reinforce`,
+        /// `dr infer` and `dr bench model` then read on this device. The
+        /// candidates compute the same bits: the choice changes speed only.
+        #[arg(long)]
+        autotune: bool,
     },
     /// Ensemble softmax + top-k kernel: rows/s over 1000/21841 classes, k 5/10/64.
     #[command(after_help = "Example: dr bench topk --device cuda:0")]
@@ -544,11 +551,17 @@ fn run(cli: Cli) -> Result<()> {
                     iters,
                     json,
                     out_dir,
+                    autotune,
                 },
         } => {
             if let Some(d) = dr::teacher::infer::parse_device(&device)? {
-                let r = dr::bench::model_gpu::run(&model, d, batch_size, iters)?;
+                let r = dr::bench::model_gpu::run(&model, d, batch_size, iters, autotune)?;
                 return publish(&r, &r.meta, &out_dir, json, r.render());
+            }
+            if autotune {
+                anyhow::bail!(
+                    "--autotune times GPU kernels; the CPU executor has none to choose. Fix: --device cuda"
+                );
             }
             let r = dr::bench::model::run_cpu(&model, batch_size, iters)?;
             if json {

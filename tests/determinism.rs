@@ -15,7 +15,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{dr, fresh_dir, repo_root, text};
+use common::{fresh_dir, repo_root, text};
 
 const BATCHES: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32];
 
@@ -77,7 +77,19 @@ fn job(tag: &str, width: usize, size: usize, members: u64) -> (PathBuf, Vec<Path
 
 /// The SHA-256 of every shard of a run at `batch` on `device`.
 fn shard_hashes(root: &Path, teachers: &[PathBuf], batch: usize, device: &str) -> Vec<String> {
-    let out = root.join(format!("out-{device}-{batch}"));
+    shard_hashes_tuned(root, teachers, batch, device, None)
+}
+
+/// `shard_hashes` with the kernel tuning files of `tuning` (DR_TUNING_DIR).
+fn shard_hashes_tuned(
+    root: &Path,
+    teachers: &[PathBuf],
+    batch: usize,
+    device: &str,
+    tuning: Option<&Path>,
+) -> Vec<String> {
+    let tag = if tuning.is_some() { "-tuned" } else { "" };
+    let out = root.join(format!("out-{device}-{batch}{tag}"));
     let mut args = vec![
         "reinforce".to_string(),
         "--data".into(),
@@ -100,9 +112,20 @@ fn shard_hashes(root: &Path, teachers: &[PathBuf], batch: usize, device: &str) -
         args.push("--teacher".into());
         args.push(t.display().to_string());
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = dr(&args);
+    let mut cmd = std::process::Command::new(common::dr_bin());
+    cmd.args(&args);
+    if let Some(t) = tuning {
+        cmd.env("DR_TUNING_DIR", t);
+    }
+    let o = cmd.output().expect("running dr");
     assert!(o.status.success(), "batch {batch}: {}", text(&o.stderr));
+    if tuning.is_some() {
+        assert!(
+            text(&o.stdout).contains("kernel choices tuned by"),
+            "{}",
+            text(&o.stdout)
+        );
+    }
     let mut shards: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -129,11 +152,63 @@ fn same_bytes_at_every_batch(tag: &str, width: usize, size: usize, members: u64,
             "{device}, {members} member(s): batch {b} differs from batch 1"
         );
     }
+    if device == "cuda" {
+        // Every layer that has a choice on its last candidate kernel, as a
+        // tuning file would set it: the same bytes.
+        let tuning = root.join("tuning");
+        let gpu = dr::cuda::Gpu::open(0).unwrap();
+        for t in &teachers {
+            last_candidates(t, gpu.info(), &tuning);
+        }
+        let got = shard_hashes_tuned(&root, &teachers, 4, device, Some(&tuning));
+        assert_eq!(
+            got, want,
+            "{device}, {members} member(s): tuned kernels differ"
+        );
+    }
     println!(
-        "{device}: ResNet-18 (width {width}) x{members} at {size} px, batch sizes {BATCHES:?}: one shard hash {}",
+        "{device}: ResNet-18 (width {width}) x{members} at {size} px, batch sizes {BATCHES:?}{}: one shard hash {}",
+        if device == "cuda" {
+            " and tuned kernels"
+        } else {
+            ""
+        },
         &want[0][..16]
     );
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// Writes `teacher`'s tuning file under `dir` with every layer that has a
+/// choice on its last candidate (never the shape rule's).
+fn last_candidates(teacher: &Path, device: &dr::cuda::DeviceInfo, dir: &Path) {
+    use dr::teacher::gpu::conv::candidates;
+    use dr::teacher::gpu::tuning::{self, TunedLayer, Tuning};
+    let m = dr::teacher::ensemble::Member::load(teacher).unwrap();
+    let plan = dr::teacher::gpu::lower::lower(&m.graph(1).unwrap()).unwrap();
+    let layers: Vec<TunedLayer> = tuning::conv_steps(&plan)
+        .filter_map(|(i, p)| {
+            let c = candidates(p);
+            (c.len() > 1).then(|| TunedLayer {
+                step: i,
+                layer: tuning::layer_key(p),
+                kernel: c[c.len() - 1].kernel.name.into(),
+                rule: c[0].kernel.name.into(),
+                candidates_ms: vec![],
+            })
+        })
+        .collect();
+    assert!(layers.len() >= 4, "{} layers with a choice", layers.len());
+    let t = Tuning {
+        format: tuning::FORMAT.into(),
+        device: device.name.clone(),
+        compute_capability: device.compute_capability,
+        model: teacher.to_path_buf(),
+        architecture: tuning::architecture(&plan),
+        batch: 1,
+        emulated: None,
+        layers,
+    };
+    t.save(&tuning::file_in(dir, device, &plan)).unwrap();
 }
 
 #[test]

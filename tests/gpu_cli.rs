@@ -229,3 +229,99 @@ fn infer_on_the_gpu_agrees_with_the_cpu() {
     assert_eq!(gpu.matches('%').count(), 5, "{gpu}");
     assert_eq!(top1(&cpu), top1(&gpu), "cpu:\n{cpu}\ngpu:\n{gpu}");
 }
+
+/// `dr bench model --autotune` writes the model's tuning file (in
+/// DR_TUNING_DIR here, not the user's cache), the next `dr bench model`
+/// runs with it and says so, and `dr infer` prints the same as without it
+/// (every candidate computes the same bits).
+#[test]
+fn autotune_writes_choices_the_executor_reads() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let root = fresh_dir("gpu-cli-autotune");
+    let tuning = root.join("tuning");
+    let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
+    let with_tuning = |dir: &Path, args: &[&str]| {
+        let o = Command::new(dr_bin())
+            .args(args)
+            .current_dir(repo_root())
+            .env("DR_TUNING_DIR", dir)
+            .output()
+            .expect("running dr");
+        assert!(
+            o.status.success(),
+            "dr {}: {}",
+            args.join(" "),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    };
+    let bench = |extra: &[&str]| {
+        let out = root.join("bench");
+        let mut args = vec![
+            "bench",
+            "model",
+            "--device",
+            "cuda",
+            "--model",
+            model.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--iters",
+            "1",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let s = with_tuning(&tuning, &args);
+        check_published(&s, &out, &gpu);
+        s
+    };
+    let s = bench(&["--autotune"]);
+    assert!(
+        s.contains("autotuned ") && s.contains("changed from the shape rule"),
+        "{s}"
+    );
+    let files: Vec<_> = walk(&tuning);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(json["format"], "dr-kernel-tuning-1");
+    assert!(!json["layers"].as_array().unwrap().is_empty(), "{json}");
+    let s = bench(&[]);
+    assert!(
+        s.contains(&format!("kernel choices tuned by {}", files[0].display())),
+        "{s}"
+    );
+    let img = repo_root().join("tests/fixtures/augment/images/photo.png");
+    let infer = |dir: &Path| {
+        with_tuning(
+            dir,
+            &[
+                "infer",
+                "--model",
+                model.to_str().unwrap(),
+                "--image",
+                img.to_str().unwrap(),
+                "--device",
+                "cuda",
+            ],
+        )
+    };
+    assert_eq!(infer(&tuning), infer(&root.join("none")));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -87,8 +87,13 @@ pub fn norm_table(aug: &Augmentation) -> [f32; 6] {
 pub enum FinishOut<'a> {
     F32Nchw(&'a mut DevBuf<f32>),
     Bf16Nhwc(&'a mut DevBuf<u16>),
-    /// Straight into a region: the GPU teacher's input in its arena.
-    Bf16NhwcRegion(Region<u16>),
+    /// Straight into a region, [samples][h][w][channels] with zeros after
+    /// RGB: the GPU teacher's input in its arena (`GpuPlan::input_channels`:
+    /// 3, or 8 for a stem that reads 8 channels at a time).
+    Bf16NhwcRegion {
+        out: Region<u16>,
+        channels: usize,
+    },
 }
 
 /// float32 → bf16 bits, round to nearest even (finite values), as the .cu.
@@ -110,14 +115,22 @@ pub fn finish(
     if samples == 0 {
         return Ok(());
     }
-    let out_len = match &out {
-        FinishOut::F32Nchw(o) => o.len(),
-        FinishOut::Bf16Nhwc(o) => o.len(),
-        FinishOut::Bf16NhwcRegion(o) => o.len(),
+    let (out_len, channels) = match &out {
+        FinishOut::F32Nchw(o) => (o.len(), 3),
+        FinishOut::Bf16Nhwc(o) => (o.len(), 3),
+        FinishOut::Bf16NhwcRegion { out, channels } => (out.len(), *channels),
     };
-    if desc.len() < samples * FINISH_DESC || out_len < samples * 3 * w * h || norm.len() < 6 {
+    if desc.len() < samples * FINISH_DESC || out_len < samples * channels * w * h || norm.len() < 6
+    {
         return Err(CudaError::Invalid(format!(
-            "finish: buffers too small for {samples} samples of {w}x{h}"
+            "finish: buffers too small for {samples} samples of {w}x{h}x{channels}"
+        )));
+    }
+    if let FinishOut::Bf16NhwcRegion { out, channels } = &out
+        && (*channels < 3 || *channels > 64 || (*channels == 8 && !out.is_aligned(16)))
+    {
+        return Err(CudaError::Invalid(format!(
+            "finish: {channels} channels a pixel (3 to 64; 8 needs a 16-byte aligned region)"
         )));
     }
     if samples > 65535 || w * h > u32::MAX as usize {
@@ -134,16 +147,16 @@ pub fn finish(
         block: (RESAMPLE_THREADS, 1, 1),
         shared_bytes: 0,
     };
-    let (w, h) = (w as u32, h as u32);
+    let (w, h, c) = (w as u32, h as u32, channels as u32);
     match out {
         FinishOut::F32Nchw(o) => {
             stream.launch(&FINISH_F32_NCHW, shape, (crops, desc, norm, o, w, h))
         }
         FinishOut::Bf16Nhwc(o) => {
-            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h))
+            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h, c))
         }
-        FinishOut::Bf16NhwcRegion(o) => {
-            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, o, w, h))
+        FinishOut::Bf16NhwcRegion { out, .. } => {
+            stream.launch(&FINISH_BF16_NHWC, shape, (crops, desc, norm, out, w, h, c))
         }
     }
 }
@@ -152,13 +165,18 @@ pub fn finish(
 pub mod cpu {
     use super::*;
 
-    /// `finish`'s [samples][3][h][w] float32 as `finish_bf16_nhwc` writes it.
-    pub fn to_bf16_nhwc(nchw: &[f32], (w, h): (usize, usize)) -> Vec<u16> {
+    /// `finish`'s [samples][3][h][w] float32 as `finish_bf16_nhwc` writes
+    /// it with `channels` a pixel.
+    pub fn to_bf16_nhwc(nchw: &[f32], (w, h): (usize, usize), channels: usize) -> Vec<u16> {
         let plane = w * h;
-        (0..nchw.len())
+        (0..nchw.len() / 3 * channels)
             .map(|i| {
-                let (s, px, c) = (i / (3 * plane), (i / 3) % plane, i % 3);
-                bf16_bits(nchw[(s * 3 + c) * plane + px])
+                let (s, px, c) = (i / (channels * plane), (i / channels) % plane, i % channels);
+                if c < 3 {
+                    bf16_bits(nchw[(s * 3 + c) * plane + px])
+                } else {
+                    0
+                }
             })
             .collect()
     }
@@ -345,9 +363,24 @@ mod tests {
             "f32 NCHW: kernel vs twin (tolerance: exact)"
         );
         assert!(
-            got16 == cpu::to_bf16_nhwc(&want, (w, h)),
+            got16 == cpu::to_bf16_nhwc(&want, (w, h), 3),
             "bf16 NHWC: kernel vs twin (tolerance: exact)"
         );
+        // A padded teacher input: 8 channels (the 16-byte store) and 5 (the
+        // loop), over stale bytes that the zero channels must overwrite.
+        for channels in [8, 5] {
+            let len = want.len() / 3 * channels;
+            let padded = s.to_device(&vec![0xFFFFu16; len]).unwrap();
+            let o = FinishOut::Bf16NhwcRegion {
+                out: padded.region(&s, 0..len).unwrap(),
+                channels,
+            };
+            finish(&s, &dc, &dd, &dn, o, params.len(), (w, h)).unwrap();
+            assert!(
+                s.to_host(&padded).unwrap() == cpu::to_bf16_nhwc(&want, (w, h), channels),
+                "bf16 NHWC, {channels} channels: kernel vs twin (tolerance: exact)"
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,12 @@ use serde::Serialize;
 use super::report::{Meta, median, time};
 use crate::cuda::Gpu;
 use crate::teacher::ensemble::Member;
+use crate::teacher::gpu::conv::candidates;
 use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
 use crate::teacher::gpu::model::GpuModel;
+use crate::teacher::gpu::tuning::{
+    self, FORMAT, TunedLayer, Tuning, architecture, conv_steps, file_for, layer_key,
+};
 
 #[derive(Debug, Serialize)]
 pub struct KernelRow {
@@ -42,25 +46,114 @@ pub struct Report {
     /// Eager forward, step by step (includes launch gaps the graph hides).
     pub eager_profile_ms: f64,
     pub top_kernels: Vec<KernelRow>,
+    /// The kernel tuning file the forward ran with (teacher/gpu/tuning.rs).
+    pub tuning: Option<PathBuf>,
+    /// With `--autotune`: the layers whose kernel the timing changed, and
+    /// the shape rule's forward timed in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autotune: Option<Autotune>,
 }
 
-pub fn run(model: &Path, device: usize, batch: usize, iters: usize) -> Result<Report> {
+#[derive(Debug, Serialize)]
+pub struct Autotune {
+    pub layers_timed: usize,
+    pub changed: Vec<TunedLayer>,
+    pub rule_samples_ms: Vec<f64>,
+    pub rule_img_per_s: f64,
+}
+
+/// A candidate replaces the shape rule's kernel only when at least this
+/// much faster: closer medians are within timing noise.
+const SWITCH_GAIN: f64 = 0.03;
+
+/// Times every candidate kernel of each convolution step alone (the
+/// activations an eager forward left in the arena as its input) and keeps
+/// the fastest per layer.
+fn tune_layers(gm: &GpuModel, iters: usize) -> Result<Vec<TunedLayer>> {
+    let mut out = Vec::new();
+    for (i, p) in conv_steps(&gm.plan) {
+        let cands = candidates(p);
+        if cands.len() < 2 {
+            continue;
+        }
+        let mut ms = Vec::new();
+        for &v in &cands {
+            let samples = time(gm.stream(), 2, iters, || gm.launch_step(i, Some(v)))?;
+            ms.push((v.kernel.name.to_string(), median(&samples)));
+        }
+        let rule = ms[0].1; // candidates()[0] is the rule's
+        let best = (0..ms.len())
+            .min_by(|&a, &b| ms[a].1.total_cmp(&ms[b].1))
+            .filter(|&b| ms[b].1 < rule * (1.0 - SWITCH_GAIN))
+            .unwrap_or(0);
+        out.push(TunedLayer {
+            step: i,
+            layer: layer_key(p),
+            kernel: ms[best].0.clone(),
+            rule: ms[0].0.clone(),
+            candidates_ms: ms,
+        });
+    }
+    Ok(out)
+}
+
+/// `autotune`: time each layer's candidate kernels first, write the
+/// choices to the model's tuning file and run with them; otherwise the
+/// forward runs as the executor would (with the tuning file if one exists).
+pub fn run(
+    model: &Path,
+    device: usize,
+    batch: usize,
+    iters: usize,
+    autotune: bool,
+) -> Result<Report> {
     if batch == 0 || iters == 0 {
         bail!("--batch-size and --iters must be at least 1");
     }
     let gpu = Gpu::open(device).context("`dr bench model --device cuda` needs a CUDA GPU")?;
     let m = Member::load(model)?;
     let plan = lower(&*m.graph(batch)?).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
-    let n = plan.input.len();
+    let n = plan.input_nchw.iter().product::<usize>();
     // Fixed pseudo-random input (not zeros: nothing may shortcut on it).
     let x: Vec<f32> = (0..n)
         .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0)
         .collect();
-    let input = to_nhwc_bf16(&x, plan.input_nchw);
+    let input = to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels);
     let macs = plan.macs() as f64;
     let arena_mib = plan.arena_len as f64 * 2.0 / (1 << 20) as f64;
     let mut gm = GpuModel::new(&gpu, plan)?;
     gm.run(&input)?; // eager warm-up: modules loaded, input in place
+    let (tuning, autotune) = if autotune {
+        gm.capture()?;
+        let rule_samples_ms = time(gm.stream(), 3, iters, || gm.forward())?;
+        let layers = tune_layers(&gm, iters)?;
+        let file = file_for(gpu.info(), &gm.plan);
+        let t = Tuning {
+            format: FORMAT.into(),
+            device: gpu.info().name.clone(),
+            compute_capability: gpu.info().compute_capability,
+            model: model.to_path_buf(),
+            architecture: architecture(&gm.plan),
+            batch,
+            emulated: gpu
+                .info()
+                .stand_in
+                .then(|| crate::cuda::EMULATED.to_string()),
+            layers,
+        };
+        gm.set_variants(t.choices(&gm.plan, &file)?)?;
+        t.save(&file)?;
+        let changed = t.layers.iter().filter(|l| l.kernel != l.rule).cloned();
+        let a = Autotune {
+            layers_timed: t.layers.len(),
+            changed: changed.collect(),
+            rule_img_per_s: batch as f64 / (median(&rule_samples_ms) * 1e-3),
+            rule_samples_ms,
+        };
+        (Some(file), Some(a))
+    } else {
+        (tuning::apply(&mut gm, gpu.info())?, None)
+    };
     let per_step = gm.profile()?;
     gm.capture()?;
     let samples_ms = time(gm.stream(), 3, iters, || gm.forward())?;
@@ -68,11 +161,11 @@ pub fn run(model: &Path, device: usize, batch: usize, iters: usize) -> Result<Re
     let tflops = 2.0 * macs / (ms * 1e-3) / 1e12;
 
     let mut rows: BTreeMap<String, (usize, f64, f64, f64)> = BTreeMap::new();
-    for (step, &t) in gm.plan.steps.iter().zip(&per_step) {
-        let e = rows.entry(step.describe()).or_default();
+    for (i, (step, &t)) in gm.plan.steps.iter().zip(&per_step).enumerate() {
+        let e = rows.entry(gm.describe_step(i)).or_default();
         e.0 += 1;
         e.1 += t;
-        e.2 += step.flops();
+        e.2 += gm.plan.step_flops(i);
         e.3 += step.min_bytes(&gm.plan.weights);
     }
     let total: f64 = per_step.iter().sum();
@@ -92,8 +185,9 @@ pub fn run(model: &Path, device: usize, batch: usize, iters: usize) -> Result<Re
     Ok(Report {
         meta: Meta::new(
             &format!(
-                "model-{}-b{batch}",
-                model.file_stem().unwrap_or_default().to_string_lossy()
+                "model-{}-b{batch}{}",
+                model.file_stem().unwrap_or_default().to_string_lossy(),
+                if autotune.is_some() { "-autotune" } else { "" }
             ),
             &gpu,
         ),
@@ -107,6 +201,8 @@ pub fn run(model: &Path, device: usize, batch: usize, iters: usize) -> Result<Re
         samples_ms,
         eager_profile_ms: total,
         top_kernels: top,
+        tuning,
+        autotune,
     })
 }
 
@@ -129,6 +225,37 @@ impl Report {
             self.gmacs_per_image,
             self.arena_mib
         );
+        match (&self.autotune, &self.tuning) {
+            (Some(a), Some(f)) => {
+                out += &format!(
+                    "autotuned {} layers into {}: {} changed from the shape rule; the rule's forward {:.1} img/s in this run ({:.2}x)\n",
+                    a.layers_timed,
+                    f.display(),
+                    a.changed.len(),
+                    a.rule_img_per_s,
+                    self.img_per_s / a.rule_img_per_s
+                );
+                for l in &a.changed {
+                    let ms = |k: &str| {
+                        l.candidates_ms
+                            .iter()
+                            .find(|c| c.0 == k)
+                            .map_or(f64::NAN, |c| c.1)
+                    };
+                    out += &format!(
+                        "  step {:>3} {}: {} {:.3} ms (rule: {} {:.3} ms)\n",
+                        l.step,
+                        l.layer,
+                        l.kernel,
+                        ms(&l.kernel),
+                        l.rule,
+                        ms(&l.rule)
+                    );
+                }
+            }
+            (None, Some(f)) => out += &format!("kernel choices tuned by {}\n", f.display()),
+            _ => {}
+        }
         out += &format!(
             "top kernels (eager forward {:.2} ms):\n",
             self.eager_profile_ms

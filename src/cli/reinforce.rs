@@ -320,6 +320,9 @@ pub fn print_summary(s: &Summary, json: bool) -> Result<()> {
             s.record_bytes
         );
     }
+    for f in &s.kernel_tuning {
+        out!("kernel choices tuned by {}", f.display());
+    }
     if s.bad_images > 0 {
         out!(
             "bad images: {} (recorded invalid; all in {}/bad-images.tsv)",

@@ -168,9 +168,10 @@ pub mod augment {
     #[allow(clippy::type_complexity)]
     pub const FINISH_F32_NCHW: Kernel<(In<u8>, In<u32>, In<f32>, Out<f32>, u32, u32)> =
         Kernel::new(Family::Augment, "finish_f32_nchw");
-    /// As FINISH_F32_NCHW, into bf16 bits NHWC.
+    /// As FINISH_F32_NCHW, into bf16 bits NHWC with the last argument's
+    /// channels a pixel (3, or 8 with five zeros: 16-byte aligned `out`).
     #[allow(clippy::type_complexity)]
-    pub const FINISH_BF16_NHWC: Kernel<(In<u8>, In<u32>, In<f32>, Out<u16>, u32, u32)> =
+    pub const FINISH_BF16_NHWC: Kernel<(In<u8>, In<u32>, In<f32>, Out<u16>, u32, u32, u32)> =
         Kernel::new(Family::Augment, "finish_bf16_nhwc");
     pub const ALL: &[&str] = &[
         RESAMPLE_PASS_U8.name,

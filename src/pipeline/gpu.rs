@@ -30,6 +30,8 @@ use crate::teacher::gpu::model::GpuModel;
 use crate::teacher::gpu::topk::ensemble_topk;
 
 pub struct GpuTeacher {
+    /// The kernel tuning files applied (teacher/gpu/tuning.rs), if any.
+    pub tuning: Vec<std::path::PathBuf>,
     aug: GpuAugment,
     members: Vec<GpuModel>,
     batch: usize,
@@ -75,6 +77,7 @@ impl GpuTeacher {
         temperature: f32,
     ) -> Result<Self> {
         let mut members = Vec::new();
+        let mut tuning = Vec::new();
         let mut classes = 0;
         for m in &teachers.members {
             let b = m.fixed_batch().unwrap_or(batch);
@@ -89,11 +92,13 @@ impl GpuTeacher {
             classes = plan.classes;
             let mut gm = GpuModel::new(gpu, plan)
                 .with_context(|| format!("{}: loading on the GPU", m.path.display()))?;
+            tuning.extend(crate::teacher::gpu::tuning::apply(&mut gm, gpu.info())?);
             gm.capture()?;
             members.push(gm);
         }
         let k = topk.min(classes);
         Ok(GpuTeacher {
+            tuning,
             aug: GpuAugment::new(gpu),
             logits: gpu.alloc(members.len() * batch * classes)?,
             work: gpu.alloc(batch * classes)?,
@@ -138,14 +143,26 @@ impl GpuTeacher {
             "the augmentation makes {:?} tensors but the teachers take {w}x{h}",
             plan.out_wh
         );
-        // Augmented once, into the first teacher's input; copied to the others'.
+        // Augmented once, into the first teacher's input; copied to the
+        // others' that store it with as many channels, stage 3 run again
+        // for the others (a padded stem input against a plain one).
+        let channels = |m: &GpuModel| m.plan.input_channels;
         let first = self.members[0].input()?;
-        self.aug
-            .run(staged, &plan, FinishOut::Bf16NhwcRegion(first))?;
+        let into = |m: &GpuModel| -> Result<FinishOut<'static>> {
+            Ok(FinishOut::Bf16NhwcRegion {
+                out: m.input()?,
+                channels: channels(m),
+            })
+        };
+        self.aug.run(staged, &plan, into(&self.members[0])?)?;
         let s = self.members[0].stream().clone();
-        let rows = first.prefix(n * 3 * w * h)?;
+        let rows = first.prefix(n * channels(&self.members[0]) * w * h)?;
         for m in &self.members[1..] {
-            memops::copy_region(&s, rows, m.input()?)?;
+            if channels(m) == channels(&self.members[0]) {
+                memops::copy_region(&s, rows, m.input()?)?;
+            } else {
+                self.aug.finish_again(&plan, into(m)?)?;
+            }
         }
         let start = s.record()?;
         let per = n * self.classes;

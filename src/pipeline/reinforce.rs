@@ -83,6 +83,10 @@ pub struct Summary {
     /// Set when the GPU was the CPU stand-in: the rates are emulation's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emulated: Option<&'static str>,
+    /// Kernel tuning files the GPU teachers applied (speed only: the bytes
+    /// are those of an untuned run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_tuning: Vec<PathBuf>,
 }
 
 fn hash_teacher(path: &Path) -> Result<TeacherFile> {
@@ -199,6 +203,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     // config it cannot run stops the job here, naming why.
     let mut gpus = Vec::new();
     let mut emulated = false;
+    let mut kernel_tuning = Vec::new();
     if !opt.devices.is_empty()
         && let Some(why) = crate::augment::gpu_batch::unsupported(&cfg.augment)
     {
@@ -214,6 +219,11 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             opt.temperature,
         )?;
         emulated |= g.info().stand_in;
+        for f in &t.tuning {
+            if !kernel_tuning.contains(f) {
+                kernel_tuning.push(f.clone());
+            }
+        }
         gpus.push((super::gpu::executor_name(&g), std::sync::Mutex::new(t)));
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
@@ -520,6 +530,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             / (progress.teacher_nanos.load(Ordering::Relaxed) as f64 * 1e-9).max(1e-9),
         record_bytes: layout.size,
         emulated: emulated.then_some(crate::cuda::EMULATED),
+        kernel_tuning,
     })
 }
 

@@ -234,8 +234,15 @@ fn gpu_logits(
     let batch = m.fixed_batch().unwrap_or(batch);
     let plan = lower(&*m.graph(batch)?)
         .map_err(|e| anyhow::anyhow!("--device cuda: {}: {e}", m.path.display()))?;
-    let classes = plan.classes;
+    let (classes, channels) = (plan.classes, plan.input_channels);
     let mut gm = super::gpu::model::GpuModel::new(gpu, plan)?;
+    if let Some(f) = super::gpu::tuning::apply(&mut gm, gpu.info())? {
+        eprintln!(
+            "{}: kernel choices tuned by {}",
+            m.path.display(),
+            f.display()
+        );
+    }
     gm.capture()?;
     let (n, per) = (x.shape[0], x.len() / x.shape[0].max(1));
     let xs = x.as_f32().context("input must be float32")?;
@@ -245,7 +252,7 @@ fn gpu_logits(
         let mut chunk = xs[start * per..(start + b) * per].to_vec();
         chunk.resize(batch * per, 0.0);
         let shape = [batch, x.shape[1], x.shape[2], x.shape[3]];
-        let y = gm.run(&to_nhwc_bf16(&chunk, shape))?;
+        let y = gm.run(&to_nhwc_bf16(&chunk, shape, channels))?;
         rows.extend_from_slice(&y[..b * classes]);
     }
     Ok(Tensor::f32(vec![n, classes], rows))

@@ -87,26 +87,7 @@ impl Step {
     /// What the step computes, e.g. "conv 3x3/2 g32 256->256 @28x28 (128x8_v8)".
     pub fn describe(&self) -> String {
         match self {
-            Step::Conv { p, .. } => format!(
-                "conv {}x{}/{}{} {}->{} @{}x{} ({})",
-                p.kh,
-                p.kw,
-                p.sh,
-                if p.groups > 1 {
-                    format!(" g{}", p.groups)
-                } else {
-                    String::new()
-                },
-                p.cin,
-                p.cout,
-                p.oh,
-                p.ow,
-                super::conv::variant(p)
-                    .kernel
-                    .name
-                    .trim_start_matches("conv_bf16_")
-                    .trim_start_matches("conv_")
-            ),
+            Step::Conv { p, .. } => conv_label(p, super::conv::variant(p)),
             Step::Pool { p, .. } => format!(
                 "{} pool {}x{}/{} {}ch @{}x{}",
                 if p.kind == 0 { "max" } else { "avg" },
@@ -180,6 +161,12 @@ pub struct GpuPlan {
     pub input: Range<usize>,
     /// [N, C, H, W] of the model's input (stored NHWC).
     pub input_nchw: [usize; 4],
+    /// Channels the input is stored with: C, or C rounded up to 8 with the
+    /// extra channels zero (see `stored_input_channels`).
+    pub input_channels: usize,
+    /// The steps that read the padded input (its convolutions), none when
+    /// the input is stored as it is.
+    pub padded_stems: Vec<usize>,
     pub output: Range<usize>,
     pub classes: usize,
 }
@@ -203,6 +190,8 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
     };
     let input_nchw = shape4(&shape(input))
         .ok_or_else(|| format!("the input is {:?}, not [N, C, H, W]", shape(input)))?;
+    let input_channels = stored_input_channels(g, input, input_nchw[1]);
+    let mut padded_stems = Vec::new();
     let nv = g.values.len();
     let mut slot = vec![Slot::None; nv];
     slot[input] = Slot::Own;
@@ -284,8 +273,18 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     .flatten()
                     .map(|_| act_in(3))
                     .transpose()?;
-                let xs = shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
-                let ws = shape4(&w.shape).ok_or_else(|| format!("{}: weight not 4-D", what()))?;
+                let mut xs =
+                    shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
+                let mut ws =
+                    shape4(&w.shape).ok_or_else(|| format!("{}: weight not 4-D", what()))?;
+                let mut wv = w.to_f32_vec();
+                if x == input && input_channels != xs[1] {
+                    // The stem reads the padded input: zero weights for the
+                    // zero channels, so the sums are the model's own.
+                    wv = pad_input_channels(&wv, ws, input_channels);
+                    (xs[1], ws[1]) = (input_channels, input_channels);
+                    padded_stems.push(pending.len()); // its step's index
+                }
                 let p = conv_params(a, xs, ws, residual.is_some())
                     .map_err(|e| format!("{}: {e}", what()))?;
                 let bias = match (node.inputs.get(2).copied().flatten(), constant(2)) {
@@ -295,7 +294,6 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                         return Err(format!("{}: the bias is not a constant", what()));
                     }
                 };
-                let wv = w.to_f32_vec();
                 weights.push(Weights {
                     packed: pack_weights(&wv, &p),
                     bias,
@@ -585,7 +583,11 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
     let lifetimes: Vec<Lifetime> = owners
         .iter()
         .map(|&v| Lifetime {
-            size: numel(&shape(v)),
+            size: if v == input {
+                numel(&shape(v)) / input_nchw[1] * input_channels
+            } else {
+                numel(&shape(v))
+            },
             live: (def[v], last[v].min(g.nodes.len())),
         })
         .collect();
@@ -653,6 +655,8 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         arena_len,
         input: at(input),
         input_nchw,
+        input_channels,
+        padded_stems,
         output: at(output),
         classes: os[1],
     })
@@ -711,12 +715,73 @@ fn linear(
 }
 
 /// NCHW float32 → NHWC bf16 bits, the GPU input layout.
-pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<u16> {
-    let mut out = vec![0u16; x.len()];
+/// A convolution step's table label with the kernel `v` it runs.
+pub fn conv_label(p: &ConvParams, v: super::conv::Variant) -> String {
+    format!(
+        "conv {}x{}/{}{} {}->{} @{}x{} ({})",
+        p.kh,
+        p.kw,
+        p.sh,
+        if p.groups > 1 {
+            format!(" g{}", p.groups)
+        } else {
+            String::new()
+        },
+        p.cin,
+        p.cout,
+        p.oh,
+        p.ow,
+        v.kernel
+            .name
+            .trim_start_matches("conv_bf16_")
+            .trim_start_matches("conv_")
+    )
+}
+
+/// Channels an input of `c` channels is stored with. A stem convolution
+/// gathers its im2col rows 8 channels (16 bytes) at a time only when its
+/// input channels are a multiple of 8; an RGB stem would take the scalar
+/// gather (two divides and a 2-byte load per element, 10-20% of a
+/// ResNet-50 forward). So when every reader of the input is an ungrouped
+/// convolution, the input is stored with `c` rounded up to 8, the writers
+/// (`to_nhwc_bf16`, the augmentation's `finish_bf16_nhwc`) fill the extra
+/// channels with zeros and the stem's weights are zero there: the same
+/// products, 5 of every 8 of them zero.
+fn stored_input_channels(g: &Graph, input: ValueId, c: usize) -> usize {
+    let padded = c.next_multiple_of(8);
+    let reads = |n: &crate::teacher::graph::Node| n.inputs.iter().flatten().any(|&v| v == input);
+    let convs_only = g.nodes.iter().filter(|n| reads(n)).all(|n| {
+        matches!(&n.op, Op::Conv(a) if a.group == 1)
+            && n.inputs.iter().skip(1).flatten().all(|&v| v != input)
+    });
+    if padded != c && convs_only && !g.outputs.contains(&input) {
+        padded
+    } else {
+        c
+    }
+}
+
+/// An OIHW weight `[o, i, kh, kw]` with its input channels zero-extended to `ci`.
+fn pad_input_channels(w: &[f32], [o, i, kh, kw]: [usize; 4], ci: usize) -> Vec<f32> {
+    let taps = kh * kw;
+    let mut out = vec![0.0; o * ci * taps];
+    for oc in 0..o {
+        let (from, to) = (oc * i * taps, oc * ci * taps);
+        out[to..to + i * taps].copy_from_slice(&w[from..from + i * taps]);
+    }
+    out
+}
+
+/// NCHW float32 `x` of shape `[n, c, h, w]` as NHWC bf16 bits with
+/// `channels` (>= c) channels a pixel, the extra ones zero: a plan's input
+/// is `to_nhwc_bf16(x, plan.input_nchw, plan.input_channels)`.
+pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4], channels: usize) -> Vec<u16> {
+    assert!(channels >= c && x.len() == n * c * h * w);
+    let mut out = vec![0u16; n * h * w * channels];
     for img in 0..n {
         for ch in 0..c {
             for px in 0..h * w {
-                out[(img * h * w + px) * c + ch] = bf16(x[(img * c + ch) * h * w + px]);
+                out[(img * h * w + px) * channels + ch] = bf16(x[(img * c + ch) * h * w + px]);
             }
         }
     }
@@ -726,7 +791,22 @@ pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<u16> {
 impl GpuPlan {
     /// Multiply-adds of one forward (convolutions and FC layers).
     pub fn macs(&self) -> u64 {
-        self.steps.iter().map(Step::flops).sum::<f64>() as u64 / 2
+        (0..self.steps.len())
+            .map(|i| self.step_flops(i))
+            .sum::<f64>() as u64
+            / 2
+    }
+
+    /// `Step::flops` of step `i`, counting only the model's own input
+    /// channels in a stem that reads the padded input.
+    pub fn step_flops(&self, i: usize) -> f64 {
+        let step = &self.steps[i];
+        match step {
+            Step::Conv { p, .. } if self.padded_stems.contains(&i) => {
+                step.flops() * self.input_nchw[1] as f64 / p.cin as f64
+            }
+            _ => step.flops(),
+        }
     }
 
     /// The plan through the kernels' CPU twins: input NHWC bf16 → logits.
@@ -820,6 +900,63 @@ pub(crate) mod tests {
         (diff / scale, agree)
     }
 
+    /// The kernel of the plan's stem (the convolution reading its input).
+    fn stem_variant(plan: &GpuPlan) -> super::super::conv::Variant {
+        let [i] = plan.padded_stems[..] else {
+            panic!("stems {:?}, not one", plan.padded_stems)
+        };
+        let Step::Conv { p, x, .. } = &plan.steps[i] else {
+            panic!("step {i} is not a convolution")
+        };
+        assert_eq!((p.cin as usize, x), (plan.input_channels, &plan.input));
+        super::super::conv::variant(p)
+    }
+
+    /// A real-size RGB stem (ResNet-18's 7x7/2 to 64 channels) on the
+    /// tensor-core kernel, its MACs counted over the 3 real channels only.
+    #[test]
+    fn a_full_width_stem_takes_the_tensor_cores() {
+        let onnx = crate::teacher::onnx::synth::resnet([1, 1, 1, 1], 64, 10, 64, 1);
+        let dir = std::env::temp_dir().join(format!("dr-stem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resnet.onnx");
+        std::fs::write(&path, onnx).unwrap();
+        let m = Member::load(&path).unwrap();
+        let g = m.graph(2).unwrap();
+        let plan = lower(&g).unwrap();
+        assert_eq!(plan.input_channels, 8);
+        assert_eq!(plan.macs(), crate::teacher::infer::macs(&g));
+        let v = stem_variant(&plan);
+        assert!(
+            matches!(v.tile, super::super::conv::Tile::Tc { .. }),
+            "the stem's kernel is {}",
+            v.kernel.name
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The input is padded only where every reader is an ungrouped
+    /// convolution taking it as its data input, and only up to 8's multiple.
+    #[test]
+    fn the_input_is_padded_only_for_plain_convolutions() {
+        let m = Member::load(&fixture("resnet-legacy17.onnx")).unwrap();
+        let mut g = (*m.graph(1).unwrap()).clone();
+        let input = g.inputs[0];
+        assert_eq!(stored_input_channels(&g, input, 3), 8);
+        assert_eq!(stored_input_channels(&g, input, 8), 8);
+        assert_eq!(stored_input_channels(&g, input, 13), 16);
+        let mut v = g.values[input].clone();
+        v.name = "relu_of_input".into();
+        g.values.push(v);
+        g.nodes.push(crate::teacher::graph::Node {
+            name: "relu".into(),
+            op: Op::Unary(Unary::Relu),
+            inputs: vec![Some(input)],
+            outputs: vec![g.values.len() - 1],
+        });
+        assert_eq!(stored_input_channels(&g, input, 3), 3);
+    }
+
     /// The small fixtures of the CNN families ([teacher-cpu]'s, random
     /// weights): ResNet (stem, max pool, residual blocks, FC), MobileNetV3
     /// (depthwise, HardSwish, squeeze-excite with hard sigmoid), EfficientNet
@@ -871,10 +1008,20 @@ pub(crate) mod tests {
                 "{}",
                 model.display()
             );
+            // Each RGB stem reads the input padded to 8 channels, through a
+            // 16-byte gather (zero weights where the zeros are).
+            assert_eq!(plan.input_channels, 8, "{}", model.display());
+            let stem = stem_variant(&plan);
+            assert!(
+                !stem.kernel.name.ends_with("_v1"),
+                "{}: the stem's kernel is {}",
+                model.display(),
+                stem.kernel.name
+            );
             let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
             let want = want.view().unwrap().data.to_vec();
             let nchw: [usize; 4] = shape[..].try_into().unwrap();
-            let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw));
+            let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw, plan.input_channels));
             let (err, agree) = compare(&got, &want, plan.classes);
             println!(
                 "{}: {} steps, arena {} KB, {:.1} MMAC; bf16 twin vs f32: max |diff| / max |logit| = {err:.2e}, top-1 {agree}/{}",

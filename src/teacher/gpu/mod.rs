@@ -10,3 +10,4 @@ pub mod lower;
 pub mod model;
 pub mod pool;
 pub mod topk;
+pub mod tuning;
