@@ -453,8 +453,9 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
             uint32_t o[4];
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                o[e] = (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e], p.act)) |
-                       (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e + 1], p.act)) << 16;
+                o[e] = ACT == 1 ? bf16x2_not_nan(fmaxf(v[2 * e], 0.0f), fmaxf(v[2 * e + 1], 0.0f))
+                                : (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e], p.act)) |
+                                      (uint32_t)f32_to_bf16(activate_t<ACT>(v[2 * e + 1], p.act)) << 16;
             *reinterpret_cast<uint4*>(y + at) = make_uint4(o[0], o[1], o[2], o[3]);
         }
         if (PASSES > 1) __syncthreads();  // the next pass overwrites the staging

@@ -227,14 +227,17 @@ __device__ __forceinline__ void conv_grouped_body(const uint16_t* __restrict__ x
 #pragma unroll
         for (int j = 0; j < XB; j++)
 #pragma unroll
-            for (int h = 0; h < 2; h++)
-#pragma unroll
-                for (int v = 0; v < 2; v++) {
-                    const uint32_t n = 2 * tig + v, col = j + XB * n;
-                    const uint32_t at = (i * 8 * XB + col) * PIX + (((warp * 2 + h) ^ n) << 4) + gid * 2;
-                    const float a = activate_t<ACT>(acc[i][j][2 * h + v], p.act);
-                    *reinterpret_cast<uint16_t*>(smem + at) = ACT == 1 ? f32_to_bf16_not_nan(a) : f32_to_bf16(a);
-                }
+            for (int v = 0; v < 2; v++) {
+                const uint32_t n = 2 * tig + v, col = j + XB * n;
+                const uint32_t at = (i * 8 * XB + col) * PIX + gid * 2;
+                // Channels o_lo (h 0) and o_lo + 8 (h 1) of one pixel:
+                // converted as a pair, stored in their own chunks.
+                const float a0 = activate_t<ACT>(acc[i][j][v], p.act), a1 = activate_t<ACT>(acc[i][j][2 + v], p.act);
+                const uint32_t pair = ACT == 1 ? bf16x2_not_nan(a0, a1)
+                                               : (uint32_t)f32_to_bf16(a0) | (uint32_t)f32_to_bf16(a1) << 16;
+                *reinterpret_cast<uint16_t*>(smem + at + (((warp * 2) ^ n) << 4)) = (uint16_t)pair;
+                *reinterpret_cast<uint16_t*>(smem + at + (((warp * 2 + 1) ^ n) << 4)) = (uint16_t)(pair >> 16);
+            }
     __syncthreads();
     constexpr int OUT_CHUNKS = OUT_PIX * 8;
     static_assert(OUT_CHUNKS % CONV_GROUPED_THREADS == 0, "the output tile splits evenly");

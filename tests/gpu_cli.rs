@@ -151,6 +151,25 @@ fn bench_augment_runs() {
     check_published(&s, &out, &gpu);
 }
 
+/// `dr bench model` of `model` on the GPU at `batch`, one timed call.
+fn bench_model_args<'a>(model: &'a Path, batch: &'a str, out: &'a Path) -> Vec<&'a str> {
+    let (model, out) = (model.to_str().unwrap(), out.to_str().unwrap());
+    vec![
+        "bench",
+        "model",
+        "--device",
+        "cuda",
+        "--model",
+        model,
+        "--batch-size",
+        batch,
+        "--iters",
+        "1",
+        "--out-dir",
+        out,
+    ]
+}
+
 #[test]
 fn bench_model_runs() {
     let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
@@ -158,20 +177,7 @@ fn bench_model_runs() {
     };
     let out = fresh_dir("gpu-cli-model");
     let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
-    let s = ok(&[
-        "bench",
-        "model",
-        "--device",
-        "cuda",
-        "--model",
-        model.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--iters",
-        "1",
-        "--out-dir",
-        out.to_str().unwrap(),
-    ]);
+    let s = ok(&bench_model_args(&model, "2", &out));
     assert!(s.contains("img/s") && s.contains("top kernels"), "{s}");
     check_published(&s, &out, &gpu);
 }
@@ -259,20 +265,7 @@ fn autotune_writes_choices_the_executor_reads() {
     };
     let bench = |extra: &[&str]| {
         let out = root.join("bench");
-        let mut args = vec![
-            "bench",
-            "model",
-            "--device",
-            "cuda",
-            "--model",
-            model.to_str().unwrap(),
-            "--batch-size",
-            "1",
-            "--iters",
-            "1",
-            "--out-dir",
-            out.to_str().unwrap(),
-        ];
+        let mut args = bench_model_args(&model, "1", &out);
         args.extend_from_slice(extra);
         let s = with_tuning(&tuning, &args);
         check_published(&s, &out, &gpu);

@@ -14,6 +14,17 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+// Two values known not to be NaN (after fmaxf(v, 0)) as bf16 bits, `lo` in
+// the low half: f32_to_bf16_not_nan of each, in one instruction
+// (cvt.rn.bf16x2.f32, sm_80+, a single F2FP in SASS, where the integer
+// rounding costs five per value). Not for a value that may be NaN: the
+// hardware's NaN bits are not f32_to_bf16's, which the twins follow.
+__device__ __forceinline__ uint32_t bf16x2_not_nan(float lo, float hi) {
+    uint32_t d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+    return d;
+}
+
 // f32_to_bf16 for a value known not to be NaN (after fmaxf(v, 0), which
 // returns 0 for a NaN v): the same bits, without the NaN test.
 __device__ __forceinline__ uint16_t f32_to_bf16_not_nan(float f) {

@@ -13,6 +13,19 @@ Fiber& me(const char* what, Site s) {
     return *f;
 }
 
+// ---- cvt.rn.bf16x2.f32 --------------------------------------------------------------
+uint16_t bf16_rn(Site s, float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        fault(719, strprintf("cvt.rn.bf16x2.f32 of a NaN (0x%08x) %s: dr's kernels convert only values that "
+                             "cannot be NaN this way (kernels/common/bf16.cuh)",
+                             u, describe_site(s).c_str()));
+    // Round to nearest even on the bits: the carry out of the low half
+    // rounds the mantissa, and into the exponent when it overflows.
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 // ---- cp.async ---------------------------------------------------------------------
 // Issue: the destination is checked and poisoned now (it is undefined until
 // the copy completes, and a read of it before then is reported); the
@@ -64,6 +77,11 @@ void cp_async_ca_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_s
 }
 void cp_async_ca_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_size) {
     issue(s, dst, src, cp_size, cp_size, false);
+}
+
+void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b) {
+    me("cvt.rn.bf16x2.f32", s);
+    d = (uint32_t)bf16_rn(s, a) << 16 | bf16_rn(s, b);
 }
 
 void cp_async_commit_group(Site s) {

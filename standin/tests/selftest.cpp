@@ -290,6 +290,50 @@ bool ldmatrix_values(uint32_t skew) {
     return true;
 }
 
+// ---- cvt.rn.bf16x2.f32: rounding, ties, overflow, subnormals, signs, packing
+// (hand-computed bf16 bits); a NaN input fails the launch (`nan`) ------------------
+bool cvt_bf16x2_values(bool nan) {
+    const auto bits = [](uint32_t u) {
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    };
+    // {input bits, bf16 bits}
+    const uint32_t cases[][2] = {
+        {0x3f800000u, 0x3f80u},  // 1
+        {0x3f808000u, 0x3f80u},  // 1 + 2^-8: a tie, to the even 1
+        {0x3f808001u, 0x3f81u},  // just above the tie: up
+        {0x3f818000u, 0x3f82u},  // 1 + 3 x 2^-8: a tie, to the even 1 + 2^-6
+        {0xc0200000u, 0xc020u},  // -2.5
+        {0x80000000u, 0x8000u},  // -0
+        {0x7f7fffffu, 0x7f80u},  // the largest float: rounds to infinity
+        {0x7f7f7fffu, 0x7f7fu},  // below the halfway point: the largest bf16
+        {0xff800000u, 0xff80u},  // -infinity
+        {0x00008000u, 0x0000u},  // a subnormal tie between 0 and 0x0001: 0
+        {0x00018000u, 0x0002u},  // a subnormal tie between 0x0001 and 0x0002: 0x0002
+        {0x0000c000u, 0x0001u},  // above half of the smallest bf16 subnormal: up
+    };
+    const int n = sizeof cases / sizeof cases[0];
+    std::vector<float> hi(n), lo(n);
+    for (int i = 0; i < n; i++) {
+        hi[i] = bits(cases[i][0]);
+        lo[i] = bits(cases[(i + 5) % n][0]);
+    }
+    if (nan) lo[3] = bits(0x7fc00001u);
+    const CUdeviceptr dh = upload(hi.data(), n * 4), dl = upload(lo.data(), n * 4);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, n * 4));
+    const CUresult rc = launch("cvt_bf16x2_probe", 1, n, 0, nullptr, dh, dl, out);
+    if (nan) return rc == CUDA_ERROR_LAUNCH_FAILED ? true : fail("a NaN into cvt returned %d", rc);
+    CU(rc);
+    auto d = download<uint32_t>(out, n);
+    for (int i = 0; i < n; i++) {
+        const uint32_t want = cases[i][1] << 16 | cases[(i + 5) % n][1];
+        CHECK(d[i] == want, "thread %d: 0x%08x, want 0x%08x", i, d[i], want);
+    }
+    return true;
+}
+
 bool cp_async_zero_fill() {
     std::vector<uint8_t> src(512);
     for (int i = 0; i < 512; i++) src[i] = (uint8_t)(i * 7 + 1);
@@ -550,6 +594,8 @@ int main() {
         {"mma.m16n8k16: A x B + C on random bf16 operands", {}, [] { return mma_matches_product("mma_probe", true); }},
         {"ldmatrix .x1/.x2/.x4 and .trans: each lane's registers", {}, [] { return ldmatrix_values(0); }},
         {"cp.async: src-size zero-fill, and src-size 0 reads nothing", {}, cp_async_zero_fill},
+        {"cvt.rn.bf16x2.f32: ties to even, overflow, subnormals, packing", {}, [] { return cvt_bf16x2_values(false); }},
+        {"cvt.rn.bf16x2.f32 of a NaN fails the launch", {}, [] { return cvt_bf16x2_values(true); }, "of a NaN"},
         {"cp.async.wait_group 1 completes all but the newest group", {}, [] { return cp_async_groups(0); }},
         {"shuffles (xor, idx, down) and ballot", {}, warp_ops},
         {"shared and global atomics", {}, atomics},

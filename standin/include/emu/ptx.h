@@ -117,4 +117,14 @@ void ldmatrix_sync_aligned_m8n8_x2_trans_shared_b16(Site s, uint32_t& d0, uint32
 void ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16(Site s, uint32_t& d0, uint32_t& d1, uint32_t& d2, uint32_t& d3,
                                                     uint32_t addr);
 
+// PTX ISA, Data Movement and Conversion Instructions, cvt:
+// cvt.rn.bf16x2.f32 d, a, b converts two .f32 to .bf16, rounding to nearest
+// even, and packs them into the .b32 d: a's conversion in the upper half,
+// b's in the lower. Values past the largest bf16 round to infinity (no
+// .satfinite); subnormals convert (no .ftz). dr's kernels use it only on
+// values that cannot be NaN (kernels/common/bf16.cuh), because a NaN's
+// bits are the hardware's and the CPU twins do not model them: a NaN input
+// fails the launch, naming the call.
+void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b);
+
 }  // namespace emu::ptx

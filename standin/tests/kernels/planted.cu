@@ -15,6 +15,12 @@ __device__ __forceinline__ void mma(float d[4], const uint32_t a[4], const uint3
           "f"(c[3]));
 }
 
+// Thread t: d[t] = cvt.rn.bf16x2.f32 of (hi[t], lo[t]).
+extern "C" __global__ void cvt_bf16x2_probe(const float* hi, const float* lo, uint32_t* d) {
+    const unsigned t = threadIdx.x;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d[t]) : "f"(hi[t]), "f"(lo[t]));
+}
+
 // One warp: lane l's registers a[l][0..3], b[l][0..1], c[l][0..3] in, d[l][0..3] out.
 extern "C" __global__ void mma_probe(const uint32_t* a, const uint32_t* b, const float* c, float* d) {
     const unsigned l = threadIdx.x;
