@@ -181,33 +181,12 @@ fn same_bytes_at_every_batch(tag: &str, width: usize, size: usize, members: u64,
 /// Writes `teacher`'s tuning file under `dir` with every layer that has a
 /// choice on its last candidate (never the shape rule's).
 fn last_candidates(teacher: &Path, device: &dr::cuda::DeviceInfo, dir: &Path) {
-    use dr::teacher::gpu::conv::candidates;
-    use dr::teacher::gpu::tuning::{self, TunedLayer, Tuning};
+    use dr::teacher::gpu::tuning::{self, Tuning};
     let m = dr::teacher::ensemble::Member::load(teacher).unwrap();
     let plan = dr::teacher::gpu::lower::lower(&m.graph(1).unwrap()).unwrap();
-    let layers: Vec<TunedLayer> = tuning::conv_steps(&plan)
-        .filter_map(|(i, p)| {
-            let c = candidates(p);
-            (c.len() > 1).then(|| TunedLayer {
-                step: i,
-                layer: tuning::layer_key(p),
-                kernel: c[c.len() - 1].kernel.name.into(),
-                rule: c[0].kernel.name.into(),
-                candidates_ms: vec![],
-            })
-        })
-        .collect();
+    let layers = tuning::off_the_rule(&plan);
     assert!(layers.len() >= 4, "{} layers with a choice", layers.len());
-    let t = Tuning {
-        format: tuning::FORMAT.into(),
-        device: device.name.clone(),
-        compute_capability: device.compute_capability,
-        model: teacher.to_path_buf(),
-        architecture: tuning::architecture(&plan),
-        batch: 1,
-        emulated: None,
-        layers,
-    };
+    let t = Tuning::new(device, teacher, &plan, 1, layers);
     t.save(&tuning::file_in(dir, device, &plan)).unwrap();
 }
 

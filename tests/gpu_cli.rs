@@ -206,6 +206,29 @@ fn demo_runs_on_the_gpu() {
     ok(&["verify", out.join("reinforced").to_str().unwrap()]);
 }
 
+/// `dr infer` of `model` on the photo fixture on `device`, with
+/// DR_TUNING_DIR=`tuning` when given: its stdout.
+fn infer_photo(model: &Path, device: &str, tuning: Option<&Path>) -> String {
+    let img = repo_root().join("tests/fixtures/augment/images/photo.png");
+    let mut cmd = Command::new(dr_bin());
+    cmd.args(["infer", "--model"])
+        .arg(model)
+        .arg("--image")
+        .arg(img)
+        .args(["--device", device])
+        .current_dir(repo_root());
+    if let Some(t) = tuning {
+        cmd.env("DR_TUNING_DIR", t);
+    }
+    let o = cmd.output().expect("running dr");
+    assert!(
+        o.status.success(),
+        "dr infer --device {device}: {}",
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
 /// The GPU executor through the CLI on a real image gives the CPU's top-1.
 #[test]
 fn infer_on_the_gpu_agrees_with_the_cpu() {
@@ -213,19 +236,10 @@ fn infer_on_the_gpu_agrees_with_the_cpu() {
         return;
     }
     let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
-    let img = repo_root().join("tests/fixtures/augment/images/photo.png");
-    let run = |device: &str| {
-        ok(&[
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            "--image",
-            img.to_str().unwrap(),
-            "--device",
-            device,
-        ])
-    };
-    let (cpu, gpu) = (run("cpu"), run("cuda"));
+    let (cpu, gpu) = (
+        infer_photo(&model, "cpu", None),
+        infer_photo(&model, "cuda", None),
+    );
     let top1 = |s: &str| {
         s.lines()
             .nth(1)
@@ -287,22 +301,10 @@ fn autotune_writes_choices_the_executor_reads() {
         s.contains(&format!("kernel choices tuned by {}", files[0].display())),
         "{s}"
     );
-    let img = repo_root().join("tests/fixtures/augment/images/photo.png");
-    let infer = |dir: &Path| {
-        with_tuning(
-            dir,
-            &[
-                "infer",
-                "--model",
-                model.to_str().unwrap(),
-                "--image",
-                img.to_str().unwrap(),
-                "--device",
-                "cuda",
-            ],
-        )
-    };
-    assert_eq!(infer(&tuning), infer(&root.join("none")));
+    assert_eq!(
+        infer_photo(&model, "cuda", Some(&tuning)),
+        infer_photo(&model, "cuda", Some(&root.join("none")))
+    );
 }
 
 /// Every file under `dir`.

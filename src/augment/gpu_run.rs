@@ -152,7 +152,7 @@ impl GpuAugment {
 
     /// Stage 3 of the plan `run` last ran, again from its crops, into
     /// another output (a teacher that stores its input with other channels).
-    pub fn finish_again(&mut self, plan: &BatchPlan, out: FinishOut) -> Result<()> {
+    pub fn finish_again(&self, plan: &BatchPlan, out: FinishOut) -> Result<()> {
         let (Some(crops), Some(desc), Some(norm)) = (&self.crops, &self.finish_desc, &self.norm)
         else {
             return Err(CudaError::Invalid(

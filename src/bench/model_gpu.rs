@@ -17,9 +17,7 @@ use crate::teacher::ensemble::Member;
 use crate::teacher::gpu::conv::candidates;
 use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
 use crate::teacher::gpu::model::GpuModel;
-use crate::teacher::gpu::tuning::{
-    self, FORMAT, TunedLayer, Tuning, architecture, conv_steps, file_for, layer_key,
-};
+use crate::teacher::gpu::tuning::{self, TunedLayer, Tuning, conv_steps, file_for, layer_key};
 
 #[derive(Debug, Serialize)]
 pub struct KernelRow {
@@ -128,19 +126,7 @@ pub fn run(
         let rule_samples_ms = time(gm.stream(), 3, iters, || gm.forward())?;
         let layers = tune_layers(&gm, iters)?;
         let file = file_for(gpu.info(), &gm.plan);
-        let t = Tuning {
-            format: FORMAT.into(),
-            device: gpu.info().name.clone(),
-            compute_capability: gpu.info().compute_capability,
-            model: model.to_path_buf(),
-            architecture: architecture(&gm.plan),
-            batch,
-            emulated: gpu
-                .info()
-                .stand_in
-                .then(|| crate::cuda::EMULATED.to_string()),
-            layers,
-        };
+        let t = Tuning::new(gpu.info(), model, &gm.plan, batch, layers);
         gm.set_variants(t.choices(&gm.plan, &file)?)?;
         t.save(&file)?;
         let changed = t.layers.iter().filter(|l| l.kernel != l.rule).cloned();

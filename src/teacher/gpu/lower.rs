@@ -714,7 +714,6 @@ fn linear(
     ))
 }
 
-/// NCHW float32 → NHWC bf16 bits, the GPU input layout.
 /// A convolution step's table label with the kernel `v` it runs.
 pub fn conv_label(p: &ConvParams, v: super::conv::Variant) -> String {
     format!(
@@ -772,7 +771,8 @@ fn pad_input_channels(w: &[f32], [o, i, kh, kw]: [usize; 4], ci: usize) -> Vec<f
     out
 }
 
-/// NCHW float32 `x` of shape `[n, c, h, w]` as NHWC bf16 bits with
+/// NCHW float32 → NHWC bf16 bits, the GPU input layout: `x` of shape
+/// `[n, c, h, w]` with
 /// `channels` (>= c) channels a pixel, the extra ones zero: a plan's input
 /// is `to_nhwc_bf16(x, plan.input_nchw, plan.input_channels)`.
 pub fn to_nhwc_bf16(x: &[f32], [n, c, h, w]: [usize; 4], channels: usize) -> Vec<u16> {

@@ -129,7 +129,45 @@ pub fn file_in(dir: &Path, device: &DeviceInfo, plan: &GpuPlan) -> PathBuf {
     .join(format!("{}.json", architecture(plan)))
 }
 
+/// Every layer that has a choice on its last candidate, never the shape
+/// rule's: a tuning that moves all it can, what tests use to show that a
+/// choice changes no bits.
+pub fn off_the_rule(plan: &GpuPlan) -> Vec<TunedLayer> {
+    conv_steps(plan)
+        .filter_map(|(i, p)| {
+            let c = candidates(p);
+            (c.len() > 1).then(|| TunedLayer {
+                step: i,
+                layer: layer_key(p),
+                kernel: c[c.len() - 1].kernel.name.into(),
+                rule: c[0].kernel.name.into(),
+                candidates_ms: vec![],
+            })
+        })
+        .collect()
+}
+
 impl Tuning {
+    /// `layers` of `plan` measured at `batch` on `device` from `model`.
+    pub fn new(
+        device: &DeviceInfo,
+        model: &Path,
+        plan: &GpuPlan,
+        batch: usize,
+        layers: Vec<TunedLayer>,
+    ) -> Self {
+        Tuning {
+            format: FORMAT.into(),
+            device: device.name.clone(),
+            compute_capability: device.compute_capability,
+            model: model.to_path_buf(),
+            architecture: architecture(plan),
+            batch,
+            emulated: device.stand_in.then(|| crate::cuda::EMULATED.to_string()),
+            layers,
+        }
+    }
+
     /// Per step, the tuned kernel (`None`: the shape rule's), checked
     /// against the plan: a step that is no longer the tuned layer, or a
     /// kernel that does not compute it, refuses the whole file.
@@ -236,18 +274,6 @@ mod tests {
 
     /// Each layer with a choice, its last candidate (never the rule's).
     fn last_candidates(plan: &GpuPlan) -> Tuning {
-        let layers = conv_steps(plan)
-            .filter_map(|(i, p)| {
-                let c = candidates(p);
-                (c.len() > 1).then(|| TunedLayer {
-                    step: i,
-                    layer: layer_key(p),
-                    kernel: c[c.len() - 1].kernel.name.into(),
-                    rule: c[0].kernel.name.into(),
-                    candidates_ms: vec![],
-                })
-            })
-            .collect();
         Tuning {
             format: FORMAT.into(),
             device: "test".into(),
@@ -256,7 +282,7 @@ mod tests {
             architecture: architecture(plan),
             batch: 1,
             emulated: None,
-            layers,
+            layers: off_the_rule(plan),
         }
     }
 
