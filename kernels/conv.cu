@@ -18,8 +18,8 @@
 // Layout: x [N][H][W][Cin] bf16; w [groups][Ng][K_pad] bf16, K_pad a
 //         multiple of CONV_BK, zero past K; bias [Cout] f32; residual and y
 //         [N][OH][OW][Cout] bf16. bf16 travels as uint16_t bits.
-// Two kernels: conv_tc_* (the pipelined tensor-core kernel below: 128x128
-//         and 128x64 tiles, three cp.async stages, ldmatrix, 16-byte
+// Two kernels: conv_tc_* (the pipelined tensor-core kernel below: 128x128,
+//         128x64 and 128x48 tiles, three cp.async stages, ldmatrix, 16-byte
 //         epilogue) for layers with more than 32 channels a group and channel
 //         counts that are multiples of 8, and conv_bf16_* (conv_body, next)
 //         for narrow groups and odd channel counts. Every variant that
@@ -229,7 +229,9 @@ CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
 //     of one A row (one bounds test, one address per tile). GATHER 4
 //     ("chunks", Cin_g % 8 == 0): a thread copies one chunk of BM / 32
 //     rows and keeps its chunk's (c, kh, kw), advanced by CONV_BK per tile
-//     with up to four wraps of c past Cin_g (Cin_g = 8: four taps a tile).
+//     with up to four wraps of c past Cin_g (Cin_g = 8: four taps a tile);
+//     GATHER 1 the same with one wrap (Cin_g >= 32, e.g. 48), which keeps
+//     the tap update out of a four-deep chain.
 //     B is always copied by rows (its rows are contiguous);
 //   - the epilogue staged through shared memory in fp32 (row stride BN + 8
 //     floats: conflict-free float2 fragment stores), then per thread 8
@@ -239,9 +241,9 @@ CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
 //   - blocks rastered with the output-channel tiles fastest (blockIdx.x =
 //     m_tile * n_tiles + n_tile): the CTAs that share an A tile run
 //     together, so the activation is read from DRAM about once.
-// Needs Cin_g % 8 == 0 (% 32 for GATHER 0), Ng % 8 == 0, Cout % 8 == 0, a
-// bias (p.has_bias) and 16-byte aligned x, y and residual; the launcher
-// checks (teacher/gpu/conv.rs `variant`).
+// Needs Cin_g % 8 == 0 (% 32 for GATHER 0, >= 32 for GATHER 1), Ng % 8 ==
+// 0, Cout % 8 == 0, a bias (p.has_bias) and 16-byte aligned x, y and
+// residual; the launcher checks (teacher/gpu/conv.rs `variant`).
 // Launch: grid (ceil(M / BM) * ceil(Ng / BN), 1, groups), block
 //         CONV_THREADS, static shared CONV_STAGES * (BM + BN) * 64 bytes.
 #define CONV_STAGES 3
@@ -258,13 +260,16 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     constexpr int MI = WARP_M / 16, NI = WARP_N / 8;
     static_assert(WM * WN * 32 == CONV_THREADS, "4 warps");
     static_assert(MI >= 1 && NI % 2 == 0 && WARP_M % 16 == 0, "warp tile: ldmatrix.x4 takes B two n8 tiles at a time");
-    static_assert(GATHER == 0 || GATHER == 4, "gather by rows (0) or by chunks with up to 4 wraps (4)");
+    static_assert(GATHER == 0 || GATHER == 1 || GATHER == 4, "gather by rows (0) or by chunks, up to 1 or 4 wraps");
     constexpr int ROW_BYTES = CONV_BK * 2;  // 64: four 16-byte chunks
     constexpr int A_STAGE = BM * ROW_BYTES, B_STAGE = BN * ROW_BYTES;
     constexpr int SMEM = CONV_STAGES * (A_STAGE + B_STAGE);
-    // B (and A with GATHER 0) by rows: B_CH chunks of one row per thread.
-    constexpr int B_CH = BN * 4 / CONV_THREADS, B_TPR = 4 / B_CH;
-    static_assert(B_CH * CONV_THREADS == BN * 4 && (B_CH == 1 || B_CH == 2 || B_CH == 4), "B rows split evenly");
+    // B (and A with GATHER 0) by rows: B_CH chunks of one row per thread,
+    // or with BN = 48 (192 chunks) one chunk of row tid / 4 and, for the
+    // first 64 threads, one of row 32 + tid / 4.
+    constexpr bool B_ODD = BN * 4 % CONV_THREADS != 0;
+    constexpr int B_CH = B_ODD ? 1 : BN * 4 / CONV_THREADS, B_TPR = 4 / B_CH;
+    static_assert(B_ODD ? BN == 48 : (B_CH == 1 || B_CH == 2 || B_CH == 4), "B rows split evenly (or BN = 48)");
     static_assert(GATHER != 0 || BM == CONV_THREADS, "gather by rows: one A row per thread");
     // A with GATHER 4: chunk tid % 4 of rows tid / 4 + 32 i.
     constexpr int A_ROWS = BM / 32;
@@ -321,8 +326,8 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
             }
         }
     };
-    // Wraps of c past Cin_g per CONV_BK step: one when Cin_g >= 32, up to
-    // four when Cin_g = 8 (GATHER 4 only).
+    // Wraps of c past Cin_g per CONV_BK step: one when Cin_g >= 32 (GATHER
+    // 0 and 1), up to four when Cin_g = 8 (GATHER 4).
     constexpr int WRAPS = GATHER == 0 ? 1 : GATHER;
 #pragma unroll
     for (int r = 0; r < WRAPS - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
@@ -336,6 +341,11 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     const bool b_ok = n_block + b_row < p.ng;
     const uint16_t* b_src = wt + ((uint64_t)g * p.ng + (b_ok ? n_block + b_row : 0)) * p.k_pad + b_q0 * 8;
     const uint32_t b_dst = swizzled(b_row, 0);  // chunk b_q0 + q at b_dst ^ ((b_q0 + q) << 4)
+    // BN = 48: the second chunk (row 32 + tid / 4, threads 0..63). Row
+    // 32 + r swizzles as row r (the swizzle repeats every 8 rows).
+    const bool b2_has = B_ODD && tid < (BN - 32) * 4;
+    const bool b2_ok = b2_has && n_block + 32 + b_row < p.ng;
+    const uint16_t* b2_src = wt + ((uint64_t)g * p.ng + (b2_ok ? n_block + 32 + b_row : 0)) * p.k_pad + b_q0 * 8;
 
     auto load_tile = [&](uint32_t stage) {
         const uint32_t sa = s_a + stage * A_STAGE, sb = s_b + stage * B_STAGE;
@@ -360,6 +370,10 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
 #pragma unroll
         for (int q = 0; q < B_CH; q++) cp_async16((sb + b_dst) ^ ((b_q0 + q) << 4), b_src + q * 8, b_ok);
         b_src += CONV_BK;
+        if (B_ODD) {
+            if (b2_has) cp_async16((sb + b_dst + 32 * ROW_BYTES) ^ (b_q0 << 4), b2_src, b2_ok);
+            b2_src += CONV_BK;
+        }
     };
 
     // ---- ldmatrix addresses of this lane (stage 0), for k16 steps 0 and 1.
@@ -481,6 +495,11 @@ CONV_TC(conv_tc_128x64_relu_res, 128, 64, 2, 2, 0, 1, 1)
 CONV_TC(conv_tc_128x64_any, 128, 64, 2, 2, 0, -1, -1)
 // Cin_g % 32 != 0 (the stem padded to 8 channels, 16, 24, 48, ...).
 CONV_TC(conv_tc_128x64_chunks_any, 128, 64, 2, 2, 4, -1, -1)
+// 48 channels a group (IG-ResNeXt-101 32x48d's first stage, where a 64-wide
+// tile computes a quarter of zeros): warps of 32 x 48 stacked along M, the
+// chunk gather with one wrap (Cin_g % 8 == 0, Cin_g >= 32).
+CONV_TC(conv_tc_128x48_chunks_relu, 128, 48, 4, 1, 1, 1, 0)
+CONV_TC(conv_tc_128x48_chunks_any, 128, 48, 4, 1, 1, -1, -1)
 
 // Depthwise convolution (one input channel per group: MobileNet, EfficientNet,
 // ConvNeXt's 7x7), its own kernel: the implicit GEMM would pad K = KH*KW to

@@ -250,7 +250,7 @@ pub mod conv {
     pub const CONV_DEPTHWISE_BF16_NHWC: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_depthwise_bf16_nhwc");
     /// The pipelined tensor-core kernels: tile, gather (rows: Cin_g % 32 == 0;
-    /// chunks: Cin_g % 8 == 0) and the epilogue fixed at compile time
+    /// chunks: Cin_g % 8 == 0, and >= 32 in the 48-wide tile) and the epilogue fixed at compile time
     /// (`_any`: the activation and residual read from the parameters).
     pub const CONV_TC_128X128_NONE: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_tc_128x128_none");
@@ -269,6 +269,10 @@ pub mod conv {
     pub const CONV_TC_128X64_ANY: Kernel<ConvSig> = Kernel::new(Family::Conv, "conv_tc_128x64_any");
     pub const CONV_TC_128X64_CHUNKS_ANY: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_tc_128x64_chunks_any");
+    pub const CONV_TC_128X48_CHUNKS_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x48_chunks_relu");
+    pub const CONV_TC_128X48_CHUNKS_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x48_chunks_any");
     pub const ALL: &[&str] = &[
         CONV_BF16_128X64_V8.name,
         CONV_BF16_128X32_V8.name,
@@ -285,6 +289,8 @@ pub mod conv {
         CONV_TC_128X64_RELU_RES.name,
         CONV_TC_128X64_ANY.name,
         CONV_TC_128X64_CHUNKS_ANY.name,
+        CONV_TC_128X48_CHUNKS_RELU.name,
+        CONV_TC_128X48_CHUNKS_ANY.name,
     ];
     /// `CONV_THREADS` and `CONV_BK` in the .cu; every variant's BM.
     pub const THREADS: u32 = 128;
