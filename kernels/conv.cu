@@ -271,7 +271,7 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     constexpr int B_CH = B_ODD ? 1 : BN * 4 / CONV_THREADS, B_TPR = 4 / B_CH;
     static_assert(B_ODD ? BN == 48 : (B_CH == 1 || B_CH == 2 || B_CH == 4), "B rows split evenly (or BN = 48)");
     static_assert(GATHER != 0 || BM == CONV_THREADS, "gather by rows: one A row per thread");
-    // A with GATHER 4: chunk tid % 4 of rows tid / 4 + 32 i.
+    // A with GATHER 1 or 4: chunk tid % 4 of rows tid / 4 + 32 i.
     constexpr int A_ROWS = BM / 32;
     // Epilogue: fp32 rows of BN + 8 floats, in PASSES passes over the rows.
     constexpr int SLD = BN + 8;

@@ -215,7 +215,7 @@ fn tc_fits(p: &ConvParams) -> bool {
 /// epilogue `p` needs: fixed at compile time for conv (+BN), +ReLU and
 /// +residual+ReLU, `_any` otherwise; `_chunks_any` (128x64) when Cin_g is
 /// not a multiple of 32; the 48-wide tile always gathers by chunks
-/// (`chunks_fits_48`).
+/// (`tile_48_fits`).
 fn tc_variant(p: &ConvParams, bn: u32) -> Variant {
     if bn == 48 {
         let relu = (p.act, p.has_residual) == (1, 0);
@@ -342,13 +342,13 @@ pub fn variant(p: &ConvParams) -> Variant {
     if !tc_fits(p) {
         return old_variant(p);
     }
-    let padded = |bn: u32| p.ng.div_ceil(bn) * bn;
-    let bn = if padded(128) <= padded(64) { 128 } else { 64 };
-    let v = tc_variant(p, bn);
-    if v.kernel.name == CONV_TC_128X64_CHUNKS_ANY.name && tile_48_fits(p) {
+    // Cin_g not a multiple of 32: both tiles would be the 64-wide chunk gather.
+    if !p.cin_g.is_multiple_of(32) && tile_48_fits(p) {
         return tc_variant(p, 48);
     }
-    v
+    let padded = |bn: u32| p.ng.div_ceil(bn) * bn;
+    let bn = if padded(128) <= padded(64) { 128 } else { 64 };
+    tc_variant(p, bn)
 }
 
 /// Every kernel that computes `p` (the first is `variant(p)`), all giving
@@ -359,10 +359,11 @@ pub fn candidates(p: &ConvParams) -> Vec<Variant> {
     }
     let mut out = vec![variant(p)];
     if !is_depthwise(p) {
+        // tile_48_fits implies tc_fits.
         let tiles = match (tc_fits(p), tile_48_fits(p)) {
-            (_, true) => &[128, 64, 48][..],
+            (true, true) => &[128, 64, 48][..],
             (true, false) => &[128, 64][..],
-            _ => &[],
+            (false, _) => &[],
         };
         let more = tiles.iter().map(|&bn| tc_variant(p, bn));
         for v in more.chain([old_variant(p)]) {
