@@ -18,7 +18,7 @@
 // Layout: x [N][H][W][Cin] bf16; w [groups][Ng][K_pad] bf16, K_pad a
 //         multiple of CONV_BK, zero past K; bias [Cout] f32; residual and y
 //         [N][OH][OW][Cout] bf16. bf16 travels as uint16_t bits.
-// Two kernels: conv_tc_* (the pipelined tensor-core kernel below: 128x128,
+// Two kernels: conv_tc_* (the pipelined tensor-core kernel below: 256x128, 128x128,
 //         128x64 and 128x48 tiles, three cp.async stages, ldmatrix, 16-byte
 //         epilogue) for layers with more than 32 channels a group and channel
 //         counts that are multiples of 8, and conv_bf16_* (conv_body, next)
@@ -26,7 +26,10 @@
 //         computes a layer gives the same bits: the k order, the k16 steps
 //         and the epilogue's fp32 operations are the same in all of them, so
 //         the choice of kernel (teacher/gpu/conv.rs `variant`, or a tuner)
-//         never changes the output.
+//         never changes the output. Layers with an output of one pixel an
+//         image (the FC layers) and more than CONV_SPLIT_TILES k-tiles take
+//         split-K variants of conv_tc_* and conv_split_reduce (the end of
+//         the conv_tc section), always: their fp32 sums run in slices.
 // Launch (conv_bf16_*): grid (ceil(M / BM), ceil(Ng / BN), groups), block CONV_THREADS
 //         (4 warps in a WM x WN grid), static shared memory
 //         2 stages x (BM + BN) x (CONV_BK + 8) bf16 (<= 30 KB). Variants
@@ -245,20 +248,27 @@ CONV_VARIANT(conv_bf16_128x64_v1, 128, 64, 2, 2, 1)
 // 0, Cout % 8 == 0, a bias (p.has_bias) and 16-byte aligned x, y and
 // residual; the launcher checks (teacher/gpu/conv.rs `variant`).
 // Launch: grid (ceil(M / BM) * ceil(Ng / BN), 1, groups), block
-//         CONV_THREADS, static shared CONV_STAGES * (BM + BN) * 64 bytes.
+//         CONV_THREADS (the 256x128 tile: 2 * CONV_THREADS), shared
+//         CONV_STAGES * (BM + BN) * 64 bytes, static up to 48 KB, else
+//         dynamic (256x128: 73728 bytes and 128 for alignment,
+//         CONV_TC_256_SMEM).
 #define CONV_STAGES 3
+// k-tiles a split-K slice sums (CONV_SPLIT_TILES * CONV_BK = 256 of K).
+#define CONV_SPLIT_TILES 8
 
 // Shared offset of 16-byte chunk q of row r in a swizzled tile of 64-byte rows.
 __device__ __forceinline__ uint32_t swizzled(uint32_t r, uint32_t q) { return r * 64 + ((q ^ ((r >> 1) & 3)) << 4); }
 
-template <int BM, int BN, int WM, int WN, int GATHER, int ACT, int RES>
+template <int BM, int BN, int WM, int WN, int GATHER, int ACT, int RES, bool SPLIT>
 __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, const uint16_t* __restrict__ wt,
                                              const float* __restrict__ bias,
                                              const uint16_t* __restrict__ residual, uint16_t* __restrict__ y,
-                                             const ConvParams& p) {
+                                             float* __restrict__ ws, const ConvParams& p) {
     constexpr int WARP_M = BM / WM, WARP_N = BN / WN;
     constexpr int MI = WARP_M / 16, NI = WARP_N / 8;
-    static_assert(WM * WN * 32 == CONV_THREADS, "4 warps");
+    constexpr int THREADS = WM * WN * 32;
+    static_assert(THREADS == CONV_THREADS || (THREADS == 2 * CONV_THREADS && GATHER == 0),
+                  "4 warps, or 8 with the row gather (256x128)");
     static_assert(MI >= 1 && NI % 2 == 0 && WARP_M % 16 == 0, "warp tile: ldmatrix.x4 takes B two n8 tiles at a time");
     static_assert(GATHER == 0 || GATHER == 1 || GATHER == 4, "gather by rows (0) or by chunks, up to 1 or 4 wraps");
     constexpr int ROW_BYTES = CONV_BK * 2;  // 64: four 16-byte chunks
@@ -267,10 +277,10 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     // B (and A with GATHER 0) by rows: B_CH chunks of one row per thread,
     // or with BN = 48 (192 chunks) one chunk of row tid / 4 and, for the
     // first 64 threads, one of row 32 + tid / 4.
-    constexpr bool B_ODD = BN * 4 % CONV_THREADS != 0;
-    constexpr int B_CH = B_ODD ? 1 : BN * 4 / CONV_THREADS, B_TPR = 4 / B_CH;
+    constexpr bool B_ODD = BN * 4 % THREADS != 0;
+    constexpr int B_CH = B_ODD ? 1 : BN * 4 / THREADS, B_TPR = 4 / B_CH;
     static_assert(B_ODD ? BN == 48 : (B_CH == 1 || B_CH == 2 || B_CH == 4), "B rows split evenly (or BN = 48)");
-    static_assert(GATHER != 0 || BM == CONV_THREADS, "gather by rows: one A row per thread");
+    static_assert(GATHER != 0 || BM == THREADS, "gather by rows: one A row per thread");
     // A with GATHER 1 or 4: chunk tid % 4 of rows tid / 4 + 32 i.
     constexpr int A_ROWS = BM / 32;
     // Epilogue: fp32 rows of BN + 8 floats, in PASSES passes over the rows.
@@ -278,8 +288,26 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     constexpr int PASSES = (BM * SLD * 4 <= SMEM) ? 1 : 2;
     static_assert(MI % PASSES == 0 && BM / PASSES * SLD * 4 <= SMEM, "epilogue staging fits the pipeline's buffers");
 
-    __shared__ __align__(128) uint8_t smem[SMEM];
-    const uint32_t s_a = smem_u32(smem), s_b = s_a + CONV_STAGES * A_STAGE;
+    // Over 48 KB (the 256x128 tile: 72 KB) the stages are dynamic shared
+    // memory, which the launcher opts into (src/cuda: cuFuncSetAttribute).
+    // Its base is promised 16-byte alignment only; the swizzle is
+    // conflict-free on 128-byte boundaries, so the base is rounded up to
+    // one (the launch gives 128 bytes more).
+    // The mask, not an added remainder, lets the compiler see the 128-byte
+    // alignment and keep the swizzle's XORs off the base (2.30 issued
+    // instructions per HMMA on sm_90a, 2.55 without).
+    uint8_t* smem;
+    uint32_t s_a;
+    if constexpr (SMEM > 48 * 1024) {
+        extern __shared__ __align__(16) uint8_t smem_dynamic[];
+        s_a = (smem_u32(smem_dynamic) + 127u) & ~127u;
+        smem = smem_dynamic + (s_a - smem_u32(smem_dynamic));
+    } else {
+        __shared__ __align__(128) uint8_t smem_static[SMEM];
+        smem = smem_static;
+        s_a = smem_u32(smem);
+    }
+    const uint32_t s_b = s_a + CONV_STAGES * A_STAGE;
 
     const uint32_t tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const uint32_t warp_m0 = (warp / WN) * WARP_M, warp_n0 = (warp % WN) * WARP_N;
@@ -287,6 +315,11 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     const uint32_t n_tiles = (p.ng + BN - 1) / BN;
     const uint32_t n_block = (blockIdx.x % n_tiles) * BN;
     const uint32_t m_block = (blockIdx.x / n_tiles) * BM;
+    // The k-tiles this block sums: all of them, or with SPLIT the slice
+    // blockIdx.y of CONV_SPLIT_TILES (the last one may be shorter).
+    const uint32_t all_tiles = p.k_pad / CONV_BK;
+    const uint32_t kt0 = SPLIT ? blockIdx.y * CONV_SPLIT_TILES : 0;
+    const uint32_t k_tiles = SPLIT ? min((uint32_t)CONV_SPLIT_TILES, all_tiles - kt0) : all_tiles;
 
     // ---- A: where each gathered row's window starts (its top-left tap,
     // channel 0 of the group), and the row's bounds; a row past M never is
@@ -329,8 +362,20 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     // Wraps of c past Cin_g per CONV_BK step: one when Cin_g >= 32 (GATHER
     // 0 and 1), up to four when Cin_g = 8 (GATHER 4).
     constexpr int WRAPS = GATHER == 0 ? 1 : GATHER;
+    if (SPLIT) {
+        // The slice starts at k = kt0 * CONV_BK: this chunk's (kh, kw, c)
+        // by division, once (a k past K gives kh >= KH: zeros).
+        const uint32_t k = kt0 * CONV_BK + c, tap = k / p.cin_g;
+        c = k % p.cin_g;
+        kh = tap / p.kw;
+        kw = tap % p.kw;
+        kdh = (int)(kh * p.dh);
+        kdw = (int)(kw * p.dw);
+        tc = (kdh * (int)p.w + kdw) * (int)p.cin + (int)c;
+    } else {
 #pragma unroll
-    for (int r = 0; r < WRAPS - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
+        for (int r = 0; r < WRAPS - 1; r++) next_tap_if_past();  // Cin_g < 32: the chunk may start taps later
+    }
     // Shared offsets within a stage: GATHER 0, chunk q of row tid at
     // a_dst ^ (q << 4) (the row's chunk 0, swizzled; rows are 64-byte
     // aligned, so the XOR only moves the chunk); GATHER 4, row tid / 4 + 32 i
@@ -339,13 +384,14 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     // ---- B: B_CH chunks of row tid / B_TPR.
     const uint32_t b_row = tid / B_TPR, b_q0 = (tid % B_TPR) * B_CH;
     const bool b_ok = n_block + b_row < p.ng;
-    const uint16_t* b_src = wt + ((uint64_t)g * p.ng + (b_ok ? n_block + b_row : 0)) * p.k_pad + b_q0 * 8;
+    const uint16_t* b_src = wt + ((uint64_t)g * p.ng + (b_ok ? n_block + b_row : 0)) * p.k_pad + kt0 * CONV_BK + b_q0 * 8;
     const uint32_t b_dst = swizzled(b_row, 0);  // chunk b_q0 + q at b_dst ^ ((b_q0 + q) << 4)
     // BN = 48: the second chunk (row 32 + tid / 4, threads 0..63). Row
     // 32 + r swizzles as row r (the swizzle repeats every 8 rows).
     const bool b2_has = B_ODD && tid < (BN - 32) * 4;
     const bool b2_ok = b2_has && n_block + 32 + b_row < p.ng;
-    const uint16_t* b2_src = wt + ((uint64_t)g * p.ng + (b2_ok ? n_block + 32 + b_row : 0)) * p.k_pad + b_q0 * 8;
+    const uint16_t* b2_src =
+        wt + ((uint64_t)g * p.ng + (b2_ok ? n_block + 32 + b_row : 0)) * p.k_pad + kt0 * CONV_BK + b_q0 * 8;
 
     auto load_tile = [&](uint32_t stage) {
         const uint32_t sa = s_a + stage * A_STAGE, sb = s_b + stage * B_STAGE;
@@ -387,7 +433,6 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     float acc[MI][NI][4];
     zero_accumulators(acc);
 
-    const uint32_t k_tiles = p.k_pad / CONV_BK;
 #pragma unroll
     for (int s = 0; s < CONV_STAGES - 1; s++) {
         if ((uint32_t)s < k_tiles) load_tile(s);
@@ -445,7 +490,7 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
         __syncthreads();
         constexpr int CHUNKS = WM * PASS_ROWS * (BN / 8);
 #pragma unroll 2
-        for (int idx = tid; idx < CHUNKS; idx += CONV_THREADS) {
+        for (int idx = tid; idx < CHUNKS; idx += THREADS) {
             const uint32_t srow = idx / (BN / 8), cu = idx % (BN / 8);
             const uint32_t m = m_block + (srow / PASS_ROWS) * WARP_M + pass * PASS_ROWS + srow % PASS_ROWS;
             const uint32_t n = n_block + cu * 8;
@@ -454,6 +499,12 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
             const uint64_t at = (uint64_t)m * p.cout + ch;
             const float4 s0 = *reinterpret_cast<const float4*>(&st[srow * SLD + cu * 8]);
             const float4 s1 = *reinterpret_cast<const float4*>(&st[srow * SLD + cu * 8 + 4]);
+            if (SPLIT) {  // the slice's fp32 sum, as it is: conv_split_reduce finishes it
+                float4* to = reinterpret_cast<float4*>(ws + ((uint64_t)blockIdx.y * p.m + m) * p.cout + ch);
+                to[0] = s0;
+                to[1] = s1;
+                continue;
+            }
             const float4 b0 = __ldg(reinterpret_cast<const float4*>(bias + ch));
             const float4 b1 = __ldg(reinterpret_cast<const float4*>(bias + ch + 4));
             float v[8] = {s0.x + b0.x, s0.y + b0.y, s0.z + b0.z, s0.w + b0.w,
@@ -480,7 +531,7 @@ __device__ __forceinline__ void conv_tc_body(const uint16_t* __restrict__ x, con
     extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)                                           \
         NAME(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w, const float* __restrict__ bias,  \
              const uint16_t* __restrict__ residual, uint16_t* __restrict__ y, ConvParams p) {              \
-        conv_tc_body<BM, BN, WM, WN, GATHER, ACT, RES>(x, w, bias, residual, y, p);                         \
+        conv_tc_body<BM, BN, WM, WN, GATHER, ACT, RES, false>(x, w, bias, residual, y, nullptr, p);         \
     }
 
 // ResNet/ResNeXt's three epilogues (conv+BN, +ReLU, +residual+ReLU) fixed at
@@ -500,6 +551,85 @@ CONV_TC(conv_tc_128x64_chunks_any, 128, 64, 2, 2, 4, -1, -1)
 // chunk gather with one wrap (Cin_g % 8 == 0, Cin_g >= 32).
 CONV_TC(conv_tc_128x48_chunks_relu, 128, 48, 4, 1, 1, 1, 0)
 CONV_TC(conv_tc_128x48_chunks_any, 128, 48, 4, 1, 1, -1, -1)
+
+// 256x128: eight warps of 64x64 (the same warp tile, so the same registers
+// and the same main loop per warp), one row of A per thread; a quarter
+// less L2 traffic per multiply-add than 128x128 ((256 + 128) / (256 x 128)
+// against 2 / 128 rows loaded per output), at one block an SM (220
+// registers x 256 threads) and twice the tile's wave quantisation. A
+// candidate for the tuner wherever the row-gather tiles compute a layer.
+#define CONV_TC_256_SMEM (CONV_STAGES * (256 + 128) * CONV_BK * 2 + 128)
+#define CONV_TC8(NAME, ACT, RES)                                                                             \
+    extern "C" __global__ void __launch_bounds__(2 * CONV_THREADS, 1)                                       \
+        NAME(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w, const float* __restrict__ bias,  \
+             const uint16_t* __restrict__ residual, uint16_t* __restrict__ y, ConvParams p) {              \
+        conv_tc_body<256, 128, 4, 2, 0, ACT, RES, false>(x, w, bias, residual, y, nullptr, p);             \
+    }
+CONV_TC8(conv_tc_256x128_none, 0, 0)
+CONV_TC8(conv_tc_256x128_relu, 1, 0)
+CONV_TC8(conv_tc_256x128_relu_res, 1, 1)
+CONV_TC8(conv_tc_256x128_any, -1, -1)
+
+// ---- Split K (layers whose output is one pixel an image: the FC layers) --------------
+// At the product batch an FC layer has few output tiles (ResNet-50's
+// 2048 -> 1000 at batch 256: 2 x 8 = 16 blocks for 132 SMs) and a long K
+// (64 k-tiles), so its blocks run one after another on a mostly idle
+// device. Split, each block sums one slice of CONV_SPLIT_TILES k-tiles from
+// zero (grid y = slice) and writes that fp32 sum to a workspace; then
+// conv_split_reduce adds the slices in slice order, then bias, residual and
+// activation as the other epilogues do. The slices are fixed by K alone,
+// the sums of different pixels never meet, and a layer that is split is
+// never computed unsplit (teacher/gpu/conv.rs `split_slices`: its
+// candidates are the split kernels only), so its bits depend neither on
+// the batch nor on the kernel that ran it.
+// Layout: ws [slices][M][Cout] fp32. Launch: grid (ceil(M / BM) * ceil(Ng /
+//         BN), slices, groups), block CONV_THREADS; the main loop is
+//         conv_tc_body's, unchanged.
+#define CONV_TC_SPLIT(NAME, BM, BN, GATHER)                                                                     \
+    extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)                                           \
+        NAME(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w, float* __restrict__ ws, ConvParams p) { \
+        conv_tc_body<BM, BN, 2, 2, GATHER, 0, 0, true>(x, w, nullptr, nullptr, nullptr, ws, p);                \
+    }
+CONV_TC_SPLIT(conv_tc_128x128_split, 128, 128, 0)
+CONV_TC_SPLIT(conv_tc_128x64_split, 128, 64, 0)
+CONV_TC_SPLIT(conv_tc_128x64_chunks_split, 128, 64, 4)
+
+// The split layer's epilogue: y[m][ch] = act(((ws[0] + ws[1]) + ...) +
+// bias + residual), rounded to bf16. One thread per 8 channels of one
+// pixel (Cout % 8 == 0), in two halves of 4 (16-byte reads of each slice,
+// one 8-byte store each): eight values held across the activation's calls
+// (SiLU's division) would spill.
+// Launch: grid ceil(M * Cout / 8 / CONV_THREADS), block CONV_THREADS.
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+conv_split_reduce(const float* __restrict__ ws, const float* __restrict__ bias,
+                  const uint16_t* __restrict__ residual, uint16_t* __restrict__ y, ConvParams p,
+                  uint32_t slices) {
+    const uint64_t i = (uint64_t)blockIdx.x * CONV_THREADS + threadIdx.x;
+    const uint64_t plane = (uint64_t)p.m * p.cout;
+    if (i >= plane / 8) return;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const uint64_t at = i * 8 + half * 4;  // m * Cout + ch
+        const uint32_t ch = (uint32_t)(at % p.cout);
+        float4 v = *reinterpret_cast<const float4*>(ws + at);
+        for (uint32_t s = 1; s < slices; s++) {
+            const float4 b = *reinterpret_cast<const float4*>(ws + s * plane + at);
+            v.x += b.x, v.y += b.y, v.z += b.z, v.w += b.w;
+        }
+        const float4 c = __ldg(reinterpret_cast<const float4*>(bias + ch));
+        v.x += c.x, v.y += c.y, v.z += c.z, v.w += c.w;
+        if (p.has_residual) {
+            const uint2 r = *reinterpret_cast<const uint2*>(residual + at);
+            v.x += bf16_to_f32((uint16_t)r.x), v.y += bf16_to_f32((uint16_t)(r.x >> 16));
+            v.z += bf16_to_f32((uint16_t)r.y), v.w += bf16_to_f32((uint16_t)(r.y >> 16));
+        }
+        const uint32_t lo = (uint32_t)f32_to_bf16(activate(v.x, p.act)) |
+                            (uint32_t)f32_to_bf16(activate(v.y, p.act)) << 16;
+        const uint32_t hi = (uint32_t)f32_to_bf16(activate(v.z, p.act)) |
+                            (uint32_t)f32_to_bf16(activate(v.w, p.act)) << 16;
+        *reinterpret_cast<uint2*>(y + at) = make_uint2(lo, hi);
+    }
+}
 
 // Depthwise convolution (one input channel per group: MobileNet, EfficientNet,
 // ConvNeXt's 7x7), its own kernel: the implicit GEMM would pad K = KH*KW to

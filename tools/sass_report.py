@@ -55,7 +55,10 @@ SMEM_RESERVED = 1024    # per block, reserved by the CUDA runtime on sm_80+
 # Goals of [gpu-conv-speed] for the large-tile mma.sync variants.
 GOAL_ISSUE_PER_HMMA = 2.5
 GOAL_SMEM_CEILING = 0.80
-LARGE_TILE = re.compile(r"^conv_tc_128x128_")
+LARGE_TILE = re.compile(r"^conv_tc_(128x128|256x128)_")
+# Dynamic shared memory a kernel is launched with (ptxas reports static
+# only): kernels/conv.cu CONV_TC_256_SMEM, src/cuda/kernels.rs TC8_SHARED.
+DYNAMIC_SMEM = [(re.compile(r"^conv_tc_256x128_"), 3 * (256 + 128) * 64 + 128)]
 # ... and for the narrow-group kernels: within NARROW_FACTOR of the large
 # tile (same target) per useful multiply-add, in issued instructions and in
 # the ceiling. A kernel's useful share is its worst case over the layers it
@@ -217,7 +220,9 @@ def analyse(name, insns, res, threads, arch):
     warps = max(1, (threads or 128) // 32)
     regs_warp = -(-max(res.get("regs", 0), 1) * 32 // 256) * 256
     by_regs = (REGS_SM // regs_warp) // warps
-    smem = res.get("smem", 0) + SMEM_RESERVED
+    dynamic = next((b for rx, b in DYNAMIC_SMEM if rx.match(name)), 0)
+    row.update(smem_dynamic=dynamic)
+    smem = res.get("smem", 0) + dynamic + SMEM_RESERVED
     by_smem = t["smem_sm"] // smem if smem else t["blocks_sm"]
     by_threads = t["threads_sm"] // (warps * 32)
     blocks = min(by_regs, by_smem, by_threads, t["blocks_sm"])
@@ -341,11 +346,11 @@ def table(rows):
                 f"{ml['issue_ceiling_of_mma_peak']:>6.0%} {ml['smem_ceiling_of_mma_peak']:>6.0%} "
                 f"{ml['ceiling_of_dense_peak']:>6.0%}" + (" *" if ml["inner_loops"] else "")) if ml else \
             f"{'(no HMMA loop)':>10}"
-        lines.append(f"{r['arch']:7} {r['kernel']:28} {r['regs']:>4} {r['smem_static']:>6} "
+        lines.append(f"{r['arch']:7} {r['kernel']:28} {r['regs']:>4} {r['smem_static'] + r['smem_dynamic']:>6} "
                      f"{r['occupancy']:>5.0%} {loop}")
     lines.append("issue% / smem%: ceilings as a share of the target's mma.sync peak; dense%: the lower of the two "
                  "as a share of the dense bf16 peak (wgmma on sm_90a). * the main loop holds an inner loop, "
-                 "counted once.")
+                 "counted once. smem: static + dynamic bytes a block.")
     narrow = [r for r in rows if r["main_loop"] and "useful_share" in r["main_loop"]]
     if narrow:
         lines += ["", f"{'arch':7} {'narrow-group kernel':28} {'useful':>6} {'instr/useful':>12} {'vs large':>8} "

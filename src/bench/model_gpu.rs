@@ -77,7 +77,7 @@ fn tune_layers(gm: &GpuModel, iters: usize) -> Result<Vec<TunedLayer>> {
         let mut ms = Vec::new();
         for &v in &cands {
             let samples = time(gm.stream(), 2, iters, || gm.launch_step(i, Some(v)))?;
-            ms.push((v.kernel.name.to_string(), median(&samples)));
+            ms.push((v.name().to_string(), median(&samples)));
         }
         let rule = ms[0].1; // candidates()[0] is the rule's
         let best = (0..ms.len())

@@ -382,6 +382,9 @@ fn module_load_hint(e: cudarc::driver::DriverError, driver_version: i32) -> Stri
     format!("{e:?}: {hint}")
 }
 
+/// Shared memory a block gets without opting in (48 KB on every target).
+const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
+
 impl Stream {
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
@@ -407,6 +410,20 @@ impl Stream {
             .gpu
             .function(kernel.family, kernel.name)
             .map_err(|e| shape.error(kernel.name, e.to_string()))?;
+        if shape.shared_bytes > STATIC_SHARED_LIMIT {
+            // Dynamic shared memory above 48 KB is opt-in per function; the
+            // driver refuses more than the device has (an error, named).
+            f.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shape.shared_bytes as i32,
+            )
+            .map_err(|e| {
+                shape.error(
+                    kernel.name,
+                    format!("{e:?}: this device has less shared memory a block than the kernel needs"),
+                )
+            })?;
+        }
         let mut b = self.raw.launch_builder(&f);
         args.push_all(&mut b);
         // SAFETY: the argument tuple matches the signature declared for this

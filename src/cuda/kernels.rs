@@ -273,6 +273,29 @@ pub mod conv {
         Kernel::new(Family::Conv, "conv_tc_128x48_chunks_relu");
     pub const CONV_TC_128X48_CHUNKS_ANY: Kernel<ConvSig> =
         Kernel::new(Family::Conv, "conv_tc_128x48_chunks_any");
+    /// 256x128 tiles: 8 warps (`TC8_THREADS`), `TC8_SHARED` bytes of
+    /// dynamic shared memory; the row gather (Cin_g % 32 == 0).
+    pub const CONV_TC_256X128_NONE: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_256x128_none");
+    pub const CONV_TC_256X128_RELU: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_256x128_relu");
+    pub const CONV_TC_256X128_RELU_RES: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_256x128_relu_res");
+    pub const CONV_TC_256X128_ANY: Kernel<ConvSig> =
+        Kernel::new(Family::Conv, "conv_tc_256x128_any");
+    /// Split K (`conv_split_reduce` after): (x, packed weights, fp32
+    /// workspace [slices][M][Cout], params); grid y = slice.
+    pub type ConvSplitSig = (In<u16>, In<u16>, Out<f32>, ConvParams);
+    pub const CONV_TC_128X128_SPLIT: Kernel<ConvSplitSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x128_split");
+    pub const CONV_TC_128X64_SPLIT: Kernel<ConvSplitSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_split");
+    pub const CONV_TC_128X64_CHUNKS_SPLIT: Kernel<ConvSplitSig> =
+        Kernel::new(Family::Conv, "conv_tc_128x64_chunks_split");
+    /// (workspace, bias, residual, y, params, slices).
+    pub type ConvReduceSig = (In<f32>, In<f32>, In<u16>, Out<u16>, ConvParams, u32);
+    pub const CONV_SPLIT_REDUCE: Kernel<ConvReduceSig> =
+        Kernel::new(Family::Conv, "conv_split_reduce");
     pub const ALL: &[&str] = &[
         CONV_BF16_128X64_V8.name,
         CONV_BF16_128X32_V8.name,
@@ -291,11 +314,26 @@ pub mod conv {
         CONV_TC_128X64_CHUNKS_ANY.name,
         CONV_TC_128X48_CHUNKS_RELU.name,
         CONV_TC_128X48_CHUNKS_ANY.name,
+        CONV_TC_256X128_NONE.name,
+        CONV_TC_256X128_RELU.name,
+        CONV_TC_256X128_RELU_RES.name,
+        CONV_TC_256X128_ANY.name,
+        CONV_TC_128X128_SPLIT.name,
+        CONV_TC_128X64_SPLIT.name,
+        CONV_TC_128X64_CHUNKS_SPLIT.name,
+        CONV_SPLIT_REDUCE.name,
     ];
     /// `CONV_THREADS` and `CONV_BK` in the .cu; every variant's BM.
     pub const THREADS: u32 = 128;
     pub const BK: usize = 32;
     pub const BM: usize = 128;
+    /// The 256x128 tile's block (2 x `CONV_THREADS`) and dynamic shared
+    /// memory (`CONV_TC_256_SMEM`: three stages of 384 rows of 64 bytes,
+    /// and 128 to align them).
+    pub const TC8_THREADS: u32 = 256;
+    pub const TC8_SHARED: u32 = 3 * (256 + 128) * 64 + 128;
+    /// `CONV_SPLIT_TILES`: k-tiles of BK a split-K slice sums.
+    pub const SPLIT_TILES: usize = 8;
 }
 
 /// kernels/conv_grouped.cu: ResNeXt's narrow-group 3x3 convolutions, same

@@ -6,19 +6,22 @@
 //! tile fits the group. The CPU twin sums the same bf16 products in f64 and
 //! is checked against the CPU executor's f32 convolution.
 
-use crate::cuda::kernels::Kernel;
 use crate::cuda::kernels::conv::{
     BK, BM, CONV_BF16_128X8_V8, CONV_BF16_128X16_V8, CONV_BF16_128X32_V8, CONV_BF16_128X64_V1,
-    CONV_BF16_128X64_V8, CONV_DEPTHWISE_BF16_NHWC, CONV_TC_128X48_CHUNKS_ANY,
-    CONV_TC_128X48_CHUNKS_RELU, CONV_TC_128X64_ANY, CONV_TC_128X64_CHUNKS_ANY, CONV_TC_128X64_NONE,
-    CONV_TC_128X64_RELU, CONV_TC_128X64_RELU_RES, CONV_TC_128X128_ANY, CONV_TC_128X128_NONE,
-    CONV_TC_128X128_RELU, CONV_TC_128X128_RELU_RES, ConvParams, ConvSig, THREADS,
+    CONV_BF16_128X64_V8, CONV_DEPTHWISE_BF16_NHWC, CONV_SPLIT_REDUCE, CONV_TC_128X48_CHUNKS_ANY,
+    CONV_TC_128X48_CHUNKS_RELU, CONV_TC_128X64_ANY, CONV_TC_128X64_CHUNKS_ANY,
+    CONV_TC_128X64_CHUNKS_SPLIT, CONV_TC_128X64_NONE, CONV_TC_128X64_RELU, CONV_TC_128X64_RELU_RES,
+    CONV_TC_128X64_SPLIT, CONV_TC_128X128_ANY, CONV_TC_128X128_NONE, CONV_TC_128X128_RELU,
+    CONV_TC_128X128_RELU_RES, CONV_TC_128X128_SPLIT, CONV_TC_256X128_ANY, CONV_TC_256X128_NONE,
+    CONV_TC_256X128_RELU, CONV_TC_256X128_RELU_RES, ConvParams, ConvSig, ConvSplitSig, SPLIT_TILES,
+    TC8_SHARED, TC8_THREADS, THREADS,
 };
 use crate::cuda::kernels::conv_grouped::{
     CHANNELS as GROUPED_CHANNELS, CONV_GROUPED_S1_4X32_ANY, CONV_GROUPED_S1_4X32_RELU,
     CONV_GROUPED_S1_7X16_ANY, CONV_GROUPED_S1_7X16_RELU, CONV_GROUPED_S2_3X16_ANY,
     CONV_GROUPED_S2_3X16_RELU, THREADS as GROUPED_THREADS,
 };
+use crate::cuda::kernels::{Family, Kernel};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
 use crate::teacher::graph::{Activation, ConvAttrs};
@@ -127,8 +130,18 @@ pub fn pack_weights(w: &[f32], p: &ConvParams) -> Vec<u16> {
 /// it is launched.
 #[derive(Clone, Copy)]
 pub struct Variant {
-    pub kernel: &'static Kernel<ConvSig>,
+    pub entry: Entry,
     pub tile: Tile,
+}
+
+/// What a variant launches.
+#[derive(Clone, Copy)]
+pub enum Entry {
+    /// One kernel computes the layer.
+    Whole(&'static Kernel<ConvSig>),
+    /// Split K: the slices' sums into the workspace, then
+    /// `conv_split_reduce` (`split_slices`).
+    Split(&'static Kernel<ConvSplitSig>),
 }
 
 /// How a variant tiles the output, which fixes its grid.
@@ -138,11 +151,15 @@ pub enum Tile {
     Depthwise,
     /// The older `conv_bf16_*` kernels: 128 pixels x `bn` output channels.
     Old { bn: u32 },
-    /// The pipelined `conv_tc_*` kernels: 128 pixels x `bn` channels, blocks
+    /// The pipelined `conv_tc_*` kernels: `bm` pixels (128, or 256 with 8
+    /// warps and 72 KB of dynamic shared memory) x `bn` channels, blocks
     /// rastered with the output-channel tiles fastest, 16-byte epilogue.
-    Tc { bn: u32 },
+    Tc { bm: u32, bn: u32 },
     /// kernels/conv_grouped.cu: `rows` x `cols` output pixels x 64 channels.
     Grouped { rows: u32, cols: u32 },
+    /// The split-K `conv_tc_*_split` kernels: 128 pixels x `bn` channels x
+    /// one slice of K a block (`split_slices`).
+    Split { bn: u32 },
 }
 
 impl Variant {
@@ -150,49 +167,84 @@ impl Variant {
     pub fn bn(&self) -> u32 {
         match self.tile {
             Tile::Depthwise => 0,
-            Tile::Old { bn } | Tile::Tc { bn } => bn,
+            Tile::Old { bn } | Tile::Tc { bn, .. } | Tile::Split { bn } => bn,
             Tile::Grouped { .. } => GROUPED_CHANNELS,
+        }
+    }
+
+    /// The entry point's name (the first of the two of a split variant).
+    pub fn name(&self) -> &'static str {
+        match self.entry {
+            Entry::Whole(k) => k.name,
+            Entry::Split(k) => k.name,
+        }
+    }
+
+    /// The kernel family (the .cu file) of the entry point.
+    pub fn family(&self) -> Family {
+        match self.entry {
+            Entry::Whole(k) => k.family,
+            Entry::Split(k) => k.family,
         }
     }
 
     /// Whether the kernel needs 16-byte aligned regions (every kernel but
     /// the older ones and the depthwise one).
     fn vector(&self) -> bool {
-        matches!(self.tile, Tile::Tc { .. } | Tile::Grouped { .. })
+        matches!(
+            self.tile,
+            Tile::Tc { .. } | Tile::Split { .. } | Tile::Grouped { .. }
+        )
     }
 }
 
 impl PartialEq for Variant {
     fn eq(&self, o: &Self) -> bool {
-        (self.kernel.name, self.tile) == (o.kernel.name, o.tile)
+        (self.name(), self.tile) == (o.name(), o.tile)
     }
 }
 impl Eq for Variant {}
 
 impl std::fmt::Debug for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.kernel.name)
+        f.write_str(self.name())
     }
 }
 
 const fn old(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
     Variant {
-        kernel,
+        entry: Entry::Whole(kernel),
         tile: Tile::Old { bn },
     }
 }
 
 const fn tc(kernel: &'static Kernel<ConvSig>, bn: u32) -> Variant {
     Variant {
-        kernel,
-        tile: Tile::Tc { bn },
+        entry: Entry::Whole(kernel),
+        tile: Tile::Tc { bm: BM as u32, bn },
     }
 }
 
 const fn grouped(kernel: &'static Kernel<ConvSig>, rows: u32, cols: u32) -> Variant {
     Variant {
-        kernel,
+        entry: Entry::Whole(kernel),
         tile: Tile::Grouped { rows, cols },
+    }
+}
+
+/// The split-K kernel with output tile `bn` (128 or 64); the chunk gather
+/// (64 wide) when Cin_g is not a multiple of 32.
+fn split_variant(p: &ConvParams, bn: u32) -> Variant {
+    let (kernel, bn) = if !p.cin_g.is_multiple_of(32) {
+        (&CONV_TC_128X64_CHUNKS_SPLIT, 64)
+    } else if bn == 128 {
+        (&CONV_TC_128X128_SPLIT, 128)
+    } else {
+        (&CONV_TC_128X64_SPLIT, 64)
+    };
+    Variant {
+        entry: Entry::Split(kernel),
+        tile: Tile::Split { bn },
     }
 }
 
@@ -241,6 +293,52 @@ fn tc_variant(p: &ConvParams, bn: u32) -> Variant {
         _ => &CONV_TC_128X64_ANY,
     };
     tc(k, bn)
+}
+
+/// Slices of K a layer is summed in: more than one for a layer whose output
+/// is one pixel an image (the FC layers, and any convolution down to a 1x1
+/// map: M = the batch, so at any batch few output tiles) with more than
+/// `SPLIT_TILES` k-tiles, on the `conv_tc_*` conditions; each slice is
+/// `SPLIT_TILES` k-tiles (the last may be shorter). A function of the layer
+/// alone: the batch never changes it, nor so the bits. Layers over a map
+/// stay whole: at the product batch they fill the device already, and a
+/// slice's partial sums would cost more traffic than the split saves.
+pub fn split_slices(p: &ConvParams) -> u32 {
+    let k_tiles = p.k_pad / BK as u32;
+    if tc_fits(p) && (p.oh, p.ow) == (1, 1) && k_tiles > SPLIT_TILES as u32 {
+        k_tiles.div_ceil(SPLIT_TILES as u32)
+    } else {
+        1
+    }
+}
+
+/// fp32 elements of the workspace a split layer needs ([slices][M][Cout]),
+/// 0 for a layer computed whole.
+pub fn workspace_len(p: &ConvParams) -> usize {
+    match split_slices(p) {
+        1 => 0,
+        s => s as usize * p.m as usize * p.cout as usize,
+    }
+}
+
+/// The 256x128 `conv_tc_*` kernel for `p` (the row gather: Cin_g % 32 ==
+/// 0), the epilogue fixed as in `tc_variant`: a tuner's candidate, never
+/// the rule's choice (its gain, a quarter less L2 traffic, against twice
+/// the wave quantisation, is for a device to show).
+fn tc8_variant(p: &ConvParams) -> Option<Variant> {
+    if !tc_fits(p) || !p.cin_g.is_multiple_of(32) || split_slices(p) > 1 {
+        return None;
+    }
+    let k = match (p.act, p.has_residual) {
+        (0, 0) => &CONV_TC_256X128_NONE,
+        (1, 0) => &CONV_TC_256X128_RELU,
+        (1, 1) => &CONV_TC_256X128_RELU_RES,
+        _ => &CONV_TC_256X128_ANY,
+    };
+    Some(Variant {
+        entry: Entry::Whole(k),
+        tile: Tile::Tc { bm: 256, bn: 128 },
+    })
 }
 
 /// Whether the 48-wide `conv_tc_128x48_chunks_*` tile computes `p` without
@@ -332,7 +430,7 @@ fn old_variant(p: &ConvParams) -> Variant {
 pub fn variant(p: &ConvParams) -> Variant {
     if is_depthwise(p) {
         return Variant {
-            kernel: &CONV_DEPTHWISE_BF16_NHWC,
+            entry: Entry::Whole(&CONV_DEPTHWISE_BF16_NHWC),
             tile: Tile::Depthwise,
         };
     }
@@ -342,12 +440,15 @@ pub fn variant(p: &ConvParams) -> Variant {
     if !tc_fits(p) {
         return old_variant(p);
     }
+    let padded = |bn: u32| p.ng.div_ceil(bn) * bn;
+    let bn = if padded(128) <= padded(64) { 128 } else { 64 };
+    if split_slices(p) > 1 {
+        return split_variant(p, bn);
+    }
     // Cin_g not a multiple of 32: both tiles would be the 64-wide chunk gather.
     if !p.cin_g.is_multiple_of(32) && tile_48_fits(p) {
         return tc_variant(p, 48);
     }
-    let padded = |bn: u32| p.ng.div_ceil(bn) * bn;
-    let bn = if padded(128) <= padded(64) { 128 } else { 64 };
     tc_variant(p, bn)
 }
 
@@ -358,6 +459,14 @@ pub fn candidates(p: &ConvParams) -> Vec<Variant> {
         return grouped_variants(p);
     }
     let mut out = vec![variant(p)];
+    if split_slices(p) > 1 {
+        // A split layer is only ever computed split (its slices' order).
+        let other = split_variant(p, if out[0].bn() == 128 { 64 } else { 128 });
+        if other != out[0] {
+            out.push(other);
+        }
+        return out;
+    }
     if !is_depthwise(p) {
         // tile_48_fits implies tc_fits.
         let tiles = match (tc_fits(p), tile_48_fits(p)) {
@@ -366,7 +475,7 @@ pub fn candidates(p: &ConvParams) -> Vec<Variant> {
             (false, _) => &[],
         };
         let more = tiles.iter().map(|&bn| tc_variant(p, bn));
-        for v in more.chain([old_variant(p)]) {
+        for v in more.chain(tc8_variant(p)).chain([old_variant(p)]) {
             if !out.contains(&v) {
                 out.push(v);
             }
@@ -375,9 +484,37 @@ pub fn candidates(p: &ConvParams) -> Vec<Variant> {
     out
 }
 
-/// Launches `y = act(conv(x, w) + bias [+ residual])`. `bias` always has
-/// Cout entries (zeros for a conv without one); `residual`, when
-/// `p.has_residual`, has y's shape.
+/// A convolution's operands: input, packed weight, bias (Cout entries,
+/// zeros for a conv without one), the residual (y's shape, when
+/// `p.has_residual`), the output, and for a split layer the fp32 workspace
+/// of `workspace_len(p)` elements (unused otherwise).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvIo {
+    pub x: Region<u16>,
+    pub w: Region<u16>,
+    pub bias: Region<f32>,
+    pub residual: Option<Region<u16>>,
+    pub y: Region<u16>,
+    pub workspace: Option<Region<f32>>,
+}
+
+impl ConvIo {
+    /// Whether the regions meet the tc, split and grouped kernels' 16-byte
+    /// vector accesses.
+    fn aligned(&self) -> bool {
+        [self.x, self.w, self.y]
+            .map(|r| r.is_aligned(16))
+            .into_iter()
+            .chain([self.bias.is_aligned(16)])
+            .chain(self.residual.map(|r| r.is_aligned(16)))
+            .chain(self.workspace.map(|r| r.is_aligned(16)))
+            .all(|a| a)
+    }
+}
+
+/// Launches `y = act(conv(x, w) + bias [+ residual])` on whole buffers;
+/// `workspace` as in `ConvIo`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     stream: &Stream,
     p: &ConvParams,
@@ -386,91 +523,56 @@ pub fn conv2d(
     bias: &DevBuf<f32>,
     residual: Option<&DevBuf<u16>>,
     y: &mut DevBuf<u16>,
+    workspace: Option<&DevBuf<f32>>,
 ) -> Result<()> {
     let s = stream;
-    conv2d_regions(
-        s,
-        p,
-        x.region(s, 0..x.len())?,
-        w.region(s, 0..w.len())?,
-        bias.region(s, 0..bias.len())?,
-        residual.map(|r| r.region(s, 0..r.len())).transpose()?,
-        y.region(s, 0..y.len())?,
-    )
+    let io = ConvIo {
+        x: x.region(s, 0..x.len())?,
+        w: w.region(s, 0..w.len())?,
+        bias: bias.region(s, 0..bias.len())?,
+        residual: residual.map(|r| r.region(s, 0..r.len())).transpose()?,
+        y: y.region(s, 0..y.len())?,
+        workspace: workspace.map(|r| r.region(s, 0..r.len())).transpose()?,
+    };
+    conv2d_regions(s, p, io)
 }
 
-/// `conv2d` over regions (of the executor's arena and weights).
-pub fn conv2d_regions(
-    stream: &Stream,
-    p: &ConvParams,
-    x: Region<u16>,
-    w: Region<u16>,
-    bias: Region<f32>,
-    residual: Option<Region<u16>>,
-    y: Region<u16>,
-) -> Result<()> {
+/// `conv2d` over regions (of the executor's arena and weights), through
+/// the shape rule's kernel.
+pub fn conv2d_regions(stream: &Stream, p: &ConvParams, io: ConvIo) -> Result<()> {
     let mut v = variant(p);
     // The executor's arena and weights are always aligned; elsewhere the
     // older kernel computes the same bits as a tc kernel (not as a grouped
-    // one, which `launch` then refuses by name).
-    if matches!(v.tile, Tile::Tc { .. }) && !aligned(x, w, bias, residual, y) {
+    // or split one, which `launch` then refuses by name).
+    if matches!(v.tile, Tile::Tc { .. }) && !io.aligned() {
         v = old_variant(p);
     }
-    launch(stream, p, v, x, w, bias, residual, y)
-}
-
-/// Whether the regions meet the tc and grouped kernels' 16-byte vector
-/// accesses.
-fn aligned(
-    x: Region<u16>,
-    w: Region<u16>,
-    bias: Region<f32>,
-    residual: Option<Region<u16>>,
-    y: Region<u16>,
-) -> bool {
-    [x, w, y]
-        .map(|r| r.is_aligned(16))
-        .into_iter()
-        .chain([bias.is_aligned(16)])
-        .chain(residual.map(|r| r.is_aligned(16)))
-        .all(|a| a)
+    launch(stream, p, v, io)
 }
 
 /// `conv2d_regions` through a chosen variant, which must be one of
 /// `candidates(p)` (a test's or a tuner's choice).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_variant(
-    stream: &Stream,
-    p: &ConvParams,
-    v: Variant,
-    x: Region<u16>,
-    w: Region<u16>,
-    bias: Region<f32>,
-    residual: Option<Region<u16>>,
-    y: Region<u16>,
-) -> Result<()> {
+pub fn conv2d_variant(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()> {
     if !candidates(p).contains(&v) {
         return Err(CudaError::Invalid(format!(
             "conv2d: {} does not compute {p:?}",
-            v.kernel.name
+            v.name()
         )));
     }
-    launch(stream, p, v, x, w, bias, residual, y)
+    launch(stream, p, v, io)
 }
 
 /// Launches `v` on `p` after checking the regions' sizes against `p`.
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    stream: &Stream,
-    p: &ConvParams,
-    v: Variant,
-    x: Region<u16>,
-    w: Region<u16>,
-    bias: Region<f32>,
-    residual: Option<Region<u16>>,
-    y: Region<u16>,
-) -> Result<()> {
+fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()> {
     let bad = |d: String| Err(CudaError::Invalid(format!("conv2d: {d}")));
+    let ConvIo {
+        x,
+        w,
+        bias,
+        residual,
+        y,
+        workspace,
+    } = io;
     let x_len = (p.n * p.h * p.w) as usize * p.cin as usize;
     let y_len = p.m as usize * p.cout as usize;
     if x.len() < x_len
@@ -491,736 +593,96 @@ fn launch(
             p.k, p.k_pad
         ));
     }
-    if v.vector() && !aligned(x, w, bias, residual, y) {
+    if v.vector() && !io.aligned() {
         return bad(format!(
-            "{} needs x, w, y, bias and residual on 16-byte boundaries",
-            v.kernel.name
+            "{} needs x, w, y, bias, residual and workspace on 16-byte boundaries",
+            v.name()
         ));
     }
     let (m_tiles, n_tiles) = (p.m.div_ceil(BM as u32), p.ng.div_ceil(v.bn().max(1)));
-    let shape = if let Tile::Grouped { rows, cols } = v.tile {
-        if p.n > u16::MAX as u32 {
-            return bad(format!(
-                "{} takes at most 65535 images a launch (grid z), not {}: lower the batch size",
-                v.kernel.name, p.n
-            ));
-        }
-        LaunchShape {
-            grid: (
-                p.oh.div_ceil(rows) * p.ow.div_ceil(cols),
-                p.cout / GROUPED_CHANNELS,
-                p.n,
-            ),
-            block: (GROUPED_THREADS, 1, 1),
-            shared_bytes: 0,
-        }
-    } else if v.tile == Tile::Depthwise {
-        LaunchShape::per_item(p.m as usize * p.cout as usize, THREADS, "depthwise conv2d")?
-    } else if matches!(v.tile, Tile::Tc { .. }) {
-        let blocks = m_tiles
+    let tc_blocks = |m_tiles: u32| {
+        m_tiles
             .checked_mul(n_tiles)
-            .filter(|&b| b < i32::MAX as u32);
-        let Some(blocks) = blocks else {
-            return Err(CudaError::Invalid(format!(
-                "conv2d: {m_tiles} x {n_tiles} tiles are more blocks than one launch takes: lower the batch size"
-            )));
-        };
-        LaunchShape {
-            grid: (blocks, 1, p.groups),
+            .filter(|&b| b < i32::MAX as u32)
+            .ok_or_else(|| {
+                CudaError::Invalid(format!(
+                    "conv2d: {m_tiles} x {n_tiles} tiles are more blocks than one launch takes: lower the batch size"
+                ))
+            })
+    };
+    let whole = |shape: LaunchShape| match v.entry {
+        Entry::Whole(k) => stream.launch(k, shape, (x, w, bias, residual.unwrap_or(x), y, *p)),
+        Entry::Split(k) => bad(format!("{} is a split kernel", k.name)),
+    };
+    match v.tile {
+        Tile::Grouped { rows, cols } => {
+            if p.n > u16::MAX as u32 {
+                return bad(format!(
+                    "{} takes at most 65535 images a launch (grid z), not {}: lower the batch size",
+                    v.name(),
+                    p.n
+                ));
+            }
+            whole(LaunchShape {
+                grid: (
+                    p.oh.div_ceil(rows) * p.ow.div_ceil(cols),
+                    p.cout / GROUPED_CHANNELS,
+                    p.n,
+                ),
+                block: (GROUPED_THREADS, 1, 1),
+                shared_bytes: 0,
+            })
+        }
+        Tile::Depthwise => whole(LaunchShape::per_item(
+            p.m as usize * p.cout as usize,
+            THREADS,
+            "depthwise conv2d",
+        )?),
+        Tile::Tc { bm: 128, .. } => whole(LaunchShape {
+            grid: (tc_blocks(m_tiles)?, 1, p.groups),
             block: (THREADS, 1, 1),
             shared_bytes: 0,
-        }
-    } else {
-        LaunchShape {
+        }),
+        Tile::Tc { bm, .. } => whole(LaunchShape {
+            grid: (tc_blocks(p.m.div_ceil(bm))?, 1, p.groups),
+            block: (TC8_THREADS, 1, 1),
+            shared_bytes: TC8_SHARED,
+        }),
+        Tile::Old { .. } => whole(LaunchShape {
             grid: (m_tiles, n_tiles, p.groups),
             block: (THREADS, 1, 1),
             shared_bytes: 0,
+        }),
+        Tile::Split { .. } => {
+            let Entry::Split(kernel) = v.entry else {
+                return bad(format!("{} is not a split kernel", v.name()));
+            };
+            let slices = split_slices(p);
+            let Some(ws) = workspace.filter(|r| r.len() >= workspace_len(p)) else {
+                return bad(format!(
+                    "{} needs a workspace of {} fp32 elements ({slices} slices of K)",
+                    v.name(),
+                    workspace_len(p)
+                ));
+            };
+            let shape = LaunchShape {
+                grid: (tc_blocks(m_tiles)?, slices, p.groups),
+                block: (THREADS, 1, 1),
+                shared_bytes: 0,
+            };
+            stream.launch(kernel, shape, (x, w, ws, *p))?;
+            let reduce = LaunchShape::per_item(y_len / 8, THREADS, "split-K reduce")?;
+            stream.launch(
+                &CONV_SPLIT_REDUCE,
+                reduce,
+                (ws, bias, residual.unwrap_or(x), y, *p, slices),
+            )
         }
-    };
-    stream.launch(v.kernel, shape, (x, w, bias, residual.unwrap_or(x), y, *p))
+    }
 }
 
 /// CPU twin: the same bf16 products summed in f64.
-pub mod cpu {
-    use super::*;
-
-    /// The activation in f64, as the kernel applies it (in f32).
-    fn activate(v: f64, act: u32) -> f64 {
-        match act {
-            1 => v.max(0.0),
-            2 => v / (1.0 + (-v).exp()),
-            3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-            4 => 1.0 / (1.0 + (-v).exp()),
-            _ => v,
-        }
-    }
-
-    /// NHWC bf16 `x`, packed `w` → (y before rounding to bf16, and per output
-    /// the sum of |terms| that bounds the accumulation error).
-    pub fn conv2d(
-        p: &ConvParams,
-        x: &[u16],
-        w: &[u16],
-        bias: &[f32],
-        residual: Option<&[u16]>,
-    ) -> (Vec<f32>, Vec<f32>) {
-        let [
-            n,
-            h,
-            wd,
-            cin,
-            oh,
-            ow,
-            cout,
-            _groups,
-            cin_g,
-            ng,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-        ] = [
-            p.n, p.h, p.w, p.cin, p.oh, p.ow, p.cout, p.groups, p.cin_g, p.ng, p.kh, p.kw, p.sh,
-            p.sw, p.ph, p.pw, p.dh, p.dw,
-        ]
-        .map(|v| v as usize);
-        let k_pad = p.k_pad as usize;
-        let mut y = vec![0f32; n * oh * ow * cout];
-        let mut mag = vec![0f32; y.len()];
-        for img in 0..n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let m = (img * oh + oy) * ow + ox;
-                    for o in 0..cout {
-                        let g = o / ng;
-                        let (mut s, mut a) = (bias[o] as f64, (bias[o] as f64).abs());
-                        for ky in 0..kh {
-                            let iy = (oy * sh + ky * dh) as isize - ph as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for kx in 0..kw {
-                                let ix = (ox * sw + kx * dw) as isize - pw as isize;
-                                if ix < 0 || ix >= wd as isize {
-                                    continue;
-                                }
-                                let px = ((img * h + iy as usize) * wd + ix as usize) * cin;
-                                for c in 0..cin_g {
-                                    let xv = f32_of(x[px + g * cin_g + c]) as f64;
-                                    let k = (ky * kw + kx) * cin_g + c;
-                                    let t = xv * f32_of(w[o * k_pad + k]) as f64;
-                                    s += t;
-                                    a += t.abs();
-                                }
-                            }
-                        }
-                        if let Some(r) = residual {
-                            let rv = f32_of(r[m * cout + o]) as f64;
-                            s += rv;
-                            a += rv.abs();
-                        }
-                        y[m * cout + o] = activate(s, p.act) as f32;
-                        mag[m * cout + o] = a as f32;
-                    }
-                }
-            }
-        }
-        (y, mag)
-    }
-}
+pub mod cpu;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cuda::testing::{Tol, gpu_or_skip};
-    use crate::rng::Philox;
-    use crate::teacher::graph::AutoPad;
-    use crate::teacher::tensor::Tensor;
-
-    fn attrs(k: usize, s: usize, p: usize, d: usize, group: usize, act: Activation) -> ConvAttrs {
-        ConvAttrs {
-            kernel: [k, k],
-            strides: [s, s],
-            pads: [p, p, p, p],
-            dilations: [d, d],
-            group,
-            auto_pad: AutoPad::Explicit,
-            act,
-        }
-    }
-
-    /// (name, attrs, x NCHW, Cout, residual, epilogue activation code or 0
-    /// for the attrs' own): the shapes ResNet/ResNeXt teachers have (7x7/2
-    /// stem on RGB, 1x1, 3x3 grouped at 32 groups of 8 and of 16, strided,
-    /// dilated, FC as 1x1 on 1x1), every tile width (8, 16, 32 and 64
-    /// channels a group), the depthwise kernel (MobileNet's 3x3, ConvNeXt's
-    /// 7x7, a channel multiplier of 2) and every fused activation (SiLU,
-    /// HardSwish, sigmoid as MobileNet/EfficientNet fold them), at odd sizes
-    /// and batches not a multiple of the tile.
-    type ConvCase = (&'static str, ConvAttrs, [usize; 4], usize, bool, u32);
-
-    fn cases() -> Vec<ConvCase> {
-        use Activation::{None, Relu};
-        vec![
-            (
-                "stem 7x7/2 rgb",
-                attrs(7, 2, 3, 1, 1, Relu),
-                [2, 3, 37, 29],
-                64,
-                false,
-                0,
-            ),
-            (
-                "1x1 residual",
-                attrs(1, 1, 0, 1, 1, Relu),
-                [3, 64, 9, 7],
-                96,
-                true,
-                0,
-            ),
-            // kernels/conv_grouped.cu: Ng 8 (block-diagonal), 16 and 32,
-            // both strides, ReLU fixed and read from p, both stride-1
-            // tiles (candidates), sizes no tile divides.
-            (
-                "3x3 g32x8 (grouped s1 relu)",
-                attrs(3, 1, 1, 1, 32, Relu),
-                [2, 256, 11, 10],
-                256,
-                false,
-                0,
-            ),
-            (
-                "3x3/2 g32x16 (grouped s2 any)",
-                attrs(3, 2, 1, 1, 32, None),
-                [1, 512, 13, 13],
-                512,
-                false,
-                0,
-            ),
-            (
-                "3x3 g2x32 14x14 (grouped s1, two k chunks)",
-                attrs(3, 1, 1, 1, 2, Relu),
-                [2, 64, 14, 14],
-                64,
-                false,
-                0,
-            ),
-            (
-                "3x3/2 g4x32 (grouped s2 relu)",
-                attrs(3, 2, 1, 1, 4, Relu),
-                [1, 128, 15, 18],
-                128,
-                false,
-                0,
-            ),
-            (
-                "3x3 g16x8 SiLU (grouped s1 any)",
-                attrs(3, 1, 1, 1, 16, None),
-                [1, 128, 9, 37],
-                128,
-                false,
-                2,
-            ),
-            // Narrow groups the grouped kernel does not take: the older kernels.
-            (
-                "3x3 g32x8 + residual (128x8)",
-                attrs(3, 1, 1, 1, 32, Relu),
-                [1, 256, 7, 6],
-                256,
-                true,
-                0,
-            ),
-            (
-                "1x1/2 g32x16 (128x16)",
-                attrs(1, 2, 0, 1, 32, None),
-                [1, 512, 9, 9],
-                512,
-                false,
-                0,
-            ),
-            (
-                "3x3 g16x24 (128x32 tile), SiLU",
-                attrs(3, 1, 1, 1, 16, None),
-                [2, 384, 7, 6],
-                384,
-                false,
-                2,
-            ),
-            (
-                "3x3 g8x48",
-                attrs(3, 1, 1, 1, 8, Relu),
-                [1, 384, 6, 5],
-                384,
-                true,
-                0,
-            ),
-            (
-                "3x3 dilated 2",
-                attrs(3, 1, 2, 2, 1, None),
-                [1, 24, 10, 12],
-                40,
-                false,
-                0,
-            ),
-            (
-                "1x1 HardSwish + residual",
-                attrs(1, 1, 0, 1, 1, None),
-                [2, 40, 7, 7],
-                72,
-                true,
-                3,
-            ),
-            (
-                "1x1 sigmoid",
-                attrs(1, 1, 0, 1, 1, None),
-                [1, 16, 5, 5],
-                24,
-                false,
-                4,
-            ),
-            (
-                "fc",
-                attrs(1, 1, 0, 1, 1, None),
-                [5, 200, 1, 1],
-                1000,
-                false,
-                0,
-            ),
-            (
-                "odd cin",
-                attrs(3, 1, 1, 1, 1, Relu),
-                [1, 5, 7, 9],
-                12,
-                false,
-                0,
-            ),
-            (
-                "depthwise 3x3/2",
-                attrs(3, 2, 1, 1, 32, Relu),
-                [2, 32, 9, 11],
-                32,
-                false,
-                0,
-            ),
-            (
-                "depthwise 7x7 + residual",
-                attrs(7, 1, 3, 1, 24, None),
-                [1, 24, 10, 10],
-                24,
-                true,
-                0,
-            ),
-            (
-                "depthwise 5x5 x2, HardSwish",
-                attrs(5, 1, 2, 1, 16, None),
-                [1, 16, 8, 7],
-                32,
-                false,
-                3,
-            ),
-            // The conv_tc kernels: each tile and epilogue, two n tiles,
-            // M not a multiple of 128, strides and 3x3 windows.
-            (
-                "1x1/2 downsample (128x128 none)",
-                attrs(1, 2, 0, 1, 1, None),
-                [2, 64, 25, 23],
-                256,
-                false,
-                0,
-            ),
-            (
-                "3x3 96->128 (128x128 relu)",
-                attrs(3, 1, 1, 1, 1, Relu),
-                [1, 96, 12, 13],
-                128,
-                false,
-                0,
-            ),
-            (
-                "1x1 SiLU (128x128 any)",
-                attrs(1, 1, 0, 1, 1, None),
-                [1, 64, 9, 9],
-                256,
-                false,
-                2,
-            ),
-            (
-                "3x3/2 128->192 (128x64 relu)",
-                attrs(3, 2, 1, 1, 1, Relu),
-                [1, 128, 13, 11],
-                192,
-                false,
-                0,
-            ),
-            (
-                "1x1 32->64 (128x64 none)",
-                attrs(1, 1, 0, 1, 1, None),
-                [1, 32, 10, 14],
-                64,
-                false,
-                0,
-            ),
-            (
-                "3x3 residual (128x64 relu_res)",
-                attrs(3, 1, 1, 1, 1, Relu),
-                [2, 64, 8, 9],
-                64,
-                true,
-                0,
-            ),
-            (
-                "1x1 add, no activation (128x64 any)",
-                attrs(1, 1, 0, 1, 1, None),
-                [1, 32, 7, 7],
-                64,
-                true,
-                0,
-            ),
-            (
-                "7x7/2 stem on 8 channels (chunks: four taps a k-tile)",
-                attrs(7, 2, 3, 1, 1, Relu),
-                [2, 8, 21, 19],
-                64,
-                false,
-                0,
-            ),
-            // The 48-wide tile: Ng 48 (one-wrap chunk gather, ReLU fixed),
-            // and Ng 96 strided and dilated, where it is a candidate beside
-            // the row-gather tiles ("3x3 g8x48" above: its `_any`).
-            (
-                "3x3 g4x48 (128x48 relu)",
-                attrs(3, 1, 1, 1, 4, Relu),
-                [2, 192, 11, 9],
-                192,
-                false,
-                0,
-            ),
-            (
-                "3x3/2 g2x96 dilated (128x128 relu, 128x48 candidate)",
-                attrs(3, 2, 2, 2, 2, Relu),
-                [1, 192, 13, 12],
-                192,
-                false,
-                0,
-            ),
-            (
-                "3x3/2 grouped g2x64 dilated (128x64 relu)",
-                attrs(3, 2, 2, 2, 2, Relu),
-                [1, 128, 15, 14],
-                128,
-                false,
-                0,
-            ),
-        ]
-    }
-
-    fn random(n: usize, r: &mut Philox, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| (r.uniform_f32() - 0.5) * 2.0 * scale)
-            .collect()
-    }
-
-    struct Case {
-        p: ConvParams,
-        x_nchw: Vec<f32>,
-        x: Vec<u16>,
-        w_onnx: Vec<f32>,
-        w: Vec<u16>,
-        bias: Vec<f32>,
-        residual: Option<Vec<u16>>,
-    }
-
-    fn build(
-        attrs: &ConvAttrs,
-        xs: [usize; 4],
-        cout: usize,
-        residual: bool,
-        act: u32,
-        seed: u64,
-    ) -> Case {
-        let mut r = Philox::new(seed, 1, 2, 3);
-        let ws = [cout, xs[1] / attrs.group, attrs.kernel[0], attrs.kernel[1]];
-        let mut p = conv_params(attrs, xs, ws, residual).unwrap();
-        if act != 0 {
-            p.act = act; // as the lowering folds a following activation
-        }
-        // Inputs exactly representable in bf16, so the f32 executor sees the same values.
-        let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|f| f32_of(bf16(f))).collect() };
-        let x_nchw = round(random(xs.iter().product(), &mut r, 1.0));
-        let w_onnx = round(random(ws.iter().product(), &mut r, 0.5));
-        let bias = random(cout, &mut r, 0.2);
-        let [n, c, h, w] = xs;
-        let x: Vec<u16> = (0..n * h * w * c)
-            .map(|i| {
-                let (px, ch) = (i / c, i % c);
-                let (img, rest) = (px / (h * w), px % (h * w));
-                bf16(x_nchw[(img * c + ch) * h * w + rest])
-            })
-            .collect();
-        let residual = residual.then(|| {
-            random(p.m as usize * cout, &mut r, 1.0)
-                .into_iter()
-                .map(bf16)
-                .collect::<Vec<u16>>()
-        });
-        let w = pack_weights(&w_onnx, &p);
-        p.has_residual = residual.is_some() as u32;
-        Case {
-            p,
-            x_nchw,
-            x,
-            w_onnx,
-            w,
-            bias,
-            residual,
-        }
-    }
-
-    #[test]
-    fn twin_equals_the_cpu_executor() {
-        for (i, (name, a, xs, cout, res, act)) in cases().into_iter().enumerate() {
-            let c = build(&a, xs, cout, res, act, i as u64);
-            let (y, _) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
-            // The f32 executor on NCHW, residual NCHW too.
-            let ws = [cout, xs[1] / a.group, a.kernel[0], a.kernel[1]];
-            let (oh, ow) = (c.p.oh as usize, c.p.ow as usize);
-            let to_nchw = |nhwc: &[f32]| -> Vec<f32> {
-                (0..nhwc.len())
-                    .map(|i| {
-                        let (img, rest) = (i / (cout * oh * ow), i % (cout * oh * ow));
-                        let (ch, px) = (rest / (oh * ow), rest % (oh * ow));
-                        nhwc[(img * oh * ow + px) * cout + ch]
-                    })
-                    .collect()
-            };
-            let r = c.residual.as_ref().map(|r| {
-                let f: Vec<f32> = r.iter().map(|&b| f32_of(b)).collect();
-                Tensor::f32(vec![xs[0], cout, oh, ow], to_nchw(&f))
-            });
-            let want = crate::teacher::cpu::conv::conv2d(
-                &a,
-                &Tensor::f32(xs.to_vec(), c.x_nchw.clone()),
-                &Tensor::f32(ws.to_vec(), c.w_onnx.clone()),
-                Some(&Tensor::f32(vec![cout], c.bias.clone())),
-                r.as_ref(),
-            )
-            .unwrap();
-            let got = to_nchw(&y);
-            // The folded activations, on the executor's f32 output.
-            let want: Vec<f32> = want
-                .view()
-                .unwrap()
-                .data
-                .iter()
-                .map(|&v| {
-                    let v = v as f64;
-                    (match act {
-                        2 => v / (1.0 + (-v).exp()),
-                        3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-                        4 => 1.0 / (1.0 + (-v).exp()),
-                        _ => v,
-                    }) as f32
-                })
-                .collect();
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
-                .fold(0f32, f32::max);
-            assert!(
-                err < 1e-4,
-                "{name}: twin vs f32 executor, max rel error {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn packing_puts_each_tap_where_the_gather_reads_it() {
-        let a = attrs(3, 1, 1, 1, 2, Activation::None);
-        let p = conv_params(&a, [1, 16, 5, 5], [4, 8, 3, 3], false).unwrap();
-        assert_eq!((p.k, p.k_pad, p.ng, p.cin_g), (72, 96, 2, 8));
-        let w: Vec<f32> = (0..4 * 8 * 9).map(|i| i as f32).collect();
-        let packed = pack_weights(&w, &p);
-        // Output 3, channel 5, tap (2, 1): ONNX ((3*8 + 5)*3 + 2)*3 + 1 = 268.
-        assert_eq!(f32_of(packed[3 * 96 + (2 * 3 + 1) * 8 + 5]), 268.0);
-        assert!(
-            packed[3 * 96 + 72..4 * 96].iter().all(|&b| b == 0),
-            "zeros past K"
-        );
-    }
-
-    #[test]
-    fn variants_fit_the_group_width() {
-        let p = |ng: u32, cin_g: u32, act: u32, res: u32| ConvParams {
-            ng,
-            cin_g,
-            cout: ng,
-            groups: 1,
-            act,
-            has_bias: 1,
-            has_residual: res,
-            ..Default::default()
-        };
-        let name = |q: ConvParams| variant(&q).kernel.name;
-        assert_eq!(variant(&p(8, 8, 1, 0)).bn(), 8);
-        assert_eq!(variant(&p(16, 16, 1, 0)).bn(), 16);
-        assert_eq!(variant(&p(24, 24, 1, 0)).bn(), 32);
-        // Cin_g 48 is not a multiple of 32: the chunk gather, 48 wide
-        // where Ng is a multiple of 48, with the ReLU fixed where it can be.
-        assert_eq!(name(p(48, 48, 1, 0)), "conv_tc_128x48_chunks_relu");
-        assert_eq!(name(p(144, 48, 2, 0)), "conv_tc_128x48_chunks_any");
-        assert_eq!(name(p(48, 48, 1, 1)), "conv_tc_128x48_chunks_any");
-        assert_eq!(name(p(64, 48, 1, 0)), "conv_tc_128x64_chunks_any");
-        assert_eq!(name(p(48, 16, 1, 0)), "conv_tc_128x64_chunks_any");
-        // Ng 96 with a row gather: the 128-wide tile, the 48-wide one a candidate.
-        assert_eq!(name(p(96, 96, 1, 0)), "conv_tc_128x128_relu");
-        assert!(
-            candidates(&p(96, 96, 1, 0))
-                .iter()
-                .any(|v| v.kernel.name == "conv_tc_128x48_chunks_relu")
-        );
-        assert_eq!(name(p(2048, 512, 0, 0)), "conv_tc_128x128_none");
-        assert_eq!(name(p(256, 64, 1, 0)), "conv_tc_128x128_relu");
-        assert_eq!(name(p(256, 64, 1, 1)), "conv_tc_128x128_relu_res");
-        assert_eq!(name(p(256, 64, 2, 0)), "conv_tc_128x128_any");
-        assert_eq!(name(p(256, 64, 0, 1)), "conv_tc_128x128_any");
-        // 192 channels: three 64-wide tiles pad less than two 128-wide ones.
-        assert_eq!(name(p(192, 64, 1, 0)), "conv_tc_128x64_relu");
-        assert_eq!(name(p(64, 64, 1, 1)), "conv_tc_128x64_relu_res");
-        assert_eq!(name(p(64, 3, 1, 0)), "conv_bf16_128x64_v1");
-        // Ng not a multiple of 8 (no 16-byte stores): the older kernel.
-        assert_eq!(name(p(100, 64, 1, 0)), "conv_bf16_128x64_v8");
-        // ResNeXt's grouped 3x3: the grouped kernels, by stride and map size.
-        let g = |ng: u32, s: u32, hw: u32, act: u32, res: u32| ConvParams {
-            ng,
-            cin_g: ng,
-            cin: 32 * ng,
-            cout: 32 * ng,
-            groups: 32,
-            kh: 3,
-            kw: 3,
-            sh: s,
-            sw: s,
-            ph: 1,
-            pw: 1,
-            dh: 1,
-            dw: 1,
-            oh: hw,
-            ow: hw,
-            act,
-            has_bias: 1,
-            has_residual: res,
-            ..Default::default()
-        };
-        assert_eq!(name(g(8, 1, 56, 1, 0)), "conv_grouped_s1_4x32_relu");
-        assert_eq!(name(g(16, 1, 28, 0, 0)), "conv_grouped_s1_4x32_any");
-        assert_eq!(name(g(32, 1, 14, 1, 0)), "conv_grouped_s1_7x16_relu");
-        assert_eq!(name(g(16, 2, 28, 1, 0)), "conv_grouped_s2_3x16_relu");
-        assert_eq!(candidates(&g(32, 1, 14, 1, 0)).len(), 2);
-        assert_eq!(candidates(&g(32, 2, 14, 1, 0)).len(), 1);
-        assert_eq!(name(g(8, 2, 28, 1, 0)), "conv_bf16_128x8_v8");
-        // Ng 64 (the last stage), a residual, a dilation: other kernels.
-        assert_eq!(name(g(64, 1, 7, 1, 0)), "conv_tc_128x64_relu");
-        assert_eq!(name(g(8, 1, 56, 1, 1)), "conv_bf16_128x8_v8");
-        let dilated = ConvParams {
-            dh: 2,
-            dw: 2,
-            ph: 2,
-            pw: 2,
-            ..g(8, 1, 56, 1, 0)
-        };
-        assert_eq!(name(dilated), "conv_bf16_128x8_v8");
-        let dw = ConvParams {
-            ng: 1,
-            cin_g: 1,
-            groups: 96,
-            ..Default::default()
-        };
-        assert_eq!(variant(&dw).kernel.name, "conv_depthwise_bf16_nhwc");
-        assert_eq!(candidates(&dw).len(), 1);
-        let c = candidates(&p(256, 64, 1, 1));
-        assert_eq!(c[0], variant(&p(256, 64, 1, 1)));
-        assert_eq!(
-            c.iter().map(|v| v.kernel.name).collect::<Vec<_>>(),
-            [
-                "conv_tc_128x128_relu_res",
-                "conv_tc_128x64_relu_res",
-                "conv_bf16_128x64_v8"
-            ]
-        );
-    }
-
-    #[test]
-    fn kernel_matches_cpu_twin() {
-        let Some(gpu) = gpu_or_skip() else { return };
-        let s = gpu.stream(0);
-        let mut variants = std::collections::BTreeSet::new();
-        for (i, (name, a, xs, cout, res, act)) in cases().into_iter().enumerate() {
-            let c = build(&a, xs, cout, res, act, 100 + i as u64);
-            let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
-            let up = |v: &[u16]| s.to_device(v).unwrap();
-            let (dx, dw) = (up(&c.x), up(&c.w));
-            let dr = c.residual.as_deref().map(up);
-            let db = s.to_device(&c.bias).unwrap();
-            // Every kernel that computes the case: within the tolerance of
-            // the twin, and bit for bit the same as each other.
-            let mut first: Option<Vec<u16>> = None;
-            for v in candidates(&c.p) {
-                variants.insert(v.kernel.name);
-                let dy = up(&vec![0x7FC1u16; want.len()]); // poisoned: NaN
-                let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
-                let bias = db.region(&s, 0..db.len()).unwrap();
-                let y = r(&dy);
-                conv2d_variant(&s, &c.p, v, r(&dx), r(&dw), bias, dr.as_ref().map(r), y).unwrap();
-                let bits = s.to_host(&dy).unwrap();
-                let got: Vec<f32> = bits.iter().map(|&b| f32_of(b)).collect();
-                let report = Tol::Bf16Accum { k: c.p.k as usize }
-                    .check(&got, &want, &mag)
-                    .unwrap_or_else(|e| panic!("{name} ({}): {e}", v.kernel.name));
-                println!("{name} ({}): {report}", v.kernel.name);
-                match &first {
-                    None => first = Some(bits),
-                    Some(f) => {
-                        let differ = f.iter().zip(&bits).filter(|(a, b)| a != b).count();
-                        assert_eq!(
-                            differ,
-                            0,
-                            "{name}: {} differs from {} in {differ} outputs",
-                            v.kernel.name,
-                            variant(&c.p).kernel.name
-                        );
-                    }
-                }
-            }
-            // A tc or grouped kernel on a region off a 16-byte boundary is
-            // refused by name.
-            if let Some(v) = candidates(&c.p).into_iter().find(|v| v.vector()) {
-                let wide = up(&vec![0u16; want.len() + 8]);
-                let off = wide.region(&s, 1..want.len() + 1).unwrap();
-                let r = |b: &DevBuf<u16>| b.region(&s, 0..b.len()).unwrap();
-                let bias = db.region(&s, 0..db.len()).unwrap();
-                let e = conv2d_variant(&s, &c.p, v, r(&dx), r(&dw), bias, dr.as_ref().map(r), off)
-                    .unwrap_err();
-                assert!(e.to_string().contains("16-byte"), "{name}: {e}");
-            }
-            // The default path (alignment checked) is the first candidate.
-            let mut dy = up(&vec![0x7FC1u16; want.len()]);
-            conv2d(&s, &c.p, &dx, &dw, &db, dr.as_ref(), &mut dy).unwrap();
-            assert_eq!(
-                s.to_host(&dy).unwrap(),
-                first.unwrap(),
-                "{name}: conv2d differs from its variant"
-            );
-        }
-        use crate::cuda::kernels::{conv, conv_grouped};
-        assert_eq!(
-            variants.len(),
-            conv::ALL.len() + conv_grouped::ALL.len(),
-            "every conv and conv_grouped entry point is exercised: {variants:?}"
-        );
-    }
-}
+mod tests;

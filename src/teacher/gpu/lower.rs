@@ -169,6 +169,10 @@ pub struct GpuPlan {
     pub padded_stems: Vec<usize>,
     pub output: Range<usize>,
     pub classes: usize,
+    /// fp32 elements of the split-K workspace: the most any split layer
+    /// needs (`conv::workspace_len`), one buffer beside the arena that the
+    /// split layers take in turn (steps run in order on one stream).
+    pub workspace_len: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -646,7 +650,16 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
             },
         })
         .collect();
+    let workspace_len = steps
+        .iter()
+        .map(|s| match s {
+            Step::Conv { p, .. } => super::conv::workspace_len(p),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
     Ok(GpuPlan {
+        workspace_len,
         batch: input_nchw[0],
         steps,
         weights,
@@ -730,8 +743,7 @@ pub fn conv_label(p: &ConvParams, v: super::conv::Variant) -> String {
         p.cout,
         p.oh,
         p.ow,
-        v.kernel
-            .name
+        v.name()
             .trim_start_matches("conv_bf16_")
             .trim_start_matches("conv_")
     )
@@ -930,7 +942,7 @@ pub(crate) mod tests {
         assert!(
             matches!(v.tile, super::super::conv::Tile::Tc { .. }),
             "the stem's kernel is {}",
-            v.kernel.name
+            v.name()
         );
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -1013,10 +1025,10 @@ pub(crate) mod tests {
             assert_eq!(plan.input_channels, 8, "{}", model.display());
             let stem = stem_variant(&plan);
             assert!(
-                !stem.kernel.name.ends_with("_v1"),
+                !stem.name().ends_with("_v1"),
                 "{}: the stem's kernel is {}",
                 model.display(),
-                stem.kernel.name
+                stem.name()
             );
             let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
             let want = want.view().unwrap().data.to_vec();

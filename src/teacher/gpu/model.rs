@@ -2,7 +2,7 @@
 //! every activation, each step a launch over regions of it on one stream,
 //! and the whole forward captured as a CUDA graph and replayed per batch.
 
-use super::conv::{Variant, conv2d_regions, conv2d_variant, f32_of, variant};
+use super::conv::{ConvIo, Variant, conv2d_regions, conv2d_variant, f32_of, variant};
 use super::eltwise;
 use super::lower::{GpuPlan, Operand, Step};
 use super::pool::{global_avgpool_regions, pool2d_regions};
@@ -12,6 +12,8 @@ pub struct GpuModel {
     pub plan: GpuPlan,
     stream: Stream,
     arena: DevBuf<u16>,
+    /// Split-K layers' fp32 partial sums (`GpuPlan::workspace_len`).
+    _workspace: DevBuf<f32>,
     /// Owned for the regions below, which point into them.
     _weights: Vec<(DevBuf<u16>, DevBuf<f32>)>,
     _bf16_consts: Vec<DevBuf<u16>>,
@@ -19,6 +21,7 @@ pub struct GpuModel {
     /// The buffers above as regions, made once: launches only do address
     /// arithmetic on them (nothing cudarc tracks, so they can be captured).
     arena_r: Region<u16>,
+    workspace_r: Region<f32>,
     weights_r: Vec<(Region<u16>, Region<f32>)>,
     bf16_consts_r: Vec<Region<u16>>,
     f32_consts_r: Vec<Region<f32>>,
@@ -51,6 +54,8 @@ impl GpuModel {
         let all = |d: &DevBuf<u16>| d.region(&stream, 0..d.len());
         let all_f = |d: &DevBuf<f32>| d.region(&stream, 0..d.len());
         let arena_r = all(&arena)?;
+        let workspace = gpu.alloc::<f32>(plan.workspace_len.max(1))?;
+        let workspace_r = all_f(&workspace)?;
         let weights_r = weights
             .iter()
             .map(|(w, b)| Ok((all(w)?, all_f(b)?)))
@@ -61,6 +66,8 @@ impl GpuModel {
         Ok(GpuModel {
             variants: vec![None; plan.steps.len()],
             arena_r,
+            workspace_r,
+            _workspace: workspace,
             weights_r,
             bf16_consts_r,
             f32_consts_r,
@@ -177,11 +184,18 @@ impl GpuModel {
                     residual,
                     y,
                 } => {
-                    let (w, b) = self.weights_r[*weights];
-                    let residual = residual.as_ref().map(r).transpose()?;
+                    let (w, bias) = self.weights_r[*weights];
+                    let io = ConvIo {
+                        x: r(x)?,
+                        w,
+                        bias,
+                        residual: residual.as_ref().map(r).transpose()?,
+                        y: r(y)?,
+                        workspace: Some(self.workspace_r),
+                    };
                     match v {
-                        Some(v) => conv2d_variant(s, p, v, r(x)?, w, b, residual, r(y)?)?,
-                        None => conv2d_regions(s, p, r(x)?, w, b, residual, r(y)?)?,
+                        Some(v) => conv2d_variant(s, p, v, io)?,
+                        None => conv2d_regions(s, p, io)?,
                     }
                 }
                 Step::Pool { p, x, y } => pool2d_regions(s, p, r(x)?, r(y)?)?,
@@ -285,7 +299,7 @@ mod tests {
                     .iter()
                     .filter(|s| match s {
                         crate::teacher::gpu::lower::Step::Conv { p, .. } => {
-                            crate::teacher::gpu::conv::variant(p).kernel.family
+                            crate::teacher::gpu::conv::variant(p).family()
                                 == crate::cuda::kernels::Family::ConvGrouped
                         }
                         _ => false,
@@ -326,5 +340,65 @@ mod tests {
                 model.display()
             );
         }
+    }
+
+    /// A ResNet-18 of width 40 at 32 px, whose FC (320 -> 1000) and last
+    /// stage's 3x3 convolutions (down to 1x1, one with the residual) are
+    /// split along K: on the device as the twin, and the first image's
+    /// logits the same bits at batch 1 as at batch 5.
+    #[test]
+    fn split_layers_match_the_twin_at_any_batch() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let dir = std::env::temp_dir().join(format!("dr-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resnet-w40.onnx");
+        std::fs::write(
+            &path,
+            crate::teacher::onnx::synth::resnet([1, 1, 1, 1], 40, 1000, 32, 5),
+        )
+        .unwrap();
+        let m = Member::load(&path).unwrap();
+        let mut logits = Vec::new();
+        for batch in [5, 1] {
+            let plan = lower(&m.graph(batch).unwrap()).unwrap();
+            let split = plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s, Step::Conv { p, .. } if super::super::conv::split_slices(p) > 1))
+                .count();
+            assert_eq!(split, 3, "the FC and two 3x3 layers at 1x1 are split");
+            assert!(plan.workspace_len > 0);
+            let mut r = crate::rng::Philox::new(12, 0, 0, 0);
+            let x: Vec<f32> = (0..plan.input_nchw.iter().product())
+                .map(|_| r.uniform_f32() * 4.0 - 2.0)
+                .collect();
+            let input = to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels);
+            let want = plan.run_cpu(&input);
+            let classes = plan.classes;
+            let mut gm = GpuModel::new(&gpu, plan).unwrap();
+            gm.capture().unwrap();
+            let got = gm.run(&input).unwrap();
+            let (err, agree) = crate::teacher::gpu::lower::tests::compare(&got, &want, classes);
+            let top = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let distinct = want
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            println!(
+                "resnet-w40 batch {batch}: device vs twin {err:.2e}, top-1 {agree}/{batch}, max {top} distinct {distinct}"
+            );
+            assert!(
+                err < 0.02 && agree == batch,
+                "batch {batch}: {err}, {agree}"
+            );
+            logits.push(got);
+        }
+        let classes = logits[1].len();
+        assert!(
+            logits[0][..classes] == logits[1][..],
+            "the first image's logits differ between batch 5 and batch 1"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -139,8 +139,8 @@ pub fn off_the_rule(plan: &GpuPlan) -> Vec<TunedLayer> {
             (c.len() > 1).then(|| TunedLayer {
                 step: i,
                 layer: layer_key(p),
-                kernel: c[c.len() - 1].kernel.name.into(),
-                rule: c[0].kernel.name.into(),
+                kernel: c[c.len() - 1].name().into(),
+                rule: c[0].name().into(),
                 candidates_ms: vec![],
             })
         })
@@ -197,10 +197,7 @@ impl Tuning {
                     l.layer
                 ));
             }
-            let Some(v) = candidates(p)
-                .into_iter()
-                .find(|v| v.kernel.name == l.kernel)
-            else {
+            let Some(v) = candidates(p).into_iter().find(|v| v.name() == l.kernel) else {
                 return stale(format!(
                     "{} does not compute step {} ({})",
                     l.kernel, l.step, l.layer
@@ -263,6 +260,7 @@ mod tests {
     use super::*;
     use crate::cuda::testing::gpu_or_skip;
     use crate::teacher::ensemble::Member;
+    use crate::teacher::gpu::conv::Tile;
     use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
     use crate::teacher::gpu::model::GpuModel;
 
@@ -306,7 +304,7 @@ mod tests {
         let choices = back.choices(&p5, &file).unwrap();
         assert_eq!(choices.iter().flatten().count(), t.layers.len());
         for l in &t.layers {
-            assert_eq!(choices[l.step].unwrap().kernel.name, l.kernel);
+            assert_eq!(choices[l.step].unwrap().name(), l.kernel);
         }
 
         let refused = |t: &Tuning, why: &str| {
@@ -352,7 +350,7 @@ mod tests {
         let want = gm.run(&input).unwrap();
         gm.set_variants(choices).unwrap();
         for l in &t.layers {
-            assert_eq!(gm.variant_of(l.step).unwrap().kernel.name, l.kernel);
+            assert_eq!(gm.variant_of(l.step).unwrap().name(), l.kernel);
         }
         let eager = gm.run(&input).unwrap();
         gm.capture().unwrap();
@@ -360,6 +358,21 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&eager), bits(&want), "tuned eager vs the rule's");
         assert_eq!(bits(&graphed), bits(&want), "tuned graph vs the rule's");
+        // Every layer that the 256x128 tile computes on it: 72 KB of
+        // dynamic shared memory a block, opted into at each launch (in
+        // the capture too).
+        let wide = Tile::Tc { bm: 256, bn: 128 };
+        let choices: Vec<Option<Variant>> = (0..gm.plan.steps.len())
+            .map(|i| match &gm.plan.steps[i] {
+                Step::Conv { p, .. } => candidates(p).into_iter().find(|v| v.tile == wide),
+                _ => None,
+            })
+            .collect();
+        assert!(choices.iter().flatten().count() >= 2, "{choices:?}");
+        gm.set_variants(choices).unwrap();
+        assert_eq!(bits(&gm.run(&input).unwrap()), bits(&want), "256x128 eager");
+        gm.capture().unwrap();
+        assert_eq!(bits(&gm.run(&input).unwrap()), bits(&want), "256x128 graph");
         // A kernel that does not compute a step is refused: a grouped
         // layer's on an ungrouped one.
         let grouped = conv_steps(&gm.plan).find(|(_, p)| p.groups > 1).unwrap().1;
