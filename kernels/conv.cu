@@ -14,7 +14,7 @@
 //           B[n][k] = the packed weight (teacher/gpu/conv.rs `pack_weights`).
 //         Then v = D + bias[ch] + residual[m][ch] in fp32, act(v), rounded to
 //         bf16 (nearest even). act: 0 none, 1 ReLU, 2 SiLU, 3 HardSwish,
-//         4 sigmoid.
+//         4 sigmoid, 5 GELU (erf), 6 GELU (tanh form): common/conv_params.cuh.
 // Layout: x [N][H][W][Cin] bf16; w [groups][Ng][K_pad] bf16, K_pad a
 //         multiple of CONV_BK, zero past K; bias [Cout] f32; residual and y
 //         [N][OH][OW][Cout] bf16. bf16 travels as uint16_t bits.
@@ -182,6 +182,9 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
     }
 
     // Epilogue: accumulator (row gid / gid + 8, columns tig*2, tig*2 + 1) of each tile.
+    // No GELU here (activate_no_gelu): its erf and tanh inlined in these
+    // unrolled loops spill; teacher/gpu/conv.rs gives GELU layers to the
+    // other kernels only.
     const uint32_t gid = lane / 4, tig = lane % 4;
 #pragma unroll
     for (int i = 0; i < MI; i++)
@@ -197,7 +200,7 @@ __device__ __forceinline__ void conv_body(const uint16_t* __restrict__ x, const 
                 float v = acc[i][j][r];
                 if (p.has_bias) v += bias[ch];
                 if (p.has_residual) v += bf16_to_f32(residual[at]);
-                y[at] = f32_to_bf16(activate(v, p.act));
+                y[at] = f32_to_bf16(activate_no_gelu(v, p.act));
             }
 }
 

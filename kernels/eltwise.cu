@@ -9,7 +9,8 @@
 // Math:   each element in fp32 from bf16, rounded back to bf16 (nearest
 //         even). Unary u: 0 ReLU, 1 clip(a, b), 2 SiLU x/(1+e^-x),
 //         3 HardSwish x*clip(x+3, 0, 6)/6, 4 sigmoid, 5 hard sigmoid
-//         clip(a*x + b, 0, 1), 6 tanh, 7 GELU (erf) x/2 (1 + erf(x/sqrt 2)).
+//         clip(a*x + b, 0, 1), 6 tanh, 7 GELU (erf) x/2 (1 + erf(x/sqrt 2)),
+//         8 GELU (tanh form; common/gelu.cuh).
 //         Binary: 0 add, 1 sub, 2 mul, 3 div of a and b[broadcast index].
 //         exp/erf/tanh are CUDA's (expf, erff, tanhf: within 2 ulp).
 // Layout: x, a, y [rows][c] bf16 (rows = N*H*W); b by mode: 0 [rows][c],
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "common/bf16.cuh"
+#include "common/gelu.cuh"
 
 #define ELT_THREADS 256
 
@@ -43,7 +45,8 @@ unary_bf16(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, uint64_t n,
     case 4: r = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-v))); break;
     case 5: r = fminf(fmaxf(__fadd_rn(__fmul_rn(a, v), b), 0.0f), 1.0f); break;
     case 6: r = tanhf(v); break;
-    default: r = __fmul_rn(__fmul_rn(0.5f, v), __fadd_rn(1.0f, erff(__fmul_rn(v, 0.70710678f)))); break;
+    case 7: r = gelu_erf(v); break;
+    default: r = gelu_tanh(v); break;
     }
     y[i] = f32_to_bf16(r);
 }

@@ -36,6 +36,7 @@ pub enum Family {
     ConvGrouped,
     Pool,
     Eltwise,
+    Norm,
 }
 
 impl Family {
@@ -48,6 +49,7 @@ impl Family {
         Family::ConvGrouped,
         Family::Pool,
         Family::Eltwise,
+        Family::Norm,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Family {
             Family::ConvGrouped => "conv_grouped",
             Family::Pool => "pool",
             Family::Eltwise => "eltwise",
+            Family::Norm => "norm",
         }
     }
 
@@ -78,6 +81,7 @@ impl Family {
             Family::ConvGrouped => conv_grouped::ALL,
             Family::Pool => pool::ALL,
             Family::Eltwise => eltwise::ALL,
+            Family::Norm => norm::ALL,
         }
     }
 
@@ -229,7 +233,8 @@ pub mod conv {
         pub k_pad: u32,
         /// N*OH*OW.
         pub m: u32,
-        /// 0 none, 1 ReLU, 2 SiLU, 3 HardSwish, 4 sigmoid.
+        /// 0 none, 1 ReLU, 2 SiLU, 3 HardSwish, 4 sigmoid, 5 GELU (erf),
+        /// 6 GELU (tanh form).
         pub act: u32,
         pub has_bias: u32,
         pub has_residual: u32,
@@ -439,6 +444,22 @@ pub mod eltwise {
     ];
     /// `ELT_THREADS` in the .cu.
     pub const THREADS: u32 = 256;
+}
+
+/// kernels/norm.cu
+#[allow(clippy::type_complexity)]
+pub mod norm {
+    use super::*;
+    /// (x, gamma, beta, y, rows, c, eps)
+    pub type LayerNormSig = (In<u16>, In<f32>, In<f32>, Out<u16>, u32, u32, f32);
+    /// C % 8 == 0 and 16-byte aligned rows.
+    pub const LAYERNORM_BF16_V8: Kernel<LayerNormSig> =
+        Kernel::new(Family::Norm, "layernorm_bf16_v8");
+    /// Any C.
+    pub const LAYERNORM_BF16: Kernel<LayerNormSig> = Kernel::new(Family::Norm, "layernorm_bf16");
+    pub const ALL: &[&str] = &[LAYERNORM_BF16_V8.name, LAYERNORM_BF16.name];
+    /// `NORM_ROWS` in the .cu: rows (warps) a block.
+    pub const ROWS: u32 = 4;
 }
 
 #[cfg(test)]

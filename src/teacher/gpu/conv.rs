@@ -452,6 +452,14 @@ pub fn variant(p: &ConvParams) -> Variant {
     tc_variant(p, bn)
 }
 
+/// Whether a GELU (activation 5 or 6) can be fused into `p`'s epilogue:
+/// every kernel but the older `conv_bf16_*` ones computes it (theirs would
+/// spill); the lowering keeps a GELU after such a layer as its own step.
+pub fn gelu_fits(p: &ConvParams) -> bool {
+    let gelu = ConvParams { act: 5, ..*p };
+    !matches!(variant(&gelu).tile, Tile::Old { .. })
+}
+
 /// Every kernel that computes `p` (the first is `variant(p)`), all giving
 /// the same bits: what a test compares and what an autotuner chooses among.
 pub fn candidates(p: &ConvParams) -> Vec<Variant> {
@@ -475,7 +483,9 @@ pub fn candidates(p: &ConvParams) -> Vec<Variant> {
             (false, _) => &[],
         };
         let more = tiles.iter().map(|&bn| tc_variant(p, bn));
-        for v in more.chain(tc8_variant(p)).chain([old_variant(p)]) {
+        // The older kernels have no GELU (`gelu_fits`).
+        let old = (p.act < 5).then(|| old_variant(p));
+        for v in more.chain(tc8_variant(p)).chain(old) {
             if !out.contains(&v) {
                 out.push(v);
             }
@@ -591,6 +601,13 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
         return bad(format!(
             "residual short or reduction size {}/{} not padded",
             p.k, p.k_pad
+        ));
+    }
+    if matches!(v.tile, Tile::Old { .. }) && p.act >= 5 {
+        return bad(format!(
+            "{} has no GELU epilogue (activation {}): the layer's GELU is a step of its own",
+            v.name(),
+            p.act
         ));
     }
     if v.vector() && !io.aligned() {

@@ -20,6 +20,8 @@ pub enum UnaryOp {
     HardSigmoid(f32, f32),
     Tanh,
     GeluErf,
+    /// GELU's tanh approximation (ONNX Gelu approximate="tanh").
+    GeluTanh,
 }
 
 impl UnaryOp {
@@ -33,6 +35,7 @@ impl UnaryOp {
             UnaryOp::HardSigmoid(a, b) => (5, a, b),
             UnaryOp::Tanh => (6, 0.0, 0.0),
             UnaryOp::GeluErf => (7, 0.0, 0.0),
+            UnaryOp::GeluTanh => (8, 0.0, 0.0),
         }
     }
 
@@ -50,6 +53,9 @@ impl UnaryOp {
                 0.5 * v
                     * (1.0
                         + crate::teacher::cpu::norm::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))
+            }
+            UnaryOp::GeluTanh => {
+                0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044_715 * v * v * v)).tanh())
             }
         }
     }
@@ -237,7 +243,7 @@ mod tests {
             .collect()
     }
 
-    const UNARY: [UnaryOp; 8] = [
+    const UNARY: [UnaryOp; 9] = [
         UnaryOp::Relu,
         UnaryOp::Clip(0.0, 6.0),
         UnaryOp::Silu,
@@ -246,6 +252,7 @@ mod tests {
         UnaryOp::HardSigmoid(0.2, 0.5),
         UnaryOp::Tanh,
         UnaryOp::GeluErf,
+        UnaryOp::GeluTanh,
     ];
 
     #[test]
@@ -267,6 +274,10 @@ mod tests {
                     UnaryOp::Tanh => v.tanh(),
                     UnaryOp::GeluErf => {
                         0.5 * v * (1.0 + crate::teacher::cpu::elementwise::erf(v / 2f64.sqrt()))
+                    }
+                    UnaryOp::GeluTanh => {
+                        let c = (2.0 / std::f64::consts::PI).sqrt();
+                        0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
                     }
                 };
                 let d = (f32_of(yi) as f64 - want).abs();

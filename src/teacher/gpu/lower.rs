@@ -435,10 +435,28 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 slot[out] = Slot::Own;
                 pending.push(Pending::Unary(UnaryOp::HardSigmoid(*alpha, *beta), x, out));
             }
-            Op::Gelu { tanh: false } => {
+            Op::Gelu { tanh } => {
                 let x = act_in(0)?;
+                // Folded into the convolution (or FC) that computes x when
+                // it is x's only reader: kernels/common/gelu.cuh, the
+                // same operations as the standalone op.
+                if readers[x] == 1
+                    && let Some(&pi) = conv_of.get(&x)
+                    && let Pending::Conv(p, ..) = &mut pending[pi]
+                    && p.act == 0
+                    && super::conv::gelu_fits(p)
+                {
+                    p.act = if *tanh { 6 } else { 5 };
+                    slot[out] = Slot::Alias(root(&slot, x));
+                    continue;
+                }
+                let op = if *tanh {
+                    UnaryOp::GeluTanh
+                } else {
+                    UnaryOp::GeluErf
+                };
                 slot[out] = Slot::Own;
-                pending.push(Pending::Unary(UnaryOp::GeluErf, x, out));
+                pending.push(Pending::Unary(op, x, out));
             }
             Op::Binary(b @ (Binary::Add | Binary::Sub | Binary::Mul | Binary::Div)) => {
                 let op = match b {

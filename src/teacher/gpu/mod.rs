@@ -1,5 +1,5 @@
 //! The teacher on the GPU: launchers of the teacher-side kernels beside their
-//! CPU twins (convolution, pooling, ensemble softmax + top-k), the lowering
+//! CPU twins (convolution, pooling, LayerNorm, ensemble softmax + top-k), the lowering
 //! of a convolutional teacher's IR to kernel steps over one arena (`lower`),
 //! and its execution on a device as a CUDA graph (`model`). Transformer
 //! teachers ([gpu-transformer]) are refused by the lowering, by op name.
@@ -8,6 +8,7 @@ pub mod conv;
 pub mod eltwise;
 pub mod lower;
 pub mod model;
+pub mod norm;
 pub mod pool;
 pub mod topk;
 pub mod tuning;

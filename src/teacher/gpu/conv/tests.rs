@@ -287,6 +287,33 @@ fn cases() -> Vec<ConvCase> {
         // SiLU); a 3x3/2 down to 1x1 whose slices start at later taps,
         // some outside the image (rows gather, 9 slices), and the same
         // with 40 channels (chunks, slices starting mid-tap).
+        // GELU folded into the epilogue (ViT's MLP, ConvNeXt's pointwise
+        // convolutions): erf in the tc kernel, tanh in a split FC and in
+        // a grouped kernel.
+        (
+            "1x1 GELU erf (128x128 any)",
+            attrs(1, 1, 0, 1, 1, None),
+            [2, 64, 9, 9],
+            256,
+            false,
+            5,
+        ),
+        (
+            "fc 1024->72 GELU tanh (split, 4 slices)",
+            attrs(1, 1, 0, 1, 1, None),
+            [3, 1024, 1, 1],
+            72,
+            false,
+            6,
+        ),
+        (
+            "3x3 g8x16 GELU tanh (grouped s1 any)",
+            attrs(3, 1, 1, 1, 8, None),
+            [1, 128, 6, 7],
+            128,
+            false,
+            6,
+        ),
         (
             "fc 512->200 (split, 2 slices)",
             attrs(1, 1, 0, 1, 1, None),
@@ -426,6 +453,11 @@ fn twin_equals_the_cpu_executor() {
                     2 => v / (1.0 + (-v).exp()),
                     3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
                     4 => 1.0 / (1.0 + (-v).exp()),
+                    5 => 0.5 * v * (1.0 + crate::teacher::cpu::elementwise::erf(v / 2f64.sqrt())),
+                    6 => {
+                        let c = (2.0 / std::f64::consts::PI).sqrt();
+                        0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
+                    }
                     _ => v,
                 }) as f32
             })
@@ -604,6 +636,14 @@ fn variants_fit_the_group_width() {
         ..fc(2048, 512, 49)
     };
     assert_eq!(name(map), "conv_tc_128x128_none");
+    // GELU: every kernel but the older ones.
+    assert!(gelu_fits(&p(256, 64, 0, 0)) && gelu_fits(&fc(2048, 1000, 1)));
+    assert!(!gelu_fits(&p(100, 64, 0, 0)) && !gelu_fits(&p(64, 3, 0, 0)));
+    assert!(
+        candidates(&p(256, 64, 5, 0))
+            .iter()
+            .all(|v| !matches!(v.tile, Tile::Old { .. }))
+    );
 }
 
 /// A split layer's outputs for the first images are the same bits at
@@ -722,6 +762,21 @@ fn kernel_matches_cpu_twin() {
             "{name}: conv2d differs from its variant"
         );
     }
+    // A GELU on a layer only the older kernels compute is refused by name.
+    let c = build(
+        &attrs(3, 1, 1, 1, 1, Activation::None),
+        [1, 5, 4, 4],
+        12,
+        false,
+        5,
+        7,
+    );
+    let up = |v: &[u16]| s.to_device(v).unwrap();
+    let (dx, dw) = (up(&c.x), up(&c.w));
+    let db = s.to_device(&c.bias).unwrap();
+    let mut dy = up(&vec![0u16; c.p.m as usize * 12]);
+    let e = conv2d(&s, &c.p, &dx, &dw, &db, None, &mut dy, None).unwrap_err();
+    assert!(e.to_string().contains("no GELU"), "{e}");
     use crate::cuda::kernels::{conv, conv_grouped};
     assert_eq!(
         variants.len(),
