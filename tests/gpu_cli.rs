@@ -229,25 +229,28 @@ fn infer_photo(model: &Path, device: &str, tuning: Option<&Path>) -> String {
     text(&o.stdout)
 }
 
-/// The GPU executor through the CLI on a real image gives the CPU's top-1.
+/// The GPU executor through the CLI on a real image gives the CPU's top-1:
+/// a CNN and ConvNeXt (LayerNorm, GELU, channels-last transposes).
 #[test]
 fn infer_on_the_gpu_agrees_with_the_cpu() {
     if dr::cuda::testing::gpu_or_skip().is_none() {
         return;
     }
-    let model = repo_root().join("tests/fixtures/teacher/resnet-dynamo.onnx");
-    let (cpu, gpu) = (
-        infer_photo(&model, "cpu", None),
-        infer_photo(&model, "cuda", None),
-    );
-    let top1 = |s: &str| {
-        s.lines()
-            .nth(1)
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map(str::to_owned)
-    };
-    assert_eq!(gpu.matches('%').count(), 5, "{gpu}");
-    assert_eq!(top1(&cpu), top1(&gpu), "cpu:\n{cpu}\ngpu:\n{gpu}");
+    for name in ["resnet-dynamo.onnx", "convnext-legacy17.onnx"] {
+        let model = repo_root().join("tests/fixtures/teacher").join(name);
+        let (cpu, gpu) = (
+            infer_photo(&model, "cpu", None),
+            infer_photo(&model, "cuda", None),
+        );
+        let top1 = |s: &str| {
+            s.lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
+        };
+        assert_eq!(gpu.matches('%').count(), 5, "{name}: {gpu}");
+        assert_eq!(top1(&cpu), top1(&gpu), "{name}: cpu:\n{cpu}\ngpu:\n{gpu}");
+    }
 }
 
 /// `dr bench model --autotune` writes the model's tuning file (in

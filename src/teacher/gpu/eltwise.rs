@@ -272,13 +272,8 @@ mod tests {
                     UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
                     UnaryOp::HardSigmoid(a, b) => (a as f64 * v + b as f64).clamp(0.0, 1.0),
                     UnaryOp::Tanh => v.tanh(),
-                    UnaryOp::GeluErf => {
-                        0.5 * v * (1.0 + crate::teacher::cpu::elementwise::erf(v / 2f64.sqrt()))
-                    }
-                    UnaryOp::GeluTanh => {
-                        let c = (2.0 / std::f64::consts::PI).sqrt();
-                        0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
-                    }
+                    UnaryOp::GeluErf => crate::teacher::gpu::conv::cpu::activate(v, 5),
+                    UnaryOp::GeluTanh => crate::teacher::gpu::conv::cpu::activate(v, 6),
                 };
                 let d = (f32_of(yi) as f64 - want).abs();
                 assert!(

@@ -2,10 +2,13 @@
 //! becomes a kernel step over regions of one bf16 arena (NHWC activations),
 //! weights are packed once, and memory is planned from the values'
 //! lifetimes (`teacher::arena`). Covered: Conv with its fused epilogue,
-//! Gemm / MatMul with a constant weight (as 1x1 convolutions), max and
-//! average pooling, global average pooling, and the reshapes that keep NHWC
-//! and NCHW orders equal (flattening a 1x1 map). Anything else is refused
-//! with the op's name; `run_cpu` runs the plan through the kernels' CPU twins.
+//! Gemm / MatMul with a constant weight (as 1x1 convolutions over the rows
+//! of the last axis, a GELU folded in), max and average pooling, global
+//! average pooling, LayerNorm over the last axis, the Transposes that move
+//! channels last and back (aliases: `Layout`), and the reshapes that keep
+//! NHWC and NCHW orders equal (flattening a 1x1 map): the CNN families and
+//! ConvNeXt. Anything else is refused with the op's name; `run_cpu` runs the
+//! plan through the kernels' CPU twins.
 
 use std::ops::Range;
 
@@ -67,6 +70,15 @@ pub enum Step {
         y: Range<usize>,
         c: usize,
     },
+    /// LayerNorm over the last axis of rows of `c` (stored innermost).
+    LayerNorm {
+        /// Index into `GpuPlan::f32_consts` of gamma then beta.
+        consts: (usize, usize),
+        x: Range<usize>,
+        y: Range<usize>,
+        c: usize,
+        eps: f32,
+    },
     /// One input of a channel Concat into its columns of the output.
     Concat {
         x: Range<usize>,
@@ -102,6 +114,7 @@ impl Step {
             Step::Unary { op, x, .. } => format!("{op:?} x{}", x.len()),
             Step::Binary { op, bc, a, .. } => format!("{op:?} {bc:?} x{}", a.len()),
             Step::Affine { x, c, .. } => format!("affine {c}ch x{}", x.len()),
+            Step::LayerNorm { x, c, .. } => format!("layernorm {c}ch x{}", x.len() / c),
             Step::Concat { x, cols, .. } => format!("concat {}->{} x{}", cols.0, cols.1, x.len()),
         }
     }
@@ -133,7 +146,8 @@ impl Step {
             Step::Pool { x, y, .. }
             | Step::GlobalAvg { x, y, .. }
             | Step::Unary { x, y, .. }
-            | Step::Affine { x, y, .. } => r(x) + r(y),
+            | Step::Affine { x, y, .. }
+            | Step::LayerNorm { x, y, .. } => r(x) + r(y),
             Step::Binary { a, y, .. } => 2.0 * r(a) + r(y),
             Step::Concat { x, .. } => 2.0 * r(x),
         }
@@ -182,6 +196,17 @@ enum Slot {
     Alias(ValueId),
 }
 
+/// How a 4-D value's logical axes sit in memory. Every 4-D activation is
+/// stored channels-last: a value of NCHW shape (what convolutions read
+/// and write) as NHWC, and a value of NHWC shape (a Transpose (0, 2, 3, 1)
+/// of one: ConvNeXt's LayerNorm and MLP) row-major, which is the same
+/// bytes, so both Transposes are aliases. Other ranks are row-major.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    Nchw,
+    Nhwc,
+}
+
 fn shape4(s: &[usize]) -> Option<[usize; 4]> {
     s.try_into().ok()
 }
@@ -220,8 +245,16 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
             usize,
         ),
         Affine((usize, usize), ValueId, ValueId, usize),
+        LayerNorm((usize, usize), ValueId, ValueId, usize, f32),
         Concat(ValueId, ValueId, (usize, usize, usize)),
     }
+    let mut layout = vec![Layout::Nchw; nv];
+    // Whether v's last axis is stored innermost (rows of it contiguous):
+    // what LayerNorm and a matrix product over the last axis need.
+    let last_inner = |layout: &[Layout], v: ValueId| {
+        let s = shape(v);
+        s.len() != 4 || layout[v] == Layout::Nhwc || s[2..] == [1, 1]
+    };
     let mut pending = Vec::new();
     // Readers of each value, and the pending conv that computes it: an
     // activation that is a conv output's only reader folds into its epilogue.
@@ -251,6 +284,19 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
             }
             Ok(v)
         };
+        // An input read as NCHW (stored NHWC): convolutions, pooling,
+        // channel ops.
+        let nchw_in = |layout: &[Layout], k: usize| -> Result<ValueId, String> {
+            let v = act_in(k)?;
+            if layout[v] == Layout::Nhwc {
+                return Err(format!(
+                    "{}: input {k} is channels-last ({:?} after a Transpose); this op reads NCHW",
+                    what(),
+                    shape(v)
+                ));
+            }
+            Ok(v)
+        };
         let constant = |k: usize| -> Option<&Tensor> {
             node.inputs
                 .get(k)
@@ -265,9 +311,21 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         let out = node.outputs[0];
         def[out] = i;
         last[out] = last[out].max(i);
+        // Elementwise ops and LayerNorm keep their input's layout.
+        if matches!(
+            node.op,
+            Op::Unary(_)
+                | Op::Clip
+                | Op::HardSigmoid { .. }
+                | Op::Gelu { .. }
+                | Op::LayerNorm { .. }
+        ) && let Some(x) = node.inputs.first().copied().flatten()
+        {
+            layout[out] = layout[x];
+        }
         match &node.op {
             Op::Conv(a) => {
-                let x = act_in(0)?;
+                let x = nchw_in(&layout, 0)?;
                 let w = constant(1)
                     .ok_or_else(|| format!("{}: the weight is not a constant", what()))?;
                 let residual = node
@@ -275,7 +333,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     .get(3)
                     .copied()
                     .flatten()
-                    .map(|_| act_in(3))
+                    .map(|_| nchw_in(&layout, 3))
                     .transpose()?;
                 let mut xs =
                     shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
@@ -325,22 +383,31 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     _ => false, // MatMul: B is [K, out]
                 };
                 let x = act_in(0)?;
+                if !last_inner(&layout, x) {
+                    return Err(format!(
+                        "{}: a product over the last axis of an NCHW {:?} value is not on the GPU yet",
+                        what(),
+                        shape(x)
+                    ));
+                }
                 let b = constant(1).ok_or_else(|| format!("{}: B is not a constant", what()))?;
                 let (p, w) = linear(g, x, b, trans_b, node.inputs.get(2).copied().flatten())
                     .map_err(|e| format!("{}: {e}", what()))?;
                 weights.push(w);
                 slot[out] = Slot::Own;
+                layout[out] = layout[x];
+                conv_of.insert(out, pending.len()); // its activation may fold
                 pending.push(Pending::Conv(p, weights.len() - 1, x, None, out));
             }
             Op::Pool(a) => {
-                let x = act_in(0)?;
+                let x = nchw_in(&layout, 0)?;
                 let xs = shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
                 let p = pool_params(a, xs).map_err(|e| format!("{}: {e}", what()))?;
                 slot[out] = Slot::Own;
                 pending.push(Pending::Pool(p, x, out));
             }
             Op::GlobalAveragePool => {
-                let x = act_in(0)?;
+                let x = nchw_in(&layout, 0)?;
                 let [n, c, h, w] =
                     shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
                 slot[out] = Slot::Own;
@@ -371,7 +438,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     && a == [2, 3]
             } =>
             {
-                let x = act_in(0)?;
+                let x = nchw_in(&layout, 0)?;
                 let [n, c, h, w] =
                     shape4(&shape(x)).ok_or_else(|| format!("{}: input not 4-D", what()))?;
                 slot[out] = Slot::Own;
@@ -482,7 +549,11 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                         what()
                     ));
                 };
-                let c = if os.len() >= 2 { os[1] } else { 1 };
+                // The channels (stored innermost) are axis 1 of an NCHW
+                // value, the last axis of a channels-last one.
+                let channels_last = layout[a] == Layout::Nhwc;
+                let c_axis = if channels_last { os.len() - 1 } else { 1 };
+                let c = if os.len() >= 2 { os[c_axis] } else { 1 };
                 let hw: usize = os.iter().skip(2).product();
                 // b right-aligned against the output, as ONNX broadcasts.
                 let bs = shape(b);
@@ -492,16 +563,31 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                         what()
                     ));
                 }
+                if slot[b] != Slot::None && bs == os && layout[b] != layout[a] {
+                    return Err(format!(
+                        "{}: operands of {os:?} stored in different layouts",
+                        what()
+                    ));
+                }
                 let mut padded = vec![1; os.len() - bs.len()];
                 padded.extend_from_slice(&bs);
                 let ones_after = |k: usize| padded.iter().skip(k).all(|&d| d == 1);
+                let only_channels = padded
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &d)| d == 1 || (k == c_axis && d == c));
                 let bc = if padded == os {
                     Broadcast::Same
                 } else if numel(&bs) == 1 {
                     Broadcast::Scalar
-                } else if os.len() >= 2 && padded[0] == 1 && padded[1] == c && ones_after(2) {
+                } else if os.len() >= 2 && only_channels {
                     Broadcast::PerChannel
-                } else if os.len() > 2 && padded[0] == os[0] && padded[1] == c && ones_after(2) {
+                } else if !channels_last
+                    && os.len() > 2
+                    && padded[0] == os[0]
+                    && padded[1] == c
+                    && ones_after(2)
+                {
                     Broadcast::PerImageChannel { hw }
                 } else {
                     return Err(format!(
@@ -521,10 +607,11 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     ));
                 };
                 slot[out] = Slot::Own;
+                layout[out] = layout[a];
                 pending.push(Pending::Binary(op, bc, a, operand, out, c));
             }
             Op::BatchNorm { eps } => {
-                let x = act_in(0)?;
+                let x = nchw_in(&layout, 0)?;
                 let c = shape(x).get(1).copied().unwrap_or(1);
                 let f = |k: usize| -> Result<Vec<f32>, String> {
                     constant(k)
@@ -553,7 +640,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     ));
                 }
                 let xs = (0..node.inputs.len())
-                    .map(act_in)
+                    .map(|k| nchw_in(&layout, k))
                     .collect::<Result<Vec<_>, _>>()?;
                 slot[out] = Slot::Own;
                 let mut offset = 0;
@@ -562,6 +649,49 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     pending.push(Pending::Concat(x, out, (c_in, os[1], offset)));
                     offset += c_in;
                 }
+            }
+            // Channels moved last or back: the same bytes (`Layout`).
+            Op::Transpose { perm } => {
+                let x = act_in(0)?;
+                let new = match (perm.as_deref(), layout[x], shape(x).len()) {
+                    (Some([0, 2, 3, 1]), Layout::Nchw, 4) => Layout::Nhwc,
+                    (Some([0, 3, 1, 2]), Layout::Nhwc, 4) => Layout::Nchw,
+                    _ => {
+                        return Err(format!(
+                            "{}: Transpose {perm:?} of a {:?} value is not on the GPU yet (only channels to the last axis and back)",
+                            what(),
+                            shape(x)
+                        ));
+                    }
+                };
+                slot[out] = Slot::Alias(root(&slot, x));
+                layout[out] = new;
+            }
+            Op::LayerNorm { axis, eps } => {
+                let x = act_in(0)?;
+                let xs = shape(x);
+                let rank = xs.len() as i64;
+                if !(*axis == -1 || *axis == rank - 1) || !last_inner(&layout, x) {
+                    return Err(format!(
+                        "{}: LayerNorm from axis {axis} of a {xs:?} value is not on the GPU yet (the last axis, stored innermost, only)",
+                        what()
+                    ));
+                }
+                let c = xs.last().copied().unwrap_or(1);
+                let gamma = constant(1)
+                    .map(|t| t.to_f32_vec())
+                    .filter(|v| v.len() == c)
+                    .ok_or_else(|| format!("{}: the scale is not a constant of {c}", what()))?;
+                let beta = match (node.inputs.get(2).copied().flatten(), constant(2)) {
+                    (None, _) => vec![0.0; c],
+                    (Some(_), Some(t)) if t.len() == c => t.to_f32_vec(),
+                    _ => return Err(format!("{}: the bias is not a constant of {c}", what())),
+                };
+                f32_consts.push(gamma);
+                f32_consts.push(beta);
+                let n = f32_consts.len();
+                slot[out] = Slot::Own;
+                pending.push(Pending::LayerNorm((n - 2, n - 1), x, out, c, *eps));
             }
             op if is_alias(op) => {
                 let x = act_in(0)?;
@@ -577,7 +707,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
             }
             other => {
                 return Err(format!(
-                    "{}: {} is not on the GPU yet ([gpu-cnn] runs Conv, Gemm/MatMul, pooling and flattening). Fix: run this teacher with --device cpu",
+                    "{}: {} is not on the GPU yet (the GPU runs CNNs and ConvNeXt: Conv, Gemm/MatMul, pooling, LayerNorm, channels-last Transposes and flattening). Fix: run this teacher with --device cpu",
                     what(),
                     other.name()
                 ));
@@ -661,6 +791,13 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 y: at(y),
                 c,
             },
+            Pending::LayerNorm(consts, x, y, c, eps) => Step::LayerNorm {
+                consts,
+                x: at(x),
+                y: at(y),
+                c,
+                eps,
+            },
             Pending::Concat(x, y, cols) => Step::Concat {
                 x: at(x),
                 y: at(y),
@@ -703,9 +840,15 @@ fn linear(
     bias: Option<ValueId>,
 ) -> Result<(ConvParams, Weights), String> {
     let xs = g.values[x].shape.clone().unwrap_or_default();
-    let [n, k] = xs[..] else {
-        return Err(format!("the input is {xs:?}, not [N, K]"));
+    // [N, ..., K]: N images of `rows` rows each (1 for an FC layer; tokens
+    // or pixels for a transformer's or ConvNeXt's linear layers), as a 1x1
+    // convolution over a rows x 1 map, so a layer's output is one pixel an
+    // image only where it is one row (`conv::split_slices`).
+    let (n, k) = match xs[..] {
+        [n, .., k] if xs.len() >= 2 => (n, k),
+        _ => return Err(format!("the input is {xs:?}, not [N, ..., K]")),
     };
+    let rows: usize = xs[1..xs.len() - 1].iter().product();
     let [r, c] = b.shape[..] else {
         return Err(format!("the weight is {:?}, not 2-D", b.shape));
     };
@@ -729,7 +872,7 @@ fn linear(
         auto_pad: AutoPad::Explicit,
         act: Activation::None,
     };
-    let p = conv_params(&attrs, [n, k, 1, 1], [out, k, 1, 1], false)?;
+    let p = conv_params(&attrs, [n, k, rows, 1], [out, k, 1, 1], false)?;
     let bias = match bias.and_then(|v| g.values[v].constant.clone()) {
         Some(t) if t.len() == out => t.to_f32_vec(),
         Some(t) => return Err(format!("bias {:?} is not [{out}]", t.shape)),
@@ -888,6 +1031,18 @@ impl GpuPlan {
                     let out = super::eltwise::cpu::affine(&arena[x.clone()], k, sh, *c);
                     arena[y.clone()].copy_from_slice(&out);
                 }
+                Step::LayerNorm {
+                    consts,
+                    x,
+                    y,
+                    c,
+                    eps,
+                } => {
+                    let (gamma, beta) = (&self.f32_consts[consts.0], &self.f32_consts[consts.1]);
+                    let out =
+                        super::norm::cpu::layer_norm_bf16(&arena[x.clone()], gamma, beta, *c, *eps);
+                    arena[y.clone()].copy_from_slice(&out);
+                }
                 Step::Concat { x, y, cols } => {
                     let xv = arena[x.clone()].to_vec();
                     super::eltwise::cpu::concat_channels(&xv, &mut arena[y.clone()], *cols);
@@ -1016,6 +1171,8 @@ pub(crate) mod tests {
             dynamo("mobilenet"),
             family("efficientnet"),
             family("densenet"),
+            family("convnext"),
+            dynamo("convnext"),
             (demo, None),
         ] {
             let m = Member::load(&model).unwrap();
@@ -1050,6 +1207,18 @@ pub(crate) mod tests {
             );
             let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
             let want = want.view().unwrap().data.to_vec();
+            if model.to_string_lossy().contains("convnext") {
+                // Every LayerNorm (stem, blocks, downsampling, head) and
+                // GELU (folded into the first linear layer of each MLP)
+                // on the GPU; the Transposes are aliases.
+                let count = |f: &dyn Fn(&Step) -> bool| plan.steps.iter().filter(|s| f(s)).count();
+                assert_eq!(count(&|s| matches!(s, Step::LayerNorm { .. })), 6);
+                assert_eq!(
+                    count(&|s| matches!(s, Step::Conv { p, .. } if p.act == 5)),
+                    3
+                );
+                assert_eq!(count(&|s| matches!(s, Step::Unary { .. })), 0);
+            }
             let nchw: [usize; 4] = shape[..].try_into().unwrap();
             let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw, plan.input_channels));
             let (err, agree) = compare(&got, &want, plan.classes);

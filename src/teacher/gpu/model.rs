@@ -212,6 +212,16 @@ impl GpuModel {
                     let (k, sh) = (self.f32_consts_r[consts.0], self.f32_consts_r[consts.1]);
                     eltwise::affine(s, r(x)?, k, sh, r(y)?, *c)?
                 }
+                Step::LayerNorm {
+                    consts,
+                    x,
+                    y,
+                    c,
+                    eps,
+                } => {
+                    let (gamma, beta) = (self.f32_consts_r[consts.0], self.f32_consts_r[consts.1]);
+                    super::norm::layer_norm(s, r(x)?, gamma, beta, r(y)?, *c, *eps)?
+                }
                 Step::Concat { x, y, cols } => eltwise::concat_channels(s, r(x)?, r(y)?, *cols)?,
             }
         }
@@ -265,6 +275,15 @@ mod tests {
     use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
     use std::path::PathBuf;
 
+    /// A plan's input: uniform in [-2, 2), NHWC bf16 as it stores it.
+    fn random_input(plan: &crate::teacher::gpu::lower::GpuPlan, seed: u64) -> Vec<u16> {
+        let mut r = crate::rng::Philox::new(seed, 0, 0, 0);
+        let x: Vec<f32> = (0..plan.input_nchw.iter().product())
+            .map(|_| r.uniform_f32() * 4.0 - 2.0)
+            .collect();
+        to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels)
+    }
+
     /// The CNN family fixtures and the demo teacher on the device, eager and
     /// as a graph, against the plan's CPU twin: every layer rounds to bf16 on
     /// both sides, so they differ only where an fp32 accumulation order
@@ -279,6 +298,7 @@ mod tests {
             fixture("mobilenet"),
             fixture("efficientnet"),
             fixture("densenet"),
+            fixture("convnext"),
             root.join("tests/fixtures/teacher/resnext-helper.onnx"),
             root.join("assets/demo-teacher.onnx"),
         ] {
@@ -312,11 +332,7 @@ mod tests {
                     model.display()
                 );
             }
-            let mut r = crate::rng::Philox::new(11, 0, 0, 0);
-            let x: Vec<f32> = (0..plan.input_nchw.iter().product())
-                .map(|_| r.uniform_f32() * 4.0 - 2.0)
-                .collect();
-            let input = to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels);
+            let input = random_input(&plan, 11);
             let want = plan.run_cpu(&input);
             let classes = plan.classes;
             let mut gm = GpuModel::new(&gpu, plan).unwrap();
@@ -368,11 +384,7 @@ mod tests {
                 .count();
             assert_eq!(split, 3, "the FC and two 3x3 layers at 1x1 are split");
             assert!(plan.workspace_len > 0);
-            let mut r = crate::rng::Philox::new(12, 0, 0, 0);
-            let x: Vec<f32> = (0..plan.input_nchw.iter().product())
-                .map(|_| r.uniform_f32() * 4.0 - 2.0)
-                .collect();
-            let input = to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels);
+            let input = random_input(&plan, 12);
             let want = plan.run_cpu(&input);
             let classes = plan.classes;
             let mut gm = GpuModel::new(&gpu, plan).unwrap();

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// The activation in f64, as the kernel applies it (in f32).
-fn activate(v: f64, act: u32) -> f64 {
+/// The activation of code `act` in f64, as the kernels apply it (in f32):
+/// the reference the conv and eltwise twins' tests hold the kernels to.
+pub fn activate(v: f64, act: u32) -> f64 {
     match act {
         1 => v.max(0.0),
         2 => v / (1.0 + (-v).exp()),

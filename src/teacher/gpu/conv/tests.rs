@@ -447,20 +447,7 @@ fn twin_equals_the_cpu_executor() {
             .unwrap()
             .data
             .iter()
-            .map(|&v| {
-                let v = v as f64;
-                (match act {
-                    2 => v / (1.0 + (-v).exp()),
-                    3 => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-                    4 => 1.0 / (1.0 + (-v).exp()),
-                    5 => 0.5 * v * (1.0 + crate::teacher::cpu::elementwise::erf(v / 2f64.sqrt())),
-                    6 => {
-                        let c = (2.0 / std::f64::consts::PI).sqrt();
-                        0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
-                    }
-                    _ => v,
-                }) as f32
-            })
+            .map(|&v| cpu::activate(v as f64, act) as f32)
             .collect();
         let err = got
             .iter()
