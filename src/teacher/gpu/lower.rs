@@ -595,6 +595,56 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                         what()
                     ));
                 };
+                // Right after a convolution or linear layer that has no
+                // activation or residual yet and whose output only this op
+                // reads (through channel Transposes at most): a per-channel
+                // constant Mul (ConvNeXt's layer scale) scales its weights
+                // and bias, and an Add of an activation computed before it
+                // becomes its residual. Either way the op is gone.
+                let sole_conv = |v: ValueId| -> Option<usize> {
+                    let r = root(&slot, v);
+                    let &pi = conv_of.get(&r)?;
+                    let Pending::Conv(p, ..) = &pending[pi] else {
+                        return None;
+                    };
+                    (readers[v] == 1 && readers[r] == 1 && p.act == 0 && p.has_residual == 0)
+                        .then_some(pi)
+                };
+                let gamma = g.values[b]
+                    .constant
+                    .as_deref()
+                    .map(|t| t.to_f32_vec())
+                    .filter(|_| op == BinaryOp::Mul && bc == Broadcast::PerChannel);
+                if let (Some(gamma), Some(pi)) = (&gamma, sole_conv(a))
+                    && let Pending::Conv(p, w, ..) = &pending[pi]
+                    && gamma.len() == p.cout as usize
+                {
+                    let (k_pad, w) = (p.k_pad as usize, &mut weights[*w]);
+                    for (o, &s) in gamma.iter().enumerate() {
+                        for v in &mut w.packed[o * k_pad..(o + 1) * k_pad] {
+                            *v = bf16(f32_of(*v) * s);
+                        }
+                        w.bias[o] *= s;
+                    }
+                    slot[out] = Slot::Alias(root(&slot, a));
+                    layout[out] = layout[a];
+                    continue;
+                }
+                if op == BinaryOp::Add && bc == Broadcast::Same && slot[b] != Slot::None {
+                    let fold = [(a, b), (b, a)].into_iter().find_map(|(y, r)| {
+                        let pi = sole_conv(y)?;
+                        (def[root(&slot, r)] < def[root(&slot, y)]).then_some((y, r, pi))
+                    });
+                    if let Some((y, r, pi)) = fold
+                        && let Pending::Conv(p, _, _, residual, _) = &mut pending[pi]
+                    {
+                        p.has_residual = 1;
+                        *residual = Some(r);
+                        slot[out] = Slot::Alias(root(&slot, y));
+                        layout[out] = layout[y];
+                        continue;
+                    }
+                }
                 let operand = if slot[b] != Slot::None {
                     Ok(b)
                 } else if let Some(t) = g.values[b].constant.as_deref() {
@@ -1218,6 +1268,13 @@ pub(crate) mod tests {
                     3
                 );
                 assert_eq!(count(&|s| matches!(s, Step::Unary { .. })), 0);
+                // Layer scale folded into the second linear layer's weights,
+                // the residual Add into its epilogue: no eltwise step left.
+                assert_eq!(count(&|s| matches!(s, Step::Binary { .. })), 0);
+                assert_eq!(
+                    count(&|s| matches!(s, Step::Conv { p, .. } if p.has_residual == 1)),
+                    3
+                );
             }
             let nchw: [usize; 4] = shape[..].try_into().unwrap();
             let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw, plan.input_channels));
