@@ -153,13 +153,11 @@ pub enum Tile {
     Old { bn: u32 },
     /// The pipelined `conv_tc_*` kernels: `bm` pixels (128, or 256 with 8
     /// warps and 72 KB of dynamic shared memory) x `bn` channels, blocks
-    /// rastered with the output-channel tiles fastest, 16-byte epilogue.
+    /// rastered with the output-channel tiles fastest, 16-byte epilogue;
+    /// with `Entry::Split`, one slice of K a block besides (grid y).
     Tc { bm: u32, bn: u32 },
     /// kernels/conv_grouped.cu: `rows` x `cols` output pixels x 64 channels.
     Grouped { rows: u32, cols: u32 },
-    /// The split-K `conv_tc_*_split` kernels: 128 pixels x `bn` channels x
-    /// one slice of K a block (`split_slices`).
-    Split { bn: u32 },
 }
 
 impl Variant {
@@ -167,7 +165,7 @@ impl Variant {
     pub fn bn(&self) -> u32 {
         match self.tile {
             Tile::Depthwise => 0,
-            Tile::Old { bn } | Tile::Tc { bn, .. } | Tile::Split { bn } => bn,
+            Tile::Old { bn } | Tile::Tc { bn, .. } => bn,
             Tile::Grouped { .. } => GROUPED_CHANNELS,
         }
     }
@@ -191,10 +189,7 @@ impl Variant {
     /// Whether the kernel needs 16-byte aligned regions (every kernel but
     /// the older ones and the depthwise one).
     fn vector(&self) -> bool {
-        matches!(
-            self.tile,
-            Tile::Tc { .. } | Tile::Split { .. } | Tile::Grouped { .. }
-        )
+        matches!(self.tile, Tile::Tc { .. } | Tile::Grouped { .. })
     }
 }
 
@@ -244,7 +239,7 @@ fn split_variant(p: &ConvParams, bn: u32) -> Variant {
     };
     Variant {
         entry: Entry::Split(kernel),
-        tile: Tile::Split { bn },
+        tile: Tile::Tc { bm: BM as u32, bn },
     }
 }
 
@@ -554,7 +549,7 @@ pub fn conv2d_regions(stream: &Stream, p: &ConvParams, io: ConvIo) -> Result<()>
     // The executor's arena and weights are always aligned; elsewhere the
     // older kernel computes the same bits as a tc kernel (not as a grouped
     // or split one, which `launch` then refuses by name).
-    if matches!(v.tile, Tile::Tc { .. }) && !io.aligned() {
+    if matches!((v.entry, v.tile), (Entry::Whole(_), Tile::Tc { .. })) && !io.aligned() {
         v = old_variant(p);
     }
     launch(stream, p, v, io)
@@ -627,11 +622,7 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
                 ))
             })
     };
-    let whole = |shape: LaunchShape| match v.entry {
-        Entry::Whole(k) => stream.launch(k, shape, (x, w, bias, residual.unwrap_or(x), y, *p)),
-        Entry::Split(k) => bad(format!("{} is a split kernel", k.name)),
-    };
-    match v.tile {
+    let shape = match v.tile {
         Tile::Grouped { rows, cols } => {
             if p.n > u16::MAX as u32 {
                 return bad(format!(
@@ -640,7 +631,7 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
                     p.n
                 ));
             }
-            whole(LaunchShape {
+            LaunchShape {
                 grid: (
                     p.oh.div_ceil(rows) * p.ow.div_ceil(cols),
                     p.cout / GROUPED_CHANNELS,
@@ -648,46 +639,44 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
                 ),
                 block: (GROUPED_THREADS, 1, 1),
                 shared_bytes: 0,
-            })
+            }
         }
-        Tile::Depthwise => whole(LaunchShape::per_item(
-            p.m as usize * p.cout as usize,
-            THREADS,
-            "depthwise conv2d",
-        )?),
-        Tile::Tc { bm: 128, .. } => whole(LaunchShape {
+        Tile::Depthwise => {
+            LaunchShape::per_item(p.m as usize * p.cout as usize, THREADS, "depthwise conv2d")?
+        }
+        Tile::Tc { bm: 128, .. } => LaunchShape {
             grid: (tc_blocks(m_tiles)?, 1, p.groups),
             block: (THREADS, 1, 1),
             shared_bytes: 0,
-        }),
-        Tile::Tc { bm, .. } => whole(LaunchShape {
+        },
+        Tile::Tc { bm, .. } => LaunchShape {
             grid: (tc_blocks(p.m.div_ceil(bm))?, 1, p.groups),
             block: (TC8_THREADS, 1, 1),
             shared_bytes: TC8_SHARED,
-        }),
-        Tile::Old { .. } => whole(LaunchShape {
+        },
+        Tile::Old { .. } => LaunchShape {
             grid: (m_tiles, n_tiles, p.groups),
             block: (THREADS, 1, 1),
             shared_bytes: 0,
-        }),
-        Tile::Split { .. } => {
-            let Entry::Split(kernel) = v.entry else {
-                return bad(format!("{} is not a split kernel", v.name()));
-            };
+        },
+    };
+    match v.entry {
+        Entry::Whole(k) => stream.launch(k, shape, (x, w, bias, residual.unwrap_or(x), y, *p)),
+        Entry::Split(k) => {
             let slices = split_slices(p);
             let Some(ws) = workspace.filter(|r| r.len() >= workspace_len(p)) else {
                 return bad(format!(
                     "{} needs a workspace of {} fp32 elements ({slices} slices of K)",
-                    v.name(),
+                    k.name,
                     workspace_len(p)
                 ));
             };
-            let shape = LaunchShape {
-                grid: (tc_blocks(m_tiles)?, slices, p.groups),
-                block: (THREADS, 1, 1),
-                shared_bytes: 0,
+            let (blocks, _, groups) = shape.grid;
+            let slices_shape = LaunchShape {
+                grid: (blocks, slices, groups),
+                ..shape
             };
-            stream.launch(kernel, shape, (x, w, ws, *p))?;
+            stream.launch(k, slices_shape, (x, w, ws, *p))?;
             let reduce = LaunchShape::per_item(y_len / 8, THREADS, "split-K reduce")?;
             stream.launch(
                 &CONV_SPLIT_REDUCE,

@@ -248,6 +248,23 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
         LayerNorm((usize, usize), ValueId, ValueId, usize, f32),
         Concat(ValueId, ValueId, (usize, usize, usize)),
     }
+    /// The pending convolution (or linear layer) computing `x` when `x` is
+    /// its only reader and it has no activation yet: where an activation
+    /// of `x` folds (the conv writes act(...) where x was).
+    fn unactivated_conv<'a>(
+        pending: &'a mut [Pending],
+        conv_of: &std::collections::HashMap<ValueId, usize>,
+        readers: &[usize],
+        x: ValueId,
+    ) -> Option<&'a mut ConvParams> {
+        if readers[x] != 1 {
+            return None;
+        }
+        match pending.get_mut(*conv_of.get(&x)?)? {
+            Pending::Conv(p, ..) if p.act == 0 => Some(p),
+            _ => None,
+        }
+    }
     let mut layout = vec![Layout::Nchw; nv];
     // Whether v's last axis is stored innermost (rows of it contiguous):
     // what LayerNorm and a matrix product over the last axis need.
@@ -471,12 +488,9 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                     _ => 0,
                 };
                 if code != 0
-                    && readers[x] == 1
-                    && let Some(&pi) = conv_of.get(&x)
-                    && let Pending::Conv(p, ..) = &mut pending[pi]
-                    && p.act == 0
+                    && let Some(p) = unactivated_conv(&mut pending, &conv_of, &readers, x)
                 {
-                    p.act = code; // the conv writes act(...) where x was
+                    p.act = code;
                     slot[out] = Slot::Alias(root(&slot, x));
                     continue;
                 }
@@ -507,10 +521,7 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 // Folded into the convolution (or FC) that computes x when
                 // it is x's only reader: kernels/common/gelu.cuh, the
                 // same operations as the standalone op.
-                if readers[x] == 1
-                    && let Some(&pi) = conv_of.get(&x)
-                    && let Pending::Conv(p, ..) = &mut pending[pi]
-                    && p.act == 0
+                if let Some(p) = unactivated_conv(&mut pending, &conv_of, &readers, x)
                     && super::conv::gelu_fits(p)
                 {
                     p.act = if *tanh { 6 } else { 5 };
@@ -613,8 +624,8 @@ pub fn lower(g: &Graph) -> Result<GpuPlan, String> {
                 let gamma = g.values[b]
                     .constant
                     .as_deref()
-                    .map(|t| t.to_f32_vec())
-                    .filter(|_| op == BinaryOp::Mul && bc == Broadcast::PerChannel);
+                    .filter(|_| op == BinaryOp::Mul && bc == Broadcast::PerChannel)
+                    .map(|t| t.to_f32_vec());
                 if let (Some(gamma), Some(pi)) = (&gamma, sole_conv(a))
                     && let Pending::Conv(p, w, ..) = &pending[pi]
                     && gamma.len() == p.cout as usize
