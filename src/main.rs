@@ -231,6 +231,10 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
     Inspect {
         /// The ONNX model.
         model: PathBuf,
+        /// Also list every node after the passes (op, input and output
+        /// shapes) and, when the model lowers, every GPU kernel step.
+        #[arg(long)]
+        nodes: bool,
     },
     /// Microbenchmarks on a GPU; results go to bench-results/.
     #[command(
@@ -647,8 +651,8 @@ fn run(cli: Cli) -> Result<()> {
             data,
             out,
         } => cli::dataset::import_ml_dr(&dir, &data, &out)?,
-        Command::Inspect { model } => {
-            let (report, unsupported) = dr::teacher::infer::inspect(&model)?;
+        Command::Inspect { model, nodes } => {
+            let (report, unsupported) = dr::teacher::infer::inspect(&model, nodes)?;
             out_str!(report);
             if unsupported > 0 {
                 anyhow::bail!(

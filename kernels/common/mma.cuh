@@ -35,6 +35,14 @@ __device__ __forceinline__ void ldsm_x2(uint32_t r[2], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 }
 
+// ldsm_x4 transposed: r[q] is this lane's (rows 2(lane%4), +1, column
+// lane/4) of matrix q, the B fragment of a row-major [k][n] tile (attention's V).
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
 // c += a (16x16, row) x b (16x8, col), fp32 accumulation.
 __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
     asm volatile(

@@ -37,6 +37,8 @@ pub enum Family {
     Pool,
     Eltwise,
     Norm,
+    Attention,
+    Layout,
 }
 
 impl Family {
@@ -50,6 +52,8 @@ impl Family {
         Family::Pool,
         Family::Eltwise,
         Family::Norm,
+        Family::Attention,
+        Family::Layout,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -63,6 +67,8 @@ impl Family {
             Family::Pool => "pool",
             Family::Eltwise => "eltwise",
             Family::Norm => "norm",
+            Family::Attention => "attention",
+            Family::Layout => "layout",
         }
     }
 
@@ -82,6 +88,8 @@ impl Family {
             Family::Pool => pool::ALL,
             Family::Eltwise => eltwise::ALL,
             Family::Norm => norm::ALL,
+            Family::Attention => attention::ALL,
+            Family::Layout => layout::ALL,
         }
     }
 
@@ -460,6 +468,94 @@ pub mod norm {
     pub const ALL: &[&str] = &[LAYERNORM_BF16_V8.name, LAYERNORM_BF16.name];
     /// `NORM_ROWS` in the .cu: rows (warps) a block.
     pub const ROWS: u32 = 4;
+}
+
+/// kernels/attention.cu
+#[allow(clippy::type_complexity)]
+pub mod attention {
+    use super::*;
+
+    /// `AttnParams` of the .cu, passed by value (80 bytes on both sides):
+    /// element strides of the batch, head and row axes of q, k, v and y.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq)]
+    pub struct AttnParams {
+        pub batch: u32,
+        pub heads: u32,
+        pub n_q: u32,
+        pub n_kv: u32,
+        pub d: u32,
+        /// 0 without a bias.
+        pub bias_batch: u32,
+        pub q: [u32; 3],
+        pub k: [u32; 3],
+        pub v: [u32; 3],
+        pub y: [u32; 3],
+        /// scale * log2(e)
+        pub scale_log2: f32,
+        pub unused: u32,
+    }
+    const _: () = assert!(size_of::<AttnParams>() == 80);
+
+    /// (q, k, v, bias, y, params)
+    pub type AttnSig = (In<u16>, In<u16>, In<u16>, In<f32>, Out<u16>, AttnParams);
+    macro_rules! head_dims {
+        ($(($d:literal, $plain:ident, $bias:ident)),*) => {
+            $(
+                pub const $plain: Kernel<AttnSig> =
+                    Kernel::new(Family::Attention, concat!("attention_bf16_d", $d));
+                pub const $bias: Kernel<AttnSig> =
+                    Kernel::new(Family::Attention, concat!("attention_bf16_d", $d, "_bias"));
+            )*
+            /// (padded head dim, without a bias, with one)
+            pub const BY_HEAD_DIM: &[(usize, &Kernel<AttnSig>, &Kernel<AttnSig>)] =
+                &[$(($d, &$plain, &$bias)),*];
+            pub const ALL: &[&str] = &[$($plain.name, $bias.name),*];
+        };
+    }
+    head_dims!(
+        (16, D16, D16_BIAS),
+        (32, D32, D32_BIAS),
+        (64, D64, D64_BIAS),
+        (96, D96, D96_BIAS),
+        (128, D128, D128_BIAS)
+    );
+    /// `ATT_THREADS`, `ATT_BM` in the .cu.
+    pub const THREADS: u32 = 128;
+    pub const BLOCK_ROWS: usize = 64;
+    /// `ATT_SHARED(D)`: Q and two stages of K and V, rows of D + 8 bf16.
+    pub const fn shared_bytes(d: usize) -> usize {
+        (64 + 4 * 64) * (d + 8) * 2
+    }
+}
+
+/// kernels/layout.cu
+pub mod layout {
+    use super::*;
+
+    /// `CopyParams` of the .cu, passed by value (88 bytes on both sides).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct CopyParams {
+        /// Items (elements, or 8-element vectors when `vec` is 8).
+        pub n: u64,
+        pub rank: u32,
+        pub vec: u32,
+        /// Outermost axis first.
+        pub shape: [u32; 6],
+        /// Element strides of the source and destination.
+        pub src: [u32; 6],
+        pub dst: [u32; 6],
+    }
+    const _: () = assert!(size_of::<CopyParams>() == 88);
+    pub const MAX_RANK: usize = 6;
+
+    /// (x, y, params)
+    pub const COPY_STRIDED_BF16: Kernel<(In<u16>, Out<u16>, CopyParams)> =
+        Kernel::new(Family::Layout, "copy_strided_bf16");
+    pub const ALL: &[&str] = &[COPY_STRIDED_BF16.name];
+    /// `LAYOUT_THREADS` in the .cu.
+    pub const THREADS: u32 = 256;
 }
 
 #[cfg(test)]

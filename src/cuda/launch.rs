@@ -6,7 +6,9 @@ use cudarc::driver::{LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::error::{CudaError, Result};
 use super::gpu::DevBuf;
+use super::kernels::attention::AttnParams;
 use super::kernels::conv::ConvParams;
+use super::kernels::layout::CopyParams;
 use super::kernels::pool::PoolParams;
 use super::kernels::{In, Out};
 use super::region::Region;
@@ -130,12 +132,16 @@ macro_rules! scalar_args {
         }
     )*};
 }
-scalar_args!(u8, u16, u32, u64, i32, i64, f32, ConvParams, PoolParams);
+scalar_args!(
+    u8, u16, u32, u64, i32, i64, f32, ConvParams, PoolParams, AttnParams, CopyParams
+);
 
-// SAFETY: both are #[repr(C)], plain u32 fields with no padding, and their
-// sizes are asserted equal to the .cu's structs on both sides.
+// SAFETY: all are #[repr(C)], plain 32- and 64-bit fields with no padding,
+// and their sizes are asserted equal to the .cu's structs on both sides.
 unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
 unsafe impl cudarc::driver::DeviceRepr for PoolParams {}
+unsafe impl cudarc::driver::DeviceRepr for AttnParams {}
+unsafe impl cudarc::driver::DeviceRepr for CopyParams {}
 
 /// A whole argument list matching signature `S`.
 pub trait ArgList<S> {

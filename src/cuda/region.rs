@@ -62,6 +62,16 @@ impl<T> Region<T> {
         }
     }
 
+    /// No memory: the argument for an optional input a kernel does not
+    /// read (attention without a bias).
+    pub fn null() -> Region<T> {
+        Region {
+            addr: 0,
+            len: 0,
+            _t: PhantomData,
+        }
+    }
+
     /// The first `n` elements.
     pub fn prefix(&self, n: usize) -> Result<Region<T>> {
         self.sub(0..n)

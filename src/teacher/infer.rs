@@ -355,10 +355,10 @@ pub fn macs(g: &Graph) -> u64 {
         .sum()
 }
 
-/// The `dr inspect` report.
 /// `dr inspect`'s report, and how many nodes dr cannot run (the command
-/// fails when there are any).
-pub fn inspect(path: &Path) -> Result<(String, usize)> {
+/// fails when there are any). `nodes` adds the IR after the passes and the
+/// GPU steps.
+pub fn inspect(path: &Path, nodes: bool) -> Result<(String, usize)> {
     let mut s = String::new();
     let unsupported = onnx::unsupported_nodes(path)?;
     if !unsupported.is_empty() {
@@ -440,13 +440,43 @@ pub fn inspect(path: &Path) -> Result<(String, usize)> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    if nodes {
+        let shape = |v: usize| format!("{:?}", g.values[v].shape.clone().unwrap_or_default());
+        for n in &g.nodes {
+            let ins: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|v| match v {
+                    None => "-".into(),
+                    Some(v) if g.values[*v].constant.is_some() => format!("const{}", shape(*v)),
+                    Some(v) => shape(*v),
+                })
+                .collect();
+            let outs: Vec<String> = n.outputs.iter().map(|&v| shape(v)).collect();
+            writeln!(
+                s,
+                "  {:<12} {} -> {}  ({})",
+                n.op.name(),
+                ins.join(" "),
+                outs.join(" "),
+                n.name
+            )?;
+        }
+    }
     match super::gpu::lower::lower(&g) {
-        Ok(p) => writeln!(
-            s,
-            "GPU executor: {} kernel steps, activation arena {:.1} MiB at batch {batch}",
-            p.steps.len(),
-            p.arena_len as f64 * 2.0 / (1 << 20) as f64
-        )?,
+        Ok(p) => {
+            writeln!(
+                s,
+                "GPU executor: {} kernel steps, activation arena {:.1} MiB at batch {batch}",
+                p.steps.len(),
+                p.arena_len as f64 * 2.0 / (1 << 20) as f64
+            )?;
+            if nodes {
+                for step in &p.steps {
+                    writeln!(s, "  {}", step.describe())?;
+                }
+            }
+        }
         Err(e) => writeln!(s, "GPU executor: not supported ({e})")?,
     }
     Ok((s, 0))

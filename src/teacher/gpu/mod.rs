@@ -5,8 +5,10 @@
 //! (`model`). ViT, DeiT and Swin ([gpu-transformer]) are refused by the
 //! lowering, by op name.
 
+pub mod attention;
 pub mod conv;
 pub mod eltwise;
+pub mod layout;
 pub mod lower;
 pub mod model;
 pub mod norm;
