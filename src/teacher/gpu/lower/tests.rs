@@ -1,0 +1,222 @@
+use super::*;
+use crate::teacher::ensemble::Member;
+use std::ops::Range;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/teacher")
+        .join(name)
+}
+
+/// Rows of `got` and `want` [rows][classes]: the largest |difference|
+/// over the largest |logit|, and how many rows agree on the top class.
+pub(crate) fn compare(got: &[f32], want: &[f32], classes: usize) -> (f32, usize) {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let argmax = |r: &[f32]| (0..r.len()).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
+    let agree = got
+        .chunks(classes)
+        .zip(want.chunks(classes))
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    (diff / scale, agree)
+}
+
+/// The kernel of the plan's stem (the convolution reading its input).
+fn stem_variant(plan: &GpuPlan) -> crate::teacher::gpu::conv::Variant {
+    let [i] = plan.padded_stems[..] else {
+        panic!("stems {:?}, not one", plan.padded_stems)
+    };
+    let Step::Conv { p, x, .. } = &plan.steps[i] else {
+        panic!("step {i} is not a convolution")
+    };
+    assert_eq!((p.cin as usize, x), (plan.input_channels, &plan.input));
+    crate::teacher::gpu::conv::variant(p)
+}
+
+/// A real-size RGB stem (ResNet-18's 7x7/2 to 64 channels) on the
+/// tensor-core kernel, its MACs counted over the 3 real channels only.
+#[test]
+fn a_full_width_stem_takes_the_tensor_cores() {
+    let onnx = crate::teacher::onnx::synth::resnet([1, 1, 1, 1], 64, 10, 64, 1);
+    let dir = std::env::temp_dir().join(format!("dr-stem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("resnet.onnx");
+    std::fs::write(&path, onnx).unwrap();
+    let m = Member::load(&path).unwrap();
+    let g = m.graph(2).unwrap();
+    let plan = lower(&g).unwrap();
+    assert_eq!(plan.input_channels, 8);
+    assert_eq!(plan.macs(), crate::teacher::infer::macs(&g));
+    let v = stem_variant(&plan);
+    assert!(
+        matches!(v.tile, crate::teacher::gpu::conv::Tile::Tc { .. }),
+        "the stem's kernel is {}",
+        v.name()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The input is padded only where every reader is an ungrouped
+/// convolution taking it as its data input, and only up to 8's multiple.
+#[test]
+fn the_input_is_padded_only_for_plain_convolutions() {
+    let m = Member::load(&fixture("resnet-legacy17.onnx")).unwrap();
+    let mut g = (*m.graph(1).unwrap()).clone();
+    let input = g.inputs[0];
+    assert_eq!(stored_input_channels(&g, input, 3), 8);
+    assert_eq!(stored_input_channels(&g, input, 8), 8);
+    assert_eq!(stored_input_channels(&g, input, 13), 16);
+    let mut v = g.values[input].clone();
+    v.name = "relu_of_input".into();
+    g.values.push(v);
+    g.nodes.push(crate::teacher::graph::Node {
+        name: "relu".into(),
+        op: Op::Unary(Unary::Relu),
+        inputs: vec![Some(input)],
+        outputs: vec![g.values.len() - 1],
+    });
+    assert_eq!(stored_input_channels(&g, input, 3), 3);
+}
+
+/// The small fixtures of the CNN families ([teacher-cpu]'s, random
+/// weights): ResNet (stem, max pool, residual blocks, FC), MobileNetV3
+/// (depthwise, HardSwish, squeeze-excite with hard sigmoid), EfficientNet
+/// (SiLU, sigmoid squeeze-excite), DenseNet (unfolded BatchNorm, concat,
+/// average pool), the dynamo exports of ResNet and MobileNet (their
+/// global pooling is a ReduceMean over H and W), and the demo teacher,
+/// lowered and run through the twins in bf16, against the f32 CPU executor.
+#[test]
+fn lowered_plans_track_the_cpu_executor() {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo-teacher.onnx");
+    let family = |f: &str| {
+        (
+            fixture(&format!("{f}-legacy17.onnx")),
+            Some(fixture(&format!("{f}.input.npy"))),
+        )
+    };
+    let dynamo = |f: &str| {
+        (
+            fixture(&format!("{f}-dynamo.onnx")),
+            Some(fixture(&format!("{f}.input.npy"))),
+        )
+    };
+    for (model, input) in [
+        family("resnet"),
+        dynamo("resnet"),
+        family("mobilenet"),
+        dynamo("mobilenet"),
+        family("efficientnet"),
+        family("densenet"),
+        family("convnext"),
+        dynamo("convnext"),
+        (demo, None),
+    ] {
+        let m = Member::load(&model).unwrap();
+        let (shape, x): (Vec<usize>, Vec<f32>) = match input {
+            Some(p) => crate::npy::read(&p).unwrap(),
+            None => {
+                let mut r = crate::rng::Philox::new(5, 0, 0, 0);
+                let s = vec![6, 3, 32, 32];
+                let x = (0..s.iter().product())
+                    .map(|_| r.uniform_f32() * 4.0 - 2.0)
+                    .collect();
+                (s, x)
+            }
+        };
+        let g = m.graph(shape[0]).unwrap();
+        let plan = lower(&g).unwrap();
+        assert_eq!(
+            plan.macs(),
+            crate::teacher::infer::macs(&g),
+            "{}",
+            model.display()
+        );
+        // Each RGB stem reads the input padded to 8 channels, through a
+        // 16-byte gather (zero weights where the zeros are).
+        assert_eq!(plan.input_channels, 8, "{}", model.display());
+        let stem = stem_variant(&plan);
+        assert!(
+            !stem.name().ends_with("_v1"),
+            "{}: the stem's kernel is {}",
+            model.display(),
+            stem.name()
+        );
+        let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
+        let want = want.view().unwrap().data.to_vec();
+        if model.to_string_lossy().contains("convnext") {
+            // Every LayerNorm (stem, blocks, downsampling, head) and
+            // GELU (folded into the first linear layer of each MLP)
+            // on the GPU; the Transposes are aliases.
+            let count = |f: &dyn Fn(&Step) -> bool| plan.steps.iter().filter(|s| f(s)).count();
+            assert_eq!(count(&|s| matches!(s, Step::LayerNorm { .. })), 6);
+            assert_eq!(
+                count(&|s| matches!(s, Step::Conv { p, .. } if p.act == 5)),
+                3
+            );
+            assert_eq!(count(&|s| matches!(s, Step::Unary { .. })), 0);
+            // Layer scale folded into the second linear layer's weights,
+            // the residual Add into its epilogue: no eltwise step left.
+            assert_eq!(count(&|s| matches!(s, Step::Binary { .. })), 0);
+            assert_eq!(
+                count(&|s| matches!(s, Step::Conv { p, .. } if p.has_residual == 1)),
+                3
+            );
+        }
+        let nchw: [usize; 4] = shape[..].try_into().unwrap();
+        let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw, plan.input_channels));
+        let (err, agree) = compare(&got, &want, plan.classes);
+        println!(
+            "{}: {} steps, arena {} KB, {:.1} MMAC; bf16 twin vs f32: max |diff| / max |logit| = {err:.2e}, top-1 {agree}/{}",
+            model.display(),
+            plan.steps.len(),
+            plan.arena_len * 2 / 1024,
+            plan.macs() as f64 / 1e6,
+            shape[0]
+        );
+        assert!(err < 0.03, "{}: relative error {err}", model.display());
+        assert_eq!(agree, shape[0], "{}: top-1 differs", model.display());
+    }
+}
+
+#[test]
+fn models_beyond_the_cnn_ops_are_refused_by_name() {
+    let m = Member::load(&fixture("vit-legacy17.onnx")).unwrap();
+    let e = lower(&m.graph(1).unwrap()).unwrap_err();
+    assert!(
+        e.contains("is not on the GPU yet") || e.contains("not supported yet"),
+        "{e}"
+    );
+    assert!(e.contains("node "), "{e}");
+}
+
+#[test]
+fn plans_reuse_memory_across_layers() {
+    let m = Member::load(&fixture("resnet-legacy17.onnx")).unwrap();
+    let g = m.graph(4).unwrap();
+    let plan = lower(&g).unwrap();
+    let all: usize = g
+        .values
+        .iter()
+        .filter(|v| v.constant.is_none())
+        .map(|v| numel(v.shape.as_deref().unwrap_or(&[])))
+        .sum();
+    assert!(
+        plan.arena_len < all,
+        "arena {} vs every activation {all}",
+        plan.arena_len
+    );
+    for s in &plan.steps {
+        if let Step::Conv { x, y, residual, .. } = s {
+            let overlap = |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
+            assert!(
+                !overlap(x, y) && !residual.as_ref().is_some_and(|r| overlap(r, y)),
+                "{s:?}"
+            );
+        }
+    }
+}
