@@ -230,13 +230,20 @@ fn infer_photo(model: &Path, device: &str, tuning: Option<&Path>) -> String {
 }
 
 /// The GPU executor through the CLI on a real image gives the CPU's top-1:
-/// a CNN and ConvNeXt (LayerNorm, GELU, channels-last transposes).
+/// a CNN, ConvNeXt (LayerNorm, GELU, channels-last transposes), ViT (class
+/// token, fused attention; both exporters) and Swin (windows, shift masks).
 #[test]
 fn infer_on_the_gpu_agrees_with_the_cpu() {
     if dr::cuda::testing::gpu_or_skip().is_none() {
         return;
     }
-    for name in ["resnet-dynamo.onnx", "convnext-legacy17.onnx"] {
+    for name in [
+        "resnet-dynamo.onnx",
+        "convnext-legacy17.onnx",
+        "vit-legacy17.onnx",
+        "vit_sdpa-dynamo.onnx",
+        "swin-dynamo.onnx",
+    ] {
         let model = repo_root().join("tests/fixtures/teacher").join(name);
         let (cpu, gpu) = (
             infer_photo(&model, "cpu", None),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::reinforce::{assert_same, dataset, files, ok, reinforce, reinforce_cmd};
-use common::{dr, fresh_dir, text};
+use common::{dr, fresh_dir, repo_root, text};
 
 #[test]
 fn bytes_do_not_depend_on_batch_size_threads_or_tasks() {
@@ -655,4 +655,52 @@ fn gpu_backend_is_batch_independent_and_tracks_the_cpu() {
         top1 * 100 >= n * 95 && worst <= 0.02,
         "top-1 {top1}/{n}, worst {worst}"
     );
+}
+
+/// The transformer families on the GPU backend ([gpu-transformer]): ViT
+/// (class token, attention), Swin (windows, shifted masks, patch merging)
+/// and ConvNeXt, each the same bytes at batch sizes 32 and 5 and within
+/// bf16 parity of the CPU backend.
+#[test]
+fn transformer_teachers_reinforce_on_the_gpu() {
+    if dr::cuda::testing::gpu_or_skip().is_none() {
+        return;
+    }
+    let root = dataset("reinforce-gpu-transformers", false);
+    for family in ["vit-dynamo", "swin-legacy17", "convnext-legacy17"] {
+        let teacher = repo_root()
+            .join(format!("tests/fixtures/teacher/{family}.onnx"))
+            .display()
+            .to_string();
+        let run = |out: &str, extra: &[&str]| {
+            let mut c = common::reinforce::reinforce_cmd_with(&root, &teacher, out, extra);
+            ok(c.arg("--quiet").output().expect("running dr"))
+        };
+        let (cpu, g32, g5) = (
+            format!("{family}-cpu"),
+            format!("{family}-g32"),
+            format!("{family}-g5"),
+        );
+        run(&cpu, &["--batch-size", "32"]);
+        run(&g32, &["--batch-size", "32", "--device", "cuda"]);
+        run(&g5, &["--batch-size", "5", "--device", "cuda"]);
+        assert_same(&root.join(&g32), &root.join(&g5));
+        let c = dr::store::reader::Reinforced::open(&root.join(&cpu)).unwrap();
+        let g = dr::store::reader::Reinforced::open(&root.join(&g32)).unwrap();
+        let (mut n, mut top1, mut worst) = (0, 0, 0f32);
+        for id in 0..c.manifest.settings.images {
+            for (rc, rg) in c.records(id).unwrap().iter().zip(g.records(id).unwrap()) {
+                n += 1;
+                top1 += (rc.classes[0] == rg.classes[0]) as usize;
+                worst = worst.max((rc.probs[0] - rg.probs[0]).abs());
+            }
+        }
+        println!(
+            "{family}: GPU vs CPU backend: top-1 {top1}/{n}, max |top-1 probability difference| {worst:.4}"
+        );
+        assert!(
+            top1 * 100 >= n * 95 && worst <= 0.02,
+            "{family}: top-1 {top1}/{n}, worst {worst}"
+        );
+    }
 }

@@ -89,11 +89,16 @@ pub fn teacher() -> String {
 
 /// `dr reinforce` of the test dataset under `root` into `root/out`.
 pub fn reinforce_cmd(root: &Path, out: &str, extra: &[&str]) -> Command {
+    reinforce_cmd_with(root, &teacher(), out, extra)
+}
+
+/// `reinforce_cmd` with another teacher.
+pub fn reinforce_cmd_with(root: &Path, teacher: &str, out: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(dr_bin());
     c.arg("reinforce")
         .arg("--data")
         .arg(root.join("data"))
-        .args(["--teacher", &teacher(), "--config"])
+        .args(["--teacher", teacher, "--config"])
         .arg(root.join("c.yaml"))
         .arg("--out")
         .arg(root.join(out))

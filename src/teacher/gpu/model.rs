@@ -223,6 +223,29 @@ impl GpuModel {
                     super::norm::layer_norm(s, r(x)?, gamma, beta, r(y)?, *c, *eps)?
                 }
                 Step::Concat { x, y, cols } => eltwise::concat_channels(s, r(x)?, r(y)?, *cols)?,
+                Step::Copy { x, y, copy } => {
+                    let x = match x {
+                        Operand::Arena(range) => r(range)?,
+                        Operand::Const(k) => self.bf16_consts_r[*k],
+                    };
+                    super::layout::copy_strided(s, x, r(y)?, copy)?
+                }
+                Step::Attention {
+                    q,
+                    k,
+                    v,
+                    bias,
+                    y,
+                    strides,
+                    dims,
+                } => super::attention::attention(
+                    s,
+                    [r(q)?, r(k)?, r(v)?],
+                    bias.map(|b| self.f32_consts_r[b]),
+                    r(y)?,
+                    *strides,
+                    *dims,
+                )?,
             }
         }
         Ok(())
@@ -284,7 +307,7 @@ mod tests {
         to_nhwc_bf16(&x, plan.input_nchw, plan.input_channels)
     }
 
-    /// The CNN family fixtures and the demo teacher on the device, eager and
+    /// The CNN, ConvNeXt, ViT and Swin fixtures and the demo teacher on the device, eager and
     /// as a graph, against the plan's CPU twin: every layer rounds to bf16 on
     /// both sides, so they differ only where an fp32 accumulation order
     /// flips a rounding; the logits must agree closely and on the top class.
@@ -299,6 +322,10 @@ mod tests {
             fixture("efficientnet"),
             fixture("densenet"),
             fixture("convnext"),
+            fixture("vit"),
+            fixture("swin"),
+            root.join("tests/fixtures/teacher/vit_sdpa-dynamo.onnx"),
+            root.join("tests/fixtures/teacher/swin-dynamo.onnx"),
             root.join("tests/fixtures/teacher/resnext-helper.onnx"),
             root.join("assets/demo-teacher.onnx"),
         ] {
@@ -355,6 +382,39 @@ mod tests {
                 "{}: top-1 {agree}/{batch}",
                 model.display()
             );
+        }
+    }
+
+    /// A transformer's logits for an image are the same bits whatever
+    /// batch it runs in (ViT: token concat, attention over 17 tokens; Swin:
+    /// windows, shift masks, patch merging), at 1, 3 and 8.
+    #[test]
+    fn transformer_logits_do_not_depend_on_the_batch() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for f in ["vit-legacy17", "swin-dynamo"] {
+            let m = Member::load(&root.join(format!("tests/fixtures/teacher/{f}.onnx"))).unwrap();
+            let big = lower(&m.graph(8).unwrap()).unwrap();
+            let input = random_input(&big, 21);
+            let per = input.len() / 8;
+            let mut runs = Vec::new();
+            for batch in [8, 3, 1] {
+                let plan = lower(&m.graph(batch).unwrap()).unwrap();
+                let classes = plan.classes;
+                let mut gm = GpuModel::new(&gpu, plan).unwrap();
+                gm.capture().unwrap();
+                let got = gm.run(&input[..batch * per]).unwrap();
+                runs.push((batch, got[..classes].to_vec()));
+            }
+            for (batch, first) in &runs[1..] {
+                assert!(
+                    first
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .eq(runs[0].1.iter().map(|v| v.to_bits())),
+                    "{f}: image 0 at batch {batch} differs from batch 8"
+                );
+            }
         }
     }
 

@@ -6,8 +6,10 @@ use std::ops::Range;
 
 use crate::cuda::kernels::conv::ConvParams;
 use crate::cuda::kernels::pool::PoolParams;
+use crate::teacher::gpu::attention::{AttnDims, Strides};
 use crate::teacher::gpu::conv::{bf16, f32_of};
 use crate::teacher::gpu::eltwise::{BinaryOp, Broadcast, UnaryOp};
+use crate::teacher::gpu::layout::Strided;
 
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -60,6 +62,25 @@ pub enum Step {
         c: usize,
         eps: f32,
     },
+    /// Elements moved between layouts (`layout.cu`): x and y start at
+    /// their views' first element.
+    Copy {
+        x: Operand,
+        y: Range<usize>,
+        copy: Strided,
+    },
+    /// softmax(q kᵀ scale + bias) v (`attention.cu`); q, k, v and y start
+    /// at their views' first element, `strides` theirs in that order.
+    Attention {
+        q: Range<usize>,
+        k: Range<usize>,
+        v: Range<usize>,
+        /// Index into `GpuPlan::f32_consts`: [bias_batch][heads][n_q][n_kv].
+        bias: Option<usize>,
+        y: Range<usize>,
+        strides: [Strides; 4],
+        dims: AttnDims,
+    },
     /// One input of a channel Concat into its columns of the output.
     Concat {
         x: Range<usize>,
@@ -97,13 +118,27 @@ impl Step {
             Step::Affine { x, c, .. } => format!("affine {c}ch x{}", x.len()),
             Step::LayerNorm { x, c, .. } => format!("layernorm {c}ch x{}", x.len() / c),
             Step::Concat { x, cols, .. } => format!("concat {}->{} x{}", cols.0, cols.1, x.len()),
+            Step::Copy { copy, .. } => format!("copy {:?}", copy.shape),
+            Step::Attention { dims, bias, .. } => format!(
+                "attention {}x{} heads, {}x{} tokens, d {}{}",
+                dims.batch,
+                dims.heads,
+                dims.n_q,
+                dims.n_kv,
+                dims.d,
+                if bias.is_some() { " + bias" } else { "" }
+            ),
         }
     }
 
-    /// Floating-point operations (2 per multiply-add; convolutions only).
+    /// Floating-point operations (2 per multiply-add; convolutions,
+    /// linear layers and attention's two products).
     pub fn flops(&self) -> f64 {
         match self {
             Step::Conv { p, .. } => 2.0 * p.m as f64 * p.cout as f64 * p.k as f64,
+            Step::Attention { dims: d, .. } => {
+                4.0 * (d.batch * d.heads * d.n_q * d.n_kv * d.d) as f64
+            }
             _ => 0.0,
         }
     }
@@ -131,6 +166,10 @@ impl Step {
             | Step::LayerNorm { x, y, .. } => r(x) + r(y),
             Step::Binary { a, y, .. } => 2.0 * r(a) + r(y),
             Step::Concat { x, .. } => 2.0 * r(x),
+            Step::Copy { copy, .. } => 4.0 * copy.numel() as f64,
+            Step::Attention { dims: d, .. } => {
+                2.0 * (d.batch * d.heads * (2 * d.n_q + 2 * d.n_kv) * d.d) as f64
+            }
         }
     }
 }
@@ -310,6 +349,35 @@ impl GpuPlan {
                         &xv,
                         &mut arena[y.clone()],
                         *cols,
+                    );
+                }
+                Step::Copy { x, y, copy } => {
+                    let xv = match x {
+                        Operand::Arena(r) => arena[r.clone()].to_vec(),
+                        Operand::Const(k) => self.bf16_consts[*k].clone(),
+                    };
+                    crate::teacher::gpu::layout::cpu::copy_strided(
+                        &xv,
+                        &mut arena[y.clone()],
+                        copy,
+                    );
+                }
+                Step::Attention {
+                    q,
+                    k,
+                    v,
+                    bias,
+                    y,
+                    strides,
+                    dims,
+                } => {
+                    let [qv, kv, vv] = [q, k, v].map(|r| arena[r.clone()].to_vec());
+                    crate::teacher::gpu::attention::cpu::attention_into(
+                        [&qv, &kv, &vv],
+                        bias.map(|b| &self.f32_consts[b][..]),
+                        *strides,
+                        *dims,
+                        &mut arena[y.clone()],
                     );
                 }
             }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::teacher::ensemble::Member;
+use crate::teacher::graph::Unary;
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -114,6 +115,17 @@ fn lowered_plans_track_the_cpu_executor() {
         family("densenet"),
         family("convnext"),
         dynamo("convnext"),
+        family("vit"),
+        dynamo("vit"),
+        (fixture("vit-legacy13.onnx"), Some(fixture("vit.input.npy"))),
+        family("vit_sdpa"),
+        dynamo("vit_sdpa"),
+        family("swin"),
+        dynamo("swin"),
+        (
+            fixture("swin-legacy13.onnx"),
+            Some(fixture("swin.input.npy")),
+        ),
         (demo, None),
     ] {
         let m = Member::load(&model).unwrap();
@@ -184,14 +196,26 @@ fn lowered_plans_track_the_cpu_executor() {
 }
 
 #[test]
-fn models_beyond_the_cnn_ops_are_refused_by_name() {
-    let m = Member::load(&fixture("vit-legacy17.onnx")).unwrap();
-    let e = lower(&m.graph(1).unwrap()).unwrap_err();
+fn ops_beyond_the_gpu_kernels_are_refused_by_name() {
+    let m = Member::load(&fixture("resnet-legacy17.onnx")).unwrap();
+    let mut g = (*m.graph(1).unwrap()).clone();
+    let logits = g.outputs[0];
+    let mut v = g.values[logits].clone();
+    v.name = "exp_of_logits".into();
+    g.values.push(v);
+    let out = g.values.len() - 1;
+    g.nodes.push(crate::teacher::graph::Node {
+        name: "exp".into(),
+        op: Op::Unary(Unary::Exp),
+        inputs: vec![Some(logits)],
+        outputs: vec![out],
+    });
+    g.outputs = vec![out];
+    let e = lower(&g).unwrap_err();
     assert!(
-        e.contains("is not on the GPU yet") || e.contains("not supported yet"),
+        e.contains("node exp (Exp)") && e.contains("not on the GPU yet"),
         "{e}"
     );
-    assert!(e.contains("node "), "{e}");
 }
 
 #[test]
