@@ -1,6 +1,7 @@
 // norm: LayerNorm over the channels of bf16 rows, the transformer teachers'
 // normalisation (ViT/DeiT/Swin before attention and MLP, ConvNeXt over the
-// channels of an NHWC map).
+// channels of an NHWC map), and softmax over rows (a Softmax the attention
+// fusion did not absorb).
 //
 // Math:   per row r of C values, in fp32:
 //           mean = (sum_c x[c]) / C,  var = (sum_c (x[c] - mean)^2) / C
@@ -23,9 +24,13 @@
 // Launch: one warp a row, NORM_ROWS rows a block of 32 * NORM_ROWS
 //         threads, grid ceil(rows / NORM_ROWS); the row is read three times
 //         (mean, variance, output), the second and third from L1/L2.
+// Softmax: per row, m = max_c x[c], s = sum_c expf(x[c] - m) in the chunk
+//         order above and the same butterfly, y[c] = expf(x[c] - m) / s
+//         rounded to bf16 (expf: CUDA's, 2 ulp).
 // Tolerance vs the CPU twin (teacher/gpu/norm.rs, cpu module: statistics
 //         in f64): Tol::Bf16Accum { k: C } with the sum of |terms| of each
-//         output (|x - mean| |gamma| / sqrt(var + eps) + |beta|).
+//         output (|x - mean| |gamma| / sqrt(var + eps) + |beta|); softmax:
+//         Tol::Bf16Accum { k: C } with y as its magnitude.
 #include <stdint.h>
 
 #include "common/bf16.cuh"
@@ -113,4 +118,66 @@ extern "C" __global__ void __launch_bounds__(32 * NORM_ROWS)
 layernorm_bf16(const uint16_t* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
                uint16_t* __restrict__ y, uint32_t rows, uint32_t c, float eps) {
     layernorm_body<false>(x, gamma, beta, y, rows, c, eps);
+}
+
+__device__ __forceinline__ float warp_max(float s) {
+#pragma unroll
+    for (int d = 16; d >= 1; d /= 2) s = fmaxf(s, __shfl_xor_sync(0xffffffffu, s, d));
+    return s;
+}
+
+template <bool VEC>
+__device__ __forceinline__ void softmax_body(const uint16_t* __restrict__ x, uint16_t* __restrict__ y,
+                                             uint32_t rows, uint32_t c) {
+    const uint32_t lane = threadIdx.x % 32;
+    const uint64_t r = (uint64_t)blockIdx.x * NORM_ROWS + threadIdx.x / 32;
+    if (r >= rows) return;
+    const uint16_t* xr = x + r * c;
+    uint16_t* yr = y + r * c;
+    const uint32_t chunks = (c + 7) / 8;
+    float v[8];
+
+    float m = __int_as_float(0xff800000u);
+    for (uint32_t q = lane; q < chunks; q += 32) {
+        load_chunk<VEC>(xr, q, c, v);
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (q * 8 + e < c) m = fmaxf(m, v[e]);
+    }
+    m = warp_max(m);
+
+    float s = 0.0f;
+    for (uint32_t q = lane; q < chunks; q += 32) {
+        load_chunk<VEC>(xr, q, c, v);
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (q * 8 + e < c) s = __fadd_rn(s, expf(__fsub_rn(v[e], m)));
+    }
+    const float inv = __fdiv_rn(1.0f, warp_sum(s));
+
+    for (uint32_t q = lane; q < chunks; q += 32) {
+        load_chunk<VEC>(xr, q, c, v);
+        uint16_t o[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const uint32_t ch = q * 8 + e;
+            if (!VEC && ch >= c) break;
+            o[e] = f32_to_bf16(__fmul_rn(expf(__fsub_rn(v[e], m)), inv));
+            if (!VEC) yr[ch] = o[e];
+        }
+        if (VEC)
+            *reinterpret_cast<uint4*>(yr + q * 8) =
+                make_uint4(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16, o[4] | (uint32_t)o[5] << 16,
+                           o[6] | (uint32_t)o[7] << 16);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(32 * NORM_ROWS)
+softmax_bf16_v8(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, uint32_t rows, uint32_t c) {
+    softmax_body<true>(x, y, rows, c);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * NORM_ROWS)
+softmax_bf16(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, uint32_t rows, uint32_t c) {
+    softmax_body<false>(x, y, rows, c);
 }

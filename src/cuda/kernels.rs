@@ -465,7 +465,16 @@ pub mod norm {
         Kernel::new(Family::Norm, "layernorm_bf16_v8");
     /// Any C.
     pub const LAYERNORM_BF16: Kernel<LayerNormSig> = Kernel::new(Family::Norm, "layernorm_bf16");
-    pub const ALL: &[&str] = &[LAYERNORM_BF16_V8.name, LAYERNORM_BF16.name];
+    /// (x, y, rows, c)
+    pub type SoftmaxSig = (In<u16>, Out<u16>, u32, u32);
+    pub const SOFTMAX_BF16_V8: Kernel<SoftmaxSig> = Kernel::new(Family::Norm, "softmax_bf16_v8");
+    pub const SOFTMAX_BF16: Kernel<SoftmaxSig> = Kernel::new(Family::Norm, "softmax_bf16");
+    pub const ALL: &[&str] = &[
+        LAYERNORM_BF16_V8.name,
+        LAYERNORM_BF16.name,
+        SOFTMAX_BF16_V8.name,
+        SOFTMAX_BF16.name,
+    ];
     /// `NORM_ROWS` in the .cu: rows (warps) a block.
     pub const ROWS: u32 = 4;
 }

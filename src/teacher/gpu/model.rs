@@ -223,6 +223,7 @@ impl GpuModel {
                     super::norm::layer_norm(s, r(x)?, gamma, beta, r(y)?, *c, *eps)?
                 }
                 Step::Concat { x, y, cols } => eltwise::concat_channels(s, r(x)?, r(y)?, *cols)?,
+                Step::Softmax { x, y, c } => super::norm::softmax(s, r(x)?, r(y)?, *c)?,
                 Step::Copy { x, y, copy } => {
                     let x = match x {
                         Operand::Arena(range) => r(range)?,

@@ -1,10 +1,12 @@
-//! LayerNorm over the channels of bf16 rows (kernels/norm.cu): fp32
-//! statistics in two passes in a fixed order, so a row's output depends on
-//! its values alone. The CPU twin computes the same function in f64 and is
-//! checked against the CPU executor's `layer_norm`.
+//! LayerNorm and softmax over bf16 rows (kernels/norm.cu): fp32
+//! statistics in a fixed order, so a row's output depends on its values
+//! alone. The CPU twins compute the same functions in f64 and are checked
+//! against the CPU executor's `layer_norm` and `softmax`.
 
 use super::conv::{bf16, f32_of};
-use crate::cuda::kernels::norm::{LAYERNORM_BF16, LAYERNORM_BF16_V8, ROWS};
+use crate::cuda::kernels::norm::{
+    LAYERNORM_BF16, LAYERNORM_BF16_V8, ROWS, SOFTMAX_BF16, SOFTMAX_BF16_V8,
+};
 use crate::cuda::{CudaError, LaunchShape, Region, Result, Stream};
 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta` over each row of `c`
@@ -19,21 +21,12 @@ pub fn layer_norm(
     c: usize,
     eps: f32,
 ) -> Result<()> {
-    let bad = |d: String| Err(CudaError::Invalid(format!("layer_norm: {d}")));
-    if c == 0 || !x.len().is_multiple_of(c) || y.len() < x.len() {
-        return bad(format!(
-            "{} inputs and {} outputs are not rows of {c}",
-            x.len(),
-            y.len()
-        ));
-    }
+    let (rows, cc) = rows_of(x, y, c, "layer_norm")?;
     if gamma.len() < c || beta.len() < c {
-        return bad(format!("gamma and beta need {c} values"));
+        return Err(CudaError::Invalid(format!(
+            "layer_norm: gamma and beta need {c} values"
+        )));
     }
-    let rows = x.len() / c;
-    let (Ok(rows), Ok(cc)) = (u32::try_from(rows), u32::try_from(c)) else {
-        return bad(format!("{rows} rows of {c} do not fit 32 bits"));
-    };
     // The vector kernel reads and writes 16 bytes a chunk: rows of a
     // multiple of 8 values on 16-byte boundaries. Same bits either way.
     let vector = c.is_multiple_of(8) && x.is_aligned(16) && y.is_aligned(16);
@@ -42,15 +35,51 @@ pub fn layer_norm(
     } else {
         &LAYERNORM_BF16
     };
-    let shape = LaunchShape {
-        grid: (rows.div_ceil(ROWS).max(1), 1, 1),
-        block: (32 * ROWS, 1, 1),
-        shared_bytes: 0,
-    };
+    let shape = row_warps(rows);
     s.launch(kernel, shape, (x, gamma, beta, y, rows, cc, eps))
 }
 
-/// CPU twin: statistics in f64.
+/// `y = exp(x - max) / sum(exp(x - max))` over each row of `c` values of
+/// `x` [rows][c].
+pub fn softmax(s: &Stream, x: Region<u16>, y: Region<u16>, c: usize) -> Result<()> {
+    let (rows, cc) = rows_of(x, y, c, "softmax")?;
+    let vector = c.is_multiple_of(8) && x.is_aligned(16) && y.is_aligned(16);
+    let kernel = if vector {
+        &SOFTMAX_BF16_V8
+    } else {
+        &SOFTMAX_BF16
+    };
+    s.launch(kernel, row_warps(rows), (x, y, rows, cc))
+}
+
+/// (rows, c) of `x` [rows][c] and `y` as large, as the kernels take them.
+fn rows_of(x: Region<u16>, y: Region<u16>, c: usize, what: &str) -> Result<(u32, u32)> {
+    if c == 0 || !x.len().is_multiple_of(c) || y.len() < x.len() {
+        return Err(CudaError::Invalid(format!(
+            "{what}: {} inputs and {} outputs are not rows of {c}",
+            x.len(),
+            y.len()
+        )));
+    }
+    let rows = x.len() / c;
+    match (u32::try_from(rows), u32::try_from(c)) {
+        (Ok(r), Ok(cc)) => Ok((r, cc)),
+        _ => Err(CudaError::Invalid(format!(
+            "{what}: {rows} rows of {c} do not fit 32 bits"
+        ))),
+    }
+}
+
+/// One warp a row, `ROWS` rows a block.
+fn row_warps(rows: u32) -> LaunchShape {
+    LaunchShape {
+        grid: (rows.div_ceil(ROWS).max(1), 1, 1),
+        block: (32 * ROWS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// CPU twins: statistics in f64.
 pub mod cpu {
     use super::*;
 
@@ -77,6 +106,18 @@ pub mod cpu {
             }
         }
         (y, mag)
+    }
+
+    /// `softmax` on the host: y before rounding (also its own magnitude).
+    pub fn softmax(x: &[u16], c: usize) -> Vec<f32> {
+        let mut y = Vec::with_capacity(x.len());
+        for row in x.chunks(c) {
+            let v: Vec<f64> = row.iter().map(|&b| f32_of(b) as f64).collect();
+            let m = v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let s: f64 = v.iter().map(|t| (t - m).exp()).sum();
+            y.extend(v.iter().map(|t| ((t - m).exp() / s) as f32));
+        }
+        y
     }
 
     /// The twin rounded to bf16, as the kernel stores.
@@ -189,6 +230,55 @@ mod tests {
         let x = dx.region(&s, 0..10).unwrap();
         let e = layer_norm(&s, x, r(&dg), r(&dg), x, 4, 1e-5).unwrap_err();
         assert!(e.to_string().contains("rows of 4"), "{e}");
+    }
+
+    /// Softmax: the twin against the CPU executor's, the kernels against
+    /// the twin (attention-like rows of 197 and Swin's 49, odd widths, a
+    /// row of one), the vector and scalar kernels the same bits.
+    #[test]
+    fn softmax_matches_the_executor_and_the_kernel_its_twin() {
+        for (i, &(rows, c, _)) in CASES.iter().enumerate() {
+            let (x, _, _) = inputs(rows, c, 40 + i as u64);
+            let twin = cpu::softmax(&x, c);
+            let xf: Vec<f32> = x.iter().map(|&b| f32_of(b)).collect();
+            let want = crate::teacher::cpu::norm::softmax(
+                &crate::teacher::tensor::Tensor::f32(vec![rows, c], xf),
+                -1,
+            )
+            .unwrap()
+            .to_f32_vec();
+            for (k, (g, w)) in twin.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs() + 1e-9,
+                    "{rows} x {c}, {k}: {g} vs {w}"
+                );
+            }
+        }
+        let Some(gpu) = gpu_or_skip() else { return };
+        let s = gpu.stream(0);
+        for (i, &(rows, c)) in [(197, 197), (49, 49), (3, 2056), (7, 100), (2, 1), (4, 64)]
+            .iter()
+            .enumerate()
+        {
+            let (x, _, _) = inputs(rows, c, 60 + i as u64);
+            let want = cpu::softmax(&x, c);
+            let run = |at: usize| -> Vec<u16> {
+                let mut padded = vec![0u16; at];
+                padded.extend_from_slice(&x);
+                let dx = s.to_device(&padded).unwrap();
+                let dy = s.to_device(&vec![0x7FC1u16; x.len()]).unwrap();
+                let xr = dx.region(&s, at..padded.len()).unwrap();
+                softmax(&s, xr, dy.region(&s, 0..x.len()).unwrap(), c).unwrap();
+                s.to_host(&dy).unwrap()
+            };
+            let bits = run(0);
+            let got: Vec<f32> = bits.iter().map(|&b| f32_of(b)).collect();
+            let report = Tol::Bf16Accum { k: c }
+                .check(&got, &want, &want)
+                .unwrap_or_else(|e| panic!("softmax {rows} x {c}: {e}"));
+            println!("softmax {rows} x {c}: {report}");
+            assert_eq!(run(1), bits, "{rows} x {c}: scalar vs vector kernel");
+        }
     }
 
     /// A row's output is the same bits whatever rows share its launch.

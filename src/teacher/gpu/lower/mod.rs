@@ -77,6 +77,7 @@ enum Pending {
     Binary(BinaryOp, Broadcast, Span, Src, Span, usize),
     Affine((usize, usize), Span, Span, usize),
     LayerNorm((usize, usize), Span, Span, usize, f32),
+    Softmax(Span, Span, usize),
     Concat(Span, Span, (usize, usize, usize)),
     Copy(Src, Span, Strided),
     Attention([Span; 3], Option<usize>, Span, [Strides; 4], AttnDims),
@@ -426,6 +427,11 @@ impl<'g> Lowering<'g> {
                     y: at(y),
                     c: *c,
                     eps: *eps,
+                },
+                Pending::Softmax(x, y, c) => Step::Softmax {
+                    x: at(x),
+                    y: at(y),
+                    c: *c,
                 },
                 Pending::Concat(x, y, cols) => Step::Concat {
                     x: at(x),

@@ -1,14 +1,17 @@
 //! Ops that move elements without computing: views of their input
 //! (Transpose, Reshape and its kin, Slice, Split, a one-index Gather,
-//! Expand) and Concat, whose inputs are copied into their places.
+//! Expand, Pad by zero) and Concat and Pad, whose inputs are copied into
+//! their places.
 
 use super::view::{dense_like, reshaped, row_major};
 use super::{Lowering, Pending, Src};
 use crate::teacher::cpu::elementwise::norm_axis;
+use crate::teacher::cpu::indexing::pad_amounts;
 use crate::teacher::cpu::layout::slice_plan;
 use crate::teacher::cpu::plan::is_alias;
+use crate::teacher::gpu::conv::bf16;
 use crate::teacher::gpu::layout::Strided;
-use crate::teacher::graph::{Node, Op};
+use crate::teacher::graph::{Node, Op, PadMode};
 
 impl Lowering<'_> {
     /// Lowers `node` if it moves elements; false for a computing op.
@@ -85,23 +88,19 @@ impl Lowering<'_> {
             Op::Gather { axis } => {
                 let x = self.act_in(node, 0)?;
                 let v = self.view(x)?.clone();
-                let xs = &self.shapes[x];
+                let xs = self.shapes[x].clone();
                 let a = norm_axis(*axis, xs.len())?;
                 let idx = self
                     .constant(node, 1)
-                    .filter(|t| t.len() == 1)
-                    .ok_or("a Gather of indices other than one constant is not on the GPU yet")?;
-                let i = idx.to_i64_vec()[0];
-                let i = if i < 0 { i + xs[a] as i64 } else { i };
-                if i < 0 || i as usize >= xs[a] {
-                    return Err(format!("index {i} out of range for axis {a} of {xs:?}"));
-                }
-                let offset = v.offset + i as usize * v.strides[a];
-                let mut strides = v.strides.clone();
-                if idx.shape.is_empty() {
-                    strides.remove(a); // a scalar index drops the axis
-                }
-                self.alias(out, &v, offset, strides);
+                    .ok_or("a Gather of computed indices is not on the GPU yet")?;
+                // Indices that step evenly along each of their axes (one
+                // index; the dynamo exporter's as_strided) are a view.
+                let (base, steps) = affine_indices(&idx.to_i64_vec(), &idx.shape, xs[a])
+                    .ok_or("a Gather of indices that do not step evenly is not on the GPU yet")?;
+                let mut strides = v.strides[..a].to_vec();
+                strides.extend(steps.iter().map(|&st| st * v.strides[a]));
+                strides.extend_from_slice(&v.strides[a + 1..]);
+                self.alias(out, &v, v.offset + base * v.strides[a], strides);
             }
             Op::Expand => {
                 let x = self.act_in(node, 0)?;
@@ -110,9 +109,67 @@ impl Lowering<'_> {
                 self.alias(out, &v, v.offset, strides);
             }
             Op::Concat { axis } => self.concat(node, *axis)?,
+            Op::Pad { mode } => self.pad(node, *mode)?,
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Constant padding (Swin's to a multiple of its window): nothing when
+    /// every amount is zero, else the pad value everywhere and the input
+    /// copied inside.
+    fn pad(&mut self, node: &Node, mode: PadMode) -> Result<(), String> {
+        let out = node.outputs[0];
+        let os = self.shapes[out].clone();
+        let x = self.act_in(node, 0)?;
+        let v = self.view(x)?.clone();
+        let ints = |k: usize| self.constant(node, k).map(|t| t.to_i64_vec());
+        let pads = ints(1).ok_or("Pad amounts that are not constants")?;
+        if node.inputs.get(3).copied().flatten().is_some() && ints(3).is_none() {
+            return Err("Pad axes that are not constants".into());
+        }
+        let amounts = pad_amounts(os.len(), &pads, ints(3).as_deref())?;
+        if amounts.iter().all(|&(b, e)| b == 0 && e == 0) {
+            self.alias(out, &v, v.offset, v.strides.clone());
+            return Ok(());
+        }
+        if mode != PadMode::Constant || amounts.iter().any(|&(b, e)| b < 0 || e < 0) {
+            return Err(format!(
+                "{mode:?} padding by {amounts:?} is not on the GPU yet (constant padding only)"
+            ));
+        }
+        let value = match node.inputs.get(2).copied().flatten() {
+            None => 0.0,
+            Some(_) => self
+                .constant(node, 2)
+                .and_then(|t| t.to_f32_vec().first().copied())
+                .ok_or("a Pad value that is not a constant")?,
+        };
+        let strides = dense_like(&os, &self.shapes[x], &v.strides);
+        self.own(out, strides.clone());
+        self.bf16_consts.push(vec![bf16(value)]);
+        let fill = Src::Const(self.bf16_consts.len() - 1);
+        let all = self.span_of(out, false);
+        let fill_copy = Strided {
+            shape: os.clone(),
+            src: vec![0; os.len()],
+            dst: strides.clone(),
+        };
+        self.pending.push(Pending::Copy(fill, all, fill_copy));
+        let (src, mut dst) = (self.span_of(x, false), self.span_of(out, false));
+        dst.offset = amounts
+            .iter()
+            .zip(&strides)
+            .map(|(&(b, _), &st)| b as usize * st)
+            .sum();
+        let inside = Strided {
+            shape: self.shapes[x].clone(),
+            src: v.strides,
+            dst: strides,
+        };
+        self.pending
+            .push(Pending::Copy(Src::Arena(src), dst, inside));
+        Ok(())
     }
 
     /// Channel concatenation of NHWC maps takes the concat kernel;
@@ -202,4 +259,52 @@ pub(super) fn broadcast_strides(shape: &[usize], strides: &[usize], to: &[usize]
             _ => 0,
         })
         .collect()
+}
+
+/// Constant Gather indices into an axis of `dim` as (first, step per index
+/// axis) when index [i, j, ..] is first + i step_0 + j step_1 + ..., every
+/// index in range and every step >= 0 (negative ones counted from the end).
+pub(super) fn affine_indices(
+    idx: &[i64],
+    shape: &[usize],
+    dim: usize,
+) -> Option<(usize, Vec<usize>)> {
+    let norm: Vec<i64> = idx
+        .iter()
+        .map(|&i| if i < 0 { i + dim as i64 } else { i })
+        .collect();
+    if norm.is_empty() || norm.iter().any(|&i| i < 0 || i >= dim as i64) {
+        return None;
+    }
+    let base = norm[0];
+    let rm = super::view::row_major(shape);
+    let steps: Vec<i64> = (0..shape.len())
+        .map(|k| if shape[k] > 1 { norm[rm[k]] - base } else { 0 })
+        .collect();
+    if steps.iter().any(|&st| st < 0) {
+        return None;
+    }
+    let mut coord = vec![0usize; shape.len()];
+    for &got in &norm {
+        let want = base
+            + coord
+                .iter()
+                .zip(&steps)
+                .map(|(&c, &st)| c as i64 * st)
+                .sum::<i64>();
+        if got != want {
+            return None;
+        }
+        for k in (0..shape.len()).rev() {
+            coord[k] += 1;
+            if coord[k] < shape[k] {
+                break;
+            }
+            coord[k] = 0;
+        }
+    }
+    Some((
+        base as usize,
+        steps.into_iter().map(|st| st as usize).collect(),
+    ))
 }

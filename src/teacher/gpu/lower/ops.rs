@@ -252,6 +252,20 @@ impl Lowering<'_> {
                     .push(Pending::LayerNorm((n - 2, n - 1), xv, yv, c, *eps));
             }
             Op::Attention { scale } => self.attention(node, *scale)?,
+            Op::Softmax { axis } => {
+                let x0 = self.act_in(node, 0)?;
+                let rank = self.shapes[x0].len() as i64;
+                if !(*axis == -1 || *axis == rank - 1) {
+                    return Err(format!(
+                        "Softmax over axis {axis} of a rank-{rank} value is not on the GPU yet (the last axis only)"
+                    ));
+                }
+                let x = self.rows_in(node, 0)?;
+                let c = self.shapes[x].last().copied().unwrap_or(1);
+                self.own(out, self.strides(x));
+                let (xv, yv) = (self.span(x), self.span(out));
+                self.pending.push(Pending::Softmax(xv, yv, c));
+            }
             other => {
                 return Err(format!(
                     "{} is not on the GPU yet (the GPU runs CNNs, ConvNeXt, ViT, DeiT and Swin). Fix: run this teacher with --device cpu",

@@ -81,6 +81,13 @@ pub enum Step {
         strides: [Strides; 4],
         dims: AttnDims,
     },
+    /// Softmax over the last axis, rows of `c` stored innermost (one the
+    /// attention fusion did not absorb).
+    Softmax {
+        x: Range<usize>,
+        y: Range<usize>,
+        c: usize,
+    },
     /// One input of a channel Concat into its columns of the output.
     Concat {
         x: Range<usize>,
@@ -119,6 +126,7 @@ impl Step {
             Step::LayerNorm { x, c, .. } => format!("layernorm {c}ch x{}", x.len() / c),
             Step::Concat { x, cols, .. } => format!("concat {}->{} x{}", cols.0, cols.1, x.len()),
             Step::Copy { copy, .. } => format!("copy {:?}", copy.shape),
+            Step::Softmax { x, c, .. } => format!("softmax {c} x{}", x.len() / c),
             Step::Attention { dims, bias, .. } => format!(
                 "attention {}x{} heads, {}x{} tokens, d {}{}",
                 dims.batch,
@@ -163,7 +171,8 @@ impl Step {
             | Step::GlobalAvg { x, y, .. }
             | Step::Unary { x, y, .. }
             | Step::Affine { x, y, .. }
-            | Step::LayerNorm { x, y, .. } => r(x) + r(y),
+            | Step::LayerNorm { x, y, .. }
+            | Step::Softmax { x, y, .. } => r(x) + r(y),
             Step::Binary { a, y, .. } => 2.0 * r(a) + r(y),
             Step::Concat { x, .. } => 2.0 * r(x),
             Step::Copy { copy, .. } => 4.0 * copy.numel() as f64,
@@ -350,6 +359,14 @@ impl GpuPlan {
                         &mut arena[y.clone()],
                         *cols,
                     );
+                }
+                Step::Softmax { x, y, c } => {
+                    let out: Vec<u16> =
+                        crate::teacher::gpu::norm::cpu::softmax(&arena[x.clone()], *c)
+                            .into_iter()
+                            .map(bf16)
+                            .collect();
+                    arena[y.clone()].copy_from_slice(&out);
                 }
                 Step::Copy { x, y, copy } => {
                     let xv = match x {

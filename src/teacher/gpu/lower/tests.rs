@@ -244,3 +244,145 @@ fn plans_reuse_memory_across_layers() {
         }
     }
 }
+
+/// A hand-built graph of the movement ops the small fixtures lack, as the
+/// real exports have them: Swin's constant Pad (to a window multiple), the
+/// dynamo exporter's as_strided Gather (evenly stepping indices), and a
+/// Softmax outside attention, lowered and run through the twins against
+/// the CPU executor; an unevenly stepping Gather is refused by name.
+#[test]
+fn pad_gather_and_softmax_track_the_cpu_executor() {
+    use crate::teacher::graph::{ConvAttrs, Graph, Node, PadMode, ReduceKind, Value};
+    use crate::teacher::tensor::DType;
+    let (n, c) = (3usize, 8usize);
+    let mut g = Graph {
+        values: vec![],
+        nodes: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        opset: 17,
+        source: PathBuf::from("hand-built"),
+    };
+    let mut value = |g: &mut Graph, shape: Vec<usize>, constant: Option<Tensor>| {
+        g.values.push(Value {
+            name: format!("v{}", g.values.len()),
+            dtype: constant.as_ref().map_or(DType::F32, |t| t.dtype()),
+            shape: Some(shape),
+            constant: constant.map(std::sync::Arc::new),
+        });
+        g.values.len() - 1
+    };
+    let mut r = crate::rng::Philox::new(9, 1, 2, 3);
+    let mut rnd = |k: usize| (0..k).map(|_| r.uniform_f32() - 0.5).collect::<Vec<f32>>();
+    let x = value(&mut g, vec![n, 3, 6, 6], None);
+    let w = value(
+        &mut g,
+        vec![c, 3, 1, 1],
+        Some(Tensor::f32(vec![c, 3, 1, 1], rnd(c * 3))),
+    );
+    let conv = value(&mut g, vec![n, c, 6, 6], None);
+    let pads = value(
+        &mut g,
+        vec![8],
+        Some(Tensor::i64(vec![8], vec![0, 0, 1, 0, 0, 0, 1, 2])),
+    );
+    let padded = value(&mut g, vec![n, c, 8, 8], None);
+    let soft = value(&mut g, vec![n, c, 8, 8], None);
+    // Every other column from 1: [1, 3, 5, 7] as a [2, 2] grid.
+    let idx = value(
+        &mut g,
+        vec![2, 2],
+        Some(Tensor::i64(vec![2, 2], vec![1, 3, 5, 7])),
+    );
+    let gathered = value(&mut g, vec![n, c, 8, 2, 2], None);
+    let mean = value(&mut g, vec![n, c], None);
+    let attrs = ConvAttrs {
+        kernel: [1, 1],
+        strides: [1, 1],
+        pads: [0; 4],
+        dilations: [1, 1],
+        group: 1,
+        auto_pad: AutoPad::Explicit,
+        act: Activation::None,
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, out: usize| Node {
+        name: name.into(),
+        op,
+        inputs: inputs.into_iter().map(Some).collect(),
+        outputs: vec![out],
+    };
+    g.nodes = vec![
+        node("conv", Op::Conv(attrs), vec![x, w], conv),
+        node(
+            "pad",
+            Op::Pad {
+                mode: PadMode::Constant,
+            },
+            vec![conv, pads],
+            padded,
+        ),
+        node("softmax", Op::Softmax { axis: -1 }, vec![padded], soft),
+        node("gather", Op::Gather { axis: 3 }, vec![soft, idx], gathered),
+    ];
+    g.inputs = vec![x];
+    g.outputs = vec![mean];
+    // Then the mean over the 32 gathered values of each channel, as tokens.
+    let flat_shape = value(
+        &mut g,
+        vec![3],
+        Some(Tensor::i64(vec![3], vec![n as i64, c as i64, 32])),
+    );
+    let flat = value(&mut g, vec![n, c, 32], None);
+    let tr = value(&mut g, vec![n, 32, c], None);
+    let one = value(&mut g, vec![1], Some(Tensor::i64(vec![1], vec![1])));
+    g.nodes.extend([
+        node(
+            "flat",
+            Op::Reshape { allowzero: false },
+            vec![gathered, flat_shape],
+            flat,
+        ),
+        node(
+            "tr",
+            Op::Transpose {
+                perm: Some(vec![0, 2, 1]),
+            },
+            vec![flat],
+            tr,
+        ),
+        node(
+            "mean",
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: None,
+                keepdims: false,
+                noop_with_empty_axes: false,
+            },
+            vec![tr, one],
+            mean,
+        ),
+    ]);
+    let plan = lower(&g).unwrap();
+    let xs: Vec<f32> = rnd(n * 3 * 36).iter().map(|v| v * 6.0).collect();
+    let want = crate::teacher::cpu::run(&g, vec![Tensor::f32(vec![n, 3, 6, 6], xs.clone())])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    let got = plan.run_cpu(&to_nhwc_bf16(&xs, [n, 3, 6, 6], plan.input_channels));
+    let (err, agree) = compare(&got, &want, c);
+    let steps: Vec<String> = plan.steps.iter().map(Step::describe).collect();
+    println!("{steps:?}: bf16 twin vs f32 {err:.2e}, top-1 {agree}/{n}");
+    assert!(err < 0.02 && agree == n, "{err} {agree}");
+    assert!(
+        steps.iter().any(|s| s.starts_with("softmax 8")),
+        "{steps:?}"
+    );
+    // Indices that do not step evenly.
+    let bad = Tensor::i64(vec![2, 2], vec![1, 3, 5, 6]);
+    g.values[idx].constant = Some(std::sync::Arc::new(bad));
+    let e = lower(&g).unwrap_err();
+    assert!(
+        e.contains("node gather (Gather)") && e.contains("step evenly"),
+        "{e}"
+    );
+}
