@@ -263,7 +263,7 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
         opset: 17,
         source: PathBuf::from("hand-built"),
     };
-    let mut value = |g: &mut Graph, shape: Vec<usize>, constant: Option<Tensor>| {
+    let value = |g: &mut Graph, shape: Vec<usize>, constant: Option<Tensor>| {
         g.values.push(Value {
             name: format!("v{}", g.values.len()),
             dtype: constant.as_ref().map_or(DType::F32, |t| t.dtype()),
