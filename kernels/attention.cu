@@ -5,15 +5,15 @@
 // and values stream through shared memory 64 at a time, the softmax is
 // online in fp32, and no score matrix ever reaches memory.
 //
-// Math:   per (batch b, head h, query row i), over keys j < n_kv:
-//           x_j = fma(s_ij, scale * log2(e), bias_ij * log2(e))
-//                 (s_ij = q_i . k_j from bf16 in fp32 on the tensor cores;
-//                 without a bias, x_j = s_ij * scale * log2(e)),
-//         a tile of 64 keys at a time, in order: m' = max(m, max_j x_j),
-//         alpha = exp2(m - m'), p_j = exp2(x_j - m') (0 past n_kv),
+// Math:   per (batch b, head h, query row i), over keys j < n_kv, with
+//         s_ij = q_i . k_j from bf16 in fp32 on the tensor cores and
+//         c = scale * log2(e): with a bias, x_j = fma(s_ij, c, bias_ij *
+//         log2(e)) and c' = 1; without, x_j = s_ij and c' = c. A tile of
+//         64 keys at a time, in order: m' = max(m, (max_j x_j) * c'),
+//         alpha = 2^(m - m'), p_j = 2^fma(x_j, c', -m') (0 past n_kv),
 //         l = l * alpha + (sum of p_j), o = o * alpha + sum_j bf16(p_j) v_j,
-//         and at the end y_i = o * (1 / l) rounded to bf16. exp2 is CUDA's
-//         exp2f (2 ulp). Each of the 4 lanes of a row keeps its own part
+//         and at the end y_i = o * (1 / l) rounded to bf16. 2^ is
+//         ex2.approx.ftz (2 ulp, subnormals flushed). Each of the 4 lanes of a row keeps its own part
 //         of l (keys 8c + 2t, 8c + 2t + 1 of every tile, c = 0..7, for lane
 //         t of the quad, in that order) and the parts meet as
 //         (l0 + l1) + (l2 + l3) on every lane, so l is the same whatever
@@ -73,14 +73,24 @@ static_assert(sizeof(AttnParams) == 80, "AttnParams layout is shared with kernel
 #define ATT_LOG2E 1.4426950408889634f
 #define ATT_NEG_INF __int_as_float(0xff800000u)
 
+// 2^x in one MUFU.EX2 (PTX ex2.approx.ftz: 2 ulp, subnormals flushed),
+// where exp2f would add range fix-ups around it.
+__device__ __forceinline__ float att_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // rows x D of a [rows][d] view (row stride `rs`) into shared rows of D + 8,
 // 16 bytes a copy; rows at or past `valid` and columns past d are zeros.
 template <int D>
 __device__ __forceinline__ void att_load_tile(uint32_t dst, const uint16_t* __restrict__ src, uint32_t rs,
                                               uint32_t valid, uint32_t d) {
     constexpr int CHUNKS = D / 8;
+    static_assert((64 * CHUNKS) % ATT_THREADS == 0, "whole rounds of copies");
 #pragma unroll
-    for (int c = threadIdx.x; c < 64 * CHUNKS; c += ATT_THREADS) {
+    for (int i = 0; i < 64 * CHUNKS / ATT_THREADS; i++) {
+        const uint32_t c = threadIdx.x + i * ATT_THREADS;
         const uint32_t row = c / CHUNKS, col = (c % CHUNKS) * 8;
         const bool ok = row < valid && col < d;
         const uint16_t* g = ok ? src + (uint64_t)row * rs + col : src;
@@ -88,16 +98,123 @@ __device__ __forceinline__ void att_load_tile(uint32_t dst, const uint16_t* __re
     }
 }
 
+// One warp's state over the key tiles: Q's A fragments, O's accumulators,
+// and per row (g and g + 8 of its 16) the running max in log2 units and
+// this lane's part of the sum.
+template <int D>
+struct AttState {
+    uint32_t qf[D / 16][4];
+    float o[D / 8][4];
+    float m[2], l[2];
+};
+
+// Key tile kt (its K and V in shared `stage`): S = Q K^T, the online
+// softmax, O += P V. MASK: the tile runs past n_kv (the last one only).
+template <int D, bool BIAS, bool MASK>
+__device__ __forceinline__ void att_tile(AttState<D>& st, uint32_t stage, uint32_t kt, const float* __restrict__ bg,
+                                         uint32_t row0, const AttnParams& p) {
+    constexpr int ROW = D + 8, KD = D / 16, ND = D / 8;
+    const int lane = threadIdx.x % 32, t = lane % 4;
+    // S = Q K^T: 16 rows x 64 keys, 8 n8 tiles.
+    float s[8][4];
+#pragma unroll
+    for (int c = 0; c < 8; c++) s[c][0] = s[c][1] = s[c][2] = s[c][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < KD; kk++) {
+#pragma unroll
+        for (int jp = 0; jp < 4; jp++) {
+            uint32_t bf[4];
+            const int key = jp * 16 + (lane / 16) * 8 + lane % 8;
+            ldsm_x4(bf, stage + (key * ROW + kk * 16 + ((lane / 8) % 2) * 8) * 2);
+            mma_bf16_16816(s[2 * jp], st.qf[kk], bf);
+            mma_bf16_16816(s[2 * jp + 1], st.qf[kk], bf + 2);
+        }
+    }
+    const uint32_t j0 = kt * ATT_BN;
+    // With a bias the scores become log2 units now; without, the scale
+    // rides in the exponent's fma below (positive: the max commutes with it).
+    if (BIAS) {
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const uint32_t key = j0 + c * 8 + 2 * t + (e % 2), row = row0 + 8 * (e / 2);
+                const float bv = (!MASK || key < p.n_kv) && row < p.n_q ? bg[(uint64_t)row * p.n_kv + key] : 0.0f;
+                s[c][e] = __fmaf_rn(s[c][e], p.scale_log2, __fmul_rn(bv, ATT_LOG2E));
+            }
+    }
+    if (MASK) {
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (j0 + c * 8 + 2 * t + (e % 2) >= p.n_kv) s[c][e] = ATT_NEG_INF;
+    }
+    const float sl = BIAS ? 1.0f : p.scale_log2;
+    float tmax[2] = {ATT_NEG_INF, ATT_NEG_INF};
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        tmax[0] = fmaxf(tmax[0], fmaxf(s[c][0], s[c][1]));
+        tmax[1] = fmaxf(tmax[1], fmaxf(s[c][2], s[c][3]));
+    }
+    float alpha[2], neg_m[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
+        tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
+        const float m_new = fmaxf(st.m[r], __fmul_rn(tmax[r], sl));
+        // A row with no finite score yet subtracts 0, not -inf (no NaN).
+        const float m_use = m_new == ATT_NEG_INF ? 0.0f : m_new;
+        alpha[r] = att_exp2(__fsub_rn(st.m[r], m_use));
+        st.m[r] = m_new;
+        st.l[r] = __fmul_rn(st.l[r], alpha[r]);
+        neg_m[r] = -m_use;
+    }
+    // P = 2^(s sl - m), this lane's part of l, and P as bf16 A fragments.
+    uint32_t pf[4][4];
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        float pv[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int r = e / 2;
+            pv[e] = att_exp2(__fmaf_rn(s[c][e], sl, neg_m[r]));
+            st.l[r] = __fadd_rn(st.l[r], pv[e]);
+        }
+        pf[c / 2][(c % 2) * 2 + 0] = bf16x2_not_nan(pv[0], pv[1]);
+        pf[c / 2][(c % 2) * 2 + 1] = bf16x2_not_nan(pv[2], pv[3]);
+    }
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        st.o[n][0] = __fmul_rn(st.o[n][0], alpha[0]);
+        st.o[n][1] = __fmul_rn(st.o[n][1], alpha[0]);
+        st.o[n][2] = __fmul_rn(st.o[n][2], alpha[1]);
+        st.o[n][3] = __fmul_rn(st.o[n][3], alpha[1]);
+    }
+    // O += P V: k16 steps over the 64 keys, V's B fragments transposed.
+    const uint32_t s_v = stage + ATT_BN * ROW * 2;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        // Keys 16kk..16kk+15: score tiles 2kk (a0, a1) and 2kk+1 (a2, a3).
+#pragma unroll
+        for (int np = 0; np < ND / 2; np++) {
+            uint32_t bf[4];
+            const int key = kk * 16 + ((lane / 8) % 2) * 8 + lane % 8;
+            ldsm_x4_trans(bf, s_v + (key * ROW + np * 16 + (lane / 16) * 8) * 2);
+            mma_bf16_16816(st.o[2 * np], pf[kk], bf);
+            mma_bf16_16816(st.o[2 * np + 1], pf[kk], bf + 2);
+        }
+    }
+}
+
 template <int D, bool BIAS>
 __device__ __forceinline__ void attention_body(const uint16_t* __restrict__ q, const uint16_t* __restrict__ k,
                                                const uint16_t* __restrict__ v, const float* __restrict__ bias,
                                                uint16_t* __restrict__ y, const AttnParams& p) {
-    constexpr int ROW = D + 8;      // shared row, bf16
-    constexpr int KD = D / 16;      // k16 steps of S = Q K^T
-    constexpr int ND = D / 8;       // n8 tiles of O
+    constexpr int ROW = D + 8, KD = D / 16, ND = D / 8;
     extern __shared__ __align__(16) uint8_t att_smem[];
     const uint32_t s_q = smem_u32(att_smem);
-    const uint32_t s_kv = s_q + ATT_BM * ROW * 2;  // stage s: K at + s*2*64*ROW*2, V after K
+    const uint32_t s_kv = s_q + ATT_BM * ROW * 2;  // stage s: K at + s * stage_bytes, V after K
     const uint32_t stage_bytes = 2 * ATT_BN * ROW * 2;
 
     const uint32_t q_tiles = (p.n_q + ATT_BM - 1) / ATT_BM;
@@ -113,21 +230,19 @@ __device__ __forceinline__ void attention_body(const uint16_t* __restrict__ q, c
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
     const uint32_t kv_tiles = (p.n_kv + ATT_BN - 1) / ATT_BN;
+    // Query rows past n_q read zeros and are never stored.
+    const uint32_t row0 = i0 + warp * 16 + g;
 
     att_load_tile<D>(s_q, qg, p.q_s, p.n_q - i0, p.d);
     att_load_tile<D>(s_kv, kg, p.k_s, p.n_kv, p.d);
     att_load_tile<D>(s_kv + ATT_BN * ROW * 2, vg, p.v_s, p.n_kv, p.d);
     cp_async_commit();
 
-    uint32_t qf[KD][4];
-    float o[ND][4];
+    AttState<D> st;
 #pragma unroll
-    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    // Rows g and g + 8 of this warp's 16: running max (log2 units; -inf
-    // before any key) and this lane's part of the sum.
-    float m[2] = {ATT_NEG_INF, ATT_NEG_INF}, l[2] = {0.0f, 0.0f};
-    // Query rows past n_q read zeros and are never stored.
-    const uint32_t row0 = i0 + warp * 16 + g;
+    for (int n = 0; n < ND; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
+    st.m[0] = st.m[1] = ATT_NEG_INF;
+    st.l[0] = st.l[1] = 0.0f;
 
     for (uint32_t kt = 0; kt < kv_tiles; kt++) {
         const uint32_t stage = s_kv + (kt % 2) * stage_bytes;
@@ -143,113 +258,25 @@ __device__ __forceinline__ void attention_body(const uint16_t* __restrict__ q, c
         if (kt == 0) {
 #pragma unroll
             for (int kk = 0; kk < KD; kk++)
-                ldsm_x4(qf[kk], s_q + ((warp * 16 + lane % 16) * ROW + kk * 16 + (lane / 16) * 8) * 2);
+                ldsm_x4(st.qf[kk], s_q + ((warp * 16 + lane % 16) * ROW + kk * 16 + (lane / 16) * 8) * 2);
         }
-
-        // S = Q K^T: 16 rows x 64 keys, 8 n8 tiles.
-        float s[8][4];
-#pragma unroll
-        for (int c = 0; c < 8; c++) s[c][0] = s[c][1] = s[c][2] = s[c][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KD; kk++) {
-#pragma unroll
-            for (int jp = 0; jp < 4; jp++) {
-                uint32_t bf[4];
-                const int key = jp * 16 + (lane / 16) * 8 + lane % 8;
-                ldsm_x4(bf, stage + (key * ROW + kk * 16 + ((lane / 8) % 2) * 8) * 2);
-                mma_bf16_16816(s[2 * jp], qf[kk], bf);
-                mma_bf16_16816(s[2 * jp + 1], qf[kk], bf + 2);
-            }
-        }
-
-        // Scores in log2 units, masked past n_kv (the last tile only); the
-        // tile's row maxima.
-        const uint32_t j0 = kt * ATT_BN;
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                if (BIAS) {
-                    const uint32_t key = j0 + c * 8 + 2 * t + (e % 2), row = row0 + 8 * (e / 2);
-                    const float bv = (key < p.n_kv && row < p.n_q) ? bg[(uint64_t)row * p.n_kv + key] : 0.0f;
-                    s[c][e] = __fmaf_rn(s[c][e], p.scale_log2, __fmul_rn(bv, ATT_LOG2E));
-                } else {
-                    s[c][e] = __fmul_rn(s[c][e], p.scale_log2);
-                }
-            }
-        }
-        if (j0 + ATT_BN > p.n_kv) {
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    if (j0 + c * 8 + 2 * t + (e % 2) >= p.n_kv) s[c][e] = ATT_NEG_INF;
-        }
-        float tmax[2] = {ATT_NEG_INF, ATT_NEG_INF};
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            tmax[0] = fmaxf(tmax[0], fmaxf(s[c][0], s[c][1]));
-            tmax[1] = fmaxf(tmax[1], fmaxf(s[c][2], s[c][3]));
-        }
-        float alpha[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
-            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
-            const float m_new = fmaxf(m[r], tmax[r]);
-            // A row with no finite score yet subtracts 0, not -inf (no NaN).
-            const float m_use = m_new == ATT_NEG_INF ? 0.0f : m_new;
-            alpha[r] = exp2f(__fsub_rn(m[r], m_use));
-            m[r] = m_new;
-            l[r] = __fmul_rn(l[r], alpha[r]);
-            tmax[r] = m_use;
-        }
-        // P = exp2(x - m), this lane's part of l, and P as bf16 A fragments.
-        uint32_t pf[4][4];
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            float pv[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = e / 2;
-                pv[e] = exp2f(__fsub_rn(s[c][e], tmax[r]));
-                l[r] = __fadd_rn(l[r], pv[e]);
-            }
-            pf[c / 2][(c % 2) * 2 + 0] = bf16x2_not_nan(pv[0], pv[1]);
-            pf[c / 2][(c % 2) * 2 + 1] = bf16x2_not_nan(pv[2], pv[3]);
-        }
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] = __fmul_rn(o[n][0], alpha[0]);
-            o[n][1] = __fmul_rn(o[n][1], alpha[0]);
-            o[n][2] = __fmul_rn(o[n][2], alpha[1]);
-            o[n][3] = __fmul_rn(o[n][3], alpha[1]);
-        }
-        // O += P V: k16 steps over the 64 keys, V's B fragments transposed.
-        const uint32_t s_v = stage + ATT_BN * ROW * 2;
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            // A fragment of keys 16kk..16kk+15: tiles 2kk (a0, a1) and 2kk+1 (a2, a3).
-            const uint32_t a[4] = {pf[kk][0], pf[kk][1], pf[kk][2], pf[kk][3]};
-#pragma unroll
-            for (int np = 0; np < ND / 2; np++) {
-                uint32_t bf[4];
-                const int key = kk * 16 + ((lane / 8) % 2) * 8 + lane % 8;
-                ldsm_x4_trans(bf, s_v + (key * ROW + np * 16 + (lane / 16) * 8) * 2);
-                mma_bf16_16816(o[2 * np], a, bf);
-                mma_bf16_16816(o[2 * np + 1], a, bf + 2);
-            }
-        }
+        // Only a last tile that runs past n_kv pays for the mask (the two
+        // paths share the loop: the static report counts both).
+        if ((kt + 1) * ATT_BN <= p.n_kv)
+            att_tile<D, BIAS, false>(st, stage, kt, bg, row0, p);
+        else
+            att_tile<D, BIAS, true>(st, stage, kt, bg, row0, p);
         __syncthreads();  // this stage is refilled two tiles on
     }
     cp_async_wait<0>();
 
     // l's four lane parts, in a fixed order; then y = o / l.
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] = __fadd_rn(l[r], __shfl_xor_sync(0xffffffffu, l[r], 1));
-        l[r] = __fadd_rn(l[r], __shfl_xor_sync(0xffffffffu, l[r], 2));
-        l[r] = __fdiv_rn(1.0f, l[r]);
+        float l = __fadd_rn(st.l[r], __shfl_xor_sync(0xffffffffu, st.l[r], 1));
+        l = __fadd_rn(l, __shfl_xor_sync(0xffffffffu, l, 2));
+        inv[r] = __fdiv_rn(1.0f, l);
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -260,8 +287,8 @@ __device__ __forceinline__ void attention_body(const uint16_t* __restrict__ q, c
         for (int n = 0; n < ND; n++) {
             const uint32_t col = n * 8 + 2 * t;
             if (col >= p.d) continue;
-            const uint32_t lo = f32_to_bf16(__fmul_rn(o[n][2 * r], l[r]));
-            const uint32_t hi = f32_to_bf16(__fmul_rn(o[n][2 * r + 1], l[r]));
+            const uint32_t lo = f32_to_bf16(__fmul_rn(st.o[n][2 * r], inv[r]));
+            const uint32_t hi = f32_to_bf16(__fmul_rn(st.o[n][2 * r + 1], inv[r]));
             *reinterpret_cast<uint32_t*>(yr + col) = lo | hi << 16;
         }
     }

@@ -9,9 +9,10 @@
 //
 // Math:   y[sum_a c_a dst_a] = x[sum_a c_a src_a] for every coordinate
 //         c of `shape` (exact: bits move unchanged).
-// Layout: x and y bf16 with per-axis element strides, rank <= 6 after the
-//         launcher merges axes that are contiguous in both and drops axes
-//         of one (teacher/gpu/layout.rs).
+// Layout: x and y bf16 with per-axis element strides, six axes (the
+//         launcher merges axes that are contiguous in both, drops axes of
+//         one and pads with leading ones: teacher/gpu/layout.rs); fewer
+//         than 2^32 items.
 // Variants: one entry; `vec` 8 when the innermost axis is contiguous in
 //         both, a multiple of 8 long, every other stride a multiple of 8 and
 //         both bases 16-byte aligned: a thread moves 16 bytes (the
@@ -37,12 +38,16 @@ extern "C" __global__ void __launch_bounds__(LAYOUT_THREADS)
 copy_strided_bf16(const uint16_t* __restrict__ x, uint16_t* __restrict__ y, CopyParams p) {
     const uint64_t i = (uint64_t)blockIdx.x * LAYOUT_THREADS + threadIdx.x;
     if (i >= p.n) return;
-    uint64_t rest = i, from = 0, to = 0;
-    for (int a = (int)p.rank - 1; a >= 0; a--) {
-        const uint64_t c = rest % p.shape[a];
+    // Six axes always (the launcher pads with leading axes of one), so the
+    // loop unrolls and the parameters stay in registers.
+    uint32_t rest = (uint32_t)i;
+    uint64_t from = 0, to = 0;
+#pragma unroll
+    for (int a = 5; a >= 0; a--) {
+        const uint32_t c = rest % p.shape[a];
         rest /= p.shape[a];
-        from += c * p.src[a];
-        to += c * p.dst[a];
+        from += (uint64_t)c * p.src[a];
+        to += (uint64_t)c * p.dst[a];
     }
     if (p.vec == 8)
         *reinterpret_cast<uint4*>(y + to) = *reinterpret_cast<const uint4*>(x + from);

@@ -58,7 +58,9 @@ GOAL_SMEM_CEILING = 0.80
 LARGE_TILE = re.compile(r"^conv_tc_(128x128|256x128)_")
 # Dynamic shared memory a kernel is launched with (ptxas reports static
 # only): kernels/conv.cu CONV_TC_256_SMEM, src/cuda/kernels.rs TC8_SHARED.
-DYNAMIC_SMEM = [(re.compile(r"^conv_tc_256x128_"), 3 * (256 + 128) * 64 + 128)]
+# kernels/attention.cu ATT_SHARED(D): Q and two stages of K and V, rows of D + 8.
+DYNAMIC_SMEM = [(re.compile(r"^conv_tc_256x128_"), 3 * (256 + 128) * 64 + 128)] + [
+    (re.compile(rf"^attention_bf16_d{d}(_bias)?$"), (64 + 4 * 64) * (d + 8) * 2) for d in (16, 32, 64, 96, 128)]
 # ... and for the narrow-group kernels: within NARROW_FACTOR of the large
 # tile (same target) per useful multiply-add, in issued instructions and in
 # the ceiling. A kernel's useful share is its worst case over the layers it
@@ -67,6 +69,12 @@ DYNAMIC_SMEM = [(re.compile(r"^conv_tc_256x128_"), 3 * (256 + 128) * 64 + 128)]
 # at stride 2 (Ng 16 and 32 only) every multiply-add is useful.
 NARROW_FACTOR = 2.0
 NARROW = [(re.compile(r"^conv_grouped_s1_"), 0.5), (re.compile(r"^conv_grouped_s2_"), 1.0)]
+# [gpu-transformer]'s goal for fused attention, softmax included, at the
+# head dims of ViT-B / DeiT and up (at 16 and 32 the softmax's per-score
+# work meets half or a quarter of the HMMA). Not yet met: reported as an
+# open goal, not a failure of --check (kernels/README.md).
+GOAL_ATTENTION_ISSUE_PER_HMMA = 3.5
+ATTENTION_GOAL = re.compile(r"^attention_bf16_d(64|96|128)(_bias)?$")
 
 
 def useful_share(kernel):
@@ -335,6 +343,17 @@ def check(rows):
     return bad
 
 
+def open_goals(rows):
+    """Goals reported but not yet gating --check: attention's."""
+    out = []
+    for r in rows:
+        ml = r["main_loop"]
+        if ATTENTION_GOAL.match(r["kernel"]) and ml and ml["issued_per_hmma"] > GOAL_ATTENTION_ISSUE_PER_HMMA:
+            out.append(f"{r['arch']} {r['kernel']}: {ml['issued_per_hmma']} issued instructions per HMMA "
+                       f"(goal <= {GOAL_ATTENTION_ISSUE_PER_HMMA})")
+    return out
+
+
 def table(rows):
     head = f"{'arch':7} {'kernel':28} {'regs':>4} {'smem':>6} {'occ':>5} {'instr/HMMA':>10} {'smemB/HMMA':>10} " \
            f"{'issue%':>6} {'smem%':>6} {'dense%':>6}"
@@ -372,7 +391,7 @@ def table(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--family", default="conv,conv_grouped", help="comma-separated kernel families")
+    ap.add_argument("--family", default="conv,conv_grouped,attention", help="comma-separated kernel families")
     ap.add_argument("--arch", default=",".join(ARCHS), help="comma-separated targets (default: all)")
     ap.add_argument("--json", help="write the full report here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a large-tile variant misses a goal")
@@ -401,12 +420,16 @@ def main():
                                             smem_bytes_per_sm_per_clk=SMEM_BYTES_PER_CLK,
                                             see="kernels/README.md, Static performance model"),
                    goals=dict(issued_per_hmma=GOAL_ISSUE_PER_HMMA, smem_ceiling_of_mma_peak=GOAL_SMEM_CEILING,
+                              attention=dict(issued_per_hmma=GOAL_ATTENTION_ISSUE_PER_HMMA,
+                                             applies_to=ATTENTION_GOAL.pattern, open=open_goals(rows)),
                               applies_to=LARGE_TILE.pattern,
                               narrow_groups=dict(factor=NARROW_FACTOR,
                                                  useful_share={rx.pattern: u for rx, u in NARROW})),
                    kernels=rows)
         Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {a.json}")
+    for g in open_goals(rows):
+        print(f"OPEN GOAL (not checked): {g}")
     if a.check:
         bad = check(rows)
         for b in bad:

@@ -1,4 +1,5 @@
 // The PTX instructions of emu/ptx.h, each from the PTX ISA's description.
+#include <cmath>
 #include <cstring>
 
 #include "runtime.h"
@@ -82,6 +83,12 @@ void cp_async_ca_shared_global(Site s, uint32_t dst, uint64_t src, uint32_t cp_s
 void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b) {
     me("cvt.rn.bf16x2.f32", s);
     d = (uint32_t)bf16_rn(s, a) << 16 | bf16_rn(s, b);
+}
+
+void ex2_approx_ftz_f32(Site s, float& d, float a) {
+    me("ex2.approx.ftz.f32", s);
+    const auto flush = [](float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; };
+    d = flush(std::exp2(flush(a)));
 }
 
 void cp_async_commit_group(Site s) {

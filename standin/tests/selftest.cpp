@@ -16,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <limits>
 #include <vector>
 
 #include "emu/cuda_api.h"
@@ -334,6 +335,27 @@ bool cvt_bf16x2_values(bool nan) {
     return true;
 }
 
+// ---- ex2.approx.ftz.f32: exact powers, rounding, flushes, infinities -------------
+bool ex2_values() {
+    const float inf = std::numeric_limits<float>::infinity();
+    // {a, 2^a}: subnormal results and inputs flush (1e-40 is subnormal: 2^0).
+    const float cases[][2] = {{0.0f, 1.0f},    {1.0f, 2.0f},     {-1.0f, 0.5f},  {10.0f, 1024.0f},
+                              {-126.0f, 0x1p-126f}, {-127.0f, 0.0f}, {1e-40f, 1.0f}, {-inf, 0.0f},
+                              {inf, inf},      {0.5f, 1.41421356f}};
+    const int n = sizeof cases / sizeof cases[0];
+    std::vector<float> x(n);
+    for (int i = 0; i < n; i++) x[i] = cases[i][0];
+    const CUdeviceptr dx = upload(x.data(), n * 4);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, n * 4));
+    CU(launch("ex2_probe", 1, n, 0, nullptr, dx, out));
+    auto y = download<float>(out, n);
+    for (int i = 0; i < n; i++)
+        CHECK(y[i] == cases[i][1] || std::fabs(y[i] - cases[i][1]) <= 2e-7f * cases[i][1], "ex2(%g) = %g, want %g",
+              cases[i][0], y[i], cases[i][1]);
+    return true;
+}
+
 bool cp_async_zero_fill() {
     std::vector<uint8_t> src(512);
     for (int i = 0; i < 512; i++) src[i] = (uint8_t)(i * 7 + 1);
@@ -596,6 +618,7 @@ int main() {
         {"cp.async: src-size zero-fill, and src-size 0 reads nothing", {}, cp_async_zero_fill},
         {"cvt.rn.bf16x2.f32: ties to even, overflow, subnormals, packing", {}, [] { return cvt_bf16x2_values(false); }},
         {"cvt.rn.bf16x2.f32 of a NaN fails the launch", {}, [] { return cvt_bf16x2_values(true); }, "of a NaN"},
+        {"ex2.approx.ftz.f32: powers, flushes, infinities", {}, ex2_values},
         {"cp.async.wait_group 1 completes all but the newest group", {}, [] { return cp_async_groups(0); }},
         {"shuffles (xor, idx, down) and ballot", {}, warp_ops},
         {"shared and global atomics", {}, atomics},

@@ -187,6 +187,8 @@ pub mod cpu {
                     let (mut o, mut om) = (vec![0f32; d], vec![0f32; d]);
                     for j0 in (0..n_kv).step_by(KEYS_PER_TILE) {
                         let js = j0..(j0 + KEYS_PER_TILE).min(n_kv);
+                        // With a bias, scores in log2 units now (c' = 1);
+                        // without, the scale rides in the exponent's fma.
                         let x: Vec<f32> = js
                             .clone()
                             .map(|j| {
@@ -196,11 +198,13 @@ pub mod cpu {
                                     Some(br) => {
                                         s.mul_add(scale_log2, br[j] * std::f32::consts::LOG2_E)
                                     }
-                                    None => s * scale_log2,
+                                    None => s,
                                 }
                             })
                             .collect();
-                        let m_new = x.iter().fold(m, |a, &b| a.max(b));
+                        let c = if brow.is_some() { 1.0 } else { scale_log2 };
+                        let tmax = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                        let m_new = m.max(tmax * c);
                         let m_use = if m_new == f32::NEG_INFINITY {
                             0.0
                         } else {
@@ -208,7 +212,8 @@ pub mod cpu {
                         };
                         let alpha = (m - m_use).exp2();
                         m = m_new;
-                        let p: Vec<f32> = x.iter().map(|&xj| (xj - m_use).exp2()).collect();
+                        let p: Vec<f32> =
+                            x.iter().map(|&xj| xj.mul_add(c, -m_use).exp2()).collect();
                         // Lane t of the quad: keys 8c + 2t, 8c + 2t + 1 of the tile.
                         for (t, l) in lanes.iter_mut().enumerate() {
                             *l *= alpha;

@@ -98,11 +98,16 @@ pub fn copy_strided(s: &Stream, x: Region<u16>, y: Region<u16>, c: &Strided) -> 
             m.shape.len()
         ));
     }
-    let r = m.shape.len().max(1);
+    if n >= 1 << 32 {
+        return bad(format!("{n} elements in one copy (fewer than 2^32)"));
+    }
+    // Six axes, the leading ones of extent one (stride 0).
+    let lead = MAX_RANK - m.shape.len();
     let mut p = CopyParams {
         n: n as u64,
-        rank: r as u32,
+        rank: MAX_RANK as u32,
         vec: 1,
+        shape: [1; MAX_RANK],
         ..Default::default()
     };
     let u = |v: usize| {
@@ -110,20 +115,18 @@ pub fn copy_strided(s: &Stream, x: Region<u16>, y: Region<u16>, c: &Strided) -> 
             .map_err(|_| CudaError::Invalid(format!("copy_strided: {v} does not fit 32 bits")))
     };
     for a in 0..m.shape.len() {
-        (p.shape[a], p.src[a], p.dst[a]) = (u(m.shape[a])?, u(m.src[a])?, u(m.dst[a])?);
-    }
-    if m.shape.is_empty() {
-        (p.shape[0], p.src[0], p.dst[0]) = (1, 0, 0);
+        (p.shape[lead + a], p.src[lead + a], p.dst[lead + a]) =
+            (u(m.shape[a])?, u(m.src[a])?, u(m.dst[a])?);
     }
     // 16 bytes a thread where the innermost axis is contiguous on both sides.
-    let last = r - 1;
+    let last = MAX_RANK - 1;
     let vector = !m.shape.is_empty()
-        && m.src[last] == 1
-        && m.dst[last] == 1
-        && m.shape[last].is_multiple_of(8)
-        && m.src[..last]
+        && p.src[last] == 1
+        && p.dst[last] == 1
+        && p.shape[last].is_multiple_of(8)
+        && p.src[..last]
             .iter()
-            .chain(&m.dst[..last])
+            .chain(&p.dst[..last])
             .all(|s| s.is_multiple_of(8))
         && x.is_aligned(16)
         && y.is_aligned(16);

@@ -126,5 +126,11 @@ void ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16(Site s, uint32_t& d0, uint32
 // bits are the hardware's and the CPU twins do not model them: a NaN input
 // fails the launch, naming the call.
 void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b);
+// PTX ISA, Floating-Point Instructions, ex2: ex2.approx.ftz.f32 d, a is
+// 2^a to within 2 ulp (the hardware's MUFU.EX2; the stand-in gives the
+// correctly rounded std::exp2, one of the values the hardware may give),
+// subnormal inputs and results flushed to zero of the same sign;
+// ex2(-inf) = +0, ex2(+inf) = +inf, NaN gives NaN.
+void ex2_approx_ftz_f32(Site s, float& d, float a);
 
 }  // namespace emu::ptx

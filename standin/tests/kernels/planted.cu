@@ -21,6 +21,11 @@ extern "C" __global__ void cvt_bf16x2_probe(const float* hi, const float* lo, ui
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d[t]) : "f"(hi[t]), "f"(lo[t]));
 }
 
+extern "C" __global__ void ex2_probe(const float* x, float* y) {
+    const unsigned t = threadIdx.x;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y[t]) : "f"(x[t]));
+}
+
 // One warp: lane l's registers a[l][0..3], b[l][0..1], c[l][0..3] in, d[l][0..3] out.
 extern "C" __global__ void mma_probe(const uint32_t* a, const uint32_t* b, const float* c, float* d) {
     const unsigned l = threadIdx.x;
