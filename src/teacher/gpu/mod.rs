@@ -1,9 +1,8 @@
 //! The teacher on the GPU: launchers of the teacher-side kernels beside their
-//! CPU twins (convolution, pooling, LayerNorm, ensemble softmax + top-k), the lowering
-//! of a convolutional teacher's IR (CNNs and ConvNeXt) to kernel steps over
-//! one arena (`lower`), and its execution on a device as a CUDA graph
-//! (`model`). ViT, DeiT and Swin ([gpu-transformer]) are refused by the
-//! lowering, by op name.
+//! CPU twins (convolution, pooling, LayerNorm and softmax, fused attention,
+//! strided copies, ensemble softmax + top-k), the lowering of a teacher's IR
+//! (CNNs, ConvNeXt, ViT, DeiT, Swin) to kernel steps and views over one
+//! arena (`lower`), and its execution on a device as a CUDA graph (`model`).
 
 pub mod attention;
 pub mod conv;
