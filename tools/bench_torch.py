@@ -13,7 +13,11 @@ very same network in the same run. Writes
 
 Models: resnet50, resnext101_32x8d, and resnext101_32x48d (the widest
 IG-ResNeXt shape: torchvision's ResNet with Bottleneck [3, 4, 23, 3],
-32 groups, width 48 per group).
+32 groups, width 48 per group); any other torchvision classifier by name
+([gpu-transformer]: vit_b_16, convnext_tiny, swin_t; PyTorch runs their
+attention through SDPA), and timm's deit_small_patch16_224 when timm is
+installed. TFLOPS count convolutions and linear layers only (attention's
+two products add about 5% to ViT-B/16 at 197 tokens).
 """
 
 import argparse
@@ -30,6 +34,10 @@ def build(name):
     from torchvision.models.resnet import Bottleneck, ResNet
 
     torch.manual_seed(0)
+    if name.startswith("deit_"):
+        import timm  # not part of the device's base image everywhere
+
+        return timm.create_model(name, pretrained=False).eval()
     if name == "resnext101_32x48d":
         m = ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=48)
     else:
