@@ -57,6 +57,29 @@ __device__ __forceinline__ float warp_sum(float s) {
     return s;
 }
 
+// y[ch] = bf16(f(x[ch], ch)) over a row, chunk by chunk as load_chunk reads.
+template <bool VEC, class F>
+__device__ __forceinline__ void map_row(const uint16_t* __restrict__ xr, uint16_t* __restrict__ yr, uint32_t c,
+                                        uint32_t lane, F f) {
+    const uint32_t chunks = (c + 7) / 8;
+    float v[8];
+    for (uint32_t q = lane; q < chunks; q += 32) {
+        load_chunk<VEC>(xr, q, c, v);
+        uint16_t o[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const uint32_t ch = q * 8 + e;
+            if (!VEC && ch >= c) break;
+            o[e] = f32_to_bf16(f(v[e], ch));
+            if (!VEC) yr[ch] = o[e];
+        }
+        if (VEC)
+            *reinterpret_cast<uint4*>(yr + q * 8) =
+                make_uint4(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16, o[4] | (uint32_t)o[5] << 16,
+                           o[6] | (uint32_t)o[7] << 16);
+    }
+}
+
 template <bool VEC>
 __device__ __forceinline__ void layernorm_body(const uint16_t* __restrict__ x, const float* __restrict__ gamma,
                                                const float* __restrict__ beta, uint16_t* __restrict__ y,
@@ -89,23 +112,9 @@ __device__ __forceinline__ void layernorm_body(const uint16_t* __restrict__ x, c
     }
     const float var = __fdiv_rn(warp_sum(s2), (float)c);
     const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
-
-    for (uint32_t q = lane; q < chunks; q += 32) {
-        load_chunk<VEC>(xr, q, c, v);
-        uint16_t o[8];
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            const uint32_t ch = q * 8 + e;
-            if (!VEC && ch >= c) break;
-            const float n = __fmul_rn(__fsub_rn(v[e], mean), inv);
-            o[e] = f32_to_bf16(__fadd_rn(__fmul_rn(n, gamma[ch]), beta[ch]));
-            if (!VEC) yr[ch] = o[e];
-        }
-        if (VEC)
-            *reinterpret_cast<uint4*>(yr + q * 8) =
-                make_uint4(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16, o[4] | (uint32_t)o[5] << 16,
-                           o[6] | (uint32_t)o[7] << 16);
-    }
+    map_row<VEC>(xr, yr, c, lane, [&](float x, uint32_t ch) {
+        return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(x, mean), inv), gamma[ch]), beta[ch]);
+    });
 }
 
 extern "C" __global__ void __launch_bounds__(32 * NORM_ROWS)
@@ -154,22 +163,7 @@ __device__ __forceinline__ void softmax_body(const uint16_t* __restrict__ x, uin
             if (q * 8 + e < c) s = __fadd_rn(s, expf(__fsub_rn(v[e], m)));
     }
     const float inv = __fdiv_rn(1.0f, warp_sum(s));
-
-    for (uint32_t q = lane; q < chunks; q += 32) {
-        load_chunk<VEC>(xr, q, c, v);
-        uint16_t o[8];
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            const uint32_t ch = q * 8 + e;
-            if (!VEC && ch >= c) break;
-            o[e] = f32_to_bf16(__fmul_rn(expf(__fsub_rn(v[e], m)), inv));
-            if (!VEC) yr[ch] = o[e];
-        }
-        if (VEC)
-            *reinterpret_cast<uint4*>(yr + q * 8) =
-                make_uint4(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16, o[4] | (uint32_t)o[5] << 16,
-                           o[6] | (uint32_t)o[7] << 16);
-    }
+    map_row<VEC>(xr, yr, c, lane, [&](float x, uint32_t) { return __fmul_rn(expf(__fsub_rn(x, m)), inv); });
 }
 
 extern "C" __global__ void __launch_bounds__(32 * NORM_ROWS)
