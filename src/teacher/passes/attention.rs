@@ -64,6 +64,7 @@ pub fn fuse_attention(g: &mut Graph) -> bool {
             continue;
         };
         let (mut bias, mut dead) = (None, vec![si, pv]);
+        let mut window = None;
         if g.nodes[qi].op == Op::Binary(Binary::Add) {
             let add = &g.nodes[qi];
             let mm = add
@@ -77,6 +78,12 @@ pub fn fuse_attention(g: &mut Graph) -> bool {
             };
             bias = add.inputs.iter().flatten().copied().find(|&x| x != mm);
             dead.push(qi);
+            qi = producer(g, mm).unwrap();
+        } else if matches!(g.nodes[qi].op, Op::Reshape { .. })
+            && let Some((mm, b, nodes)) = window_bias(g, &only, s_in)
+        {
+            window = Some(b);
+            dead.extend(nodes);
             qi = producer(g, mm).unwrap();
         }
         let mm = &g.nodes[qi];
@@ -175,6 +182,12 @@ pub fn fuse_attention(g: &mut Graph) -> bool {
             continue;
         }
         let name = g.nodes[si].name.clone();
+        if let Some(t) = window {
+            let b = g.add_value(format!("{name}.window_bias"), DType::F32);
+            g.values[b].shape = Some(t.shape.clone());
+            g.values[b].constant = Some(Arc::new(t));
+            bias = Some(b);
+        }
         let mut k = k;
         if let Some((ti, c, want)) = new_key {
             // Reshape(k3, [.., M, d]) in the transpose's place.
@@ -205,6 +218,115 @@ pub fn fuse_attention(g: &mut Graph) -> bool {
         return true;
     }
     false
+}
+
+/// For an Add of an activation and a constant: (the activation, the constant).
+fn const_add(g: &Graph, i: usize) -> Option<(ValueId, &Tensor)> {
+    let n = &g.nodes[i];
+    if n.op != Op::Binary(Binary::Add) || n.inputs.len() != 2 {
+        return None;
+    }
+    let (a, b) = (n.inputs[0]?, n.inputs[1]?);
+    match (g.constant(Some(a)), g.constant(Some(b))) {
+        (None, Some(t)) => Some((a, t)),
+        (Some(t), None) => Some((b, t)),
+        _ => None,
+    }
+}
+
+/// Swin's shifted windows: the scores s = q·kᵀ [B·W, H, n, m] (plus a
+/// constant, the relative positions), reshaped to [B, W, H, n, m] to add
+/// each window's mask (a constant), reshaped back. The reshapes only give
+/// the mask its per-window axis, so both constants fold into one bias over
+/// the problems: bias[p] = rel[p] + mask[p / W][p % W], each broadcast.
+/// When neither constant has one value per image the bias repeats every W
+/// problems and is kept as [W, H, n, m] (Attention's periodic bias), so it
+/// does not grow with the batch. Returns (s, the bias, the nodes from s to
+/// the softmax's input).
+fn window_bias(
+    g: &Graph,
+    only: &dyn Fn(ValueId) -> bool,
+    s_in: ValueId,
+) -> Option<(ValueId, Tensor, Vec<usize>)> {
+    let shape = |v: ValueId| g.values[v].shape.clone().unwrap_or_default();
+    let is_reshape = |i: usize| matches!(g.nodes[i].op, Op::Reshape { .. });
+    let back = producer(g, s_in)?;
+    let masked = g.nodes[back].inputs[0]?;
+    let mi = producer(g, masked)?;
+    let (windows, mask) = const_add(g, mi)?;
+    let split = producer(g, windows)?;
+    let a = g.nodes[split].inputs[0]?;
+    if !is_reshape(back) || !is_reshape(split) || !only(masked) || !only(windows) || !only(a) {
+        return None;
+    }
+    let (ss, ws) = (shape(s_in), shape(windows));
+    if ss.len() != 4
+        || ws.len() != 5
+        || ws[0] * ws[1] != ss[0]
+        || ws[2..] != ss[1..]
+        || shape(a) != ss
+    {
+        return None;
+    }
+    let mut dead = vec![back, mi, split];
+    let ai = producer(g, a)?;
+    let (s, rel) = if g.nodes[ai].op == Op::MatMul {
+        (a, None)
+    } else {
+        let (s, rel) = const_add(g, ai)?;
+        dead.push(ai);
+        (s, Some(rel))
+    };
+    if producer(g, s).is_none_or(|i| g.nodes[i].op != Op::MatMul) || !only(s) {
+        return None;
+    }
+    // Both constants padded to their operand's rank; every axis 1 or full.
+    let pad = |t: &Tensor, full: &[usize]| -> Option<Vec<usize>> {
+        let r = t.shape.len();
+        if r > full.len() {
+            return None;
+        }
+        let mut p = vec![1; full.len() - r];
+        p.extend_from_slice(&t.shape);
+        p.iter()
+            .zip(full)
+            .all(|(&d, &f)| d == 1 || d == f)
+            .then_some(p)
+    };
+    let rs = match rel {
+        Some(t) => pad(t, &ss)?,
+        None => vec![1; 4],
+    };
+    let ms = pad(mask, &ws)?;
+    let (n_win, per_image) = (ws[1], rs[0] > 1 || ms[0] > 1);
+    let lead = if per_image {
+        ss[0]
+    } else if ms[1] > 1 {
+        n_win
+    } else {
+        1
+    };
+    // Row-major index of `at` in a tensor of shape `dims` broadcast.
+    let index = |dims: &[usize], at: &[usize]| {
+        dims.iter()
+            .zip(at)
+            .fold(0, |i, (&d, &x)| i * d + if d == 1 { 0 } else { x })
+    };
+    let (rv, mv) = (rel.map(Tensor::to_f32_vec), mask.to_f32_vec());
+    let out_shape = vec![lead, ss[1], ss[2], ss[3]];
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    for p in 0..lead {
+        for h in 0..ss[1] {
+            for i in 0..ss[2] {
+                for j in 0..ss[3] {
+                    let r = rv.as_ref().map_or(0.0, |v| v[index(&rs, &[p, h, i, j])]);
+                    let m = mv[index(&ms, &[p / n_win, p % n_win, h, i, j])];
+                    out.push(r + m);
+                }
+            }
+        }
+    }
+    Some((s, Tensor::f32(out_shape, out), dead))
 }
 
 #[cfg(test)]
@@ -348,5 +470,38 @@ mod tests {
         let kp = producer(&f, key).unwrap();
         assert!(matches!(f.nodes[kp].op, Op::Reshape { .. }));
         assert_eq!(f.nodes[kp].inputs[0], Some(k3));
+    }
+
+    #[test]
+    fn shifted_window_masks_fold_into_a_periodic_bias() {
+        // Swin's shifted windows at batch 2: W windows per image, the mask
+        // added per window between reshapes.
+        let (b, w, h, n, d) = (2, 3, 2, 4, 4);
+        let mut t = Build::new();
+        let q = t.input(&[b * w, h, n, d]);
+        let k = t.input(&[b * w, h, n, d]);
+        let v = t.input(&[b * w, h, n, d]);
+        let rel = t.constant(filled(&[1, h, n, n], 7, 2.0));
+        // A -100 mask, different per window, as Swin's.
+        let mut mask = filled(&[1, w, 1, n, n], 8, 1.0);
+        if let crate::teacher::tensor::Data::F32(m) = &mut mask.data {
+            m.iter_mut()
+                .for_each(|x| *x = if *x > 0.0 { -100.0 } else { 0.0 });
+        }
+        let mask = t.constant(mask);
+        let kt = t.transpose(k, &[0, 1, 3, 2]);
+        let s = t.node(Op::MatMul, &[q, kt], &[b * w, h, n, n]);
+        let a = t.binary(Binary::Add, s, rel, &[b * w, h, n, n]);
+        let r = t.reshape(a, &[b, w, h, n, n]);
+        let a2 = t.binary(Binary::Add, mask, r, &[b, w, h, n, n]);
+        let r2 = t.reshape(a2, &[b * w, h, n, n]);
+        let p = t.node(Op::Softmax { axis: -1 }, &[r2], &[b * w, h, n, n]);
+        let y = t.node(Op::MatMul, &[p, v], &[b * w, h, n, d]);
+        t.0.outputs.push(y);
+        let f = fuse_and_compare(t.0);
+        assert_eq!(f.nodes.len(), 1, "the attention alone");
+        let att = &f.nodes[0];
+        let bias = f.constant(att.inputs[3]).unwrap();
+        assert_eq!(bias.shape, vec![w, h, n, n], "one period, not per image");
     }
 }
