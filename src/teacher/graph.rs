@@ -218,6 +218,10 @@ pub enum Op {
     },
     /// q [.., N, d], k [.., M, d], v [.., M, e], [bias broadcast to [.., N, M]]:
     /// softmax(q·kᵀ·scale + bias)·v, recognised from its decomposition.
+    /// The bias broadcasts as in ONNX except that, at q's rank, its leading
+    /// axis may be any divisor of the problems' (q's first axis): problem b
+    /// reads bias[b % bias_batch], which is broadcasting when that axis is
+    /// 1 or equal. Swin's window masks repeat so, every image's windows.
     Attention {
         scale: f32,
     },

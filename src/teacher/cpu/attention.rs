@@ -109,7 +109,7 @@ pub fn attention_into(
                 data: s1,
                 shape: &s_shape,
             };
-            binary_into(Binary::Add, s, b, s2)?;
+            add_bias(s, b, s2)?;
             let s = View {
                 data: s2,
                 shape: &s_shape,
@@ -131,4 +131,55 @@ pub fn attention_into(
         shape: &s_shape,
     };
     matmul_into(p, v, None, images, out)
+}
+
+/// `s + bias` into `out`, where the bias's leading axis may also be any
+/// divisor of the problems' (`s`'s first axis): problem p reads
+/// bias[p % bias_batch] (Swin's window masks, which repeat every image).
+/// With a leading axis of 1 or the problems' count it is ONNX broadcasting.
+fn add_bias(s: View, bias: View, out: &mut [f32]) -> Result<(), String> {
+    let (ss, bs) = (s.shape, bias.shape);
+    let period = match (ss.first(), bs.first()) {
+        (Some(&n), Some(&b)) if bs.len() == ss.len() && b > 1 && b < n && n % b == 0 => b,
+        _ => return binary_into(Binary::Add, s, bias, out),
+    };
+    let mut chunk = ss.to_vec();
+    chunk[0] = period;
+    let len = numel(&chunk);
+    for (x, y) in s.data.chunks(len).zip(out.chunks_mut(len)) {
+        let x = View {
+            data: x,
+            shape: &chunk,
+        };
+        binary_into(Binary::Add, x, bias, y)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(shape: &[usize], seed: usize) -> Tensor {
+        let data = (0..numel(shape))
+            .map(|i| (((i * 7919 + seed * 104_729) % 211) as f32 / 211.0 - 0.5) * 3.0)
+            .collect();
+        Tensor::f32(shape.to_vec(), data)
+    }
+
+    #[test]
+    fn a_bias_repeating_every_few_problems_is_read_periodically() {
+        // 6 problems, the bias given for 3 of them: problem p reads bias[p % 3].
+        let shape = [6, 2, 5, 4];
+        let (q, k, v) = (filled(&shape, 1), filled(&shape, 2), filled(&shape, 3));
+        let bias = filled(&[3, 2, 5, 5], 4);
+        let mut whole = bias.to_f32_vec();
+        whole.extend(bias.to_f32_vec());
+        let whole = Tensor::f32(vec![6, 2, 5, 5], whole);
+        let got = attention(&q, &k, &v, Some(&bias), 0.5).unwrap();
+        let want = attention(&q, &k, &v, Some(&whole), 0.5).unwrap();
+        assert_eq!(got, want);
+        let none = attention(&q, &k, &v, None, 0.5).unwrap();
+        assert_ne!(got, none);
+    }
 }
