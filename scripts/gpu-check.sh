@@ -76,6 +76,7 @@ run() {
   done
   step bench-bandwidth "$BUNDLE/bin/dr" bench bandwidth --out-dir "$out/bench-results"
   step bench-topk "$BUNDLE/bin/dr" bench topk --out-dir "$out/bench-results"
+  step bench-attention "$BUNDLE/bin/dr" bench attention --out-dir "$out/bench-results"
   step bench-augment "$BUNDLE/bin/dr" bench augment --out-dir "$out/bench-results"
   # [gpu-cnn]: PyTorch+cuDNN on ResNet-50 (eager) exporting the same network,
   # then dr's executor on that ONNX (DR_MODELS / DR_TORCH_FLAGS widen it).

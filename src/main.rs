@@ -350,6 +350,22 @@ enum Bench {
         #[arg(long, default_value = "bench-results")]
         out_dir: PathBuf,
     },
+    /// Fused attention alone on ViT-B/16, DeiT-S and Swin-T shapes: TFLOPS vs the bf16 dense peak.
+    #[command(after_help = "Example: dr bench attention --device cuda:0 --batch 256")]
+    Attention {
+        /// cuda or cuda:N (a bare N is accepted too).
+        #[arg(long, default_value = "cuda:0", value_parser = cli::values::cuda_device)]
+        device: usize,
+        /// Images (Swin: 64 windows an image).
+        #[arg(long, default_value_t = 256, value_parser = cli::values::at_least_one)]
+        batch: usize,
+        /// Timed launches per case.
+        #[arg(long, default_value_t = 20, value_parser = cli::values::at_least_one)]
+        iters: usize,
+        /// Folder for the JSON result file.
+        #[arg(long, default_value = "bench-results")]
+        out_dir: PathBuf,
+    },
     /// GPU augmentation (bf16 NHWC, 224 px) for ml-dr's ImageNet configs vs the device copy rate.
     #[command(
         after_help = "Example: dr bench augment --device cuda:0 --config configs/imagenet-randaug_mixing.yaml"
@@ -596,6 +612,18 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             let r = dr::bench::topk::run(device, rows, iters)?;
+            publish(&r, &r.meta, &out_dir, false, r.render())?;
+        }
+        Command::Bench {
+            bench:
+                Bench::Attention {
+                    device,
+                    batch,
+                    iters,
+                    out_dir,
+                },
+        } => {
+            let r = dr::bench::attention::run(device, batch, iters)?;
             publish(&r, &r.meta, &out_dir, false, r.render())?;
         }
         Command::Bench {

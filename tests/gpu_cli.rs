@@ -128,6 +128,26 @@ fn bench_topk_runs() {
 }
 
 #[test]
+fn bench_attention_runs() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    let out = fresh_dir("gpu-cli-attention");
+    let s = ok(&[
+        "bench",
+        "attention",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(s.matches("TFLOPS").count(), 3, "{s}");
+    check_published(&s, &out, &gpu);
+}
+
+#[test]
 fn bench_augment_runs() {
     let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
         return;

@@ -2,6 +2,7 @@
 //! samples, each figure set against the device's peak, results written to
 //! `bench-results/*.json` with device, driver and commit.
 
+pub mod attention;
 pub mod augment;
 pub mod bandwidth;
 pub mod model;
