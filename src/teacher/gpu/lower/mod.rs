@@ -485,6 +485,7 @@ impl<'g> Lowering<'g> {
 fn linear(
     g: &Graph,
     xs: &[usize],
+    images: usize,
     b: &Tensor,
     trans_b: bool,
     bias: Option<ValueId>,
@@ -493,11 +494,18 @@ fn linear(
     // or pixels for a transformer's or ConvNeXt's linear layers), as a 1x1
     // convolution over a rows x 1 map, so a layer's output is one pixel an
     // image only where it is one row (`conv::split_slices`).
-    let (n, k) = match xs[..] {
+    let (mut n, k) = match xs[..] {
         [n, .., k] if xs.len() >= 2 => (n, k),
         _ => return Err(format!("the input is {xs:?}, not [N, ..., K]")),
     };
-    let rows: usize = xs[1..xs.len() - 1].iter().product();
+    let mut rows: usize = xs[1..xs.len() - 1].iter().product();
+    // A 2-D input whose rows are not the images (nn.MultiheadAttention's
+    // out-projection over [tokens x images, C]) is one map of that many
+    // rows: not an FC layer, so never split along K (whose fp32 workspace
+    // would grow with the tokens).
+    if xs.len() == 2 && n != images {
+        (n, rows) = (1, n);
+    }
     let [r, c] = b.shape[..] else {
         return Err(format!("the weight is {:?}, not 2-D", b.shape));
     };

@@ -78,6 +78,7 @@ impl Lowering<'_> {
                 let (p, w) = linear(
                     self.g,
                     &xs,
+                    self.input_nchw[0],
                     b,
                     trans_b,
                     node.inputs.get(2).copied().flatten(),

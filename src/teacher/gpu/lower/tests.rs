@@ -386,3 +386,52 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
         "{e}"
     );
 }
+
+/// The full-size transformers (torchvision vit_b_16, swin_t, convnext_tiny,
+/// timm deit_small; random weights; both exporters) as
+/// tools/check_real_families.py exports them, in the folder named by
+/// DR_REAL_MODELS with its input-224.npy ([2, 3, 224, 224]): each lowers,
+/// and its bf16 plan through the twins tracks the f32 CPU executor (top-1
+/// equal, max |diff| within 3% of the largest logit). Too large to commit;
+/// without the folder the test says it is skipped. A few minutes in release:
+///     DR_REAL_MODELS=/tmp/dr-real-models cargo test --release real_transformers -- --nocapture
+#[test]
+fn real_transformers_track_the_cpu_executor() {
+    let Some(dir) = std::env::var_os("DR_REAL_MODELS").map(PathBuf::from) else {
+        println!(
+            "skipped: DR_REAL_MODELS is not set (tools/check_real_families.py writes the models)"
+        );
+        return;
+    };
+    let (shape, x): (Vec<usize>, Vec<f32>) = crate::npy::read(&dir.join("input-224.npy")).unwrap();
+    for name in [
+        "vit_b_16",
+        "deit_small_patch16_224",
+        "swin_t",
+        "convnext_tiny",
+    ] {
+        for exporter in ["legacy17", "dynamo"] {
+            let path = dir.join(format!("{name}-{exporter}.onnx"));
+            let m = Member::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let g = m.graph(shape[0]).unwrap();
+            let plan = lower(&g).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let want = m.logits(Tensor::f32(shape.clone(), x.clone())).unwrap();
+            let want = want.view().unwrap().data.to_vec();
+            let nchw: [usize; 4] = shape[..].try_into().unwrap();
+            let got = plan.run_cpu(&to_nhwc_bf16(&x, nchw, plan.input_channels));
+            let (err, agree) = compare(&got, &want, plan.classes);
+            let count = |p: &dyn Fn(&Step) -> bool| plan.steps.iter().filter(|s| p(s)).count();
+            println!(
+                "{name} ({exporter}): {} steps ({} attention, {} copies), arena {:.1} MiB, {:.2} GMAC an image; bf16 twin vs f32: {err:.2e}, top-1 {agree}/{}",
+                plan.steps.len(),
+                count(&|s| matches!(s, Step::Attention { .. })),
+                count(&|s| matches!(s, Step::Copy { .. })),
+                plan.arena_len as f64 * 2.0 / (1 << 20) as f64,
+                plan.macs() as f64 / shape[0] as f64 / 1e9,
+                shape[0]
+            );
+            assert!(err < 0.03, "{name} ({exporter}): relative error {err}");
+            assert_eq!(agree, shape[0], "{name} ({exporter}): top-1 differs");
+        }
+    }
+}
