@@ -38,7 +38,10 @@ impl AttnDims {
 
     /// One past the last element a view with `st` reaches.
     fn extent(&self, st: Strides, rows: usize) -> usize {
-        (self.batch - 1) * st[0] + (self.heads - 1) * st[1] + (rows - 1) * st[2] + self.d
+        super::layout::extent(
+            &[self.batch, self.heads, rows, self.d],
+            &[st[0], st[1], st[2], 1],
+        )
     }
 
     fn bias_len(&self) -> usize {
