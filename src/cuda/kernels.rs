@@ -519,7 +519,7 @@ pub mod attention {
             /// (padded head dim, without a bias, with one)
             pub const BY_HEAD_DIM: &[(usize, &Kernel<AttnSig>, &Kernel<AttnSig>)] =
                 &[$(($d, &$plain, &$bias)),*];
-            pub const ALL: &[&str] = &[$($plain.name, $bias.name),*];
+            pub const ALL: &[&str] = &[$($plain.name, $bias.name,)* D32_X2.name, D64_X2.name];
         };
     }
     head_dims!(
@@ -529,12 +529,21 @@ pub mod attention {
         (96, D96, D96_BIAS),
         (128, D128, D128_BIAS)
     );
-    /// `ATT_THREADS`, `ATT_BM` in the .cu.
+    /// The `_x2` entries (no bias): 32 query rows a warp, 128 a block.
+    pub const D32_X2: Kernel<AttnSig> = Kernel::new(Family::Attention, "attention_bf16_d32_x2");
+    pub const D64_X2: Kernel<AttnSig> = Kernel::new(Family::Attention, "attention_bf16_d64_x2");
+    /// (padded head dim, its `_x2` entry)
+    pub const WIDE: &[(usize, &Kernel<AttnSig>)] = &[(32, &D32_X2), (64, &D64_X2)];
+    /// `ATT_THREADS` in the .cu.
     pub const THREADS: u32 = 128;
-    pub const BLOCK_ROWS: usize = 64;
-    /// `ATT_SHARED(D)`: Q and two stages of K and V, rows of D + 8 bf16.
-    pub const fn shared_bytes(d: usize) -> usize {
-        (64 + 4 * 64) * (d + 8) * 2
+    /// Query rows a block, `64 * MT` (MT 2 for the `_x2` entries).
+    pub const fn block_rows(wide: bool) -> usize {
+        if wide { 128 } else { 64 }
+    }
+    /// `ATT_SHARED(D, MT)`: Q (64 MT rows) and two stages of K and V (64
+    /// rows each), rows of D + 8 bf16.
+    pub const fn shared_bytes(d: usize, wide: bool) -> usize {
+        (block_rows(wide) + 4 * 64) * (d + 8) * 2
     }
 }
 

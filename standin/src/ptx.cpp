@@ -91,6 +91,11 @@ void ex2_approx_ftz_f32(Site s, float& d, float a) {
     d = flush(std::exp2(flush(a)));
 }
 
+void mov_b64(Site s, uint64_t& d, uint64_t a) {
+    me("mov.b64", s);
+    d = a;
+}
+
 void cp_async_commit_group(Site s) {
     Fiber& f = me("cp.async.commit_group", s);
     // An empty group is allowed and counts (PTX ISA: commit_group with no

@@ -356,6 +356,20 @@ bool ex2_values() {
     return true;
 }
 
+// ---- mov.b64: every bit of each thread's value --------------------------------
+bool mov_values() {
+    const int n = 32;
+    std::vector<uint64_t> x(n);
+    for (int i = 0; i < n; i++) x[i] = 0x8000000000000001ull * (i + 1) ^ (0xdeadbeefull << i);
+    const CUdeviceptr dx = upload(x.data(), n * 8);
+    CUdeviceptr out;
+    CU(cuMemAlloc_v2(&out, n * 8));
+    CU(launch("mov_probe", 1, n, 0, nullptr, dx, out));
+    auto y = download<uint64_t>(out, n);
+    for (int i = 0; i < n; i++) CHECK(y[i] == x[i], "thread %d: 0x%016llx, want 0x%016llx", i, (unsigned long long)y[i], (unsigned long long)x[i]);
+    return true;
+}
+
 bool cp_async_zero_fill() {
     std::vector<uint8_t> src(512);
     for (int i = 0; i < 512; i++) src[i] = (uint8_t)(i * 7 + 1);
@@ -619,6 +633,7 @@ int main() {
         {"cvt.rn.bf16x2.f32: ties to even, overflow, subnormals, packing", {}, [] { return cvt_bf16x2_values(false); }},
         {"cvt.rn.bf16x2.f32 of a NaN fails the launch", {}, [] { return cvt_bf16x2_values(true); }, "of a NaN"},
         {"ex2.approx.ftz.f32: powers, flushes, infinities", {}, ex2_values},
+        {"mov.b64: each thread's 64 bits", {}, mov_values},
         {"cp.async.wait_group 1 completes all but the newest group", {}, [] { return cp_async_groups(0); }},
         {"shuffles (xor, idx, down) and ballot", {}, warp_ops},
         {"shared and global atomics", {}, atomics},

@@ -4,7 +4,9 @@
 //! f64) and the kernel-vs-twin tests.
 
 use super::conv::{bf16, f32_of};
-use crate::cuda::kernels::attention::{AttnParams, BLOCK_ROWS, BY_HEAD_DIM, THREADS, shared_bytes};
+use crate::cuda::kernels::attention::{
+    AttnParams, BY_HEAD_DIM, THREADS, WIDE, block_rows, shared_bytes,
+};
 use crate::cuda::{CudaError, LaunchShape, Region, Result, Stream};
 
 /// Element strides of a view's (batch, head, row) axes; the head dimension
@@ -28,6 +30,9 @@ pub struct AttnDims {
 
 /// Keys a tile of the kernel (`ATT_BN`): the twin's online softmax steps.
 const KEYS_PER_TILE: usize = 64;
+/// `ATT_SUM_MAX`: the most a row's sum of probabilities over one tile may
+/// be before its reference max moves (2^32).
+const SUM_MAX: f32 = 4294967296.0;
 
 impl AttnDims {
     /// The head dimension the kernel is compiled for: d rounded up to one
@@ -42,6 +47,21 @@ impl AttnDims {
             &[self.batch, self.heads, rows, self.d],
             &[st[0], st[1], st[2], 1],
         )
+    }
+
+    /// Whether the launch takes the `_x2` entry (each K and V fragment
+    /// feeds two m16 tiles: about 15% fewer instructions a product, by the
+    /// static report): without a bias, at padded head dims 32 and 64, past
+    /// 64 query rows, where blocks of 128 rows pad at most 1/8 more rows
+    /// than blocks of 64 (197 tokens: 256 rows either way).
+    fn wide(&self) -> bool {
+        let rows = |b: usize| self.n_q.div_ceil(b) * b;
+        self.bias_batch == 0
+            && self.n_q > 64
+            && rows(128) * 8 <= rows(64) * 9
+            && self
+                .padded_head_dim()
+                .is_some_and(|p| WIDE.iter().any(|e| e.0 == p))
     }
 
     fn bias_len(&self) -> usize {
@@ -73,11 +93,26 @@ impl AttnDims {
 /// first element, `st` their strides in that order.
 pub fn attention(
     s: &Stream,
+    qkv: [Region<u16>; 3],
+    bias: Option<Region<f32>>,
+    y: Region<u16>,
+    st: [Strides; 4],
+    dims: AttnDims,
+) -> Result<()> {
+    launch(s, qkv, bias, y, st, dims, dims.wide())
+}
+
+/// `attention` with the block shape chosen: `wide` takes the `_x2` entry
+/// (32 query rows a warp), which exists without a bias at padded head dims
+/// 32 and 64. The bits do not depend on it.
+fn launch(
+    s: &Stream,
     [q, k, v]: [Region<u16>; 3],
     bias: Option<Region<f32>>,
     y: Region<u16>,
     st: [Strides; 4],
     dims: AttnDims,
+    wide: bool,
 ) -> Result<()> {
     let bad = |d: String| Err(CudaError::Invalid(format!("attention: {d}")));
     if let Some(why) = dims.refusal(st) {
@@ -112,6 +147,17 @@ pub fn attention(
     }
     let padded = dims.padded_head_dim().unwrap_or(128);
     let &(_, plain, biased) = BY_HEAD_DIM.iter().find(|e| e.0 == padded).expect("listed");
+    let x2 = WIDE.iter().find(|e| e.0 == padded).map(|e| e.1);
+    let kernel = match (has_bias, wide, x2) {
+        (true, false, _) => biased,
+        (false, false, _) => plain,
+        (false, true, Some(x2)) => x2,
+        _ => {
+            return bad(format!(
+                "no wide entry at head dim {padded}, bias {has_bias}"
+            ));
+        }
+    };
     let u = |v: usize| {
         u32::try_from(v)
             .map_err(|_| CudaError::Invalid(format!("attention: {v} does not fit 32 bits")))
@@ -131,13 +177,12 @@ pub fn attention(
         scale_log2: dims.scale * std::f32::consts::LOG2_E,
         unused: 0,
     };
-    let blocks = dims.n_q.div_ceil(BLOCK_ROWS) * dims.heads * dims.batch;
+    let blocks = dims.n_q.div_ceil(block_rows(wide)) * dims.heads * dims.batch;
     let shape = LaunchShape {
         grid: (u(blocks)?, 1, 1),
         block: (THREADS, 1, 1),
-        shared_bytes: shared_bytes(padded) as u32,
+        shared_bytes: shared_bytes(padded, wide) as u32,
     };
-    let kernel = if has_bias { biased } else { plain };
     s.launch(
         kernel,
         shape,
@@ -186,7 +231,7 @@ pub mod cpu {
                         let o = (((b % dims.bias_batch) * heads + h) * n_q + i) * n_kv;
                         &bs[o..o + n_kv]
                     });
-                    let (mut m, mut lanes) = (f32::NEG_INFINITY, [0f32; 4]);
+                    let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
                     let (mut o, mut om) = (vec![0f32; d], vec![0f32; d]);
                     for j0 in (0..n_kv).step_by(KEYS_PER_TILE) {
                         let js = j0..(j0 + KEYS_PER_TILE).min(n_kv);
@@ -206,28 +251,38 @@ pub mod cpu {
                             })
                             .collect();
                         let c = if brow.is_some() { 1.0 } else { scale_log2 };
-                        let tmax = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        let m_new = m.max(tmax * c);
-                        let m_use = if m_new == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            m_new
-                        };
-                        let alpha = (m - m_use).exp2();
-                        m = m_new;
-                        let p: Vec<f32> =
-                            x.iter().map(|&xj| xj.mul_add(c, -m_use).exp2()).collect();
-                        // Lane t of the quad: keys 8c + 2t, 8c + 2t + 1 of the tile.
-                        for (t, l) in lanes.iter_mut().enumerate() {
-                            *l *= alpha;
-                            for c in 0..KEYS_PER_TILE / 8 {
-                                for e in 0..2 {
-                                    if let Some(&pj) = p.get(8 * c + 2 * t + e) {
-                                        *l += pj;
-                                    }
-                                }
-                            }
+                        let top = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * c;
+                        if j0 == 0 {
+                            m = top;
                         }
+                        let probs = |m: f32| {
+                            let neg_m = if m == f32::NEG_INFINITY { 0.0 } else { -m };
+                            let p: Vec<f32> =
+                                x.iter().map(|&xj| xj.mul_add(c, neg_m).exp2()).collect();
+                            let sum =
+                                p.iter().map(|&pj| f32_of(bf16(pj)) as f64).sum::<f64>() as f32;
+                            (p, sum)
+                        };
+                        let (mut p, mut sum) = probs(m);
+                        // The rebase: m moves to the tile's max when the
+                        // tile's sum passes SUM_MAX (or m is still -inf).
+                        let sum_max = if m == f32::NEG_INFINITY {
+                            -1.0
+                        } else {
+                            SUM_MAX
+                        };
+                        // Not `sum <= sum_max`: a NaN or infinite sum rebases.
+                        let within = sum.partial_cmp(&sum_max).is_some_and(|o| o.is_le());
+                        if j0 > 0 && !within {
+                            let m_new = m.max(top);
+                            let alpha = (m - m_new).exp2();
+                            m = m_new;
+                            l *= alpha;
+                            o.iter_mut().for_each(|e| *e *= alpha);
+                            om.iter_mut().for_each(|e| *e *= alpha);
+                            (p, sum) = probs(m);
+                        }
+                        l += sum;
                         for col in 0..d {
                             let (mut acc, mut a_mag) = (0f64, 0f64);
                             for (jj, j) in js.clone().enumerate() {
@@ -235,11 +290,11 @@ pub mod cpu {
                                 acc += pb * vals[j][col];
                                 a_mag += pb * vals[j][col].abs();
                             }
-                            o[col] = o[col] * alpha + acc as f32;
-                            om[col] = om[col] * alpha + a_mag as f32;
+                            o[col] += acc as f32;
+                            om[col] += a_mag as f32;
                         }
                     }
-                    let inv = 1.0 / ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]));
+                    let inv = 1.0 / l;
                     y.extend(o.iter().map(|&e| e * inv));
                     mag.extend(om.iter().map(|&e| e * inv));
                 }
@@ -328,6 +383,29 @@ mod tests {
             }
         }
 
+        /// Keys of tile t (64 keys a tile) scaled by 1 + 8t, so that every
+        /// later tile's scores pass the reference of the one before by far
+        /// more than the lazy margin: every row rebases on every tile.
+        fn growing_keys(mut self) -> Case {
+            let AttnDims {
+                batch,
+                heads,
+                n_q: n,
+                d,
+                ..
+            } = self.dims;
+            for b in 0..batch {
+                for j in 0..n {
+                    let o = (b * n + j) * 3 * heads * d + heads * d;
+                    let f = 1.0 + 8.0 * (j / KEYS_PER_TILE) as f32;
+                    for e in &mut self.qkv[o..o + heads * d] {
+                        *e = bf16(f32_of(*e) * f);
+                    }
+                }
+            }
+            self
+        }
+
         /// q, k, v, y strides.
         fn strides(&self) -> [Strides; 4] {
             let AttnDims {
@@ -368,18 +446,24 @@ mod tests {
 
         /// The kernel's output, in the twin's [b][h][i][d] order.
         fn gpu(&self, s: &Stream) -> Vec<f32> {
+            self.gpu_shaped(s, self.dims.wide())
+        }
+
+        /// `gpu` with the block shape chosen (`launch`'s `wide`).
+        fn gpu_shaped(&self, s: &Stream, wide: bool) -> Vec<f32> {
             let hd = self.dims.heads * self.dims.d;
             let dq = s.to_device(&self.qkv).unwrap();
             let dy = s.to_device(&vec![0x7FC1u16; self.y_len()]).unwrap();
             let db = self.bias.as_ref().map(|b| s.to_device(b).unwrap());
             let r = |b: &DevBuf<u16>, at: usize| b.region(s, at..b.len()).unwrap();
-            attention(
+            launch(
                 s,
                 [r(&dq, 0), r(&dq, hd), r(&dq, 2 * hd)],
                 db.as_ref().map(|b| b.region(s, 0..b.len()).unwrap()),
                 r(&dy, 0),
                 self.strides(),
                 self.dims,
+                wide,
             )
             .unwrap();
             let y = s.to_host(&dy).unwrap();
@@ -406,10 +490,14 @@ mod tests {
     /// ViT-B/16's 197 tokens at head dim 64 (fewer heads), DeiT-S's 384 /
     /// 6 = 64, head dims 32, 96 and 128 at lengths not a multiple of 64,
     /// Swin-T's 49-token windows at head dim 32 with a bias over 4 windows,
-    /// a head dim of 8 (padded to 16) with a bias, one key.
+    /// a head dim of 8 (padded to 16) with a bias, one key; keys that grow
+    /// tile by tile (every tile rebases), at both block shapes of d 64.
     fn cases() -> Vec<Case> {
         vec![
             Case::new(2, 2, 197, 64, 0, 1),
+            Case::new(1, 2, 197, 64, 0, 8).growing_keys(),
+            Case::new(1, 2, 64, 64, 0, 9).growing_keys(),
+            Case::new(1, 1, 160, 96, 0, 10).growing_keys(),
             Case::new(1, 3, 50, 32, 0, 2),
             Case::new(1, 2, 70, 96, 0, 3),
             Case::new(1, 1, 65, 128, 0, 4),
@@ -491,6 +579,26 @@ mod tests {
         last.qkv = all.qkv[2 * per..].to_vec();
         let (a, l) = (all.gpu(&s), last.gpu(&s));
         assert!(a[2 * l.len()..] == l[..], "the last image alone");
+    }
+
+    /// The 128-row blocks (`_x2`) give the same bits as the 64-row ones.
+    #[test]
+    fn block_shape_does_not_change_the_bits() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let s = gpu.stream(0);
+        for c in [
+            Case::new(2, 2, 197, 64, 0, 12),
+            Case::new(1, 2, 197, 64, 0, 13).growing_keys(),
+            Case::new(1, 3, 100, 32, 0, 14),
+        ] {
+            assert!(c.dims.wide(), "{:?} takes the _x2 entry", c.dims);
+            let (wide, narrow) = (c.gpu_shaped(&s, true), c.gpu_shaped(&s, false));
+            assert!(
+                wide == narrow,
+                "{:?}: _x2 and the 64-row blocks differ",
+                c.dims
+            );
+        }
     }
 
     #[test]

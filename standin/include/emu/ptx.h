@@ -132,5 +132,8 @@ void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b);
 // subnormal inputs and results flushed to zero of the same sign;
 // ex2(-inf) = +0, ex2(+inf) = +inf, NaN gives NaN.
 void ex2_approx_ftz_f32(Site s, float& d, float a);
+// PTX ISA, Data Movement and Conversion Instructions, mov: mov.b64 d, a
+// copies a's 64 bits (dr's kernels use it to hide a value from ptxas).
+void mov_b64(Site s, uint64_t& d, uint64_t a);
 
 }  // namespace emu::ptx

@@ -26,6 +26,11 @@ extern "C" __global__ void ex2_probe(const float* x, float* y) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y[t]) : "f"(x[t]));
 }
 
+extern "C" __global__ void mov_probe(const uint64_t* x, uint64_t* y) {
+    const unsigned t = threadIdx.x;
+    asm("mov.b64 %0, %1;\n" : "=l"(y[t]) : "l"(x[t]));
+}
+
 // One warp: lane l's registers a[l][0..3], b[l][0..1], c[l][0..3] in, d[l][0..3] out.
 extern "C" __global__ void mma_probe(const uint32_t* a, const uint32_t* b, const float* c, float* d) {
     const unsigned l = threadIdx.x;
