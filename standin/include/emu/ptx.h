@@ -134,3 +134,4 @@ void cvt_rn_bf16x2_f32(Site s, uint32_t& d, float a, float b);
 void ex2_approx_ftz_f32(Site s, float& d, float a);
 
 }  // namespace emu::ptx
+#include "emu/ptx_hopper.h"
