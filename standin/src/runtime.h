@@ -102,7 +102,7 @@ struct BulkCopy {
     unsigned char map[128];
     int dims;
     int32_t c[5];
-    uint32_t smem, mbar;
+    uint32_t smem, mbar, bytes;
     unsigned tid;
     Site site;
 };
@@ -236,5 +236,7 @@ void warp_collective(int kind, unsigned mask, Site s, WarpComplete complete);
 // Hopper state at block start and thread end (hopper_sync.cpp).
 void hopper_block_start(Block& b);
 void hopper_thread_end(Fiber& f);
+// "thread 0's TMA load at kernels/x.cu:12" if one in flight covers shared byte `off`, else "".
+std::string tma_load_covering(const Block& b, uint32_t off);
 
 }  // namespace emu

@@ -116,11 +116,20 @@ void async_read_check(Fiber& f, uint32_t off, uint32_t n, const char* who, Site 
             fault(700, strprintf("illegal shared read by %s %s at 0x%x: no __shared__ variable or dynamic shared memory "
                                  "is there",
                                  who, describe_site(s).c_str(), i));
-        if (b.valid[i] & kPending)
-            fault(719, strprintf("%s %s reads shared 0x%x, which a TMA load or cp.async is still writing: wait on its "
-                                 "mbarrier (or cp.async.wait_group) first",
-                                 who, describe_site(s).c_str(), i));
+        if (b.valid[i] & kPending) {
+            const std::string tma = tma_load_covering(b, i);
+            fault(719, strprintf("%s %s reads shared 0x%x, which %s is still writing: wait on its mbarrier (or "
+                                 "cp.async.wait_group) first",
+                                 who, describe_site(s).c_str(), i, tma.empty() ? "a cp.async" : tma.c_str()));
+        }
     }
+}
+
+std::string tma_load_covering(const Block& b, uint32_t off) {
+    for (const BulkCopy& c : b.bulk_loads)
+        if (off >= c.smem && off < c.smem + c.bytes)
+            return strprintf("thread %u's TMA load (cp.async.bulk.tensor) %s", c.tid, describe_site(c.site).c_str());
+    return "";
 }
 
 void tma_deliver(Block& b, uint32_t mbar) {
@@ -159,6 +168,7 @@ void tma_load(Site s, int dims, uint32_t dst, uint64_t map, const int32_t* c, ui
     for (int i = 0; i < dims; i++) bc.c[i] = c[i];
     bc.smem = dst;
     bc.mbar = mbar;
+    bc.bytes = box_bytes(m);
     bc.tid = f.tid;
     bc.site = s;
     each_element(m, c, dst, [&](uint32_t sa, uint64_t g) {

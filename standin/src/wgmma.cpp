@@ -82,7 +82,7 @@ void load(Fiber& f, const Operand& o, unsigned rows, float* out, Site s, const c
             if (a % 2 || a + 2 > kArenaBytes)
                 fault(700, strprintf("wgmma %s element (%u, %u) at shared 0x%x %s is misaligned or past shared memory",
                                      which, r, k, a, describe_site(s).c_str()));
-            async_read_check(f, a, 2, which, s);
+            async_read_check(f, a, 2, which[0] == 'A' ? "wgmma operand A" : "wgmma operand B", s);
             out[r * 16 + k] = bf16_at(b, a);
         }
 }

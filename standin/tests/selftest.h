@@ -71,7 +71,7 @@ inline bool fail(const char* fmt, ...) {
         if (rc_ != CUDA_SUCCESS) return fail("%s returned %d (line %d)", #call, rc_, __LINE__); \
     } while (0)
 
-inline CUmodule g_modules[2];
+inline CUmodule g_modules[3];
 
 inline bool setup() {
     CU(cuInit(0));
@@ -82,13 +82,15 @@ inline bool setup() {
     CU(cuCtxSetCurrent(c));
     CU(cuModuleLoadData(&g_modules[0], "DRSTANDIN:planted"));
     CU(cuModuleLoadData(&g_modules[1], "DRSTANDIN:hopper"));
+    CU(cuModuleLoadData(&g_modules[2], "DRSTANDIN:gemm_ws"));
     return true;
 }
 
 inline CUfunction fn(const char* name) {
     CUfunction f = nullptr;
     if (cuModuleGetFunction(&f, g_modules[0], name) != CUDA_SUCCESS &&
-        cuModuleGetFunction(&f, g_modules[1], name) != CUDA_SUCCESS) {
+        cuModuleGetFunction(&f, g_modules[1], name) != CUDA_SUCCESS &&
+        cuModuleGetFunction(&f, g_modules[2], name) != CUDA_SUCCESS) {
         fprintf(stderr, "no kernel %s\n", name);
         exit(3);
     }

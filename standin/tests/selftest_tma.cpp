@@ -151,9 +151,49 @@ bool tma_store_2d() {
     return true;
 }
 
+// gemm_ws_64x64 on random quarters (sums exact in f32) against a plain matmul.
+bool gemm_ws(uint32_t k, uint32_t wait_full) {
+    unsigned seed = 4242 + k;
+    auto small = [&] {
+        seed = seed * 1103515245u + 12345u;
+        return (float)((int)(seed >> 16) % 17 - 8) / 4.0f;
+    };
+    std::vector<float> A(64 * k), Bt(64 * k);
+    std::vector<uint16_t> a16(64 * k), b16(64 * k);
+    for (uint32_t i = 0; i < 64 * k; i++) {
+        A[i] = small(), Bt[i] = small();
+        uint32_t u;
+        memcpy(&u, &A[i], 4), a16[i] = (uint16_t)(u >> 16);
+        memcpy(&u, &Bt[i], 4), b16[i] = (uint16_t)(u >> 16);
+    }
+    const CUdeviceptr da = upload(a16.data(), a16.size() * 2), db = upload(b16.data(), b16.size() * 2);
+    alignas(64) CUtensorMap ma, mb;
+    const cuuint64_t dim[2] = {k, 64}, stride[1] = {k * 2};
+    const cuuint32_t box[2] = {64, 64}, es[2] = {1, 1};
+    for (int i = 0; i < 2; i++)
+        CU(cuTensorMapEncodeTiled(i ? &mb : &ma, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void*)(i ? db : da), dim, stride,
+                                  box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+    CUdeviceptr dc;
+    CU(cuMemAlloc_v2(&dc, 64 * 64 * 4));
+    const CUresult rc = launch("gemm_ws_64x64", 1, 256, 0, nullptr, ma, mb, dc, k, wait_full);
+    if (!wait_full) return rc == CUDA_ERROR_LAUNCH_FAILED ? true : fail("the GEMM without its full wait returned %d", rc);
+    CU(rc);
+    auto C = download<float>(dc, 64 * 64);
+    for (int m = 0; m < 64; m++)
+        for (int n = 0; n < 64; n++) {
+            double want = 0;
+            for (uint32_t j = 0; j < k; j++) want += (double)A[m * k + j] * Bt[n * k + j];
+            CHECK(C[m * 64 + n] == (float)want, "C[%d][%d] = %g, want %g", m, n, C[m * 64 + n], want);
+        }
+    return true;
+}
+
 }  // namespace
 
 std::vector<Case> tma_cases() {
+    const char* ahead = "DR_EMU_SCHEDULE=warp-ahead";
+    const char* reverse = "DR_EMU_SCHEDULE=reverse";
     return {
         {"cuTensorMapEncodeTiled: a valid map, and each invalid argument refused", {}, encode_checks,
          "cuTensorMapEncodeTiled:"},
@@ -161,6 +201,13 @@ std::vector<Case> tma_cases() {
         {"TMA load 3-D u8, negative coordinate, box past the edges, no swizzle", {}, tma_load_3d_negative},
         {"PLANTED read of a TMA box before its mbarrier wait is caught", {}, tma_no_wait, "is still writing"},
         {"TMA store 2-D from a 128B-swizzled box past two edges, bulk wait_group", {}, tma_store_2d},
+        {"GEMM probe (TMA, 2-stage mbarrier ring, wgmma 128B swizzle): K 64, one tile", {}, [] { return gemm_ws(64, 1); }},
+        {"GEMM probe: K 256, the ring wraps twice", {}, [] { return gemm_ws(256, 1); }},
+        {"GEMM probe: K 200, the last tile zero-filled past K", {}, [] { return gemm_ws(200, 1); }},
+        {"GEMM probe: K 256 under warp-ahead", {ahead}, [] { return gemm_ws(256, 1); }},
+        {"GEMM probe: K 200 in reverse order", {reverse}, [] { return gemm_ws(200, 1); }},
+        {"PLANTED GEMM consumer without its full-barrier wait is caught", {}, [] { return gemm_ws(256, 0); },
+         "is still writing"},
     };
 }
 

@@ -1,7 +1,8 @@
 // Probes of the stand-in's Hopper emulations (tests/selftest_hopper.cpp):
 // each runs one instruction family on inputs the self-test made by hand and
 // writes what it saw; a few are planted bugs the stand-in must report.
-// Compiled only into the self-test library.
+// Compiled only into the self-test library (and checked to assemble with
+// nvcc -gencode=arch=compute_90a,code=sm_90a -DDR_NVCC_CHECK).
 #include <cuda.h>
 #include <stdint.h>
 
@@ -96,8 +97,11 @@ extern "C" __global__ void sync_misc(uint32_t* out) {
     }
 }
 
-// Planted: setmaxnreg with 100 registers (not a multiple of 8).
+// Planted: setmaxnreg with 100 registers (not a multiple of 8), which ptxas
+// refuses too: left out of an nvcc build (-DDR_NVCC_CHECK).
+#ifndef DR_NVCC_CHECK
 extern "C" __global__ void setmaxnreg_bad() { setmaxnreg_inc<100>(); }
+#endif
 
 // ---- stmatrix ------------------------------------------------------------------------------
 // Lane L holds r[q] = (L << 8 | 2q) in the low half and (L << 8 | 2q + 1) in
