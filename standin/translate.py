@@ -9,8 +9,12 @@ system headers are dropped, emu/device.h brings its own):
 - `asm [volatile]("ptx" : outs : ins)`: each PTX instruction becomes a call
   `::emu::ptx::<mnemonic with . as _>(site, operands...)`, operands through
   the constraint accessors of emu/ptx.h. An instruction the stand-in does not
-  emulate then fails to compile, naming it; a form this script cannot read
-  (predicates, PTX registers, blocks) stops the build here with the file:line.
+  emulate then fails to compile, naming it. A `{ }` block's `.reg`
+  registers (.pred, .b32, .u32, .s32, .b64, .u64) become locals of a lambda
+  run in place and an `@p` guard an `if`; `[map, {c0, c1}]` passes the map
+  then the coordinates, `d|p` two destinations, `_` a sink. A form this
+  script cannot read (labels, branches, other operands) stops the build
+  here with the file:line.
 - `__shared__` declarations: references into the block's shared memory,
   `T (&x)[N] = ::emu::shared_var<T[N]>([]{}, align, "x", site)`;
   `extern __shared__ T x[]` is the dynamic shared memory.
