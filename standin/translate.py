@@ -9,8 +9,12 @@ system headers are dropped, emu/device.h brings its own):
 - `asm [volatile]("ptx" : outs : ins)`: each PTX instruction becomes a call
   `::emu::ptx::<mnemonic with . as _>(site, operands...)`, operands through
   the constraint accessors of emu/ptx.h. An instruction the stand-in does not
-  emulate then fails to compile, naming it; a form this script cannot read
-  (predicates, PTX registers, blocks) stops the build here with the file:line.
+  emulate then fails to compile, naming it. A `{ }` block's `.reg`
+  registers (.pred, .b32, .u32, .s32, .b64, .u64) become locals of a lambda
+  run in place and an `@p` guard an `if`; `[map, {c0, c1}]` passes the map
+  then the coordinates, `d|p` two destinations, `_` a sink. A form this
+  script cannot read (labels, branches, other operands) stops the build
+  here with the file:line.
 - `__shared__` declarations: references into the block's shared memory,
   `T (&x)[N] = ::emu::shared_var<T[N]>([]{}, align, "x", site)`;
   `extern __shared__ T x[]` is the dynamic shared memory.
@@ -224,10 +228,18 @@ class Translator:
                 continue
             for plo, phi in split_top(toks, lo, hi, ","):
                 operands.append(self.operand(plo, phi, at, output=(sec is sections[1])))
-        calls = [self.instruction(ins, operands, at) for ins in split_instructions(template, at)]
+        instructions, regs = split_instructions(template, at)
+        self.regs = regs
+        calls = [self.instruction(ins, operands, at) for ins in instructions]
         if not calls:
             raise TranslateError(f"{where(at)}: empty asm statement")
-        self.replace(i, close + 1, "(" + ", ".join(calls) + ")")
+        if not regs and not any(c.startswith("if ") for c in calls):
+            self.replace(i, close + 1, "(" + ", ".join(calls) + ")")
+        else:
+            # PTX registers of a { } block (.reg) become locals of a lambda run
+            # in place, and a guarded instruction (@p) an if.
+            decls = "".join(f"{ctype} {var} = 0; " for var, ctype in regs.values())
+            self.replace(i, close + 1, "[&] { " + decls + "; ".join(calls) + "; }()")
         return close + 1
 
     def operand(self, lo, hi, at, output):
@@ -249,16 +261,23 @@ class Translator:
         return f"::emu::ptx::{kind}_{letters}({expr})"
 
     def instruction(self, ins, operands, at):
+        guard = None
+        m = re.fullmatch(r"@(!?)(%?%?\w+)\s+(.*)", ins)
+        if m:
+            reg = self.regs.get(m.group(2).replace("%%", "%"))
+            if reg is None or reg[1] != "bool":
+                raise TranslateError(f"{where(at)}: `{ins}` is guarded by `{m.group(2)}`, not a .pred of this block")
+            guard = ("!" if m.group(1) else "") + reg[0]
+            ins = m.group(3)
         mnemonic, _, rest = ins.partition(" ")
-        if mnemonic.startswith("@"):
-            raise TranslateError(f"{where(at)}: predicated PTX `{ins}` is not emulated")
         if not re.fullmatch(r"[a-z][\w.:]*", mnemonic):
             raise TranslateError(f"{where(at)}: cannot read PTX instruction `{ins}`")
         args = [site(at)]
         for op in split_ptx_operands(rest.strip(), at):
             args.extend(self.ptx_operand(op, operands, at))
         name = mnemonic.replace("::", "__").replace(".", "_")
-        return f"::emu::ptx::{name}({', '.join(args)})"
+        call = f"::emu::ptx::{name}({', '.join(args)})"
+        return f"if ({guard}) {call}" if guard else call
 
     def ptx_operand(self, op, operands, at):
         op = op.strip()
@@ -269,6 +288,25 @@ class Translator:
             for part in op[1:-1].split(","):
                 out.extend(self.ptx_operand(part, operands, at))
             return out
+        if op.startswith("[") and "," in op:
+            # [tensorMap, {c0, c1}]: the map's address, then the coordinates.
+            if not op.endswith("]"):
+                raise TranslateError(f"{where(at)}: cannot read PTX address `{op}`")
+            out = []
+            for part in split_ptx_operands(op[1:-1], at):
+                out.extend(self.ptx_operand(part if part.startswith("{") else "[" + part + "]", operands, at))
+            return out
+        if "|" in op and not op.startswith(("[", "{")):
+            # elect.sync d|p: two destinations.
+            out = []
+            for part in op.split("|"):
+                out.extend(self.ptx_operand(part, operands, at))
+            return out
+        if op == "_":
+            return ["::emu::ptx::sink()"]
+        reg = self.regs.get(op.replace("%%", "%"))
+        if reg is not None:
+            return [reg[0]]
         if op.startswith("["):
             m = re.fullmatch(r"\[\s*%(\d+)\s*(?:\+\s*(-?(?:0x[0-9a-fA-F]+|\d+)))?\s*\]", op)
             if not m:
@@ -456,16 +494,35 @@ class Translator:
         return head + text + "\n".join(regs) + "\n"
 
 
+REG_TYPES = {"pred": "bool", "b32": "uint32_t", "u32": "uint32_t", "s32": "int32_t", "b64": "uint64_t", "u64": "uint64_t"}
+
+
 def split_instructions(template, at):
-    out = []
+    """The instructions of a template, and the registers its { } block
+    declares (`.reg .pred p;`): PTX name -> (C++ local, C++ type)."""
+    out, regs = [], {}
     for part in template.replace("\n", ";").split(";"):
         part = re.sub(r"//.*", "", part).strip()
+        while part.startswith("{"):  # a block's braces only scope its .reg names
+            part = part[1:].strip()
+        while part.endswith("}") and part.count("}") > part.count("{"):
+            part = part[:-1].strip()
         if not part:
             continue
-        if part.startswith(("{", "}", ".reg", ".pred")):
-            raise TranslateError(f"{where(at)}: PTX block or register declaration `{part}` is not emulated")
+        m = re.fullmatch(r"\.reg\s+\.(\w+)\s+(.*)", part)
+        if m:
+            if m.group(1) not in REG_TYPES:
+                raise TranslateError(f"{where(at)}: PTX register type .{m.group(1)} in `{part}` is not emulated")
+            for name in m.group(2).split(","):
+                name = name.strip().replace("%%", "%")
+                if not re.fullmatch(r"%?[A-Za-z_]\w*", name):
+                    raise TranslateError(f"{where(at)}: cannot read the PTX register `{name}` in `{part}`")
+                regs[name] = (f"emu_reg_{len(regs)}", REG_TYPES[m.group(1)])
+            continue
+        if part.startswith((".", "}")) or re.fullmatch(r"[\w$]+\s*:.*", part) and "::" not in part.split()[0]:
+            raise TranslateError(f"{where(at)}: PTX `{part}` (a label, branch target or directive) is not emulated")
         out.append(re.sub(r"\s+", " ", part))
-    return out
+    return out, regs
 
 
 def split_ptx_operands(rest, at):

@@ -313,6 +313,10 @@ void shared_access(Fiber* f, unsigned char* p, uint32_t n, int kind, const void*
                     for (const CpAsync& c : grp)
                         if (covers(c)) who = strprintf("thread %u's cp.async %s", g.tid, describe_site(c.site).c_str());
             }
+            const std::string tma = tma_load_covering(b, i);
+            if (!tma.empty())
+                fault(719, strprintf("shared %s %s of %s, which %s is still writing: wait on its mbarrier first",
+                                     kind_name(kind), where_of(pc, site).c_str(), shared_name(b, i).c_str(), tma.c_str()));
             fault(719, strprintf("shared %s %s of %s, which %s is still writing: the copy must be completed "
                                  "(cp.async.wait_group) and published (__syncthreads) first",
                                  kind_name(kind), where_of(pc, site).c_str(), shared_name(b, i).c_str(), who.c_str()));

@@ -8,6 +8,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "emu/device.h"
@@ -89,7 +90,32 @@ struct CpAsync {
     Site site;
 };
 
-enum FiberState { F_RUN, F_BARRIER, F_WARP, F_DONE };
+// Hopper's asynchronous work (ptx_hopper.h). An in-flight wgmma result: the
+// register it lands in at its wait_group, and the value.
+struct WgmmaResult {
+    float* reg;
+    float value;
+};
+// A bulk tensor copy (TMA) in flight: the map as it was at issue, the box's
+// coordinates, the shared address and, for a load, its mbarrier.
+struct BulkCopy {
+    unsigned char map[128];
+    int dims;
+    int32_t c[5];
+    uint32_t smem, mbar, bytes;
+    unsigned tid;
+    Site site;
+};
+// An mbarrier object's state, kept beside the shared memory it lives in.
+struct MBarrier {
+    uint64_t phase = 0;  // completed phases; the current one's parity is phase & 1
+    uint32_t expected = 0, pending = 0;
+    int64_t tx = 0;
+};
+
+// F_GROUP: at a warpgroup collective (wgmma); F_MBAR: in mbarrier.try_wait
+// until the barrier changes.
+enum FiberState { F_RUN, F_BARRIER, F_WARP, F_DONE, F_GROUP, F_MBAR };
 
 struct Block;
 struct Fiber {
@@ -103,6 +129,18 @@ struct Fiber {
     std::deque<std::vector<CpAsync>> groups;
     uint64_t in[16] = {};
     uint64_t out[4] = {};
+    // wgmma: results not yet landed, by commit group, and the newest value
+    // of each register in flight (a later wgmma on the same accumulators
+    // reads it) with how many results target it.
+    std::vector<WgmmaResult> wg_uncommitted;
+    std::deque<std::vector<WgmmaResult>> wg_groups;
+    std::unordered_map<float*, std::pair<float, int>> wg_latest;
+    // Bulk tensor stores by bulk async-group; the mbarrier try_wait waits on.
+    std::vector<BulkCopy> bulk_uncommitted;
+    std::deque<std::vector<BulkCopy>> bulk_groups;
+    uint32_t wait_mbar = 0;
+    void* wg_args = nullptr;  // this thread's WgmmaArgs while at a wgmma
+    bool wg_fenced = false;   // a wgmma.fence came before its first wgmma
 };
 
 struct SharedVar {
@@ -160,6 +198,12 @@ struct Block {
     bool aborted = false;
     // Races reported in this block, by the two places: each pair once.
     std::vector<std::pair<Access, Access>> races;
+    // Hopper: mbarriers by shared offset, TMA loads in flight, and the
+    // arrivals at each warpgroup's collective (wgmma).
+    std::vector<std::pair<uint32_t, MBarrier>> mbarriers;
+    std::vector<BulkCopy> bulk_loads;
+    unsigned group_arrived[8] = {};
+    Site group_site[8] = {};
     uint64_t stamp() const { return serial << 32 | bar_gen; }
 };
 
@@ -189,5 +233,10 @@ void device_access(Fiber* f, uint64_t addr, uint32_t n, int kind, const void* pc
 // the last one runs `complete` over the arrived fibers, then all resume.
 using WarpComplete = void (*)(Block& b, unsigned warp, unsigned mask);
 void warp_collective(int kind, unsigned mask, Site s, WarpComplete complete);
+// Hopper state at block start and thread end (hopper_sync.cpp).
+void hopper_block_start(Block& b);
+void hopper_thread_end(Fiber& f);
+// "thread 0's TMA load at kernels/x.cu:12" if one in flight covers shared byte `off`, else "".
+std::string tma_load_covering(const Block& b, uint32_t off);
 
 }  // namespace emu

@@ -146,6 +146,7 @@ void run_block(Worker& w, LaunchRun& run, uint32_t linear) {
     b.aborted = false;
     b.races.clear();
     for (auto& ws : b.warps) ws = WarpState{};
+    hopper_block_start(b);
     // Shared memory: a red zone, the dynamic part, then statics as declared.
     if (b.arena_used) std::memset(b.valid, 0, b.arena_used);
     b.vars.clear();
@@ -166,6 +167,12 @@ void run_block(Worker& w, LaunchRun& run, uint32_t linear) {
         f.lane = t % 32;
         f.uncommitted.clear();
         f.groups.clear();
+        f.wg_uncommitted.clear();
+        f.wg_groups.clear();
+        f.wg_latest.clear();
+        f.wg_fenced = false;
+        f.bulk_uncommitted.clear();
+        f.bulk_groups.clear();
         ThreadState* ts = f.ts;
         ts->thread_idx = uint3{t % bd.x, t / bd.x % bd.y, t / (bd.x * bd.y)};
         ts->block_idx = b.idx;
@@ -212,9 +219,11 @@ void run_block(Worker& w, LaunchRun& run, uint32_t linear) {
                        b.fibers[last + 1].wait_site.line == f.wait_site.line &&
                        b.fibers[last + 1].wait_site.file == f.wait_site.file)
                     last++;
-                s += strprintf("\n    threads %u..%u wait at %s %s", t, last,
-                               f.state == F_BARRIER ? "__syncthreads" : "a warp collective",
-                               describe_site(f.wait_site).c_str());
+                const char* at = f.state == F_BARRIER ? "__syncthreads"
+                                 : f.state == F_GROUP ? "a warpgroup collective (wgmma)"
+                                 : f.state == F_MBAR  ? "an mbarrier that never completes its phase"
+                                                      : "a warp collective";
+                s += strprintf("\n    threads %u..%u wait at %s %s", t, last, at, describe_site(f.wait_site).c_str());
                 t = last;
             }
             int expected = 0;
@@ -284,6 +293,7 @@ void fiber_main(Fiber* f) {
     b.launch->k->d.run(f->ts->params);
     // Copies still in flight complete when their thread ends.
     ptx::cp_async_wait_all(Site{"<end of the thread>", 0});
+    hopper_thread_end(*f);
     f->state = F_DONE;
     b.live--;
     b.exited++;

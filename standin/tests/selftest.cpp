@@ -1,5 +1,7 @@
 // The stand-in's self-test: its PTX emulations on hand-computed values, its
-// driver semantics, and a suite of planted bugs (tests/kernels/planted.cu)
+// driver semantics, the Hopper instructions (tests/selftest_hopper.cpp, on
+// tests/kernels/hopper.cu and gemm_ws.cu), and a suite of planted bugs
+// (tests/kernels/planted.cu)
 // each of which it must catch, beside the correct twin it must pass. Every
 // case runs in a child process of its own (a fault ends a CUDA context, and
 // some cases need their own DR_EMU_* settings); the child's stderr is kept
@@ -19,113 +21,11 @@
 #include <limits>
 #include <vector>
 
-#include "emu/cuda_api.h"
+#include "selftest.h"
 
-extern "C" {
-CUresult cuInit(unsigned);
-CUresult cuDeviceGet(CUdevice*, int);
-CUresult cuDevicePrimaryCtxRetain(CUcontext*, CUdevice);
-CUresult cuCtxSetCurrent(CUcontext);
-CUresult cuCtxSynchronize();
-CUresult cuModuleLoadData(CUmodule*, const void*);
-CUresult cuModuleGetFunction(CUfunction*, CUmodule, const char*);
-CUresult cuFuncSetAttribute(CUfunction, int, int);
-CUresult cuLaunchKernel(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
-                        void**, void**);
-CUresult cuMemAlloc_v2(CUdeviceptr*, size_t);
-CUresult cuMemAllocAsync(CUdeviceptr*, size_t, CUstream);
-CUresult cuMemcpyHtoD_v2(CUdeviceptr, const void*, size_t);
-CUresult cuMemcpyDtoH_v2(void*, CUdeviceptr, size_t);
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr, const void*, size_t, CUstream);
-CUresult cuMemcpyDtoHAsync_v2(void*, CUdeviceptr, size_t, CUstream);
-CUresult cuMemsetD8Async(CUdeviceptr, unsigned char, size_t, CUstream);
-CUresult cuMemHostAlloc(void**, size_t, unsigned);
-CUresult cuStreamCreate(CUstream*, unsigned);
-CUresult cuStreamSynchronize(CUstream);
-CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned);
-CUresult cuEventCreate(CUevent*, unsigned);
-CUresult cuEventRecord(CUevent, CUstream);
-CUresult cuStreamBeginCapture_v2(CUstream, int);
-CUresult cuStreamEndCapture(CUstream, CUgraph*);
-CUresult cuGraphInstantiateWithFlags(CUgraphExec*, CUgraph, unsigned long long);
-CUresult cuGraphLaunch(CUgraphExec, CUstream);
-}
+using namespace selftest;
 
 namespace {
-
-// ---- a small harness --------------------------------------------------------------
-std::string g_why;
-
-bool fail(const char* fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    g_why = buf;
-    return false;
-}
-
-#define CHECK(cond, ...) \
-    do {                 \
-        if (!(cond)) return fail(__VA_ARGS__); \
-    } while (0)
-#define CU(call)                                                                        \
-    do {                                                                                \
-        const CUresult rc_ = (call);                                                    \
-        if (rc_ != CUDA_SUCCESS) return fail("%s returned %d (line %d)", #call, rc_, __LINE__); \
-    } while (0)
-
-CUmodule g_module;
-
-bool setup() {
-    CU(cuInit(0));
-    CUdevice d;
-    CU(cuDeviceGet(&d, 0));
-    CUcontext c;
-    CU(cuDevicePrimaryCtxRetain(&c, d));
-    CU(cuCtxSetCurrent(c));
-    CU(cuModuleLoadData(&g_module, "DRSTANDIN:planted"));
-    return true;
-}
-
-CUfunction fn(const char* name) {
-    CUfunction f = nullptr;
-    if (cuModuleGetFunction(&f, g_module, name) != CUDA_SUCCESS) {
-        fprintf(stderr, "no kernel %s\n", name);
-        exit(3);
-    }
-    return f;
-}
-
-template <class... A>
-CUresult launch(const char* name, unsigned grid, unsigned block, unsigned smem, CUstream s, A... args) {
-    void* p[] = {&args..., nullptr};
-    return cuLaunchKernel(fn(name), grid, 1, 1, block, 1, 1, smem, s, p, nullptr);
-}
-
-CUdeviceptr upload(const void* host, size_t n) {
-    CUdeviceptr d = 0;
-    if (cuMemAlloc_v2(&d, n) || cuMemcpyHtoD_v2(d, host, n)) {
-        fprintf(stderr, "upload failed\n");
-        exit(3);
-    }
-    return d;
-}
-
-template <class T>
-std::vector<T> download(CUdeviceptr d, size_t count) {
-    std::vector<T> v(count);
-    if (cuMemcpyDtoH_v2(v.data(), d, count * sizeof(T))) fprintf(stderr, "download failed\n");
-    return v;
-}
-
-struct Case {
-    const char* name;
-    std::vector<const char*> env;  // "NAME=value"
-    std::function<bool()> body;
-    const char* report = nullptr;  // a phrase the stand-in's stderr must contain
-};
 
 int run_case(const Case& c) {
     char path[] = "/tmp/dr-standin-selftest-XXXXXX";
@@ -624,7 +524,7 @@ int main() {
     const char* race = "DR_EMU_RACECHECK=1";
     const char* lazy = "DR_EMU_STREAMS=lazy";
     const char* ahead = "DR_EMU_SCHEDULE=warp-ahead";
-    const std::vector<Case> cases = {
+    std::vector<Case> cases = {
         // PTX emulations on hand-computed values
         {"mma.m16n8k16: each D register's row and column (A = I, B and C numbered)", {}, mma_hand_values},
         {"mma.m16n8k16: A x B + C on random bf16 operands", {}, [] { return mma_matches_product("mma_probe", true); }},
@@ -675,6 +575,7 @@ int main() {
         {"PLANTED write past a __shared__ array is caught", {}, shared_overrun, "past the end of __shared__ s"},
         {"PLANTED static shared memory over 48 KB is caught", {}, too_much_shared, "static shared memory"},
     };
+    for (Case& c : hopper_cases()) cases.push_back(std::move(c));
     int failed = 0;
     for (const Case& c : cases) failed += run_case(c);
     printf("%d passed, %d failed\n", (int)cases.size() - failed, failed);

@@ -137,3 +137,4 @@ void ex2_approx_ftz_f32(Site s, float& d, float a);
 void mov_b64(Site s, uint64_t& d, uint64_t a);
 
 }  // namespace emu::ptx
+#include "emu/ptx_hopper.h"
