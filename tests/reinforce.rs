@@ -657,6 +657,31 @@ fn gpu_backend_is_batch_independent_and_tracks_the_cpu() {
     );
 }
 
+/// `--device cuda` without --batch-size: the batch comes from the device's
+/// free memory (at most a mixing group's samples) and is said at start; the
+/// records are those of --batch-size 32. (The halving on an out-of-memory
+/// is tested in pipeline::gpu, against a fake and a real driver error.)
+#[test]
+fn gpu_batch_size_comes_from_memory() {
+    if dr::cuda::testing::gpu_or_skip().is_none() {
+        return;
+    }
+    let root = dataset("reinforce-gpu-memory", false);
+    ok(reinforce(
+        &root,
+        "g32",
+        &["--batch-size", "32", "--device", "cuda"],
+    ));
+    let auto = reinforce(&root, "auto", &["--device", "cuda"]);
+    let said = text(&auto.stderr);
+    ok(auto);
+    assert!(
+        said.contains("dr reinforce: batch size ") && said.contains("MiB free of"),
+        "{said}"
+    );
+    assert_same(&root.join("g32"), &root.join("auto"));
+}
+
 /// The transformer families on the GPU backend ([gpu-transformer]): ViT
 /// (class token, attention), Swin (windows, shifted masks, patch merging)
 /// and ConvNeXt, each the same bytes at batch sizes 32 and 5 and within

@@ -89,7 +89,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         out: reinforced.clone(),
         config: cfg,
         seed: 0,
-        batch_size: a.batch_size,
+        batch_size: Some(a.batch_size),
         temperature: 1.0,
         task: None,
         fail_on_bad: false,

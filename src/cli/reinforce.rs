@@ -50,9 +50,12 @@ pub struct ReinforceArgs {
     /// Seed of the augmentation parameters and the work order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Samples per teacher call (does not change the output).
-    #[arg(long, default_value_t = 32, value_parser = crate::cli::values::at_least_one)]
-    pub batch_size: usize,
+    /// Samples per teacher call (does not change the output). Default: 32
+    /// on the CPU; on GPUs the most that fits their free memory (at most
+    /// 512), said at start. An out-of-memory while the teachers load halves
+    /// it, said too.
+    #[arg(long, value_parser = crate::cli::values::at_least_one)]
+    pub batch_size: Option<usize>,
     /// Softmax temperature of the teachers.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::values::temperature)]
     pub temperature: f32,

@@ -40,6 +40,26 @@ pub enum CudaError {
     Invalid(String),
 }
 
+impl CudaError {
+    /// The driver ran out of device memory (an allocation, or a launch or
+    /// graph that needed memory).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            CudaError::Driver { source, .. }
+                if source.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+        )
+    }
+
+    /// Whether `e` (any error chain) is a device out-of-memory.
+    pub fn in_chain_is_out_of_memory(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.downcast_ref::<CudaError>()
+                .is_some_and(|c| c.is_out_of_memory())
+        })
+    }
+}
+
 /// Attach what was being done to a driver error.
 pub(crate) trait DriverContext<T> {
     fn during(self, what: impl FnOnce() -> String, ordinal: usize) -> Result<T>;

@@ -67,6 +67,106 @@ pub fn executor_name(gpu: &Gpu) -> String {
     }
 }
 
+/// The most samples a batch `dr reinforce --device cuda` chooses for
+/// itself: past a few hundred a batch fills an H100 (the throughput stops
+/// growing) while the first batch's latency and the memory keep growing.
+pub const MAX_AUTO_BATCH: usize = 512;
+
+/// Device memory the teachers need at batch B: (fixed, per sample) bytes,
+/// from their plans at batch 2 (weights and constants; arena, split-K
+/// workspace, logits and top-k buffers). Batch 2, not 1: a plan at batch 1
+/// may fuse away copies a larger batch needs (a [B*H, ...] reshape is a view
+/// only when B is 1), so batch 1 would underestimate.
+pub fn teacher_bytes(teachers: &Ensemble, topk: usize) -> Result<(usize, usize)> {
+    let (mut fixed, mut per) = (0, 0);
+    let mut classes = 0;
+    for m in &teachers.members {
+        let plan = lower(&*m.graph(2)?).map_err(|e| anyhow!("{}: {e}", m.path.display()))?;
+        let (f, p) = plan.device_bytes();
+        fixed += f;
+        per += p.div_ceil(2);
+        classes = plan.classes;
+    }
+    let k = topk.min(classes);
+    per += (teachers.members.len() + 1) * classes * 4 + 4 * k * 4;
+    Ok((fixed, per))
+}
+
+/// The batch that fits `free` bytes of a device of `total`: the teachers'
+/// `fixed` and `per_sample` bytes within free less a headroom (a tenth of
+/// the device, at least 256 MiB, at most half of what is free) for what
+/// grows with the images rather than the batch (the augmentation's staged
+/// images and scratch) and for CUDA graphs and the driver. A multiple of 8
+/// from 8 up, at most MAX_AUTO_BATCH; None when not even one sample fits.
+pub fn batch_for(free: usize, total: usize, fixed: usize, per_sample: usize) -> Option<usize> {
+    let headroom = (total / 10).max(256 << 20).min(free / 2);
+    let budget = free.checked_sub(headroom)?.checked_sub(fixed)?;
+    match budget / per_sample.max(1) {
+        0 => None,
+        b if b < 8 => Some(b),
+        b => Some((b / 8 * 8).min(MAX_AUTO_BATCH)),
+    }
+}
+
+/// `batch_for` on `gpu` now, at most `most` (a batch never spans mixing
+/// groups, so samples past a group's would be padding), with a line saying
+/// how it was chosen; an error naming the sizes when not one sample fits.
+pub fn batch_from_memory(
+    gpu: &Gpu,
+    teachers: &Ensemble,
+    topk: usize,
+    most: usize,
+) -> Result<(usize, String)> {
+    let (fixed, per) = teacher_bytes(teachers, topk)?;
+    let (free, total) = gpu.memory()?;
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    let fits = batch_for(free, total, fixed, per).ok_or_else(|| {
+        anyhow!(
+            "cuda:{}: the teachers need {:.0} MiB for weights and {:.1} MiB a sample; {:.0} MiB of {:.0} MiB are free. Fix: free the device, or run on a larger one (--device cpu runs anywhere)",
+            gpu.ordinal(),
+            mib(fixed),
+            mib(per),
+            mib(free),
+            mib(total)
+        )
+    })?;
+    let b = fits.min(most.max(1));
+    Ok((
+        b,
+        format!(
+            "batch size {b} on cuda:{} ({:.0} MiB free of {:.0} MiB; teachers {:.0} MiB + {:.2} MiB a sample: {fits} fit, at most {MAX_AUTO_BATCH}, at most {most} a mixing group; --batch-size sets it, the records are the same)",
+            gpu.ordinal(),
+            mib(free),
+            mib(total),
+            mib(fixed),
+            mib(per)
+        ),
+    ))
+}
+
+/// `build(batch)`, halving the batch while it fails for want of device
+/// memory (`say` tells each step: the records do not depend on the batch
+/// size, the speed may); any other error, or one at batch 1, is returned.
+pub fn with_batch_backoff<T>(
+    mut batch: usize,
+    mut build: impl FnMut(usize) -> Result<T>,
+    mut say: impl FnMut(String),
+) -> Result<(T, usize)> {
+    loop {
+        match build(batch) {
+            Err(e) if batch > 1 && crate::cuda::CudaError::in_chain_is_out_of_memory(&e) => {
+                say(format!(
+                    "out of device memory loading the teachers at batch size {batch}: retrying at {} (the records are the same at any batch size)",
+                    batch / 2
+                ));
+                batch /= 2;
+            }
+            Err(e) => return Err(e),
+            Ok(t) => return Ok((t, batch)),
+        }
+    }
+}
+
 impl GpuTeacher {
     /// Lowers and uploads every member at `batch`, captures their forwards.
     pub fn new(
@@ -205,5 +305,85 @@ impl GpuTeacher {
             .download_at(&self.ids[b.buffer], 0, &mut ids)?;
         self.readback.synchronize()?;
         Ok((vals, ids, b.start.elapsed_ms(&b.end)? as f64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_batch_fits_free_memory_less_the_headroom() {
+        // 80 GiB free of 80: 8 GiB headroom, 1 GiB of weights, 100 MiB a
+        // sample -> 727 samples fit, capped.
+        assert_eq!(
+            batch_for(80 << 30, 80 << 30, 1 << 30, 100 * MIB),
+            Some(MAX_AUTO_BATCH)
+        );
+        // 16 GiB: 1.6 GiB headroom, 13.4 GiB / 100 MiB = 137 -> 136.
+        assert_eq!(batch_for(16 << 30, 16 << 30, 1 << 30, 100 * MIB), Some(136));
+        // Under 8 samples: as many as fit, not rounded to 0.
+        assert_eq!(batch_for(2 << 30, 4 << 30, 1 << 30, 100 * MIB), Some(6));
+        // The headroom is at most half of what is free.
+        assert_eq!(batch_for(600 * MIB, 64 << 30, 0, 10 * MIB), Some(24));
+        // Not one sample, or not even the weights.
+        assert_eq!(batch_for(2 << 30, 4 << 30, 1 << 30, 2 << 30), None);
+        assert_eq!(batch_for(1 << 30, 4 << 30, 2 << 30, MIB), None);
+    }
+
+    fn out_of_memory() -> anyhow::Error {
+        let source =
+            cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY);
+        anyhow::Error::new(crate::cuda::CudaError::Driver {
+            what: "allocating".into(),
+            ordinal: 0,
+            source,
+        })
+        .context("loading on the GPU")
+    }
+
+    #[test]
+    fn out_of_memory_halves_the_batch_and_says_so() {
+        let mut said = Vec::new();
+        let (t, b) = with_batch_backoff(
+            512,
+            |b| {
+                if b > 100 {
+                    Err(out_of_memory())
+                } else {
+                    Ok(b * 10)
+                }
+            },
+            |m| said.push(m),
+        )
+        .unwrap();
+        assert_eq!((t, b), (640, 64));
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(
+            said[0].contains("at batch size 512: retrying at 256"),
+            "{}",
+            said[0]
+        );
+        // Other errors, and an out-of-memory at batch 1, stop.
+        let e = with_batch_backoff(8, |_| -> Result<()> { Err(anyhow!("bad model")) }, |_| {});
+        assert!(e.unwrap_err().to_string().contains("bad model"));
+        let e = with_batch_backoff(1, |_| -> Result<()> { Err(out_of_memory()) }, |_| {});
+        assert!(crate::cuda::CudaError::in_chain_is_out_of_memory(
+            &e.unwrap_err()
+        ));
+    }
+
+    /// The driver's (or the stand-in's) answer to an allocation past the
+    /// device is recognised as out-of-memory.
+    #[test]
+    fn a_too_large_allocation_is_out_of_memory() {
+        let Some(gpu) = crate::cuda::testing::gpu_or_skip() else {
+            return;
+        };
+        let (_, total) = gpu.memory().unwrap();
+        let e = gpu.alloc::<u8>(total * 2).map(|_| ()).unwrap_err();
+        assert!(e.is_out_of_memory(), "{e}");
     }
 }

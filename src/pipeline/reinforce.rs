@@ -37,7 +37,9 @@ pub struct Options {
     pub out: PathBuf,
     pub config: ReinforceConfig,
     pub seed: u64,
-    pub batch_size: usize,
+    /// Samples per teacher call; None: 32 on the CPU, on GPUs the most that
+    /// fits their free memory (`gpu::batch_from_memory`).
+    pub batch_size: Option<usize>,
     pub temperature: f32,
     /// `Some((i, n))`: this process is task i of n.
     pub task: Option<(u32, u32)>,
@@ -47,6 +49,9 @@ pub struct Options {
     /// (shards go to whichever worker is free); empty: the CPU backend.
     pub devices: Vec<usize>,
 }
+
+/// Samples per teacher call on the CPU when --batch-size is not given.
+pub const DEFAULT_CPU_BATCH: usize = 32;
 
 /// Counters the progress display reads while the job runs.
 #[derive(Default)]
@@ -209,22 +214,47 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     {
         bail!("--device cuda: {why}. Fix: --device cpu");
     }
-    for &d in &opt.devices {
-        let g = crate::cuda::Gpu::open(d).with_context(|| format!("--device cuda:{d}"))?;
-        let t = super::gpu::GpuTeacher::new(
-            &g,
-            &teachers,
-            opt.batch_size,
-            cfg.topk as usize,
-            opt.temperature,
-        )?;
-        emulated |= g.info().stand_in;
-        for f in &t.tuning {
-            if !kernel_tuning.contains(f) {
-                kernel_tuning.push(f.clone());
+    let opened = opt
+        .devices
+        .iter()
+        .map(|&d| crate::cuda::Gpu::open(d).with_context(|| format!("--device cuda:{d}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut batch_size = opt.batch_size.unwrap_or(DEFAULT_CPU_BATCH);
+    if opt.batch_size.is_none() && !opened.is_empty() {
+        // One batch for every worker: the smallest any device fits.
+        let per_group = (cfg.mixing_group as usize * cfg.num_samples as usize).div_ceil(8) * 8;
+        let mut chosen: Option<(usize, String)> = None;
+        for g in &opened {
+            let c = super::gpu::batch_from_memory(g, &teachers, cfg.topk as usize, per_group)?;
+            if chosen.as_ref().is_none_or(|b| c.0 < b.0) {
+                chosen = Some(c);
             }
         }
-        gpus.push((super::gpu::executor_name(&g), std::sync::Mutex::new(t)));
+        let (b, why) = chosen.expect("a device");
+        eprintln!("dr reinforce: {why}");
+        batch_size = b;
+    }
+    if !opened.is_empty() {
+        let build = |b: usize| {
+            opened
+                .iter()
+                .map(|g| {
+                    super::gpu::GpuTeacher::new(g, &teachers, b, cfg.topk as usize, opt.temperature)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let (built, b) =
+            super::gpu::with_batch_backoff(batch_size, build, |m| eprintln!("dr reinforce: {m}"))?;
+        batch_size = b;
+        for (g, t) in opened.iter().zip(built) {
+            emulated |= g.info().stand_in;
+            for f in &t.tuning {
+                if !kernel_tuning.contains(f) {
+                    kernel_tuning.push(f.clone());
+                }
+            }
+            gpus.push((super::gpu::executor_name(g), std::sync::Mutex::new(t)));
+        }
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
         bail!(
@@ -373,7 +403,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         teachers: &teachers,
         temperature: opt.temperature,
         layout: &layout,
-        batch_size: opt.batch_size,
+        batch_size,
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
         list_lines: (!listing.list_lines.is_empty()).then_some(&listing.list_lines[..]),

@@ -218,6 +218,25 @@ pub struct GpuPlan {
     pub workspace_len: usize,
 }
 
+impl GpuPlan {
+    /// Device bytes `GpuModel::new` allocates for this plan: (weights and
+    /// constants, which do not grow with the batch; the arena and the
+    /// split-K workspace, which do).
+    pub fn device_bytes(&self) -> (usize, usize) {
+        let fixed = self
+            .weights
+            .iter()
+            .map(|w| w.packed.len() * 2 + w.bias.len() * 4)
+            .sum::<usize>()
+            + self.bf16_consts.iter().map(|c| c.len() * 2).sum::<usize>()
+            + self.f32_consts.iter().map(|c| c.len() * 4).sum::<usize>();
+        (
+            fixed,
+            self.arena_len.max(1) * 2 + self.workspace_len.max(1) * 4,
+        )
+    }
+}
+
 /// A convolution step's table label with the kernel `v` it runs.
 pub fn conv_label(p: &ConvParams, v: crate::teacher::gpu::conv::Variant) -> String {
     format!(
