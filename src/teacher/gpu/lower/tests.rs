@@ -435,3 +435,77 @@ fn real_transformers_track_the_cpu_executor() {
         }
     }
 }
+
+/// torchvision's ViT attention (nn.MultiheadAttention: tokens-major, the
+/// heads merged with the images into one axis whose strides do not chain)
+/// as the legacy exporter writes it, hand-built at batch 2: after the
+/// passes q, k and v are views of the projection and the attention writes
+/// the layout the out-projection reads, so no step copies; the plan tracks
+/// the CPU executor through the twins.
+#[test]
+fn multihead_attention_lowers_without_copies() {
+    use crate::teacher::graph::{Binary, ConvAttrs};
+    use crate::teacher::passes::build::{Build, filled};
+    let (n, m, h, d, classes) = (2, 6, 2, 8, 10);
+    let e = h * d;
+    let mut t = Build::new();
+    let x = t.input(&[n, 3, 2, 3]);
+    let w = t.constant(filled(&[e, 3, 1, 1], 1, 0.5));
+    let attrs = ConvAttrs {
+        kernel: [1, 1],
+        strides: [1, 1],
+        pads: [0; 4],
+        dilations: [1, 1],
+        group: 1,
+        auto_pad: AutoPad::Explicit,
+        act: Activation::None,
+    };
+    let conv = t.node(Op::Conv(attrs), &[x, w], &[n, e, 2, 3]);
+    let flat = t.reshape(conv, &[n, e, m]);
+    let tokens = t.transpose(flat, &[2, 0, 1]);
+    let w_qkv = t.constant(filled(&[e, 3 * e], 2, 0.5));
+    let qkv = t.node(Op::MatMul, &[tokens, w_qkv], &[m, n, 3 * e]);
+    let qkv = t.reshape(qkv, &[m, n, 3, e]);
+    let [q, k, v] = [0, 1, 2].map(|i| {
+        let x = t.select(qkv, 2, i);
+        t.mha_heads(x, h)
+    });
+    let scale = t.constant(Tensor::scalar_f32(0.5));
+    let q = t.binary(Binary::Mul, q, scale, &[n, h, m, d]);
+    let kt = t.transpose(k, &[0, 1, 3, 2]);
+    let kt = t.binary(Binary::Mul, kt, scale, &[n, h, d, m]);
+    let s = t.node(Op::MatMul, &[q, kt], &[n, h, m, m]);
+    let p = t.node(Op::Softmax { axis: -1 }, &[s], &[n, h, m, m]);
+    let y = t.node(Op::MatMul, &[p, v], &[n, h, m, d]);
+    let y = t.transpose(y, &[2, 0, 1, 3]);
+    let y = t.reshape(y, &[m * n, e]);
+    let w_out = t.constant(filled(&[e, e], 3, 0.5));
+    let y = t.node(Op::MatMul, &[y, w_out], &[m * n, e]);
+    let y = t.reshape(y, &[m, n, e]);
+    let y = t.transpose(y, &[1, 0, 2]);
+    let cls = t.select(y, 1, 0);
+    let w_head = t.constant(filled(&[e, classes], 4, 0.5));
+    let logits = t.node(Op::MatMul, &[cls, w_head], &[n, classes]);
+    t.0.outputs.push(logits);
+    let g = t.0;
+    let mut opt = g.clone();
+    crate::teacher::passes::optimize(&mut opt).unwrap();
+    let plan = lower(&opt).unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(Step::describe).collect();
+    let count = |p: &dyn Fn(&Step) -> bool| plan.steps.iter().filter(|s| p(s)).count();
+    assert_eq!(
+        count(&|s| matches!(s, Step::Attention { .. })),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(count(&|s| matches!(s, Step::Copy { .. })), 0, "{steps:?}");
+    let xs = filled(&[n, 3, 2, 3], 5, 2.0).to_f32_vec();
+    let want = crate::teacher::cpu::run(&g, vec![Tensor::f32(vec![n, 3, 2, 3], xs.clone())])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    let got = plan.run_cpu(&to_nhwc_bf16(&xs, [n, 3, 2, 3], plan.input_channels));
+    let (err, agree) = compare(&got, &want, classes);
+    println!("{steps:?}: bf16 twin vs f32 {err:.2e}, top-1 {agree}/{n}");
+    assert!(err < 0.02 && agree == n, "{err} {agree}");
+}
