@@ -438,15 +438,13 @@ fn real_transformers_track_the_cpu_executor() {
 
 /// torchvision's ViT attention (nn.MultiheadAttention: tokens-major, the
 /// heads merged with the images into one axis whose strides do not chain)
-/// as the legacy exporter writes it, hand-built at batch 2: after the
-/// passes q, k and v are views of the projection and the attention writes
-/// the layout the out-projection reads, so no step copies; the plan tracks
-/// the CPU executor through the twins.
-#[test]
-fn multihead_attention_lowers_without_copies() {
+/// as the legacy exporter writes it, hand-built at batch `n` with 6
+/// tokens, 2 heads of 16: a 1x1 convolution's pixels as the tokens, one
+/// attention block, the first token's logits over 10 classes.
+pub(crate) fn multihead_attention(n: usize) -> Graph {
     use crate::teacher::graph::{Binary, ConvAttrs};
     use crate::teacher::passes::build::{Build, filled};
-    let (n, m, h, d, classes) = (2, 6, 2, 8, 10);
+    let (m, h, d, classes) = (6, 2, 16, 10);
     let e = h * d;
     let mut t = Build::new();
     let x = t.input(&[n, 3, 2, 3]);
@@ -487,7 +485,17 @@ fn multihead_attention_lowers_without_copies() {
     let w_head = t.constant(filled(&[e, classes], 4, 0.5));
     let logits = t.node(Op::MatMul, &[cls, w_head], &[n, classes]);
     t.0.outputs.push(logits);
-    let g = t.0;
+    t.0
+}
+
+/// After the passes, nn.MultiheadAttention's q, k and v are views of the
+/// projection and the attention writes the layout the out-projection
+/// reads, so no step copies; the plan tracks the CPU executor through the
+/// twins.
+#[test]
+fn multihead_attention_lowers_without_copies() {
+    let n = 2;
+    let g = multihead_attention(n);
     let mut opt = g.clone();
     crate::teacher::passes::optimize(&mut opt).unwrap();
     let plan = lower(&opt).unwrap();
@@ -499,13 +507,13 @@ fn multihead_attention_lowers_without_copies() {
         "{steps:?}"
     );
     assert_eq!(count(&|s| matches!(s, Step::Copy { .. })), 0, "{steps:?}");
-    let xs = filled(&[n, 3, 2, 3], 5, 2.0).to_f32_vec();
+    let xs = crate::teacher::passes::build::filled(&[n, 3, 2, 3], 5, 2.0).to_f32_vec();
     let want = crate::teacher::cpu::run(&g, vec![Tensor::f32(vec![n, 3, 2, 3], xs.clone())])
         .unwrap()
         .remove(0)
         .to_f32_vec();
     let got = plan.run_cpu(&to_nhwc_bf16(&xs, [n, 3, 2, 3], plan.input_channels));
-    let (err, agree) = compare(&got, &want, classes);
+    let (err, agree) = compare(&got, &want, plan.classes);
     println!("{steps:?}: bf16 twin vs f32 {err:.2e}, top-1 {agree}/{n}");
     assert!(err < 0.02 && agree == n, "{err} {agree}");
 }
