@@ -255,14 +255,7 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
     use crate::teacher::graph::{ConvAttrs, Graph, Node, PadMode, ReduceKind, Value};
     use crate::teacher::tensor::DType;
     let (n, c) = (3usize, 8usize);
-    let mut g = Graph {
-        values: vec![],
-        nodes: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        opset: 17,
-        source: PathBuf::from("hand-built"),
-    };
+    let mut g = crate::teacher::passes::build::Build::new().0;
     let value = |g: &mut Graph, shape: Vec<usize>, constant: Option<Tensor>| {
         g.values.push(Value {
             name: format!("v{}", g.values.len()),
@@ -296,15 +289,7 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
     );
     let gathered = value(&mut g, vec![n, c, 8, 2, 2], None);
     let mean = value(&mut g, vec![n, c], None);
-    let attrs = ConvAttrs {
-        kernel: [1, 1],
-        strides: [1, 1],
-        pads: [0; 4],
-        dilations: [1, 1],
-        group: 1,
-        auto_pad: AutoPad::Explicit,
-        act: Activation::None,
-    };
+    let attrs = ConvAttrs::pointwise();
     let node = |name: &str, op: Op, inputs: Vec<usize>, out: usize| Node {
         name: name.into(),
         op,
@@ -449,15 +434,7 @@ pub(crate) fn multihead_attention(n: usize) -> Graph {
     let mut t = Build::new();
     let x = t.input(&[n, 3, 2, 3]);
     let w = t.constant(filled(&[e, 3, 1, 1], 1, 0.5));
-    let attrs = ConvAttrs {
-        kernel: [1, 1],
-        strides: [1, 1],
-        pads: [0; 4],
-        dilations: [1, 1],
-        group: 1,
-        auto_pad: AutoPad::Explicit,
-        act: Activation::None,
-    };
+    let attrs = ConvAttrs::pointwise();
     let conv = t.node(Op::Conv(attrs), &[x, w], &[n, e, 2, 3]);
     let flat = t.reshape(conv, &[n, e, m]);
     let tokens = t.transpose(flat, &[2, 0, 1]);
