@@ -585,8 +585,9 @@ impl Lowering<'_> {
 
     /// Attention(q, k, v, [bias]) on the fused kernel: q, k and v read
     /// through their views ([batch, heads, rows, d] or [heads, rows, d],
-    /// d contiguous), the output written tokens-major ([b][i][h][d]) so the
-    /// heads merge back into [b, i, h*d] as a view.
+    /// d contiguous), the output written tokens-major ([b][i][h][d], or
+    /// [i][b][h][d] when a transpose to that order reads it) so the heads
+    /// merge back into [b, i, h*d] (or [i·b, h*d]) as a view.
     fn attention(&mut self, node: &Node, scale: f32) -> Result<(), String> {
         let out = node.outputs[0];
         let qs = self.shapes[self.act_in(node, 0)?].clone();
