@@ -235,6 +235,10 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         /// shapes) and, when the model lowers, every GPU kernel step.
         #[arg(long)]
         nodes: bool,
+        /// Prepare the model at this batch (default: the export's fixed
+        /// batch, else 1): which views need a copy can depend on it.
+        #[arg(long)]
+        batch_size: Option<usize>,
     },
     /// Microbenchmarks on a GPU; results go to bench-results/.
     #[command(
@@ -679,8 +683,12 @@ fn run(cli: Cli) -> Result<()> {
             data,
             out,
         } => cli::dataset::import_ml_dr(&dir, &data, &out)?,
-        Command::Inspect { model, nodes } => {
-            let (report, unsupported) = dr::teacher::infer::inspect(&model, nodes)?;
+        Command::Inspect {
+            model,
+            nodes,
+            batch_size,
+        } => {
+            let (report, unsupported) = dr::teacher::infer::inspect(&model, nodes, batch_size)?;
             out_str!(report);
             if unsupported > 0 {
                 anyhow::bail!(

@@ -59,6 +59,22 @@ pub struct ConvAttrs {
     pub act: Activation,
 }
 
+impl ConvAttrs {
+    /// A 1x1 convolution of stride 1 with no epilogue: a linear layer over
+    /// the channels.
+    pub fn pointwise() -> Self {
+        ConvAttrs {
+            kernel: [1, 1],
+            strides: [1, 1],
+            pads: [0; 4],
+            dilations: [1, 1],
+            group: 1,
+            auto_pad: AutoPad::Explicit,
+            act: Activation::None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
     Max,

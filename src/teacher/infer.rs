@@ -357,8 +357,8 @@ pub fn macs(g: &Graph) -> u64 {
 
 /// `dr inspect`'s report, and how many nodes dr cannot run (the command
 /// fails when there are any). `nodes` adds the IR after the passes and the
-/// GPU steps.
-pub fn inspect(path: &Path, nodes: bool) -> Result<(String, usize)> {
+/// GPU steps; `batch` overrides the batch it is prepared at.
+pub fn inspect(path: &Path, nodes: bool, batch: Option<usize>) -> Result<(String, usize)> {
     let mut s = String::new();
     let unsupported = onnx::unsupported_nodes(path)?;
     if !unsupported.is_empty() {
@@ -397,8 +397,9 @@ pub fn inspect(path: &Path, nodes: bool) -> Result<(String, usize)> {
         *hist.entry(n.op.name()).or_default() += 1;
     }
     // A model exported with a fixed batch is prepared at that batch.
-    let batch = match model.input_dims.first().and_then(|d| d.first()) {
-        Some(onnx::Dim::Fixed(n)) if *n > 0 => *n,
+    let batch = match (batch, model.input_dims.first().and_then(|d| d.first())) {
+        (Some(b), _) => b,
+        (None, Some(onnx::Dim::Fixed(n))) if *n > 0 => *n,
         _ => 1,
     };
     let mut g = super::shape::with_batch(&model, batch)?;

@@ -386,6 +386,23 @@ mod tests {
         }
     }
 
+    /// nn.MultiheadAttention's tokens-major q, k, v and output (strides no
+    /// fixture's attention has) on the device, against the twin.
+    #[test]
+    fn multihead_attention_matches_the_twin() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let mut g = crate::teacher::gpu::lower::tests::multihead_attention(3);
+        crate::teacher::passes::optimize(&mut g).unwrap();
+        let plan = lower(&g).unwrap();
+        let input = random_input(&plan, 13);
+        let want = plan.run_cpu(&input);
+        let classes = plan.classes;
+        let got = GpuModel::new(&gpu, plan).unwrap().run(&input).unwrap();
+        let (err, agree) = crate::teacher::gpu::lower::tests::compare(&got, &want, classes);
+        println!("device vs twin max |diff| / max |logit| = {err:.2e}, top-1 {agree}/3");
+        assert!(err < 0.02 && agree == 3, "{err} {agree}");
+    }
+
     /// A transformer's logits for an image are the same bits whatever
     /// batch it runs in (ViT: token concat, attention over 17 tokens; Swin:
     /// windows, shift masks, patch merging), at 1, 3 and 8.

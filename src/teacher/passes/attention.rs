@@ -331,83 +331,9 @@ fn window_bias(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
+    use super::super::build::{Build, filled};
     use super::*;
     use crate::teacher::cpu;
-    use crate::teacher::tensor::numel;
-
-    /// A hand-built graph with fixed shapes.
-    struct Build(Graph);
-
-    impl Build {
-        fn new() -> Self {
-            Build(Graph {
-                values: vec![],
-                nodes: vec![],
-                inputs: vec![],
-                outputs: vec![],
-                opset: 17,
-                source: PathBuf::from("hand-built"),
-            })
-        }
-        fn value(&mut self, shape: &[usize], constant: Option<Tensor>) -> ValueId {
-            let dtype = constant.as_ref().map_or(DType::F32, Tensor::dtype);
-            let v = self.0.add_value(format!("v{}", self.0.values.len()), dtype);
-            self.0.values[v].shape = Some(shape.to_vec());
-            self.0.values[v].constant = constant.map(Arc::new);
-            v
-        }
-        fn input(&mut self, shape: &[usize]) -> ValueId {
-            let v = self.value(shape, None);
-            self.0.inputs.push(v);
-            v
-        }
-        fn constant(&mut self, t: Tensor) -> ValueId {
-            let s = t.shape.clone();
-            self.value(&s, Some(t))
-        }
-        fn node(&mut self, op: Op, inputs: &[ValueId], shape: &[usize]) -> ValueId {
-            let y = self.value(shape, None);
-            self.0.nodes.push(Node {
-                name: format!("n{}", self.0.nodes.len()),
-                op,
-                inputs: inputs.iter().map(|&v| Some(v)).collect(),
-                outputs: vec![y],
-            });
-            y
-        }
-        fn reshape(&mut self, x: ValueId, shape: &[usize]) -> ValueId {
-            let d = shape.iter().map(|&s| s as i64).collect();
-            let c = self.constant(Tensor::i64(vec![shape.len()], d));
-            self.node(Op::Reshape { allowzero: false }, &[x, c], shape)
-        }
-        fn transpose(&mut self, x: ValueId, perm: &[usize]) -> ValueId {
-            let s = self.0.values[x].shape.clone().unwrap();
-            let shape: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
-            let op = Op::Transpose {
-                perm: Some(perm.to_vec()),
-            };
-            self.node(op, &[x], &shape)
-        }
-        fn binary(&mut self, op: Binary, a: ValueId, b: ValueId, shape: &[usize]) -> ValueId {
-            self.node(Op::Binary(op), &[a, b], shape)
-        }
-    }
-
-    /// Deterministic values in [-scale, scale).
-    fn filled(shape: &[usize], seed: u64, scale: f32) -> Tensor {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let data = (0..numel(shape))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect();
-        Tensor::f32(shape.to_vec(), data)
-    }
 
     /// Fuses `g`, checks one Attention replaced the softmax, and that the
     /// planned executor and the interpreter give the unfused outputs.

@@ -5,9 +5,12 @@
 
 mod attention;
 mod batchnorm;
+#[cfg(test)]
+pub(crate) mod build;
 mod dead;
 mod epilogue;
 mod patterns;
+mod transpose;
 
 use std::collections::HashMap;
 
@@ -24,6 +27,7 @@ pub const PIPELINE: &[(&str, Pass)] = &[
     ("fuse_layer_norm", patterns::fuse_layer_norm),
     ("fuse_gated_activations", patterns::fuse_gated_activations),
     ("fuse_attention", attention::fuse_attention),
+    ("split_before_transpose", transpose::split_before_transpose),
     ("fold_batchnorm", batchnorm::fold_batchnorm),
     ("fuse_conv_epilogue", epilogue::fuse_conv_epilogue),
     ("fuse_matmul_bias", epilogue::fuse_matmul_bias),

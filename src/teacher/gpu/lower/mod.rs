@@ -22,7 +22,7 @@ use super::layout::Strided;
 use crate::cuda::kernels::conv::ConvParams;
 use crate::cuda::kernels::pool::PoolParams;
 use crate::teacher::arena::{Lifetime, place};
-use crate::teacher::graph::{Activation, AutoPad, ConvAttrs, Graph, Node, Op, ValueId};
+use crate::teacher::graph::{ConvAttrs, Graph, Node, Op, ValueId};
 use crate::teacher::tensor::{Tensor, numel};
 use view::{View, is_dense, nhwc, row_major};
 
@@ -520,15 +520,7 @@ fn linear(
     } else {
         (0..out * k).map(|i| bv[(i % k) * out + i / k]).collect()
     };
-    let attrs = ConvAttrs {
-        kernel: [1, 1],
-        strides: [1, 1],
-        pads: [0; 4],
-        dilations: [1, 1],
-        group: 1,
-        auto_pad: AutoPad::Explicit,
-        act: Activation::None,
-    };
+    let attrs = ConvAttrs::pointwise();
     let p = conv_params(&attrs, [n, k, rows, 1], [out, k, 1, 1], false)?;
     let bias = match bias.and_then(|v| g.values[v].constant.clone()) {
         Some(t) if t.len() == out => t.to_f32_vec(),

@@ -585,8 +585,9 @@ impl Lowering<'_> {
 
     /// Attention(q, k, v, [bias]) on the fused kernel: q, k and v read
     /// through their views ([batch, heads, rows, d] or [heads, rows, d],
-    /// d contiguous), the output written tokens-major ([b][i][h][d]) so the
-    /// heads merge back into [b, i, h*d] as a view.
+    /// d contiguous), the output written tokens-major ([b][i][h][d], or
+    /// [i][b][h][d] when a transpose to that order reads it) so the heads
+    /// merge back into [b, i, h*d] (or [i·b, h*d]) as a view.
     fn attention(&mut self, node: &Node, scale: f32) -> Result<(), String> {
         let out = node.outputs[0];
         let qs = self.shapes[self.act_in(node, 0)?].clone();
@@ -633,11 +634,27 @@ impl Lowering<'_> {
             ));
         }
         let (batch, heads) = if r == 4 { (qs[0], qs[1]) } else { (1, qs[0]) };
-        // The output [.., n_q, d] stored [b][i][h][d].
-        let ys = if r == 4 {
-            vec![n_q * heads * d, d, heads * d, 1]
-        } else {
-            vec![n_q * d, d, 1]
+        // The output [.., n_q, d] stored [b][i][h][d], or in the order its
+        // only reader, a transpose keeping d innermost, puts the axes
+        // (nn.MultiheadAttention's [i][b][h][d], which its out-projection
+        // reads as [i·b, h·d]): that transpose is then row-major, and a
+        // reshape of it a view rather than a copy.
+        let reader = (self.readers[out] == 1)
+            .then(|| {
+                self.g.nodes[self.at + 1..]
+                    .iter()
+                    .find(|n| n.inputs.contains(&Some(out)))
+            })
+            .flatten();
+        let ys = match reader.map(|n| &n.op) {
+            Some(Op::Transpose { perm: Some(p) }) if p.len() == r && p[r - 1] == r - 1 => {
+                let moved = row_major(&p.iter().map(|&a| self.shapes[out][a]).collect::<Vec<_>>());
+                let mut ys = vec![0; r];
+                p.iter().zip(moved).for_each(|(&a, st)| ys[a] = st);
+                ys
+            }
+            _ if r == 4 => vec![n_q * heads * d, d, heads * d, 1],
+            _ => vec![n_q * d, d, 1],
         };
         strides[3] = if r == 4 {
             [ys[0], ys[1], ys[2]]

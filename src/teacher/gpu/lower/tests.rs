@@ -255,14 +255,7 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
     use crate::teacher::graph::{ConvAttrs, Graph, Node, PadMode, ReduceKind, Value};
     use crate::teacher::tensor::DType;
     let (n, c) = (3usize, 8usize);
-    let mut g = Graph {
-        values: vec![],
-        nodes: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        opset: 17,
-        source: PathBuf::from("hand-built"),
-    };
+    let mut g = crate::teacher::passes::build::Build::new().0;
     let value = |g: &mut Graph, shape: Vec<usize>, constant: Option<Tensor>| {
         g.values.push(Value {
             name: format!("v{}", g.values.len()),
@@ -296,15 +289,7 @@ fn pad_gather_and_softmax_track_the_cpu_executor() {
     );
     let gathered = value(&mut g, vec![n, c, 8, 2, 2], None);
     let mean = value(&mut g, vec![n, c], None);
-    let attrs = ConvAttrs {
-        kernel: [1, 1],
-        strides: [1, 1],
-        pads: [0; 4],
-        dilations: [1, 1],
-        group: 1,
-        auto_pad: AutoPad::Explicit,
-        act: Activation::None,
-    };
+    let attrs = ConvAttrs::pointwise();
     let node = |name: &str, op: Op, inputs: Vec<usize>, out: usize| Node {
         name: name.into(),
         op,
@@ -434,4 +419,78 @@ fn real_transformers_track_the_cpu_executor() {
             assert_eq!(agree, shape[0], "{name} ({exporter}): top-1 differs");
         }
     }
+}
+
+/// torchvision's ViT attention (nn.MultiheadAttention: tokens-major, the
+/// heads merged with the images into one axis whose strides do not chain)
+/// as the legacy exporter writes it, hand-built at batch `n` with 6
+/// tokens, 2 heads of 16: a 1x1 convolution's pixels as the tokens, one
+/// attention block, the first token's logits over 10 classes.
+pub(crate) fn multihead_attention(n: usize) -> Graph {
+    use crate::teacher::graph::{Binary, ConvAttrs};
+    use crate::teacher::passes::build::{Build, filled};
+    let (m, h, d, classes) = (6, 2, 16, 10);
+    let e = h * d;
+    let mut t = Build::new();
+    let x = t.input(&[n, 3, 2, 3]);
+    let w = t.constant(filled(&[e, 3, 1, 1], 1, 0.5));
+    let attrs = ConvAttrs::pointwise();
+    let conv = t.node(Op::Conv(attrs), &[x, w], &[n, e, 2, 3]);
+    let flat = t.reshape(conv, &[n, e, m]);
+    let tokens = t.transpose(flat, &[2, 0, 1]);
+    let w_qkv = t.constant(filled(&[e, 3 * e], 2, 0.5));
+    let qkv = t.node(Op::MatMul, &[tokens, w_qkv], &[m, n, 3 * e]);
+    let qkv = t.reshape(qkv, &[m, n, 3, e]);
+    let [q, k, v] = [0, 1, 2].map(|i| {
+        let x = t.select(qkv, 2, i);
+        t.mha_heads(x, h)
+    });
+    let scale = t.constant(Tensor::scalar_f32(0.5));
+    let q = t.binary(Binary::Mul, q, scale, &[n, h, m, d]);
+    let kt = t.transpose(k, &[0, 1, 3, 2]);
+    let kt = t.binary(Binary::Mul, kt, scale, &[n, h, d, m]);
+    let s = t.node(Op::MatMul, &[q, kt], &[n, h, m, m]);
+    let p = t.node(Op::Softmax { axis: -1 }, &[s], &[n, h, m, m]);
+    let y = t.node(Op::MatMul, &[p, v], &[n, h, m, d]);
+    let y = t.transpose(y, &[2, 0, 1, 3]);
+    let y = t.reshape(y, &[m * n, e]);
+    let w_out = t.constant(filled(&[e, e], 3, 0.5));
+    let y = t.node(Op::MatMul, &[y, w_out], &[m * n, e]);
+    let y = t.reshape(y, &[m, n, e]);
+    let y = t.transpose(y, &[1, 0, 2]);
+    let cls = t.select(y, 1, 0);
+    let w_head = t.constant(filled(&[e, classes], 4, 0.5));
+    let logits = t.node(Op::MatMul, &[cls, w_head], &[n, classes]);
+    t.0.outputs.push(logits);
+    t.0
+}
+
+/// After the passes, nn.MultiheadAttention's q, k and v are views of the
+/// projection and the attention writes the layout the out-projection
+/// reads, so no step copies; the plan tracks the CPU executor through the
+/// twins.
+#[test]
+fn multihead_attention_lowers_without_copies() {
+    let n = 2;
+    let g = multihead_attention(n);
+    let mut opt = g.clone();
+    crate::teacher::passes::optimize(&mut opt).unwrap();
+    let plan = lower(&opt).unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(Step::describe).collect();
+    let count = |p: &dyn Fn(&Step) -> bool| plan.steps.iter().filter(|s| p(s)).count();
+    assert_eq!(
+        count(&|s| matches!(s, Step::Attention { .. })),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(count(&|s| matches!(s, Step::Copy { .. })), 0, "{steps:?}");
+    let xs = crate::teacher::passes::build::filled(&[n, 3, 2, 3], 5, 2.0).to_f32_vec();
+    let want = crate::teacher::cpu::run(&g, vec![Tensor::f32(vec![n, 3, 2, 3], xs.clone())])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    let got = plan.run_cpu(&to_nhwc_bf16(&xs, [n, 3, 2, 3], plan.input_channels));
+    let (err, agree) = compare(&got, &want, plan.classes);
+    println!("{steps:?}: bf16 twin vs f32 {err:.2e}, top-1 {agree}/{n}");
+    assert!(err < 0.02 && agree == n, "{err} {agree}");
 }
