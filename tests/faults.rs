@@ -127,3 +127,55 @@ fn a_full_disk_stops_cleanly_and_a_rerun_gives_the_same_bytes() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_same(&root.join("reference"), &out);
 }
+
+/// A GPU worker whose kernel faults mid-job (the stand-in's
+/// DR_EMU_FAIL_KERNEL: the 100th kernel of the process fails as a faulting
+/// kernel does, its context unusable after) on two devices: the job stops
+/// with an error naming the device and the fix, the other worker stops
+/// after its shard, the complete shards verify, and rerunning the same
+/// command finishes to the bytes of an uninterrupted run.
+#[test]
+fn a_gpu_worker_failing_mid_job_stops_cleanly_and_a_rerun_gives_the_same_bytes() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    if !gpu.info().stand_in {
+        println!("skipped: a kernel fault is planted only under the CPU stand-in");
+        return;
+    }
+    let root = dataset("faults-gpu-worker", false);
+    let args = ["--device", "cuda:0,1", "--batch-size", "16", "--quiet"];
+    let run = |out: &str, fail: Option<&str>| {
+        let mut c = reinforce_cmd(&root, out, &args);
+        c.env("DR_EMU_DEVICES", "2");
+        if let Some(n) = fail {
+            c.env("DR_EMU_FAIL_KERNEL", n);
+        }
+        c.output().unwrap()
+    };
+    let clean = run("reference", None);
+    assert!(clean.status.success(), "{}", text(&clean.stderr));
+    let out = root.join("faulted");
+    let o = run("faulted", Some("100"));
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("teacher on cuda:") && e.contains("CUDA_ERROR_LAUNCH_FAILED"),
+        "{e}"
+    );
+    assert!(
+        e.contains("complete shards are kept") && e.contains("rerun the same command"),
+        "{e}"
+    );
+    let kept = shards_in_manifest(&out);
+    let v = common::dr(&["verify", out.to_str().unwrap()]);
+    assert!(
+        text(&v.stdout).contains(": 0 problems"),
+        "{}",
+        text(&v.stdout)
+    );
+    let again = run("faulted", None);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    println!("{kept} shards kept after the fault: {e}");
+    assert_same(&root.join("reference"), &out);
+}

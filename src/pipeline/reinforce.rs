@@ -426,16 +426,20 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let t_work = Instant::now();
     // One worker per GPU (one for the CPU backend), each taking the next
     // shard to do; a shard's bytes do not depend on which worker made it.
-    let workers: Vec<Option<&std::sync::Mutex<super::gpu::GpuTeacher>>> = if gpus.is_empty() {
-        vec![None]
+    type Worker<'a> = (Option<&'a std::sync::Mutex<super::gpu::GpuTeacher>>, String);
+    let workers: Vec<Worker> = if gpus.is_empty() {
+        vec![(None, "cpu".into())]
     } else {
-        gpus.iter().map(|g| Some(&g.1)).collect()
+        gpus.iter()
+            .zip(&opt.devices)
+            .map(|(g, d)| (Some(&g.1), format!("cuda:{d}")))
+            .collect()
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let shared = std::sync::Mutex::new((m, 0u64, None::<anyhow::Error>));
     std::thread::scope(|scope| {
-        for w in &workers {
+        for (w, device) in &workers {
             let cx = ShardContext {
                 gpu: *w,
                 ..cx.clone()
@@ -463,7 +467,9 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                         Err(e) => {
                             failed(match e {
                                 ShardError::BadImage(_) => anyhow::Error::new(e),
-                                ShardError::Teacher(t) => anyhow::anyhow!("teacher: {t}"),
+                                ShardError::Teacher(t) => anyhow::anyhow!(
+                                    "teacher on {device}, shard {s}: {t}\nThe other workers stopped after their shards; complete shards are kept. Fix: check the device (a faulting GPU kernel leaves its context unusable; `dr devices`), then rerun the same command to resume"
+                                ),
                                 ShardError::Interrupted => unreachable!("handled above"),
                             });
                             break;

@@ -48,6 +48,7 @@ Config load() {
     c.racecheck = env_flag("DR_EMU_RACECHECK");
     c.memory_pools = !env_flag("DR_EMU_NO_POOLS");
     c.verbose = env_flag("DR_EMU_VERBOSE");
+    c.fail_kernel = (uint64_t)env_long("DR_EMU_FAIL_KERNEL", 0, 0, 1L << 62);
     if (const char* s = getenv("DR_EMU_STREAMS"); s && *s) {
         if (!strcmp(s, "lazy"))
             c.lazy_streams = true;

@@ -29,6 +29,10 @@ struct Config {
     int workers = 2;
     unsigned char poison = 0xff;
     bool verbose = false;
+    // DR_EMU_FAIL_KERNEL: the Nth kernel to run in the process (1-based; 0:
+    // none) fails as a faulting kernel does, CUDA_ERROR_LAUNCH_FAILED on its
+    // context from then on (tests of a worker's failure mid-job).
+    uint64_t fail_kernel = 0;
 };
 const Config& config();
 

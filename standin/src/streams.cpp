@@ -43,6 +43,14 @@ void execute(Stream* s, Op& op) {
     if (c->sticky && op.kind != Op::RecordEvent && op.kind != Op::Free) return;
     switch (op.kind) {
     case Op::Kernel: {
+        static std::atomic<uint64_t> ran{0};
+        if (const uint64_t n = ++ran; n == config().fail_kernel) {
+            note("%s: kernel %llu of the process fails, as DR_EMU_FAIL_KERNEL asks (a faulting kernel: the context "
+                 "is unusable from here)",
+                 op.what.c_str(), (unsigned long long)n);
+            c->sticky = CUDA_ERROR_LAUNCH_FAILED;
+            break;
+        }
         const int rc = run_launch(op.launch);
         if (rc) c->sticky = rc;
         break;
