@@ -27,11 +27,12 @@
 //         after the barriers' initialisation. A consumer keeps one wgmma
 //         group in flight: it releases stage s-1 once the group reading it
 //         has completed (wgmma.wait_group 1).
-// Budget (per consumer warp and k-tile): 4 HGMMA of BN/2 tensor clocks each on
-//         its scheduler (128 x BN x 64 multiply-adds over 4 schedulers at 512 a
-//         clock, H100), against about 20 other issued instructions (the full
-//         wait, fence, descriptors, commit, wait, the empty arrival):
-//         tools/sass_report.py reports the figures.
+// Budget (per consumer warp and k-tile): 4 HGMMA of BN/2 tensor clocks each
+//         (128 x BN x 64 multiply-adds at 2048 a clock per SM, H100), during
+//         which its scheduler has as many issue slots; the loop's other work
+//         (full wait, fence, descriptors, commit, wait, empty arrival, the
+//         stage's bounds check) is 31 instructions: 6.0% of the slots at BN 256,
+//         12.1% at 128 ([gpu-hopper]'s goal <= 10%; tools/sass_report.py).
 // Tolerance vs the CPU twin (teacher/gpu/conv/cpu.rs, the same bf16 products
 //         in f64): Tol::Bf16Accum, as conv.cu. The bits differ from conv.cu's
 //         kernels (another accumulation order), so a layer's kernel is chosen

@@ -14,6 +14,8 @@ and their sources are in kernels/README.md ("Static performance model").
     tools/sass_report.py --arch sm_90a --json out.json
     tools/sass_report.py --check                  # exit 1 if a goal is missed
 
+wgmma kernels (sm_90a, conv_sm90) get their own figures: tools/sass_hopper.py.
+
 Needs nvcc and cuobjdump + nvdisasm: scripts/setup-cuda.sh installs all three
 (pinned); NVCC / CUOBJDUMP override. Python standard library only.
 
@@ -524,7 +526,9 @@ def main():
               f"{GOAL_ISSUE_PER_HMMA} issued instructions per HMMA and a shared-bandwidth ceiling >= "
               f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak; every narrow-group kernel within "
               f"{NARROW_FACTOR:g}x of them per useful HMMA; attention (d64_x2, d96, d128) at <= "
-              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; no spills")
+              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; the 128x256 wgmma tiles "
+              f"(conv_sm90) at <= {sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in "
+              f"non-MMA instructions; no spills")
 
 
 if __name__ == "__main__":
