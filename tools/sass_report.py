@@ -14,6 +14,8 @@ and their sources are in kernels/README.md ("Static performance model").
     tools/sass_report.py --arch sm_90a --json out.json
     tools/sass_report.py --check                  # exit 1 if a goal is missed
 
+wgmma kernels (sm_90a, conv_sm90) get their own figures: tools/sass_hopper.py.
+
 Needs nvcc and cuobjdump + nvdisasm: scripts/setup-cuda.sh installs all three
 (pinned); NVCC / CUOBJDUMP override. Python standard library only.
 
@@ -33,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import sass_hopper
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ["sm_80", "sm_86", "sm_89", "sm_90a"]
@@ -65,7 +69,7 @@ LARGE_TILE = re.compile(r"^conv_tc_(128x128|256x128)_")
 # and V (64 rows each), rows of D + 8; MT 2 for the _x2 entries.
 DYNAMIC_SMEM = [(re.compile(r"^conv_tc_256x128_"), 3 * (256 + 128) * 64 + 128)] + [
     (re.compile(rf"^attention_bf16_d{d}{sfx}$"), (64 * mt + 4 * 64) * (d + 8) * 2)
-    for d in (16, 32, 64, 96, 128) for sfx, mt in (("(_bias)?", 1), ("_x2", 2))]
+    for d in (16, 32, 64, 96, 128) for sfx, mt in (("(_bias)?", 1), ("_x2", 2))] + sass_hopper.DYNAMIC_SMEM
 # ... and for the narrow-group kernels: within NARROW_FACTOR of the large
 # tile (same target) per useful multiply-add, in issued instructions and in
 # the ceiling. A kernel's useful share is its worst case over the layers it
@@ -271,6 +275,7 @@ def analyse(name, insns, res, threads, arch):
     blocks = min(by_regs, by_smem, by_threads, t["blocks_sm"])
     row.update(blocks_per_sm=blocks, warps_per_sm=blocks * warps,
                occupancy=round(blocks * warps * 32 / t["threads_sm"], 3))
+    row.update(wgmma_loop=sass_hopper.analyse(name, issued, loops(issued)))
     best = None
     for lo, hi in loops(issued):
         body = [i for i in issued if lo <= i[0] <= hi]
@@ -372,6 +377,8 @@ def check(rows):
     if not any(LARGE_TILE.match(r["kernel"]) for r in rows):
         bad.append("no large-tile (conv_tc_128x128_*) variant in the report")
     bad += attention_misses(rows, ATTENTION_GOAL)
+    if any(r["kernel"].startswith("conv_sm90_") for r in rows):
+        bad += sass_hopper.misses(rows, sass_hopper.GOAL)
     for r in rows:
         ml = r["main_loop"]
         if useful_share(r["kernel"]) is None:
@@ -418,7 +425,7 @@ def attention_misses(rows, pattern):
 def open_goals(rows):
     """Goals reported but not gating --check: attention's bias variants and
     its 64-row d64 blocks."""
-    return attention_misses(rows, ATTENTION_OPEN)
+    return attention_misses(rows, ATTENTION_OPEN) + sass_hopper.misses(rows, sass_hopper.OPEN)
 
 
 def table(rows):
@@ -464,12 +471,13 @@ def table(rows):
         lines.append("common/product: issued instructions per product HMMA (QK^T, PV; not the row sums' ones "
                      "column) when no row of the warp rebases (the goal's figure); whole/product: every "
                      "instruction of the loop, the rebase block included; rebase instr: that block's size.")
+    lines += sass_hopper.table(rows)
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--family", default="conv,conv_grouped,attention", help="comma-separated kernel families")
+    ap.add_argument("--family", default="conv,conv_grouped,attention,conv_sm90", help="comma-separated kernel families")
     ap.add_argument("--arch", default=",".join(ARCHS), help="comma-separated targets (default: all)")
     ap.add_argument("--json", help="write the full report here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a large-tile variant misses a goal")
@@ -518,7 +526,9 @@ def main():
               f"{GOAL_ISSUE_PER_HMMA} issued instructions per HMMA and a shared-bandwidth ceiling >= "
               f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak; every narrow-group kernel within "
               f"{NARROW_FACTOR:g}x of them per useful HMMA; attention (d64_x2, d96, d128) at <= "
-              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; no spills")
+              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; the 128x256 wgmma tiles "
+              f"(conv_sm90) at <= {sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in "
+              f"non-MMA instructions; no spills")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ pub enum Family {
     Norm,
     Attention,
     Layout,
+    ConvSm90,
 }
 
 impl Family {
@@ -54,6 +55,7 @@ impl Family {
         Family::Norm,
         Family::Attention,
         Family::Layout,
+        Family::ConvSm90,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Family {
             Family::Norm => "norm",
             Family::Attention => "attention",
             Family::Layout => "layout",
+            Family::ConvSm90 => "conv_sm90",
         }
     }
 
@@ -90,6 +93,7 @@ impl Family {
             Family::Norm => norm::ALL,
             Family::Attention => attention::ALL,
             Family::Layout => layout::ALL,
+            Family::ConvSm90 => conv_sm90::ALL,
         }
     }
 
@@ -574,6 +578,48 @@ pub mod layout {
     pub const ALL: &[&str] = &[COPY_STRIDED_BF16.name];
     /// `LAYOUT_THREADS` in the .cu.
     pub const THREADS: u32 = 256;
+}
+
+/// kernels/conv_sm90.cu: the 1x1 convolutions as a wgmma + TMA GEMM,
+/// sm_90a only (a trapping stub on the other targets).
+pub mod conv_sm90 {
+    use super::conv::ConvParams;
+    use super::*;
+    use crate::cuda::TensorMap;
+
+    /// (map of x [M][K], map of w [N][K_pad], bias, residual, y, params)
+    pub type Sm90Sig = (TensorMap, TensorMap, In<f32>, In<u16>, Out<u16>, ConvParams);
+    const fn k(name: &'static str) -> Kernel<Sm90Sig> {
+        Kernel::new(Family::ConvSm90, name)
+    }
+    pub const CONV_SM90_128X128_NONE: Kernel<Sm90Sig> = k("conv_sm90_128x128_none");
+    pub const CONV_SM90_128X128_RELU: Kernel<Sm90Sig> = k("conv_sm90_128x128_relu");
+    pub const CONV_SM90_128X128_RELU_RES: Kernel<Sm90Sig> = k("conv_sm90_128x128_relu_res");
+    pub const CONV_SM90_128X128_ANY: Kernel<Sm90Sig> = k("conv_sm90_128x128_any");
+    pub const CONV_SM90_128X256_NONE: Kernel<Sm90Sig> = k("conv_sm90_128x256_none");
+    pub const CONV_SM90_128X256_RELU: Kernel<Sm90Sig> = k("conv_sm90_128x256_relu");
+    pub const CONV_SM90_128X256_RELU_RES: Kernel<Sm90Sig> = k("conv_sm90_128x256_relu_res");
+    pub const CONV_SM90_128X256_ANY: Kernel<Sm90Sig> = k("conv_sm90_128x256_any");
+    pub const ALL: &[&str] = &[
+        CONV_SM90_128X128_NONE.name,
+        CONV_SM90_128X128_RELU.name,
+        CONV_SM90_128X128_RELU_RES.name,
+        CONV_SM90_128X128_ANY.name,
+        CONV_SM90_128X256_NONE.name,
+        CONV_SM90_128X256_RELU.name,
+        CONV_SM90_128X256_RELU_RES.name,
+        CONV_SM90_128X256_ANY.name,
+    ];
+    /// `SM90_THREADS`, `SM90_BM`, `SM90_BK`, `SM90_STAGES` in the .cu.
+    pub const THREADS: u32 = 384;
+    pub const BM: u32 = 128;
+    pub const BK: u32 = 64;
+    pub const STAGES: u32 = 4;
+    /// Dynamic shared memory of a launch with `bn` output channels a block:
+    /// the ring, plus 1 KB to align it to the 128B swizzle's 1024 bytes.
+    pub const fn shared_bytes(bn: u32) -> u32 {
+        STAGES * (BM + bn) * BK * 2 + 1024
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::kernels::layout::CopyParams;
 use super::kernels::pool::PoolParams;
 use super::kernels::{In, Out};
 use super::region::Region;
+use super::tma::TensorMap;
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +134,7 @@ macro_rules! scalar_args {
     )*};
 }
 scalar_args!(
-    u8, u16, u32, u64, i32, i64, f32, ConvParams, PoolParams, AttnParams, CopyParams
+    u8, u16, u32, u64, i32, i64, f32, ConvParams, PoolParams, AttnParams, CopyParams, TensorMap
 );
 
 // SAFETY: all are #[repr(C)], plain 32- and 64-bit fields with no padding,

@@ -231,7 +231,9 @@ void run_block(Worker& w, LaunchRun& run, uint32_t linear) {
             b.aborted = true;
         }
     }
-    const uint32_t statics = b.arena_used;
+    // Static shared memory only: the arena also holds the dynamic part before
+    // the statics, which a later launch's own dynamic bytes must not meet twice.
+    const uint32_t statics = b.arena_used - ((b.dyn_offset + b.dyn_size + 64 + 127) & ~127u);
     if (statics > l.k->static_shared.load()) l.k->static_shared.store(statics);
 }
 

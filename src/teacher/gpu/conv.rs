@@ -691,4 +691,4 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
 pub mod cpu;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod conv_sm90;
 pub mod eltwise;
 pub mod layout;
 pub mod lower;

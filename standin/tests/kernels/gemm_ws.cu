@@ -16,7 +16,7 @@
 #include <cuda.h>
 #include <stdint.h>
 
-#include "hopper_ptx.cuh"
+#include "common/hopper.cuh"
 
 extern "C" __global__ void __launch_bounds__(256, 1)
     gemm_ws_64x64(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, float* c,

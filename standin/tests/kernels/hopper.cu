@@ -2,11 +2,11 @@
 // each runs one instruction family on inputs the self-test made by hand and
 // writes what it saw; a few are planted bugs the stand-in must report.
 // Compiled only into the self-test library (and checked to assemble with
-// nvcc -gencode=arch=compute_90a,code=sm_90a -DDR_NVCC_CHECK).
+// nvcc -gencode=arch=compute_90a,code=sm_90a -DDR_NVCC_CHECK -I kernels).
 #include <cuda.h>
 #include <stdint.h>
 
-#include "hopper_ptx.cuh"
+#include "common/hopper.cuh"
 
 // ---- mbarrier ---------------------------------------------------------------------------
 // One thread walks a barrier through two phases, writing after each step

@@ -7,7 +7,14 @@ use crate::rng::Philox;
 use crate::teacher::graph::AutoPad;
 use crate::teacher::tensor::Tensor;
 
-fn attrs(k: usize, s: usize, p: usize, d: usize, group: usize, act: Activation) -> ConvAttrs {
+pub(crate) fn attrs(
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    group: usize,
+    act: Activation,
+) -> ConvAttrs {
     ConvAttrs {
         kernel: [k, k],
         strides: [s, s],
@@ -355,17 +362,17 @@ fn random(n: usize, r: &mut Philox, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-struct Case {
-    p: ConvParams,
-    x_nchw: Vec<f32>,
-    x: Vec<u16>,
-    w_onnx: Vec<f32>,
-    w: Vec<u16>,
-    bias: Vec<f32>,
-    residual: Option<Vec<u16>>,
+pub(crate) struct Case {
+    pub p: ConvParams,
+    pub x_nchw: Vec<f32>,
+    pub x: Vec<u16>,
+    pub w_onnx: Vec<f32>,
+    pub w: Vec<u16>,
+    pub bias: Vec<f32>,
+    pub residual: Option<Vec<u16>>,
 }
 
-fn build(
+pub(crate) fn build(
     attrs: &ConvAttrs,
     xs: [usize; 4],
     cout: usize,

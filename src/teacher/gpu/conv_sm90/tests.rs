@@ -1,0 +1,223 @@
+//! The sm_90a GEMM against the convolution's CPU twin, under the stand-in
+//! without a GPU (which reports compute capability 9.0). Not under
+//! `DR_EMU_RACECHECK=1`: its race detector knows `__syncthreads` and warp
+//! collectives but not mbarriers, so the ring's stage hand-offs (ordered
+//! only by the full/empty mbarriers) would read as races; the schedules
+//! (lockstep, `DR_EMU_SCHEDULE=warp-ahead`, reversed blocks) and the TMA's
+//! in-flight checks are what test the ordering.
+
+use super::*;
+use crate::cuda::kernels::conv_sm90::ALL;
+use crate::cuda::testing::{Tol, gpu_or_skip};
+use crate::cuda::{DevBuf, Gpu};
+use crate::teacher::gpu::conv::cpu;
+use crate::teacher::gpu::conv::f32_of;
+use crate::teacher::gpu::conv::tests::{Case, attrs, build};
+use crate::teacher::graph::Activation;
+
+/// (name, x NCHW, Cout, residual, activation code): M not a multiple of
+/// 128 (and M = 1), K from 64 to 2048, Cout 128 (one narrow tile), 384
+/// (three) and 256/512 (both tiles), every epilogue entry point and every
+/// activation of `_any`.
+type Sm90Case = (&'static str, [usize; 4], usize, bool, u32);
+
+fn cases() -> Vec<Sm90Case> {
+    vec![
+        ("K 64, M 77, none", [1, 64, 7, 11], 256, false, 0),
+        ("K 2048, M 150, relu", [1, 2048, 5, 30], 256, false, 1),
+        (
+            "K 256, M 126, relu + residual",
+            [2, 256, 9, 7],
+            512,
+            true,
+            1,
+        ),
+        (
+            "K 128, M 200, GELU erf + residual",
+            [1, 128, 10, 20],
+            384,
+            true,
+            5,
+        ),
+        ("K 192, M 60, SiLU", [3, 192, 4, 5], 256, false, 2),
+        ("K 64, M 33, HardSwish", [1, 64, 3, 11], 128, false, 3),
+        ("K 320, M 9, sigmoid", [1, 320, 3, 3], 128, false, 4),
+        ("K 64, M 130, GELU tanh", [2, 64, 5, 13], 256, false, 6),
+        (
+            "K 512, M 1 (fc at batch 1), residual",
+            [1, 512, 1, 1],
+            256,
+            true,
+            0,
+        ),
+    ]
+}
+
+fn case(xs: [usize; 4], cout: usize, res: bool, act: u32, seed: u64) -> Case {
+    let a = attrs(1, 1, 0, 1, 1, Activation::None);
+    build(&a, xs, cout, res, act, seed)
+}
+
+struct Dev {
+    x: DevBuf<u16>,
+    w: DevBuf<u16>,
+    bias: DevBuf<f32>,
+    residual: Option<DevBuf<u16>>,
+}
+
+fn upload(s: &Stream, c: &Case) -> Dev {
+    Dev {
+        x: s.to_device(&c.x).unwrap(),
+        w: s.to_device(&c.w).unwrap(),
+        bias: s.to_device(&c.bias).unwrap(),
+        residual: c.residual.as_deref().map(|r| s.to_device(r).unwrap()),
+    }
+}
+
+/// Runs tile `bn` on `c` into a NaN-poisoned output and returns its bits.
+fn run(s: &Stream, c: &Case, d: &Dev, bn: u32) -> Result<Vec<u16>> {
+    let len = c.p.m as usize * c.p.cout as usize;
+    let y = s.to_device(&vec![0x7FC1u16; len])?;
+    let io = ConvIo {
+        x: d.x.region(s, 0..d.x.len())?,
+        w: d.w.region(s, 0..d.w.len())?,
+        bias: d.bias.region(s, 0..d.bias.len())?,
+        residual: d
+            .residual
+            .as_ref()
+            .map(|r| r.region(s, 0..r.len()))
+            .transpose()?,
+        y: y.region(s, 0..len)?,
+        workspace: None,
+    };
+    conv1x1_sm90(s, &c.p, bn, io)?;
+    s.to_host(&y)
+}
+
+fn tiles(p: &ConvParams) -> Vec<u32> {
+    if tile_n(p) == 256 {
+        vec![128, 256]
+    } else {
+        vec![128]
+    }
+}
+
+fn sm90(gpu: &Gpu) -> bool {
+    if gpu.info().compute_capability != (9, 0) {
+        println!("skipped: {} is not compute capability 9.0", gpu.info().name);
+        return false;
+    }
+    true
+}
+
+#[test]
+fn kernel_matches_cpu_twin() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    if !sm90(&gpu) {
+        return;
+    }
+    let s = gpu.stream(0);
+    let mut used = std::collections::BTreeSet::new();
+    for (i, (name, xs, cout, res, act)) in cases().into_iter().enumerate() {
+        let c = case(xs, cout, res, act, 300 + i as u64);
+        assert_eq!(refusal(&c.p), None, "{name}");
+        let (want, mag) = cpu::conv2d(&c.p, &c.x, &c.w, &c.bias, c.residual.as_deref());
+        let d = upload(&s, &c);
+        for bn in tiles(&c.p) {
+            used.insert(kernel(&c.p, bn).name);
+            let got: Vec<f32> = run(&s, &c, &d, bn)
+                .unwrap()
+                .iter()
+                .map(|&b| f32_of(b))
+                .collect();
+            let report = Tol::Bf16Accum { k: c.p.k as usize }
+                .check(&got, &want, &mag)
+                .unwrap_or_else(|e| panic!("{name} ({}): {e}", kernel(&c.p, bn).name));
+            println!("{name} ({}): {report}", kernel(&c.p, bn).name);
+        }
+    }
+    assert_eq!(
+        used.len(),
+        ALL.len(),
+        "every entry point exercised: {used:?}"
+    );
+}
+
+/// A row's bits do not depend on M (the block count, the TMA's zero rows
+/// past M, the rows the epilogue skips): the first 5 rows at M 300 and at M 5.
+#[test]
+fn row_bits_do_not_depend_on_m() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    if !sm90(&gpu) {
+        return;
+    }
+    let s = gpu.stream(0);
+    let big = case([3, 256, 10, 10], 256, true, 1, 77);
+    let d = upload(&s, &big);
+    let (k, n) = (big.p.k as usize, big.p.cout as usize);
+    let small = Case {
+        p: ConvParams {
+            n: 1,
+            h: 1,
+            w: 5,
+            oh: 1,
+            ow: 5,
+            m: 5,
+            ..big.p
+        },
+        x: big.x[..5 * k].to_vec(),
+        w: big.w.clone(),
+        bias: big.bias.clone(),
+        residual: big.residual.as_ref().map(|r| r[..5 * n].to_vec()),
+        ..case([1, 64, 1, 1], 128, false, 0, 1)
+    };
+    let ds = upload(&s, &small);
+    for bn in [128, 256] {
+        let all = run(&s, &big, &d, bn).unwrap();
+        let five = run(&s, &small, &ds, bn).unwrap();
+        assert_eq!(
+            five,
+            all[..5 * n],
+            "tile {bn}: M 5 vs the first rows of M 300"
+        );
+    }
+}
+
+/// What the kernels do not take is refused with the reason, so that the
+/// caller falls back to the mma.sync kernels.
+#[test]
+fn refuses_what_it_does_not_compute() {
+    let a = |k, s, p, g| attrs(k, s, p, 1, g, Activation::None);
+    let p = |at, xs: [usize; 4], cout| build(&at, xs, cout, false, 0, 1).p;
+    let why = |p: &ConvParams| refusal(p).unwrap_or_default();
+    assert!(why(&p(a(3, 1, 1, 1), [1, 64, 5, 5], 128)).contains("1x1"));
+    assert!(why(&p(a(1, 2, 0, 1), [1, 64, 5, 5], 128)).contains("stride"));
+    assert!(why(&p(a(1, 1, 0, 2), [1, 128, 5, 5], 128)).contains("groups"));
+    assert!(why(&p(a(1, 1, 0, 1), [1, 96, 5, 5], 128)).contains("multiple of 64"));
+    assert!(why(&p(a(1, 1, 0, 1), [1, 64, 5, 5], 192)).contains("multiple of 128"));
+    assert_eq!(refusal(&p(a(1, 1, 0, 1), [1, 64, 5, 5], 384)), None);
+    assert_eq!(tile_n(&p(a(1, 1, 0, 1), [1, 64, 5, 5], 384)), 128);
+    assert_eq!(tile_n(&p(a(1, 1, 0, 1), [1, 64, 5, 5], 512)), 256);
+
+    let Some(gpu) = gpu_or_skip() else { return };
+    if !sm90(&gpu) {
+        return;
+    }
+    let s = gpu.stream(0);
+    let c = case([1, 64, 3, 3], 128, false, 0, 5);
+    let d = upload(&s, &c);
+    // The 256-wide tile on Cout 128, and an output off a 16-byte boundary.
+    let e = run(&s, &c, &d, 256).unwrap_err().to_string();
+    assert!(e.contains("tile of 256"), "{e}");
+    let y = s.to_device(&vec![0u16; 9 * 128 + 8]).unwrap();
+    let io = ConvIo {
+        x: d.x.region(&s, 0..d.x.len()).unwrap(),
+        w: d.w.region(&s, 0..d.w.len()).unwrap(),
+        bias: d.bias.region(&s, 0..d.bias.len()).unwrap(),
+        residual: None,
+        y: y.region(&s, 1..9 * 128 + 1).unwrap(),
+        workspace: None,
+    };
+    let e = conv1x1_sm90(&s, &c.p, 128, io).unwrap_err().to_string();
+    assert!(e.contains("16-byte"), "{e}");
+}

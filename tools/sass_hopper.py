@@ -1,0 +1,118 @@
+"""The wgmma (HGMMA) part of tools/sass_report.py: the consumer loop of a
+warp-specialized Hopper kernel (kernels/conv_sm90.cu), read off its SASS.
+
+An HGMMA.64xNx16 is one issued instruction per warp of the warpgroup that
+keeps the SM's tensor cores busy for N/2 clocks at the dense bf16 peak
+(64 N 16 multiply-adds over 2048 a clock per SM: H100 SXM, 989 TFLOPS at
+132 SMs and 1.83 GHz), during which each of the four schedulers could issue
+N/2 other instructions. So the figure of [gpu-hopper]'s goal, "non-MMA
+instructions as a share of issue slots in the consumer loop", is the loop's
+other issued instructions over the tensor clocks of its HGMMA (per warp: the
+two consumer warpgroups share the schedulers and the tensor cores alike, so
+the ratio is the same for one or both). At or under 10% the issue slots the
+loop needs fit in the time its MMAs take with room to spare. The raw
+instruction share (other / all issued) is given beside it.
+
+The operand traffic: an HGMMA with both operands in shared memory reads
+64 x 16 of A and N x 16 of B, bf16, over its N/2 clocks; against 128 bytes
+a clock per SM that is the shared-bandwidth ceiling (the TMA's writes of the
+same bytes are given per tensor clock too, not in the ceiling: whether they
+share the read path is for a device to show). Stages and bytes a stage are
+the kernel's own (SASS does not show them): `RING`.
+"""
+import re
+
+GOAL_NON_MMA_SHARE = 0.10
+# Gating --check: the 128x256 tiles (the launcher's choice where Cout % 256
+# == 0); the 128x128 ones (Cout % 256 != 0) are reported as open.
+GOAL = re.compile(r"^conv_sm90_128x256_")
+OPEN = re.compile(r"^conv_sm90_128x128_")
+SMEM_BYTES_PER_CLK = 128
+# kernels/conv_sm90.cu: SM90_STAGES stages of (128 + BN) rows x 128 bytes,
+# and 1 KB to align the ring (src/cuda/kernels.rs `conv_sm90::shared_bytes`).
+RING = {rf"^conv_sm90_128x{bn}_": dict(stages=4, stage_bytes=(128 + bn) * 128) for bn in (128, 256)}
+DYNAMIC_SMEM = [(re.compile(rx), r["stages"] * r["stage_bytes"] + 1024) for rx, r in RING.items()]
+HGMMA = re.compile(r"^HGMMA\.64x(\d+)x16")
+
+
+def analyse(name, issued, loops):
+    """The loop with the most HGMMA (the consumer's main loop), or None when
+    the kernel has no HGMMA (the stub of a target other than sm_90a)."""
+    # Only loops closed by a predicated branch: ptxas moves an mbarrier
+    # wait's retry out of line, after the EXIT, and returns into the loop by
+    # an unconditional backward BRA that would otherwise span both
+    # consumers' loops.
+    closing = {at: text for at, _, text in issued}
+    loops = [(lo, hi) for lo, hi in loops if closing.get(hi, "").startswith("@")]
+    best = None
+    for lo, hi in loops:
+        body = [i for i in issued if lo <= i[0] <= hi]
+        h = [int(HGMMA.match(op).group(1)) for _, op, _ in body if HGMMA.match(op)]
+        if h and (best is None or len(h) > len(best[2])):
+            best = (lo, hi, h, body)
+    if best is None:
+        return None
+    lo, hi, ns, body = best
+    tensor_clocks = sum(n / 2 for n in ns)
+    other = len(body) - len(ns)
+    operand_bytes = sum((64 + n) * 16 * 2 for n in ns)
+    # The producer's loop: the longest holding the TMA loads.
+    producer = max(([i for i in issued if a <= i[0] <= b] for a, b in loops
+                    if any(op.startswith("UTMALDG") for at, op, _ in issued if a <= at <= b)), key=len, default=[])
+    ring = next((r for rx, r in RING.items() if re.match(rx, name)), None)
+    kinds = {}
+    for _, op, _ in body:
+        if not HGMMA.match(op):
+            k = op.split(".")[0]
+            kinds[k] = kinds.get(k, 0) + 1
+    out = dict(address=[hex(lo), hex(hi)], instructions=len(body), hgmma=len(ns), hgmma_n=sorted(set(ns)),
+               tensor_clocks=tensor_clocks, non_mma=other,
+               non_mma_share_of_issue_slots=round(other / tensor_clocks, 4),
+               non_mma_share_of_instructions=round(other / len(body), 3),
+               issue_ceiling=round(min(1.0, tensor_clocks / len(body)), 3),
+               smem_operand_bytes_per_clk=round(operand_bytes / tensor_clocks, 1),
+               smem_ceiling=round(min(1.0, SMEM_BYTES_PER_CLK * tensor_clocks / operand_bytes), 3),
+               producer_loop_instructions=len(producer),
+               other_opcodes=dict(sorted(kinds.items(), key=lambda kv: -kv[1])))
+    if ring:
+        out.update(stages=ring["stages"], smem_per_stage=ring["stage_bytes"])
+    return out
+
+
+def misses(rows, pattern):
+    """The wgmma goal's misses among the sm_90a kernels matching `pattern`."""
+    out = []
+    for r in rows:
+        if r["arch"] != "sm_90a" or not pattern.match(r["kernel"]):
+            continue
+        w = r.get("wgmma_loop")
+        if w is None:
+            out.append(f"{r['arch']} {r['kernel']}: no loop with HGMMA found")
+        elif w["non_mma_share_of_issue_slots"] > GOAL_NON_MMA_SHARE:
+            out.append(f"{r['arch']} {r['kernel']}: non-MMA instructions at "
+                       f"{w['non_mma_share_of_issue_slots']:.1%} of the consumer loop's issue slots "
+                       f"(goal <= {GOAL_NON_MMA_SHARE:.0%})")
+        if r["spill_bytes"]:
+            out.append(f"{r['arch']} {r['kernel']}: {r['spill_bytes']} bytes of spills")
+    return out
+
+
+def table(rows):
+    rows = [r for r in rows if r.get("wgmma_loop")]
+    if not rows:
+        return []
+    lines = ["", f"{'arch':7} {'wgmma kernel':28} {'regs':>4} {'smem':>6} {'occ':>5} {'stages':>6} {'B/stage':>7} "
+                 f"{'HGMMA':>5} {'other':>5} {'other/slots':>11} {'other/instr':>11} {'smemB/clk':>9} "
+                 f"{'producer':>8}"]
+    for r in rows:
+        w = r["wgmma_loop"]
+        lines.append(f"{r['arch']:7} {r['kernel']:28} {r['regs']:>4} {r['smem_static'] + r['smem_dynamic']:>6} "
+                     f"{r['occupancy']:>5.0%} {w.get('stages', '?'):>6} {w.get('smem_per_stage', '?'):>7} "
+                     f"{w['hgmma']:>5} {w['non_mma']:>5} {w['non_mma_share_of_issue_slots']:>11.1%} "
+                     f"{w['non_mma_share_of_instructions']:>11.0%} {w['smem_operand_bytes_per_clk']:>9.0f} "
+                     f"{w['producer_loop_instructions']:>8}")
+    lines.append("other/slots: the consumer loop's non-HGMMA instructions over its HGMMA's tensor clocks "
+                 f"(N/2 each), the share of issue slots they take (goal <= {GOAL_NON_MMA_SHARE:.0%}); "
+                 "other/instr: over all its instructions; smemB/clk: operand bytes the HGMMA read per "
+                 f"tensor clock (of {SMEM_BYTES_PER_CLK}); producer: the TMA loop's instructions.")
+    return lines
