@@ -5,7 +5,8 @@
 #   1. every test of every test executable (but the minutes-long CPU-only
 #      ones of scripts/emu-skip.txt), streams lazy (work runs only when
 #      something waits for it: missing stream ordering shows);
-#   2. the GPU tests pass 1 ran, with the warp-ahead schedule, blocks in
+#   2. the GPU tests pass 1 ran (but the minutes-long whole-pipeline ones of
+#      scripts/emu-race-skip.txt), with the warp-ahead schedule, blocks in
 #      reverse order and the shared-memory race detector.
 # First the stand-in's own self-test (its PTX emulations and planted bugs).
 # Prints "N passed, M failed" per pass and "GPU tests: N ran, 0 skipped";
@@ -37,14 +38,18 @@ failed_total=0
 # FILTER_LOG lists, when given), sums the results.
 run_pass() {
   local name="$1" filter="$2"; shift 2
-  local dir="$logs/$name" passed=0 failed=0 bin base args rc skipped_cpu=0
+  local dir="$logs/$name" passed=0 failed=0 bin base args rc skipped_cpu=0 skipped_race=0
   mkdir -p "$dir"
   echo "=== pass $name: $*"
   for bin in "${bins[@]}"; do
     base="$(basename "$bin")"
     args=()
     if [[ -n "$filter" ]]; then
-      mapfile -t args < <(awk -v b="$base" '$1 == "ran" && $2 == b { print $3 }' "$filter" | sort -u)
+      # Pass 1's GPU tests, but those scripts/emu-race-skip.txt lists.
+      mapfile -t args < <(awk -v b="$base" -v e="${base%-*}" '
+        FILENAME ~ /emu-race-skip/ { if ($1 == e) skip[$2] = 1; next }
+        $1 == "ran" && $2 == b && !($3 in skip) { print $3 }' scripts/emu-race-skip.txt "$filter" | sort -u)
+      skipped_race=$((skipped_race + $(awk -v e="${base%-*}" '$1 == e' scripts/emu-race-skip.txt | wc -l)))
       (( ${#args[@]} )) || continue
       args=(--exact "${args[@]}")
     else
@@ -74,6 +79,7 @@ run_pass() {
   skipped=$(awk '$1 == "skipped" { print $2, $3 }' "$dir/gpu-tests.log" 2>/dev/null | sort -u | wc -l)
   local note=""
   (( skipped_cpu == 0 )) || note="; CPU-only tests not rerun (scripts/emu-skip.txt): $skipped_cpu"
+  (( skipped_race == 0 )) || note="; pipeline tests not rerun here (scripts/emu-race-skip.txt): $skipped_race"
   echo "pass $name: $passed passed, $failed failed; GPU tests: $ran ran, $skipped skipped$note"
   if (( failed > 0 || skipped > 0 || ran == 0 )); then failed_total=$((failed_total + 1)); fi
 }
