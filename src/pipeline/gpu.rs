@@ -108,16 +108,16 @@ pub fn batch_for(free: usize, total: usize, fixed: usize, per_sample: usize) -> 
     }
 }
 
-/// `batch_for` on `gpu` now, at most `most` (a batch never spans mixing
-/// groups, so samples past a group's would be padding), with a line saying
-/// how it was chosen; an error naming the sizes when not one sample fits.
+/// `batch_for` on `gpu` now for the teachers' `(fixed, per sample)` bytes
+/// (`teacher_bytes`, the same on every device), at most `most` (a batch
+/// never spans mixing groups, so samples past a group's would be padding),
+/// with a line saying how it was chosen; an error naming the sizes when not
+/// one sample fits.
 pub fn batch_from_memory(
     gpu: &Gpu,
-    teachers: &Ensemble,
-    topk: usize,
+    (fixed, per): (usize, usize),
     most: usize,
 ) -> Result<(usize, String)> {
-    let (fixed, per) = teacher_bytes(teachers, topk)?;
     let (free, total) = gpu.memory()?;
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let fits = batch_for(free, total, fixed, per).ok_or_else(|| {

@@ -223,9 +223,11 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     if opt.batch_size.is_none() && !opened.is_empty() {
         // One batch for every worker: the smallest any device fits.
         let per_group = (cfg.mixing_group as usize * cfg.num_samples as usize).div_ceil(8) * 8;
+        // The plans are lowered once: their sizes do not depend on the device.
+        let bytes = super::gpu::teacher_bytes(&teachers, cfg.topk as usize)?;
         let mut chosen: Option<(usize, String)> = None;
         for g in &opened {
-            let c = super::gpu::batch_from_memory(g, &teachers, cfg.topk as usize, per_group)?;
+            let c = super::gpu::batch_from_memory(g, bytes, per_group)?;
             if chosen.as_ref().is_none_or(|b| c.0 < b.0) {
                 chosen = Some(c);
             }
