@@ -10,9 +10,11 @@
 // Layout: x [M][K] bf16 (NHWC pixels, K = Cin contiguous); w [N][K_pad] bf16
 //         (teacher/gpu/conv.rs `pack_weights`, K-major); bias [N] f32;
 //         residual and y [M][N] bf16. The launcher (teacher/gpu/conv_sm90.rs)
-//         takes K % 64 == 0 and N % BN == 0 only, and any M: the TMA fills rows
-//         past M with zeros and the epilogue stores no row past M.
-// Launch: grid ceil(M / 128) * (N / BN) blocks, the output-channel tiles
+//         takes K and N multiples of 8 (16-byte rows) and any M: the TMA
+//         fills what lies past M, K_pad and N with zeros (a ragged last
+//         k-tile adds exact zeros, as the packed weights' padding does), and
+//         the epilogue stores no row past M and no column past N.
+// Launch: grid ceil(M / 128) * ceil(N / BN) blocks, the output-channel tiles
 //         fastest (blocks sharing x rows run together); 384 threads: warpgroup
 //         0 the producer (one thread issues the TMA loads; setmaxnreg.dec 40),
 //         warpgroups 1 and 2 the consumers (rows 0-63 and 64-127 of the
@@ -110,7 +112,7 @@ __device__ __forceinline__ void conv_sm90_body(const CUtensorMap& map_x, const C
     __shared__ __align__(8) uint64_t full[SM90_STAGES], empty[SM90_STAGES];
     // The swizzle is a function of the shared address bits 4-9: stages start on 1024 bytes.
     uint8_t* ring = smem_dynamic + ((1024 - (smem_u32(smem_dynamic) & 1023)) & 1023);
-    const uint32_t n_tiles = p.cout / BN, ktiles = p.k / SM90_BK;
+    const uint32_t n_tiles = (p.cout + BN - 1) / BN, ktiles = (p.k + SM90_BK - 1) / SM90_BK;
     const uint32_t m0 = blockIdx.x / n_tiles * SM90_BM, n0 = blockIdx.x % n_tiles * BN;
     if (threadIdx.x == 0) {
         for (int s = 0; s < SM90_STAGES; s++) {
@@ -165,6 +167,7 @@ __device__ __forceinline__ void conv_sm90_body(const CUtensorMap& map_x, const C
         const uint32_t* r_t = reinterpret_cast<const uint32_t*>(residual + row);
 #pragma unroll
         for (int j = 0; j < BN / 8; j++) {
+            if (n0 + 8 * j >= p.cout) break;  // N % 8 == 0: a group of 8 columns is all in or all out
             const float2 b = __ldg(reinterpret_cast<const float2*>(bias_t + 8 * j));
             float v0 = acc[4 * j + 2 * h] + b.x, v1 = acc[4 * j + 2 * h + 1] + b.y;
             if (res) {

@@ -183,7 +183,9 @@ fn same_bytes_at_every_batch(tag: &str, width: usize, size: usize, members: u64,
 fn last_candidates(teacher: &Path, device: &dr::cuda::DeviceInfo, dir: &Path) {
     use dr::teacher::gpu::tuning::{self, Tuning};
     let m = dr::teacher::ensemble::Member::load(teacher).unwrap();
-    let plan = dr::teacher::gpu::lower::lower(&m.graph(1).unwrap()).unwrap();
+    let mut plan = dr::teacher::gpu::lower::lower(&m.graph(1).unwrap()).unwrap();
+    // The kernel set `dr reinforce` takes on this device (its tuning file's name).
+    plan.conv_path = dr::teacher::gpu::conv::ConvPath::for_device(device).unwrap();
     let layers = tuning::off_the_rule(&plan);
     assert!(layers.len() >= 4, "{} layers with a choice", layers.len());
     let t = Tuning::new(device, teacher, &plan, 1, layers);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::report::{Meta, median, time};
 use crate::cuda::Gpu;
 use crate::teacher::ensemble::Member;
-use crate::teacher::gpu::conv::candidates;
+use crate::teacher::gpu::conv::{ConvPath, candidates_on};
 use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
 use crate::teacher::gpu::model::GpuModel;
 use crate::teacher::gpu::tuning::{self, TunedLayer, Tuning, conv_steps, file_for, layer_key};
@@ -35,6 +35,9 @@ pub struct Report {
     pub meta: Meta,
     pub model: PathBuf,
     pub batch: usize,
+    /// The convolution kernel set (`conv::ConvPath`): `wgmma` on sm_90a by
+    /// default, `mma-sync` elsewhere or with DR_CONV_KERNELS=mma-sync.
+    pub conv_kernels: String,
     pub gmacs_per_image: f64,
     pub arena_mib: f64,
     pub samples_ms: Vec<f64>,
@@ -70,7 +73,7 @@ const SWITCH_GAIN: f64 = 0.03;
 fn tune_layers(gm: &GpuModel, iters: usize) -> Result<Vec<TunedLayer>> {
     let mut out = Vec::new();
     for (i, p) in conv_steps(&gm.plan) {
-        let cands = candidates(p);
+        let cands = candidates_on(p, gm.plan.conv_path);
         if cands.len() < 2 {
             continue;
         }
@@ -110,7 +113,9 @@ pub fn run(
     }
     let gpu = Gpu::open(device).context("`dr bench model --device cuda` needs a CUDA GPU")?;
     let m = Member::load(model)?;
-    let plan = lower(&*m.graph(batch)?).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let mut plan =
+        lower(&*m.graph(batch)?).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    plan.conv_path = ConvPath::for_device(gpu.info())?;
     let n = plan.input_nchw.iter().product::<usize>();
     // Fixed pseudo-random input (not zeros: nothing may shortcut on it).
     let x: Vec<f32> = (0..n)
@@ -171,14 +176,16 @@ pub fn run(
     Ok(Report {
         meta: Meta::new(
             &format!(
-                "model-{}-b{batch}{}",
+                "model-{}-b{batch}-{}{}",
                 model.file_stem().unwrap_or_default().to_string_lossy(),
+                gm.plan.conv_path.name(),
                 if autotune.is_some() { "-autotune" } else { "" }
             ),
             &gpu,
         ),
         model: model.to_path_buf(),
         batch,
+        conv_kernels: gm.plan.conv_path.name().into(),
         gmacs_per_image: macs / batch as f64 / 1e9,
         arena_mib,
         img_per_s: batch as f64 / (ms * 1e-3),
@@ -195,10 +202,11 @@ pub fn run(
 impl Report {
     pub fn render(&self) -> String {
         let mut out = format!(
-            "{} on {}: batch {}, {:.1} img/s, {:.1} TFLOPS{} ({:.2} GMAC/img, arena {:.0} MiB)\n",
+            "{} on {}: batch {}, {} kernels, {:.1} img/s, {:.1} TFLOPS{} ({:.2} GMAC/img, arena {:.0} MiB)\n",
             self.model.display(),
             self.meta.device.name,
             self.batch,
+            self.conv_kernels,
             self.img_per_s,
             self.tflops,
             self.pct_of_bf16_peak

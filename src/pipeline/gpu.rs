@@ -24,6 +24,7 @@ use crate::augment::params::SampleParams;
 use crate::config::Augmentation;
 use crate::cuda::{DevBuf, Event, Gpu, Stream, memops};
 use crate::teacher::ensemble::Ensemble;
+use crate::teacher::gpu::conv::ConvPath;
 use crate::teacher::gpu::eltwise::to_f32;
 use crate::teacher::gpu::lower::lower;
 use crate::teacher::gpu::model::GpuModel;
@@ -32,6 +33,8 @@ use crate::teacher::gpu::topk::ensemble_topk;
 pub struct GpuTeacher {
     /// The kernel tuning files applied (teacher/gpu/tuning.rs), if any.
     pub tuning: Vec<std::path::PathBuf>,
+    /// The convolution kernels its members run (`ConvPath::for_device`).
+    pub conv_path: ConvPath,
     aug: GpuAugment,
     members: Vec<GpuModel>,
     batch: usize,
@@ -56,14 +59,22 @@ pub struct InFlight {
     end: Event,
 }
 
-/// The manifest's name for what computed the records on `gpu`. The CPU
-/// stand-in computes the same kernels with another summation order in its
-/// tensor-core emulation and the host's expf, so its bytes are its own.
-pub fn executor_name(gpu: &Gpu) -> String {
+/// The manifest's name for what computed the records on `gpu` with the
+/// convolution kernels `path` (named when wgmma: the mma.sync kernels
+/// compute what they did before the wgmma ones existed, under the same
+/// name). The CPU stand-in computes the same kernels with another summation
+/// order in its tensor-core emulation and the host's expf, so its bytes are
+/// its own.
+pub fn executor_name(gpu: &Gpu, path: ConvPath) -> String {
+    let kernels = match path {
+        ConvPath::MmaSync => String::new(),
+        other => format!(" {}", other.name()),
+    };
+    let arch = gpu.info().arch();
     if gpu.info().stand_in {
-        format!("cuda-bf16 {} (CPU stand-in)", gpu.info().arch())
+        format!("cuda-bf16 {arch}{kernels} (CPU stand-in)")
     } else {
-        format!("cuda-bf16 {}", gpu.info().arch())
+        format!("cuda-bf16 {arch}{kernels}")
     }
 }
 
@@ -179,6 +190,7 @@ impl GpuTeacher {
         let mut members = Vec::new();
         let mut tuning = Vec::new();
         let mut classes = 0;
+        let conv_path = ConvPath::for_device(gpu.info())?;
         for m in &teachers.members {
             let b = m.fixed_batch().unwrap_or(batch);
             if b != batch {
@@ -187,8 +199,9 @@ impl GpuTeacher {
                     m.path.display()
                 );
             }
-            let plan =
+            let mut plan =
                 lower(&*m.graph(batch)?).map_err(|e| anyhow!("{}: {e}", m.path.display()))?;
+            plan.conv_path = conv_path;
             classes = plan.classes;
             let mut gm = GpuModel::new(gpu, plan)
                 .with_context(|| format!("{}: loading on the GPU", m.path.display()))?;
@@ -199,6 +212,7 @@ impl GpuTeacher {
         let k = topk.min(classes);
         Ok(GpuTeacher {
             tuning,
+            conv_path,
             aug: GpuAugment::new(gpu),
             logits: gpu.alloc(members.len() * batch * classes)?,
             work: gpu.alloc(batch * classes)?,

@@ -255,7 +255,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     kernel_tuning.push(f.clone());
                 }
             }
-            gpus.push((super::gpu::executor_name(g), std::sync::Mutex::new(t)));
+            let name = super::gpu::executor_name(g, t.conv_path);
+            gpus.push((name, std::sync::Mutex::new(t)));
         }
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {

@@ -232,8 +232,9 @@ fn gpu_logits(
 ) -> Result<Tensor> {
     use super::gpu::lower::{lower, to_nhwc_bf16};
     let batch = m.fixed_batch().unwrap_or(batch);
-    let plan = lower(&*m.graph(batch)?)
+    let mut plan = lower(&*m.graph(batch)?)
         .map_err(|e| anyhow::anyhow!("--device cuda: {}: {e}", m.path.display()))?;
+    plan.conv_path = super::gpu::conv::ConvPath::for_device(gpu.info())?;
     let (classes, channels) = (plan.classes, plan.input_channels);
     let mut gm = super::gpu::model::GpuModel::new(gpu, plan)?;
     if let Some(f) = super::gpu::tuning::apply(&mut gm, gpu.info())? {
@@ -471,6 +472,23 @@ pub fn inspect(path: &Path, nodes: bool, batch: Option<usize>) -> Result<(String
                 "GPU executor: {} kernel steps, activation arena {:.1} MiB at batch {batch}",
                 p.steps.len(),
                 p.arena_len as f64 * 2.0 / (1 << 20) as f64
+            )?;
+            let (mut convs, mut wgmma, mut macs, mut wgmma_macs) = (0, 0, 0u64, 0u64);
+            for step in &p.steps {
+                if let super::gpu::lower::Step::Conv { p: c, .. } = step {
+                    let m = c.m as u64 * c.k as u64 * c.ng as u64 * c.groups as u64;
+                    convs += 1;
+                    macs += m;
+                    if !super::gpu::conv::wgmma_variants(c).is_empty() {
+                        wgmma += 1;
+                        wgmma_macs += m;
+                    }
+                }
+            }
+            writeln!(
+                s,
+                "  on sm_90a: {wgmma} of {convs} convolutions ({:.0}% of their MACs) take the wgmma kernels, the rest mma.sync",
+                100.0 * wgmma_macs as f64 / macs.max(1) as f64
             )?;
             if nodes {
                 for step in &p.steps {

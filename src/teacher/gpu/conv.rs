@@ -21,6 +21,7 @@ use crate::cuda::kernels::conv_grouped::{
     CONV_GROUPED_S1_7X16_ANY, CONV_GROUPED_S1_7X16_RELU, CONV_GROUPED_S2_3X16_ANY,
     CONV_GROUPED_S2_3X16_RELU, THREADS as GROUPED_THREADS,
 };
+use crate::cuda::kernels::conv_sm90::Sm90Sig;
 use crate::cuda::kernels::{Family, Kernel};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
@@ -142,6 +143,8 @@ pub enum Entry {
     /// Split K: the slices' sums into the workspace, then
     /// `conv_split_reduce` (`split_slices`).
     Split(&'static Kernel<ConvSplitSig>),
+    /// kernels/conv_sm90.cu's wgmma + TMA GEMM (`ConvPath::Wgmma` only).
+    Sm90(&'static Kernel<Sm90Sig>),
 }
 
 /// How a variant tiles the output, which fixes its grid.
@@ -158,6 +161,8 @@ pub enum Tile {
     Tc { bm: u32, bn: u32 },
     /// kernels/conv_grouped.cu: `rows` x `cols` output pixels x 64 channels.
     Grouped { rows: u32, cols: u32 },
+    /// kernels/conv_sm90.cu: 128 pixels x `bn` (128 or 256) channels.
+    Sm90 { bn: u32 },
 }
 
 impl Variant {
@@ -165,7 +170,7 @@ impl Variant {
     pub fn bn(&self) -> u32 {
         match self.tile {
             Tile::Depthwise => 0,
-            Tile::Old { bn } | Tile::Tc { bn, .. } => bn,
+            Tile::Old { bn } | Tile::Tc { bn, .. } | Tile::Sm90 { bn } => bn,
             Tile::Grouped { .. } => GROUPED_CHANNELS,
         }
     }
@@ -175,6 +180,7 @@ impl Variant {
         match self.entry {
             Entry::Whole(k) => k.name,
             Entry::Split(k) => k.name,
+            Entry::Sm90(k) => k.name,
         }
     }
 
@@ -183,13 +189,17 @@ impl Variant {
         match self.entry {
             Entry::Whole(k) => k.family,
             Entry::Split(k) => k.family,
+            Entry::Sm90(k) => k.family,
         }
     }
 
     /// Whether the kernel needs 16-byte aligned regions (every kernel but
     /// the older ones and the depthwise one).
     fn vector(&self) -> bool {
-        matches!(self.tile, Tile::Tc { .. } | Tile::Grouped { .. })
+        matches!(
+            self.tile,
+            Tile::Tc { .. } | Tile::Grouped { .. } | Tile::Sm90 { .. }
+        )
     }
 }
 
@@ -556,9 +566,9 @@ pub fn conv2d_regions(stream: &Stream, p: &ConvParams, io: ConvIo) -> Result<()>
 }
 
 /// `conv2d_regions` through a chosen variant, which must be one of
-/// `candidates(p)` (a test's or a tuner's choice).
+/// `candidates_on(p, path)` for a path (a plan's, a test's or a tuner's choice).
 pub fn conv2d_variant(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()> {
-    if !candidates(p).contains(&v) {
+    if !candidates(p).contains(&v) && !wgmma_variants(p).contains(&v) {
         return Err(CudaError::Invalid(format!(
             "conv2d: {} does not compute {p:?}",
             v.name()
@@ -623,6 +633,8 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
             })
     };
     let shape = match v.tile {
+        // Its own launcher builds the tensor maps (and checks the device).
+        Tile::Sm90 { bn } => return super::conv_sm90::conv1x1_sm90(stream, p, bn, io),
         Tile::Grouped { rows, cols } => {
             if p.n > u16::MAX as u32 {
                 return bad(format!(
@@ -661,6 +673,7 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
         },
     };
     match v.entry {
+        Entry::Sm90(k) => bad(format!("{} with a {:?} tile", k.name, v.tile)),
         Entry::Whole(k) => stream.launch(k, shape, (x, w, bias, residual.unwrap_or(x), y, *p)),
         Entry::Split(k) => {
             let slices = split_slices(p);
@@ -689,6 +702,9 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
 
 /// CPU twin: the same bf16 products summed in f64.
 pub mod cpu;
+/// The kernel sets a device chooses from (mma.sync, or wgmma on sm_90a).
+mod path;
+pub use path::*;
 
 #[cfg(test)]
 pub(crate) mod tests;

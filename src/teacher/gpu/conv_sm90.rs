@@ -3,8 +3,9 @@
 //! `ConvParams`, packed weights and `ConvIo` as the conv_tc kernels, with the
 //! same fused epilogue and the same CPU twin (`conv::cpu::conv2d`). It runs
 //! on compute capability 9.0 only, and takes stride-1 unpadded ungrouped 1x1
-//! layers with K % 64 == 0 and Cout % 128 == 0; `refusal` names what else
-//! keeps a layer on the mma.sync kernels.
+//! layers with K and Cout multiples of 8 whose Cout a 128-wide tile pads by
+//! a quarter at most; `refusal` names what else keeps a layer on the
+//! mma.sync kernels.
 
 use crate::cuda::kernels::Kernel;
 use crate::cuda::kernels::conv::ConvParams;
@@ -24,14 +25,14 @@ pub fn refusal(p: &ConvParams) -> Option<String> {
             "a {}x{} stride {} pad {} conv in {} groups: the sm_90a GEMM takes stride-1 unpadded ungrouped 1x1 layers only",
             p.kh, p.kw, p.sh, p.ph, p.groups
         ))
-    } else if !p.k.is_multiple_of(BK) || p.k_pad != p.k || p.k == 0 {
+    } else if !p.k.is_multiple_of(8) || p.k == 0 {
         Some(format!(
-            "Cin {} (packed {}): the sm_90a GEMM takes a multiple of {BK}",
-            p.k, p.k_pad
+            "Cin {}: the sm_90a GEMM's tensor maps take rows of a multiple of 16 bytes (8 channels)",
+            p.k
         ))
-    } else if !p.cout.is_multiple_of(128) {
+    } else if !p.cout.is_multiple_of(8) || p.cout * 4 < p.cout.div_ceil(128) * 128 * 3 {
         Some(format!(
-            "Cout {}: the sm_90a GEMM takes a multiple of 128",
+            "Cout {}: the sm_90a GEMM takes a multiple of 8 that 128-wide tiles pad by a quarter at most (the mma.sync kernels' narrower tiles waste less)",
             p.cout
         ))
     } else if p.has_bias != 1 {
@@ -49,7 +50,7 @@ pub fn tile_n(p: &ConvParams) -> u32 {
 
 /// The entry point of tile `bn` with `p`'s epilogue: conv (+BN), +ReLU and
 /// +residual+ReLU fixed at compile time, `_any` otherwise.
-fn kernel(p: &ConvParams, bn: u32) -> &'static Kernel<Sm90Sig> {
+pub fn kernel(p: &ConvParams, bn: u32) -> &'static Kernel<Sm90Sig> {
     let wide = bn == 256;
     match (p.act, p.has_residual) {
         (0, 0) if wide => &CONV_SM90_128X256_NONE,
@@ -80,10 +81,12 @@ pub fn conv1x1_sm90(stream: &Stream, p: &ConvParams, bn: u32, io: ConvIo) -> Res
     if let Some(why) = refusal(p) {
         return bad(why);
     }
-    if !(bn == 128 || bn == 256 && p.cout.is_multiple_of(256)) {
+    if !(bn == 128 || bn == 256 && tile_n(p) == 256) {
         return bad(format!("tile of {bn} output channels for Cout {}", p.cout));
     }
     let (m, k, n) = (p.m as u64, p.k as u64, p.cout as u64);
+    // The weights' packed columns past K are zeros: the map reads all of them.
+    let k_pad = p.k_pad as u64;
     let ConvIo {
         x,
         w,
@@ -106,13 +109,13 @@ pub fn conv1x1_sm90(stream: &Stream, p: &ConvParams, bn: u32, io: ConvIo) -> Res
     if !aligned {
         return bad("x, w, y, bias and residual must start on 16-byte boundaries".into());
     }
-    // The tensor maps check x and w against M x K and N x K.
+    // The tensor maps check x and w against M x K and N x K_pad.
     let map_x = TensorMap::bf16_2d_swizzle128(x, m, k, BM, BK)?;
-    let map_w = TensorMap::bf16_2d_swizzle128(w, n, k, bn, BK)?;
+    let map_w = TensorMap::bf16_2d_swizzle128(w, n, k_pad, bn, BK)?;
     let blocks = p
         .m
         .div_ceil(BM)
-        .checked_mul(p.cout / bn)
+        .checked_mul(p.cout.div_ceil(bn))
         .filter(|&b| b < i32::MAX as u32)
         .ok_or_else(|| {
             CudaError::Invalid(format!(

@@ -2,7 +2,7 @@
 //! every activation, each step a launch over regions of it on one stream,
 //! and the whole forward captured as a CUDA graph and replayed per batch.
 
-use super::conv::{ConvIo, Variant, conv2d_regions, conv2d_variant, f32_of, variant};
+use super::conv::{ConvIo, Variant, candidates_on, conv2d_variant, f32_of, variant_on};
 use super::eltwise;
 use super::lower::{GpuPlan, Operand, Step};
 use super::pool::{global_avgpool_regions, pool2d_regions};
@@ -32,8 +32,10 @@ pub struct GpuModel {
 
 impl GpuModel {
     /// Uploads the plan's weights and allocates its arena (zeroed, so a
-    /// region no step writes reads as zeros, never as stale data).
+    /// region no step writes reads as zeros, never as stale data). The
+    /// plan's `conv_path` must run on `gpu`.
     pub fn new(gpu: &Gpu, plan: GpuPlan) -> Result<Self> {
+        plan.conv_path.check(gpu.info())?;
         let stream = gpu.stream(0);
         let weights = plan
             .weights
@@ -99,7 +101,9 @@ impl GpuModel {
         for (i, v) in variants.iter().enumerate() {
             let ok = match (v, &self.plan.steps[i]) {
                 (None, _) => true,
-                (Some(v), Step::Conv { p, .. }) => super::conv::candidates(p).contains(v),
+                (Some(v), Step::Conv { p, .. }) => {
+                    candidates_on(p, self.plan.conv_path).contains(v)
+                }
                 (Some(_), _) => false,
             };
             if !ok {
@@ -118,7 +122,9 @@ impl GpuModel {
     /// The kernel a convolution step launches (`None` for other steps).
     pub fn variant_of(&self, i: usize) -> Option<Variant> {
         match &self.plan.steps[i] {
-            Step::Conv { p, .. } => Some(self.variants[i].unwrap_or_else(|| variant(p))),
+            Step::Conv { p, .. } => {
+                Some(self.variants[i].unwrap_or_else(|| variant_on(p, self.plan.conv_path)))
+            }
             _ => None,
         }
     }
@@ -193,10 +199,9 @@ impl GpuModel {
                         y: r(y)?,
                         workspace: Some(self.workspace_r),
                     };
-                    match v {
-                        Some(v) => conv2d_variant(s, p, v, io)?,
-                        None => conv2d_regions(s, p, io)?,
-                    }
+                    // The arena and the weights are 16-byte aligned, as every kernel needs.
+                    let v = v.unwrap_or_else(|| variant_on(p, self.plan.conv_path));
+                    conv2d_variant(s, p, v, io)?
                 }
                 Step::Pool { p, x, y } => pool2d_regions(s, p, r(x)?, r(y)?)?,
                 Step::GlobalAvg { dims, x, y } => global_avgpool_regions(s, r(x)?, r(y)?, *dims)?,
@@ -296,6 +301,7 @@ mod tests {
     use super::*;
     use crate::cuda::testing::gpu_or_skip;
     use crate::teacher::ensemble::Member;
+    use crate::teacher::gpu::conv::ConvPath;
     use crate::teacher::gpu::lower::{lower, to_nhwc_bf16};
     use std::path::PathBuf;
 
@@ -490,5 +496,60 @@ mod tests {
             "the first image's logits differ between batch 5 and batch 1"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The wgmma path (kernels/conv_sm90.cu for the 1x1 layers it takes,
+    /// the rest as mma.sync) on the ResNeXt helper, whose four bottleneck
+    /// 1x1 layers it takes: each step's kernel is the path's, the forward
+    /// matches the twin, the first image's logits are the same bits at
+    /// batch 7 as at batch 2, and they differ from the mma.sync path's in
+    /// no more than the accumulation order (the same tolerance).
+    #[test]
+    fn wgmma_path_matches_the_twin_at_any_batch() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        if !super::super::conv::wgmma_runs_on(gpu.info()) {
+            println!("{}: no wgmma kernels on this device", gpu.info().arch());
+            return;
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let m = Member::load(&root.join("tests/fixtures/teacher/resnext-helper.onnx")).unwrap();
+        let mut firsts = Vec::new();
+        for batch in [7, 2] {
+            let mut plan = lower(&m.graph(batch).unwrap()).unwrap();
+            plan.conv_path = ConvPath::Wgmma;
+            let input = random_input(&plan, 17);
+            let want = plan.run_cpu(&input);
+            let classes = plan.classes;
+            let mut gm = GpuModel::new(&gpu, plan).unwrap();
+            let sm90 = (0..gm.plan.steps.len())
+                .filter_map(|i| gm.variant_of(i))
+                .filter(|v| v.family() == crate::cuda::kernels::Family::ConvSm90)
+                .count();
+            assert_eq!(sm90, 4, "the helper's 1x1 layers on conv_sm90");
+            let eager = gm.run(&input).unwrap();
+            gm.capture().unwrap();
+            assert!(gm.run(&input).unwrap() == eager, "graph replay differs");
+            let (err, agree) = crate::teacher::gpu::lower::tests::compare(&eager, &want, classes);
+            println!("wgmma path, batch {batch}: device vs twin {err:.2e}, top-1 {agree}/{batch}");
+            assert!(
+                err < 0.02 && agree == batch,
+                "batch {batch}: {err}, {agree}"
+            );
+            if batch == 2 {
+                let mut mma = lower(&m.graph(batch).unwrap()).unwrap();
+                mma.conv_path = ConvPath::MmaSync;
+                let other = GpuModel::new(&gpu, mma).unwrap().run(&input).unwrap();
+                let (err, _) = crate::teacher::gpu::lower::tests::compare(&other, &eager, classes);
+                println!("wgmma vs mma.sync path: {err:.2e}");
+                assert!(err < 0.02, "{err}");
+            }
+            firsts.push(eager[..classes].to_vec());
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&firsts[0]),
+            bits(&firsts[1]),
+            "image 0 at batch 7 vs 2"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! candidate of a layer computes the same bits (`conv::candidates`), so a
 //! choice changes speed only: records stay byte-identical to an untuned run.
 //!
-//! File: `<dir>/<device>-sm<major><minor>/<architecture>.json`, where `dir`
+//! File: `<dir>/<device>-sm<major><minor>/<architecture>[-wgmma].json`
+//! (`-wgmma` for a plan of the wgmma kernels, `conv::ConvPath`), where `dir`
 //! is `$DR_TUNING_DIR`, else `$XDG_CACHE_HOME/dr/tuning`, else
 //! `~/.cache/dr/tuning`, and `architecture` is 16 hex digits of the SHA-256
 //! of the model's convolution shapes (weights do not change timings, so two
@@ -18,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::conv::{Variant, candidates, variant};
+use super::conv::{ConvPath, Variant, candidates_on, variant_on};
 use super::lower::{GpuPlan, Step};
 use crate::cuda::DeviceInfo;
 use crate::cuda::kernels::conv::ConvParams;
@@ -122,11 +123,17 @@ pub fn file_for(device: &DeviceInfo, plan: &GpuPlan) -> PathBuf {
 /// `file_for` under another tuning folder.
 pub fn file_in(dir: &Path, device: &DeviceInfo, plan: &GpuPlan) -> PathBuf {
     let (major, minor) = device.compute_capability;
+    // The wgmma kernels' choices apart: a DR_CONV_KERNELS=mma-sync run on
+    // the same device reads its own.
+    let path = match plan.conv_path {
+        ConvPath::MmaSync => String::new(),
+        other => format!("-{}", other.name()),
+    };
     dir.join(format!(
         "{}-sm{major}{minor}",
         crate::bench::report::slug(&device.name)
     ))
-    .join(format!("{}.json", architecture(plan)))
+    .join(format!("{}{path}.json", architecture(plan)))
 }
 
 /// Every layer that has a choice on its last candidate, never the shape
@@ -135,7 +142,7 @@ pub fn file_in(dir: &Path, device: &DeviceInfo, plan: &GpuPlan) -> PathBuf {
 pub fn off_the_rule(plan: &GpuPlan) -> Vec<TunedLayer> {
     conv_steps(plan)
         .filter_map(|(i, p)| {
-            let c = candidates(p);
+            let c = candidates_on(p, plan.conv_path);
             (c.len() > 1).then(|| TunedLayer {
                 step: i,
                 layer: layer_key(p),
@@ -197,13 +204,16 @@ impl Tuning {
                     l.layer
                 ));
             }
-            let Some(v) = candidates(p).into_iter().find(|v| v.name() == l.kernel) else {
+            let Some(v) = candidates_on(p, plan.conv_path)
+                .into_iter()
+                .find(|v| v.name() == l.kernel)
+            else {
                 return stale(format!(
                     "{} does not compute step {} ({})",
                     l.kernel, l.step, l.layer
                 ));
             };
-            out[l.step] = (v != variant(p)).then_some(v);
+            out[l.step] = (v != variant_on(p, plan.conv_path)).then_some(v);
         }
         Ok(out)
     }
@@ -364,7 +374,9 @@ mod tests {
         let wide = Tile::Tc { bm: 256, bn: 128 };
         let choices: Vec<Option<Variant>> = (0..gm.plan.steps.len())
             .map(|i| match &gm.plan.steps[i] {
-                Step::Conv { p, .. } => candidates(p).into_iter().find(|v| v.tile == wide),
+                Step::Conv { p, .. } => candidates_on(p, gm.plan.conv_path)
+                    .into_iter()
+                    .find(|v| v.tile == wide),
                 _ => None,
             })
             .collect();

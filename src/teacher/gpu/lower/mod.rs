@@ -464,6 +464,7 @@ impl<'g> Lowering<'g> {
             .unwrap_or(0);
         Ok(GpuPlan {
             workspace_len,
+            conv_path: super::conv::ConvPath::MmaSync,
             batch: self.input_nchw[0],
             steps,
             weights: self.weights,

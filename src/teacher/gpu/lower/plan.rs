@@ -108,6 +108,7 @@ impl Step {
     /// What the step computes, e.g. "conv 3x3/2 g32 256->256 @28x28 (128x8_v8)".
     pub fn describe(&self) -> String {
         match self {
+            // The mma.sync rule's kernel: a step alone knows no path (`GpuPlan::describe_step`).
             Step::Conv { p, .. } => conv_label(p, crate::teacher::gpu::conv::variant(p)),
             Step::Pool { p, .. } => format!(
                 "{} pool {}x{}/{} {}ch @{}x{}",
@@ -216,6 +217,10 @@ pub struct GpuPlan {
     /// needs (`conv::workspace_len`), one buffer beside the arena that the
     /// split layers take in turn (steps run in order on one stream).
     pub workspace_len: usize,
+    /// The kernels the convolutions take (`conv::ConvPath`): mma.sync as
+    /// lowered; whoever builds a model for a device sets the device's
+    /// (`ConvPath::for_device`) before kernels are chosen or tuned.
+    pub conv_path: crate::teacher::gpu::conv::ConvPath,
 }
 
 impl GpuPlan {
