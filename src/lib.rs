@@ -11,6 +11,7 @@ pub mod config;
 pub mod cuda;
 pub mod dataset;
 pub mod demo;
+pub mod labels;
 pub mod npy;
 pub mod pipeline;
 pub mod rng;
