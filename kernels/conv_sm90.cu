@@ -32,15 +32,22 @@
 // Budget (per consumer warp and k-tile): 4 HGMMA of BN/2 tensor clocks each
 //         (128 x BN x 64 multiply-adds at 2048 a clock per SM, H100), during
 //         which its scheduler has as many issue slots; the loop's other work
-//         (full wait, fence, descriptors, commit, wait, empty arrival, the
-//         stage's bounds check) is 31 instructions: 6.0% of the slots at BN 256,
-//         12.1% at 128 ([gpu-hopper]'s goal <= 10%; tools/sass_report.py).
+//         (full wait, fence, descriptors, commit, wait, empty arrival; the
+//         round's count once every 4 k-tiles) is 24 instructions: 4.7% of the
+//         slots at BN 256, 9.4% at 128 ([gpu-hopper]'s goal <= 10%;
+//         tools/sass_report.py). Two thirds of it are the descriptors: ptxas
+//         rebuilds each wgmma's (lo, hi) pair, 4 moves a wgmma. Whole rounds
+//         carry no bound check, and the ring's and the barriers' shared
+//         addresses are made opaque once (`opaque_u32`), else ptxas
+//         recomputes them every round (31 instructions a k-tile before).
 // Tolerance vs the CPU twin (teacher/gpu/conv/cpu.rs, the same bf16 products
 //         in f64): Tol::Bf16Accum, as conv.cu. The bits differ from conv.cu's
 //         kernels (another accumulation order), so a layer's kernel is chosen
 //         by the device alone, never by the batch.
 #include <cuda.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 #include "common/bf16.cuh"
 #include "common/conv_params.cuh"
@@ -79,27 +86,41 @@ __device__ __forceinline__ void consume(float (&acc)[BN / 2], uint8_t* ring, uin
     // s STAGE/16 + 2 kk: never past 2^14, so the low word is added to alone.
     const uint64_t da = wgmma_desc(smem_u32(ring) + WG * 64 * 128, 16, 1024, 1);
     const uint64_t db = wgmma_desc(smem_u32(ring) + R::A_BYTES, 16, 1024, 1);
-    const uint32_t a_lo = (uint32_t)da, b_lo = (uint32_t)db, a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
-    // The ring's STAGES k-tiles unrolled: the stage is a constant in each
-    // copy (descriptor offsets and barrier addresses immediates), the phase
-    // flips once a round.
-    uint32_t phase = 0;
-    for (uint32_t kt = 0; kt < ktiles; kt += SM90_STAGES, phase ^= 1) {
+    const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
+    const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
+    const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
+    // One k-tile in stage S: wait for its bytes, four wgmma, then release
+    // the stage before it (its group has completed: wait_group 1), except
+    // before the first k-tile. S is a constant in every copy (descriptor
+    // offsets and barrier addresses immediates).
+    auto step = [&](auto S, uint32_t phase, bool release) {
+        constexpr uint32_t s = decltype(S)::value;
+        mbar_wait(full0 + 8 * s, phase);
+        wgmma_fence();
 #pragma unroll
-        for (uint32_t s = 0; s < SM90_STAGES; s++) {
-            if (kt + s >= ktiles) break;
-            mbar_wait(&full[s], phase);
-            wgmma_fence();
-#pragma unroll
-            for (uint32_t kk = 0; kk < SM90_BK / 16; kk++) {  // 16 of K are 32 bytes along the swizzled row
-                const uint32_t off = s * (R::STAGE / 16) + 2 * kk;
-                wgmma_tile<BN>(acc, (uint64_t)a_hi << 32 | (a_lo + off), (uint64_t)b_hi << 32 | (b_lo + off));
-            }
-            wgmma_commit();
-            wgmma_wait<1>();  // the previous k-tile's group has read its stage
-            if (kt + s > 0) mbar_arrive(&empty[(s + SM90_STAGES - 1) % SM90_STAGES]);
+        for (uint32_t kk = 0; kk < SM90_BK / 16; kk++) {  // 16 of K are 32 bytes along the swizzled row
+            const uint32_t off = s * (R::STAGE / 16) + 2 * kk;
+            wgmma_tile<BN>(acc, (uint64_t)a_hi << 32 | (a_lo + off), (uint64_t)b_hi << 32 | (b_lo + off));
         }
+        wgmma_commit();
+        wgmma_wait<1>();  // the previous k-tile's group has read its stage
+        if (release) mbar_arrive_at(empty0 + 8 * ((s + SM90_STAGES - 1) % SM90_STAGES));
+    };
+    // Whole rounds of the ring with no bound to check (the phase flips once
+    // a round), then the last ktiles % STAGES k-tiles: the checks a k-tile
+    // would cost are paid once a layer, not once a k-tile.
+    static_assert(SM90_STAGES == 4, "a round below is four steps");
+    uint32_t phase = 0, kt = 0;
+    for (; kt + SM90_STAGES <= ktiles; kt += SM90_STAGES, phase ^= 1) {
+        step(std::integral_constant<uint32_t, 0>{}, phase, kt > 0);
+        step(std::integral_constant<uint32_t, 1>{}, phase, true);
+        step(std::integral_constant<uint32_t, 2>{}, phase, true);
+        step(std::integral_constant<uint32_t, 3>{}, phase, true);
     }
+    const uint32_t left = ktiles - kt;
+    if (left > 0) step(std::integral_constant<uint32_t, 0>{}, phase, kt > 0);
+    if (left > 1) step(std::integral_constant<uint32_t, 1>{}, phase, true);
+    if (left > 2) step(std::integral_constant<uint32_t, 2>{}, phase, true);
     wgmma_wait<0>();
 }
 

@@ -23,10 +23,10 @@ the kernel's own (SASS does not show them): `RING`.
 import re
 
 GOAL_NON_MMA_SHARE = 0.10
-# Gating --check: the 128x256 tiles (the launcher's choice where Cout % 256
-# == 0); the 128x128 ones (Cout % 256 != 0) are reported as open.
-GOAL = re.compile(r"^conv_sm90_128x256_")
-OPEN = re.compile(r"^conv_sm90_128x128_")
+# Gating --check: every tile (128x256 where Cout % 256 == 0, else 128x128);
+# none is left open.
+GOAL = re.compile(r"^conv_sm90_128x(128|256)_")
+OPEN = re.compile(r"^$")
 SMEM_BYTES_PER_CLK = 128
 # kernels/conv_sm90.cu: SM90_STAGES stages of (128 + BN) rows x 128 bytes,
 # and 1 KB to align the ring (src/cuda/kernels.rs `conv_sm90::shared_bytes`).

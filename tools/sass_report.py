@@ -526,8 +526,8 @@ def main():
               f"{GOAL_ISSUE_PER_HMMA} issued instructions per HMMA and a shared-bandwidth ceiling >= "
               f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak; every narrow-group kernel within "
               f"{NARROW_FACTOR:g}x of them per useful HMMA; attention (d64_x2, d96, d128) at <= "
-              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; the 128x256 wgmma tiles "
-              f"(conv_sm90) at <= {sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in "
+              f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; every wgmma tile "
+              f"(conv_sm90, 128x128 and 128x256) at <= {sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in "
               f"non-MMA instructions; no spills")
 
 

@@ -45,14 +45,26 @@ __device__ __forceinline__ uint32_t mbar_test_state(uint64_t* bar, uint64_t stat
         : "r"(smem_u32(bar)), "l"(state));
     return done;
 }
-// Spins until the phase of this parity has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+// Spins until the phase of this parity has completed; the barrier by its
+// shared address (a loop keeps one base in a register, `opaque_u32`).
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
     uint32_t done = 0;
     while (!done)
         asm volatile(
             "{\n.reg .pred P1;\nmbarrier.try_wait.parity.shared::cta.b64 P1, [%1], %2;\nselp.b32 %0, 1, 0, P1;\n}\n"
             : "=r"(done)
-            : "r"(smem_u32(bar)), "r"(parity));
+            : "r"(bar), "r"(parity));
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) { mbar_wait(smem_u32(bar), parity); }
+__device__ __forceinline__ void mbar_arrive_at(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar));
+}
+// `v`, which the compiler may no longer recompute from its source: a value
+// computed once before a loop stays in its register instead of being
+// rematerialized (shared addresses: S2R, LEA and R2UR) every trip.
+__device__ __forceinline__ uint32_t opaque_u32(uint32_t v) {
+    asm volatile("mov.b32 %0, %1;\n" : "=r"(v) : "r"(v));
+    return v;
 }
 
 // ---- fences, register reallocation, election ---------------------------------------------

@@ -552,4 +552,62 @@ mod tests {
             "image 0 at batch 7 vs 2"
         );
     }
+
+    /// The full-size transformer exports (`DR_REAL_MODELS`, written by
+    /// tools/check_real_families.py; skipped without it) on the device
+    /// through the path it takes (wgmma on the stand-in and on Hopper: their
+    /// linear layers are 1x1 layers of 768 to 3072 channels), against the
+    /// twin at batch 2.
+    #[test]
+    fn real_transformers_on_the_device_match_the_twin() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let Some(dir) = std::env::var_os("DR_REAL_MODELS").map(PathBuf::from) else {
+            println!("skipped: DR_REAL_MODELS is not set");
+            return;
+        };
+        for name in [
+            "vit_b_16",
+            "deit_small_patch16_224",
+            "swin_t",
+            "convnext_tiny",
+        ] {
+            let path = dir.join(format!("{name}-legacy17.onnx"));
+            let m = Member::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut plan = lower(&m.graph(2).unwrap()).unwrap();
+            plan.conv_path = ConvPath::for_device(gpu.info()).unwrap();
+            let input = random_input(&plan, 5);
+            let want = plan.run_cpu(&input);
+            let classes = plan.classes;
+            let mut gm = GpuModel::new(&gpu, plan).unwrap();
+            let sm90 = (0..gm.plan.steps.len())
+                .filter_map(|i| gm.variant_of(i))
+                .filter(|v| v.family() == crate::cuda::kernels::Family::ConvSm90)
+                .count();
+            gm.capture().unwrap();
+            let got = gm.run(&input).unwrap();
+            let (err, agree) = crate::teacher::gpu::lower::tests::compare(&got, &want, classes);
+            // Random weights give nearly tied logits: the top class must
+            // agree only where the twin's lead over the second is beyond
+            // the error seen (twice the largest difference).
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let clear = want
+                .chunks(classes)
+                .zip(got.chunks(classes))
+                .filter(|(w, _)| {
+                    let mut r = w.to_vec();
+                    r.sort_by(|a, b| b.total_cmp(a));
+                    r[0] - r[1] > 2.0 * err * scale
+                })
+                .collect::<Vec<_>>();
+            let argmax = |r: &[f32]| (0..r.len()).max_by(|&i, &j| r[i].total_cmp(&r[j]));
+            let clear_agree = clear.iter().filter(|(w, g)| argmax(w) == argmax(g)).count();
+            println!(
+                "{name}: {} path, {sm90} layers on conv_sm90; device vs twin {err:.2e} of the largest logit, top-1 {agree}/2 ({clear_agree}/{} with a clear lead)",
+                gm.plan.conv_path.name(),
+                clear.len()
+            );
+            assert!(err < 0.02, "{name}: {err}");
+            assert_eq!(clear_agree, clear.len(), "{name}: a clear top-1 differs");
+        }
+    }
 }
