@@ -660,7 +660,8 @@ fn gpu_backend_is_batch_independent_and_tracks_the_cpu() {
 /// `--device cuda` without --batch-size: the batch comes from the device's
 /// free memory (at most a mixing group's samples) and is said at start; the
 /// records are those of --batch-size 32. (The halving on an out-of-memory
-/// is tested in pipeline::gpu, against a fake and a real driver error.)
+/// is tested in pipeline::gpu, against a fake and a real driver error, and
+/// in a batch in tests/faults.rs.)
 #[test]
 fn gpu_batch_size_comes_from_memory() {
     if dr::cuda::testing::gpu_or_skip().is_none() {

@@ -2,6 +2,7 @@
 //! GPU one (`gpu`); both share the shards, manifest and resume.
 
 pub mod gpu;
+pub mod gpu_worker;
 pub mod interrupt;
 pub mod reinforce;
 pub mod replay;

@@ -256,7 +256,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                 }
             }
             let name = super::gpu::executor_name(g, t.conv_path);
-            gpus.push((name, std::sync::Mutex::new(t)));
+            let w = super::gpu_worker::GpuWorker::new(g, t, cfg.topk as usize, opt.temperature);
+            gpus.push((name, std::sync::Mutex::new(w)));
         }
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
@@ -429,7 +430,10 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let t_work = Instant::now();
     // One worker per GPU (one for the CPU backend), each taking the next
     // shard to do; a shard's bytes do not depend on which worker made it.
-    type Worker<'a> = (Option<&'a std::sync::Mutex<super::gpu::GpuTeacher>>, String);
+    type Worker<'a> = (
+        Option<&'a std::sync::Mutex<super::gpu_worker::GpuWorker>>,
+        String,
+    );
     let workers: Vec<Worker> = if gpus.is_empty() {
         vec![(None, "cpu".into())]
     } else {
