@@ -45,6 +45,9 @@ pub struct Options {
     pub task: Option<(u32, u32)>,
     pub fail_on_bad: bool,
     pub images_per_shard: u32,
+    /// Mixing groups each worker decodes ahead of the one it runs; None:
+    /// from host memory (`decode_ahead::choose`), said at start.
+    pub decode_ahead: Option<usize>,
     /// CUDA devices for augmentation, teachers and top-k, one worker each
     /// (shards go to whichever worker is free); empty: the CPU backend.
     pub devices: Vec<usize>,
@@ -236,6 +239,11 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         eprintln!("dr reinforce: {why}");
         batch_size = b;
     }
+    let (decode_ahead, why) =
+        super::decode_ahead::choose(opt.decode_ahead, cfg.mixing_group, opt.devices.len().max(1));
+    if opt.decode_ahead.is_none() {
+        eprintln!("dr reinforce: {why}");
+    }
     if !opened.is_empty() {
         let build = |b: usize| {
             opened
@@ -408,6 +416,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         temperature: opt.temperature,
         layout: &layout,
         batch_size,
+        decode_ahead,
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
         list_lines: (!listing.list_lines.is_empty()).then_some(&listing.list_lines[..]),

@@ -35,6 +35,8 @@ pub struct ShardContext<'a> {
     /// Samples per teacher call on the CPU backend (a GPU worker keeps its
     /// own, which an out-of-memory lowers).
     pub batch_size: usize,
+    /// Mixing groups decoded ahead of the one running (at least 1).
+    pub decode_ahead: usize,
     /// (w, h) the teachers take.
     pub input_wh: (usize, usize),
     pub fail_on_bad: bool,
@@ -162,12 +164,10 @@ pub fn run_shard(
             .map(|&id| load_image(cx.root, &cx.rows[id as usize]))
             .collect()
     };
-    // The next group is read and decoded while this one is augmented and
-    // run through the teachers.
-    let mut ahead = starts.first().map(|&g0| decode(g0));
-    for (gi, &g0) in starts.iter().enumerate() {
+    // Up to `decode_ahead` groups are read and decoded while this one is
+    // augmented and run through the teachers.
+    let run_group = |g0: usize, loaded: Vec<Loaded>| -> Result<(), ShardError> {
         let ids = ids_at(g0);
-        let loaded = ahead.take().expect("decoded ahead");
         let group_bad = bad.len();
         for (&id, l) in ids.iter().zip(&loaded) {
             if let Some((n, sha)) = &l.hash {
@@ -237,14 +237,11 @@ pub fn run_shard(
                 work.push((slot0 + s, id, p));
             }
         }
-        let (done, next) = rayon::join(
-            || process_group(cx, &work, &candidates, &image_of, &mut out, tick),
-            || starts.get(gi + 1).map(|&g| decode(g)),
-        );
-        ahead = next;
-        done?;
+        process_group(cx, &work, &candidates, &image_of, &mut out, tick)?;
         tick(ids.len() as u64, 0);
-    }
+        Ok(())
+    };
+    super::decode_ahead::pipelined(&starts, cx.decode_ahead, decode, run_group)?;
     Ok(ShardOutput {
         records: out,
         bad,
