@@ -59,8 +59,11 @@ impl GpuWorker {
     /// The teachers freed, then built again at half the batch; the new size.
     fn halve(&mut self, teachers: &Ensemble, say: &dyn Fn(String)) -> anyhow::Result<usize> {
         let old = self.batch();
-        // Freed before the smaller batch allocates; the synchronize lets
-        // the stream-ordered frees happen (a memory pool returns them then).
+        // Freed before the smaller batch allocates: after the work queued
+        // so far (a batch in flight, its captured graphs) has run, then
+        // synchronized again so the stream-ordered frees have happened (a
+        // memory pool returns them then).
+        self.gpu.synchronize()?;
         self.teacher = None;
         self.gpu.synchronize()?;
         let (gpu, topk, temperature) = (&self.gpu, self.topk, self.temperature);
