@@ -244,6 +244,7 @@ fn an_out_of_memory_in_the_first_batch_halves_it_to_the_same_bytes() {
         &[&args[..], &["--batch-size", "64"]].concat(),
     )
     .env("DR_EMU_MEMORY_KB", cap_kib.to_string())
+    .env_remove("DR_EMU_MEMORY_MB")
     .output()
     .unwrap();
     let e = text(&o.stderr);
