@@ -108,7 +108,7 @@ impl GpuWorker {
             }
             if old == 1 {
                 return Err(ShardError::Teacher(format!(
-                    "{e:#}: out of device memory at batch size 1 (the teachers and this group's images do not fit together). Fix: free the device, run on a larger one, or lower mixing_group (fewer images staged at once)"
+                    "{e:#}: out of device memory at batch size 1 (the teachers and this mixing group's images do not fit together). Fix: free the device, or run on a larger one (--device cpu runs anywhere)"
                 )));
             }
             say(format!(
