@@ -179,3 +179,88 @@ fn a_gpu_worker_failing_mid_job_stops_cleanly_and_a_rerun_gives_the_same_bytes()
     println!("{kept} shards kept after the fault: {e}");
     assert_same(&root.join("reference"), &out);
 }
+
+/// An out-of-memory in the first batch, not at load: the stand-in's device
+/// memory capped (DR_EMU_MEMORY_KB) at what the teachers take at
+/// --batch-size 64 plus half of a mixing group's staged images, both
+/// measured here on the same stand-in. The teachers load at 64, then the
+/// first batch's allocations (the group's images, the augmentation's
+/// buffers) do not fit beside them, and fit beside the teachers at 32. The
+/// job says it lowers 64 to 32 and writes the bytes of --batch-size 32.
+#[test]
+fn an_out_of_memory_in_the_first_batch_halves_it_to_the_same_bytes() {
+    let Some(gpu) = dr::cuda::testing::gpu_or_skip() else {
+        return;
+    };
+    if !gpu.info().stand_in {
+        println!("skipped: the device memory cap is the CPU stand-in's");
+        return;
+    }
+    // 8 images of 64x64 in 2 classes: 2 shards of one mixing group of 4.
+    const SIDE: usize = 64;
+    let root = common::fresh_dir("faults-gpu-oom");
+    for i in 0..8 {
+        let data = (0..SIDE * SIDE * 3)
+            .map(|j| ((j * (7 + i) + i * 31) % 251) as u8)
+            .collect();
+        let img = dr::augment::image::Rgb8::from_raw(SIDE, SIDE, data);
+        let png = root.join(format!("data/c{}/{i}.png", i % 2));
+        dr::augment::preview::write_png(&img, &png).unwrap();
+    }
+    std::fs::write(root.join("c.yaml"), common::reinforce::CONFIG).unwrap();
+
+    let teachers =
+        dr::teacher::ensemble::Ensemble::load(&[PathBuf::from(common::reinforce::teacher())])
+            .unwrap();
+    let loaded = |b: usize| {
+        let free = || gpu.memory().unwrap().0;
+        let before = free();
+        let t = dr::pipeline::gpu::GpuTeacher::new(&gpu, &teachers, b, 5, 1.0).unwrap();
+        let used = before - free();
+        drop(t);
+        gpu.synchronize().unwrap();
+        used
+    };
+    let (at64, at32) = (loaded(64), loaded(32));
+    // A group's 4 images, staged as one allocation with 25% headroom.
+    let staged = 4 * SIDE * SIDE * 3 * 5 / 4;
+    let cap_kib = (at64 + staged / 2) / 1024;
+    println!(
+        "teachers {at64} B at batch 64, {at32} B at 32; a group's images {staged} B; cap {cap_kib} KiB"
+    );
+    assert!(
+        at64 - at32 > staged,
+        "halving the batch must free more than the staged images take"
+    );
+
+    let args = ["--device", "cuda", "--quiet"];
+    let b32 = reinforce_cmd(&root, "b32", &[&args[..], &["--batch-size", "32"]].concat())
+        .output()
+        .unwrap();
+    assert!(b32.status.success(), "{}", text(&b32.stderr));
+    let o = reinforce_cmd(
+        &root,
+        "capped",
+        &[&args[..], &["--batch-size", "64"]].concat(),
+    )
+    .env("DR_EMU_MEMORY_KB", cap_kib.to_string())
+    .env_remove("DR_EMU_MEMORY_MB")
+    .output()
+    .unwrap();
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    println!("{e}");
+    assert!(
+        e.contains("out of device memory in a batch on cuda:0 at batch size 64: lowering it to 32"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("at batch size 32: lowering"),
+        "one halving should have been enough: {e}"
+    );
+    assert!(
+        !e.contains("loading the teachers"),
+        "the teachers did not load at 64 under the cap: {e}"
+    );
+    assert_same(&root.join("b32"), &root.join("capped"));
+}

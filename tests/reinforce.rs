@@ -57,6 +57,46 @@ fn bytes_do_not_depend_on_batch_size_threads_or_tasks() {
     );
 }
 
+/// Mixing groups decoded 1 or 4 ahead (one shard of 5 groups, so the queue
+/// fills; 4 on one CPU thread): the same bytes; without the flag the choice
+/// is said at start.
+#[test]
+fn bytes_do_not_depend_on_how_many_groups_are_decoded_ahead() {
+    let root = dataset("reinforce-decode-ahead", false);
+    let run = |out: &str, extra: &[&str]| {
+        Command::new(common::dr_bin())
+            .arg("reinforce")
+            .arg("--data")
+            .arg(root.join("data"))
+            .args(["--teacher", &common::reinforce::teacher(), "--config"])
+            .arg(root.join("c.yaml"))
+            .arg("--out")
+            .arg(root.join(out))
+            .args(["--images-per-shard", "20", "--batch-size", "7", "--quiet"])
+            .args(extra)
+            .output()
+            .expect("running dr")
+    };
+    let one = run("d1", &["--decode-ahead", "1"]);
+    assert!(
+        !text(&one.stderr).contains("decoding"),
+        "{}",
+        text(&one.stderr)
+    );
+    ok(one);
+    // One CPU thread: the decoder's and the teacher's work share it.
+    ok(run("d4", &["--decode-ahead", "4", "--threads", "1"]));
+    assert_same(&root.join("d1"), &root.join("d4"));
+    let auto = run("auto", &[]);
+    let said = text(&auto.stderr);
+    ok(auto);
+    assert!(
+        said.contains("dr reinforce: decoding ") && said.contains("--decode-ahead sets it"),
+        "{said}"
+    );
+    assert_same(&root.join("d1"), &root.join("auto"));
+}
+
 #[test]
 fn resumes_to_the_same_bytes_after_sigkill() {
     let root = dataset("reinforce-kill", false);
@@ -660,7 +700,8 @@ fn gpu_backend_is_batch_independent_and_tracks_the_cpu() {
 /// `--device cuda` without --batch-size: the batch comes from the device's
 /// free memory (at most a mixing group's samples) and is said at start; the
 /// records are those of --batch-size 32. (The halving on an out-of-memory
-/// is tested in pipeline::gpu, against a fake and a real driver error.)
+/// is tested in pipeline::gpu, against a fake and a real driver error, and
+/// in a batch in tests/faults.rs.)
 #[test]
 fn gpu_batch_size_comes_from_memory() {
     if dr::cuda::testing::gpu_or_skip().is_none() {

@@ -90,6 +90,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         config: cfg,
         seed: 0,
         batch_size: Some(a.batch_size),
+        decode_ahead: None,
         temperature: 1.0,
         task: None,
         fail_on_bad: false,

@@ -52,10 +52,15 @@ pub struct ReinforceArgs {
     pub seed: u64,
     /// Samples per teacher call (does not change the output). Default: 32
     /// on the CPU; on GPUs the most that fits their free memory (at most
-    /// 512), said at start. An out-of-memory while the teachers load halves
-    /// it, said too.
+    /// 512), said at start. An out-of-memory while the teachers load or in
+    /// a batch halves it, said too.
     #[arg(long, value_parser = crate::cli::values::at_least_one)]
     pub batch_size: Option<usize>,
+    /// Mixing groups each worker decodes ahead of the one it runs (does not
+    /// change the output). Default: an eighth of the available host memory
+    /// over the workers and a group of 12 MiB images, from 1 to 8, said at start.
+    #[arg(long, value_parser = crate::cli::values::at_least_one)]
+    pub decode_ahead: Option<usize>,
     /// Softmax temperature of the teachers.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::values::temperature)]
     pub temperature: f32,
@@ -177,6 +182,7 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
         )?,
         seed: a.seed,
         batch_size: a.batch_size,
+        decode_ahead: a.decode_ahead,
         temperature: a.temperature,
         task: task.map(|(i, n, _)| (i, n)),
         fail_on_bad: a.on_bad_image == "fail",

@@ -228,6 +228,11 @@ impl GpuTeacher {
         })
     }
 
+    /// Samples per batch (the teachers were built for it).
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
     /// Uploads a group's decoded images, once for all their samples.
     pub fn stage(&mut self, images: &[&Rgb8]) -> Result<Staged> {
         Ok(self.aug.upload(images)?)

@@ -45,6 +45,9 @@ pub struct Options {
     pub task: Option<(u32, u32)>,
     pub fail_on_bad: bool,
     pub images_per_shard: u32,
+    /// Mixing groups each worker decodes ahead of the one it runs; None:
+    /// from host memory (`decode_ahead::choose`), said at start.
+    pub decode_ahead: Option<usize>,
     /// CUDA devices for augmentation, teachers and top-k, one worker each
     /// (shards go to whichever worker is free); empty: the CPU backend.
     pub devices: Vec<usize>,
@@ -236,6 +239,11 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         eprintln!("dr reinforce: {why}");
         batch_size = b;
     }
+    let (decode_ahead, why) =
+        super::decode_ahead::choose(opt.decode_ahead, cfg.mixing_group, opt.devices.len().max(1));
+    if opt.decode_ahead.is_none() {
+        eprintln!("dr reinforce: {why}");
+    }
     if !opened.is_empty() {
         let build = |b: usize| {
             opened
@@ -256,7 +264,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                 }
             }
             let name = super::gpu::executor_name(g, t.conv_path);
-            gpus.push((name, std::sync::Mutex::new(t)));
+            let w = super::gpu_worker::GpuWorker::new(g, t, cfg.topk as usize, opt.temperature);
+            gpus.push((name, std::sync::Mutex::new(w)));
         }
     }
     if let Some((a, _)) = gpus.iter().find(|(e, _)| *e != gpus[0].0) {
@@ -407,6 +416,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         temperature: opt.temperature,
         layout: &layout,
         batch_size,
+        decode_ahead,
         input_wh: out_wh,
         fail_on_bad: opt.fail_on_bad,
         list_lines: (!listing.list_lines.is_empty()).then_some(&listing.list_lines[..]),
@@ -429,7 +439,10 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     let t_work = Instant::now();
     // One worker per GPU (one for the CPU backend), each taking the next
     // shard to do; a shard's bytes do not depend on which worker made it.
-    type Worker<'a> = (Option<&'a std::sync::Mutex<super::gpu::GpuTeacher>>, String);
+    type Worker<'a> = (
+        Option<&'a std::sync::Mutex<super::gpu_worker::GpuWorker>>,
+        String,
+    );
     let workers: Vec<Worker> = if gpus.is_empty() {
         vec![(None, "cpu".into())]
     } else {

@@ -32,7 +32,11 @@ pub struct ShardContext<'a> {
     pub teachers: &'a Ensemble,
     pub temperature: f32,
     pub layout: &'a Layout,
+    /// Samples per teacher call on the CPU backend (a GPU worker keeps its
+    /// own, which an out-of-memory lowers).
     pub batch_size: usize,
+    /// Mixing groups decoded ahead of the one running (at least 1).
+    pub decode_ahead: usize,
     /// (w, h) the teachers take.
     pub input_wh: (usize, usize),
     pub fail_on_bad: bool,
@@ -40,9 +44,9 @@ pub struct ShardContext<'a> {
     pub list_lines: Option<&'a [u32]>,
     /// Time spent in the teachers (for teacher-only throughput).
     pub teacher_nanos: &'a std::sync::atomic::AtomicU64,
-    /// The GPU backend (augmentation, teachers and top-k on a device), or
-    /// `None` for the CPU one.
-    pub gpu: Option<&'a std::sync::Mutex<super::gpu::GpuTeacher>>,
+    /// The GPU backend (augmentation, teachers and top-k on a device, at
+    /// the worker's own batch size), or `None` for the CPU one.
+    pub gpu: Option<&'a std::sync::Mutex<super::gpu_worker::GpuWorker>>,
 }
 
 /// Why the run stopped inside a shard.
@@ -71,7 +75,7 @@ fn bad_images_message(bad: &[(String, String)]) -> String {
     )
 }
 
-fn check_interrupt() -> Result<(), ShardError> {
+pub(super) fn check_interrupt() -> Result<(), ShardError> {
     match super::interrupt::requested() {
         Some(_) => Err(ShardError::Interrupted),
         None => Ok(()),
@@ -160,12 +164,10 @@ pub fn run_shard(
             .map(|&id| load_image(cx.root, &cx.rows[id as usize]))
             .collect()
     };
-    // The next group is read and decoded while this one is augmented and
-    // run through the teachers.
-    let mut ahead = starts.first().map(|&g0| decode(g0));
-    for (gi, &g0) in starts.iter().enumerate() {
+    // Up to `decode_ahead` groups are read and decoded while this one is
+    // augmented and run through the teachers.
+    let run_group = |g0: usize, loaded: Vec<Loaded>| -> Result<(), ShardError> {
         let ids = ids_at(g0);
-        let loaded = ahead.take().expect("decoded ahead");
         let group_bad = bad.len();
         for (&id, l) in ids.iter().zip(&loaded) {
             if let Some((n, sha)) = &l.hash {
@@ -235,14 +237,11 @@ pub fn run_shard(
                 work.push((slot0 + s, id, p));
             }
         }
-        let (done, next) = rayon::join(
-            || process_group(cx, &work, &candidates, &image_of, &mut out, tick),
-            || starts.get(gi + 1).map(|&g| decode(g)),
-        );
-        ahead = next;
-        done?;
+        process_group(cx, &work, &candidates, &image_of, &mut out, tick)?;
         tick(ids.len() as u64, 0);
-    }
+        Ok(())
+    };
+    super::decode_ahead::pipelined(&starts, cx.decode_ahead, decode, run_group)?;
     Ok(ShardOutput {
         records: out,
         bad,
@@ -262,45 +261,8 @@ fn process_group<'a>(
     tick: Tick,
 ) -> Result<(), ShardError> {
     if let Some(gpu) = cx.gpu {
-        let mut g = gpu.lock().unwrap_or_else(|e| e.into_inner());
-        let fail = |e: anyhow::Error| ShardError::Teacher(format!("{e:#}"));
-        // Pairs are drawn among the group's usable images: stage those.
-        let imgs: Vec<&Rgb8> = candidates
-            .iter()
-            .map(|&id| image_of(id).expect("usable"))
-            .collect();
-        let staged = g.stage(&imgs).map_err(fail)?;
-        let slot_of = |id: u32| {
-            candidates
-                .iter()
-                .position(|&c| c == id)
-                .expect("a usable image")
-        };
-        // Batch i + 1 is queued before batch i's top-k are read back.
-        let mut queued: Option<(super::gpu::InFlight, &[Work])> = None;
-        for chunk in work.chunks(cx.batch_size.max(1)).map(Some).chain([None]) {
-            check_interrupt()?;
-            let next = match chunk {
-                Some(chunk) => {
-                    let samples: Vec<(usize, &SampleParams)> =
-                        chunk.iter().map(|(_, id, p)| (slot_of(*id), p)).collect();
-                    let b = g
-                        .enqueue(&cx.config.augment, &staged, &slot_of, &samples)
-                        .map_err(fail)?;
-                    Some((b, chunk))
-                }
-                None => None,
-            };
-            if let Some((b, done)) = queued.take() {
-                let (vals, classes, ms) = g.collect(b).map_err(fail)?;
-                cx.teacher_nanos
-                    .fetch_add((ms * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
-                write_records(cx, done, &vals, &classes, out);
-                tick(0, done.len() as u64);
-            }
-            queued = next;
-        }
-        return Ok(());
+        let mut w = gpu.lock().unwrap_or_else(|e| e.into_inner());
+        return w.run_group(cx, work, candidates, image_of, out, tick);
     }
     // Two stages in flight: the teacher on batch i while batch i + 1 is
     // augmented (the executor alone does not keep every core busy).
@@ -324,11 +286,11 @@ fn process_group<'a>(
 }
 
 /// A sample's (record slot within the shard, image id, parameters).
-type Work = (usize, u32, SampleParams);
+pub(super) type Work = (usize, u32, SampleParams);
 
 /// Encodes `chunk`'s records from their top-k (`vals`, `classes`: [n][k],
 /// k at most the layout's; shorter rows are padded with zeros).
-fn write_records(
+pub(super) fn write_records(
     cx: &ShardContext,
     chunk: &[(usize, u32, SampleParams)],
     vals: &[f32],

@@ -43,6 +43,12 @@ Config load() {
     }
     c.sm_count = (int)env_long("DR_EMU_SMS", 4, 1, 1024);
     c.total_mem = (uint64_t)env_long("DR_EMU_MEMORY_MB", 16 << 10, 1, 1 << 24) << 20;
+    // KiB, for a test that places the cap between two allocations of one job
+    // (a MiB is coarser than a small teacher's batch).
+    if (const char* kb = getenv("DR_EMU_MEMORY_KB"); kb && *kb) {
+        if (const char* mb = getenv("DR_EMU_MEMORY_MB"); mb && *mb) fatal("DR_EMU_MEMORY_KB and DR_EMU_MEMORY_MB are both set: set one");
+        c.total_mem = (uint64_t)env_long("DR_EMU_MEMORY_KB", 0, 1, 1L << 34) << 10;
+    }
     c.workers = (int)env_long("DR_EMU_WORKERS", std::max(1L, std::min(8L, sysconf(_SC_NPROCESSORS_ONLN))), 1, 64);
     c.poison = (unsigned char)env_long("DR_EMU_POISON", 0xff, 0, 255);
     c.racecheck = env_flag("DR_EMU_RACECHECK");
