@@ -91,6 +91,10 @@ run() {
   for m in ${models//,/ }; do
     step "bench-model:$m" "$BUNDLE/bin/dr" bench model --device cuda --teacher "$onnx/$m.onnx" \
       --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
+    # [gpu-hopper]: the same forward on the mma.sync kernels alone (on
+    # sm_90a the line above ran the wgmma ones for the 1x1 layers).
+    step "bench-model-mma-sync:$m" env DR_CONV_KERNELS=mma-sync "$BUNDLE/bin/dr" bench model --device cuda \
+      --teacher "$onnx/$m.onnx" --batch-size "${DR_BATCH:-256}" --iters 20 --out-dir "$out/bench-results"
     step "bench-model-autotune:$m" "$BUNDLE/bin/dr" bench model --device cuda --teacher "$onnx/$m.onnx" \
       --batch-size "${DR_BATCH:-256}" --iters 20 --autotune --out-dir "$out/bench-results"
   done
