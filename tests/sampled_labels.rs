@@ -1,0 +1,178 @@
+//! `dr reinforce --label-mode sampled` end to end on the CPU: reinforce ->
+//! verify -> python/dr_reader -> `dr export --format ml-dr`, the bytes
+//! independent of batch size and threads, the invariants verify checks, and
+//! the refusals (GPU backend, unknown sampler, weighted labels for ml-dr).
+
+mod common;
+
+use common::reinforce::{assert_same, dataset, ok, reinforce};
+use common::{dr, repo_root, text};
+
+const SAMPLED: &[&str] = &["--label-mode", "sampled"];
+
+fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [SAMPLED, extra].concat()
+}
+
+#[test]
+fn sampled_labels_round_trip_and_do_not_depend_on_batch_or_threads() {
+    let root = dataset("sampled-round-trip", true);
+    let s = ok(reinforce(&root, "a", &with(&["--batch-size", "32"])));
+    assert!(s.contains("4 bad images"), "{s}");
+    ok(reinforce(
+        &root,
+        "b",
+        &with(&["--batch-size", "1", "--threads", "1"]),
+    ));
+    ok(reinforce(
+        &root,
+        "c",
+        &with(&["--batch-size", "5", "--threads", "2"]),
+    ));
+    assert_same(&root.join("a"), &root.join("b"));
+    assert_same(&root.join("a"), &root.join("c"));
+    let out = root.join("a");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        m["settings"]["labels"],
+        serde_json::json!({"mode": "sampled", "sampler_version": 1, "k": 5, "proposal_t": null})
+    );
+    let descr = m["record"]["dtype"].as_array().unwrap();
+    let last = descr.last().unwrap();
+    assert_eq!(last, &serde_json::json!(["draws", "<u2", [5]]));
+    assert!(!descr.iter().any(|f| f[0] == "probs" || f[0] == "classes"));
+    let v = ok(dr(&["verify", out.to_str().unwrap()]));
+    assert!(v.contains(": 0 problems"), "{v}");
+    // Draws differ between samples (the stream is keyed by the sample).
+    let show = ok(dr(&["show", out.to_str().unwrap(), "--id", "0", "--json"]));
+    let j: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let draws: Vec<&serde_json::Value> = j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["draws"])
+        .collect();
+    assert_eq!(draws.len(), 3);
+    assert!(draws[0] != draws[1] || draws[1] != draws[2], "{draws:?}");
+    let text_show = ok(dr(&["show", out.to_str().unwrap(), "--id", "0"]));
+    assert!(text_show.contains("sampled 5 draws"), "{text_show}");
+    // The contact sheet captions stored samples with their most drawn classes.
+    let png = root.join("sheet.png");
+    ok(dr(&[
+        "preview",
+        "--from",
+        out.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]));
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+
+    let to = root.join("ml-dr");
+    let e = ok(dr(&[
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "ml-dr",
+        "--to",
+        to.to_str().unwrap(),
+    ]));
+    assert!(e.contains("4 bad images have no file"), "{e}");
+    let Some(py) = common::python_with_numpy() else {
+        println!(
+            "skipped: no Python with numpy (run scripts/setup-python.sh) for python/dr_reader"
+        );
+        return;
+    };
+    let check = repo_root().join("tests/python/check_sampled.py");
+    let p = std::process::Command::new(py)
+        .arg(check)
+        .arg(&out)
+        .arg(&to)
+        .output()
+        .unwrap();
+    let said = text(&p.stdout);
+    assert!(p.status.success(), "{said}\n{}", text(&p.stderr));
+    // 21 usable images (tiny.png is one) x 3 samples.
+    assert!(
+        said.contains("ok: 63 sampled records of 21 images"),
+        "{said}"
+    );
+}
+
+#[test]
+fn default_label_mode_is_topk_and_unchanged() {
+    let root = dataset("sampled-default", false);
+    ok(reinforce(&root, "default", &[]));
+    ok(reinforce(&root, "topk", &["--label-mode", "topk"]));
+    assert_same(&root.join("default"), &root.join("topk"));
+    let m = std::fs::read_to_string(root.join("default/manifest.json")).unwrap();
+    assert!(!m.contains("\"labels\""), "{m}");
+    assert!(m.contains("\"probs\""), "{m}");
+}
+
+#[test]
+fn verify_and_readers_check_sampled_records() {
+    let root = dataset("sampled-verify", false);
+    ok(reinforce(&root, "out", SAMPLED));
+    let out = root.join("out");
+    let manifest = out.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    // Swap the first record's first and last draws: no longer ascending.
+    let size = m["record"]["size"].as_u64().unwrap() as usize;
+    let shard = out.join(m["shards"][0]["file"].as_str().unwrap());
+    let mut b = std::fs::read(&shard).unwrap();
+    let (first, last) = (size - 10, size - 2);
+    let (x, y) = ([b[first], b[first + 1]], [b[last], b[last + 1]]);
+    assert_ne!(x, y, "the test needs two different draws");
+    b[first..first + 2].copy_from_slice(&y);
+    b[last..last + 2].copy_from_slice(&x);
+    std::fs::write(&shard, &b).unwrap();
+    let o = dr(&["verify", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stdout).contains("are not ascending class ids below"));
+
+    // A sampler this dr does not know, and weighted labels, are refused by
+    // name; ml-dr export says why weighted labels cannot go there.
+    let edit = |from: &str, to: &str| {
+        std::fs::write(&manifest, original.replace(from, to)).unwrap();
+    };
+    edit("\"sampler_version\": 1", "\"sampler_version\": 2");
+    let o = dr(&["verify", out.to_str().unwrap()]);
+    assert!(
+        text(&o.stderr).contains("sampler version 2; this dr has version 1"),
+        "{}",
+        text(&o.stderr)
+    );
+    edit("\"proposal_t\": null", "\"proposal_t\": 2.0");
+    let to = root.join("ml-dr");
+    let o = dr(&[
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "ml-dr",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("manifest.json") && err.contains("importance weights") && err.contains("Fix:"),
+        "{err}"
+    );
+    assert!(!to.exists());
+}
+
+#[test]
+fn sampled_labels_on_the_gpu_are_refused_not_drawn_on_the_cpu() {
+    let root = dataset("sampled-gpu", false);
+    let o = reinforce(&root, "out", &with(&["--device", "cuda"]));
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("GPU draw kernel is not written yet") && err.contains("Fix: --device cpu"),
+        "{err}"
+    );
+    assert!(!root.join("out").exists());
+}
