@@ -31,6 +31,24 @@ fn sampled_labels_round_trip_and_do_not_depend_on_batch_or_threads() {
     ));
     assert_same(&root.join("a"), &root.join("b"));
     assert_same(&root.join("a"), &root.join("c"));
+    // Two tasks, merged: the same bytes as one.
+    let mut args = vec!["merge".to_string()];
+    for i in 0..2 {
+        let part = format!("t{i}");
+        ok(reinforce(
+            &root,
+            &part,
+            &with(&["--shard", &format!("{i}/2")]),
+        ));
+        args.push(root.join(part).display().to_string());
+    }
+    args.extend(["--out".into(), root.join("merged").display().to_string()]);
+    ok(dr(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_same(&root.join("a"), &root.join("merged"));
+    // A rerun into it in the other mode is refused as other settings.
+    let o = reinforce(&root, "a", &[]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("labels: {"), "{}", text(&o.stderr));
     let out = root.join("a");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();

@@ -140,8 +140,11 @@ class Reinforced:
 
     def __repr__(self):
         return (f"<dr_reader.Reinforced {self.path!r}: {len(self)} images x {self.num_samples} samples, "
-                f"top-{self.topk} of {self.num_classes} classes, status {self.manifest['status']}, "
+                f"{self._labels_repr()} of {self.num_classes} classes, status {self.manifest['status']}, "
                 f"{len(self) - len(self.usable())} without records (bad or not written)>")
+
+    def _labels_repr(self):
+        return f"top-{self.topk}" if self.label_mode == "topk" else f"{self.topk} sampled draws"
 
     def written(self, image):
         """Whether image `image`'s records are in a shard already written."""
