@@ -1,7 +1,8 @@
 //! `dr reinforce --label-mode sampled` end to end on the CPU: reinforce ->
 //! verify -> python/dr_reader -> `dr export --format ml-dr`, the bytes
 //! independent of batch size and threads, the invariants verify checks, and
-//! the refusals (GPU backend, unknown sampler, weighted labels for ml-dr).
+//! the refusals (GPU backend, unknown sampler, weighted labels for ml-dr),
+//! and that each sample's draws follow that sample's teacher distribution.
 
 mod common;
 
@@ -193,4 +194,110 @@ fn sampled_labels_on_the_gpu_are_refused_not_drawn_on_the_cpu() {
         "{err}"
     );
     assert!(!root.join("out").exists());
+}
+
+/// Pearson's chi-square of `counts` (k draws) against `p` over its upper
+/// bound at false-alarm rate e^-14 (Laurent & Massart 2000: P(X² - df >=
+/// 2√(df t) + 2t) <= e^-t): below 1 unless the draws do not follow p.
+/// Classes expecting fewer than 5 draws are pooled into one cell, kept when
+/// it expects 5 or more; more than 20 draws in a pool expecting under 5
+/// (Poisson tail below 1e-7) counts as infinitely far off.
+fn chi_square_ratio(counts: &[u32], p: &[f64]) -> f64 {
+    let k: u32 = counts.iter().sum();
+    let (mut cells, mut pooled) = (Vec::new(), (0f64, 0f64));
+    for (&f, &pc) in counts.iter().zip(p) {
+        let e = k as f64 * pc;
+        if e >= 5.0 {
+            cells.push((f as f64, e));
+        } else {
+            pooled = (pooled.0 + f as f64, pooled.1 + e);
+        }
+    }
+    if pooled.1 >= 5.0 {
+        cells.push(pooled);
+    } else if pooled.0 > 20.0 {
+        return f64::INFINITY;
+    }
+    let x2: f64 = cells.iter().map(|(f, e)| (f - e) * (f - e) / e).sum();
+    let (df, t) = ((cells.len() - 1).max(1) as f64, 14.0);
+    x2 / (df + 2.0 * (df * t).sqrt() + 2.0 * t)
+}
+#[test]
+fn sampled_draws_follow_the_teachers_distribution_of_the_same_sample() {
+    // The demo's trained teacher (10 classes) gives peaked, varied p: the
+    // fixture ResNet's near-uniform p could not tell one sample from another.
+    let root = common::fresh_dir("sampled-demo");
+    let demo = root.join("demo");
+    ok(dr(&[
+        "demo",
+        "--out",
+        demo.to_str().unwrap(),
+        "--images-per-class",
+        "2",
+        "--samples",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]));
+    let run = |out: &str, extra: &[&str]| {
+        let o = std::process::Command::new(common::dr_bin())
+            .arg("reinforce")
+            .arg("--data")
+            .arg(demo.join("data"))
+            .arg("--teacher")
+            .arg(demo.join("teacher.onnx"))
+            .arg("--config")
+            .arg(demo.join("config.yaml"))
+            .arg("--out")
+            .arg(root.join(out))
+            .args(["--samples", "4", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(o);
+        dr::store::reader::Reinforced::open(&root.join(out)).unwrap()
+    };
+    // Top-10 of 10 classes: the whole p (f16); 2000 draws of the same samples.
+    let dense = run("dense", &["--topk", "10"]);
+    let drawn = run("drawn", &["--topk", "2000", "--label-mode", "sampled"]);
+    let mut same = Vec::new();
+    let mut shifted = Vec::new();
+    let (mut ps, mut counts) = (Vec::new(), Vec::new());
+    for id in 0..dense.rows.len() as u32 {
+        for (a, b) in dense
+            .records(id)
+            .unwrap()
+            .iter()
+            .zip(drawn.records(id).unwrap())
+        {
+            assert_eq!(a.params, b.params, "image {id}: the same augmentation");
+            let mut p = [0f64; 10];
+            for (&c, &v) in a.classes.iter().zip(&a.probs) {
+                p[c as usize] = v as f64;
+            }
+            let total: f64 = p.iter().sum();
+            ps.push(p.iter().map(|v| v / total).collect::<Vec<_>>());
+            let mut n = [0u32; 10];
+            for &c in &b.draws {
+                n[c as usize] += 1;
+            }
+            counts.push(n);
+        }
+    }
+    for i in 0..ps.len() {
+        same.push(chi_square_ratio(&counts[i], &ps[i]));
+        shifted.push(chi_square_ratio(&counts[i], &ps[(i + 1) % ps.len()]));
+    }
+    let max_same = same.iter().cloned().fold(f64::MIN, f64::max);
+    shifted.sort_by(f64::total_cmp);
+    let median_shifted = shifted[shifted.len() / 2];
+    println!(
+        "{} samples: chi-square / its e^-14 bound against their own p max {max_same:.2}, against the next sample's p median {median_shifted:.1}",
+        ps.len()
+    );
+    // 80 samples: one passes its bound with chance under 80 e^-14 = 7e-5.
+    assert!(max_same < 1.0, "{same:?}");
+    // The test can tell samples apart: another sample's p is far off.
+    assert!(median_shifted > 10.0, "{shifted:?}");
 }
