@@ -1,6 +1,7 @@
-//! Soft labels from the teacher's probabilities (issue 32). Today's records
-//! hold top-k probabilities (`teacher::infer::topk`); `sampled` draws k classes
-//! from the whole distribution, so the stored target is unbiased.
+//! Soft labels from the teacher's probabilities (issue 32). `topk` records
+//! (the default) hold the top-k probabilities (`teacher::infer::topk`);
+//! `sampled` draws k classes from the whole distribution, so the stored
+//! target is unbiased.
 //!
 //! # Sampled records
 //!
@@ -32,7 +33,8 @@
 //! `np.bincount(draws, weights=weights, minlength=C) / k`.
 //! At k = 10 and 1000 classes: 20 B (weighted 40 B) against today's 40 B of
 //! f16 probabilities and u16 ids; ids packed in ceil(log2 C) bits, 13 B.
-//! `dr verify` checks: draws non-decreasing and below C, weights finite > 0.
+//! `dr verify` checks: draws non-decreasing and below C (and, once weights
+//! are written, weights finite > 0).
 //!
 //! ml-dr export: ml-dr's `densify(..., "zeros")` puts the softmax of the
 //! stored values on their ids, so count/k would not come back unbiased;
@@ -46,9 +48,9 @@
 //! densify to its softmax. So when the exact sum is within n 2^-24 of 1 (the
 //! worst rounding of an n-term f32 sum in any order) the largest value is
 //! lowered by the difference ([`sampled::ml_dr_values`]); r then stays in
-//! [0, about 2n 2^-24], spread over the other classes. Weighted values do not sum to 1, and ml-dr's
-//! densify cannot return them unbiased either way: export refuses that mode
-//! and says to draw without a proposal for ml-dr.
+//! [0, about 2n 2^-24], spread over the other classes. Weighted values do
+//! not sum to 1, and ml-dr's densify cannot return them unbiased either
+//! way: export refuses that mode and says to draw without a proposal.
 
 pub mod sampled;
 
