@@ -147,10 +147,39 @@ fn verify_and_readers_check_sampled_records() {
     assert_ne!(x, y, "the test needs two different draws");
     b[first..first + 2].copy_from_slice(&y);
     b[last..last + 2].copy_from_slice(&x);
+    // The second record's last draw past the 37 classes (still ascending).
+    b[2 * size - 2..2 * size].copy_from_slice(&40u16.to_le_bytes());
     std::fs::write(&shard, &b).unwrap();
     let o = dr(&["verify", out.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o.stdout).contains("are not ascending class ids below"));
+    let said = text(&o.stdout);
+    assert!(said.contains("sample 0: draws"), "{said}");
+    assert!(
+        said.contains("sample 1: draws")
+            && said.contains(", 40] are not ascending class ids below 37"),
+        "{said}"
+    );
+    // dr_reader refuses the out-of-range draw rather than return a longer target.
+    if let Some(py) = common::python_with_numpy() {
+        let o = std::process::Command::new(py)
+            .arg("-c")
+            .arg(
+                "import sys; sys.path.insert(0, sys.argv[1]); import dr_reader\n\
+                 ds = dr_reader.open(sys.argv[2]); i = int(ds.order[0])\n\
+                 assert len(ds.probs(i, 0, dense=True)) == 37\n\
+                 try:\n    ds.probs(i, 1, dense=True)\nexcept ValueError as e:\n    print(e)",
+            )
+            .arg(repo_root().join("python"))
+            .arg(&out)
+            .output()
+            .unwrap();
+        let said = text(&o.stdout);
+        assert!(o.status.success(), "{said}{}", text(&o.stderr));
+        assert!(
+            said.contains("draws class 40 of 37") && said.contains("Fix: run `dr verify"),
+            "{said}"
+        );
+    }
 
     // A sampler this dr does not know, and weighted labels, are refused by
     // name; ml-dr export says why weighted labels cannot go there.

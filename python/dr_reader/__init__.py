@@ -308,6 +308,10 @@ class Reinforced:
     def _sampled(self, r, dense):
         draws = r["draws"].astype(np.int64)
         k = len(draws)
+        if k and int(draws.max()) >= self.num_classes:
+            # bincount would return a longer vector without a word.
+            raise ValueError(f"{self.path}: a record draws class {int(draws.max())} of "
+                             f"{self.num_classes}; the shard is damaged. Fix: run `dr verify {self.path}`")
         if dense:
             return (np.bincount(draws, minlength=self.num_classes) / k).astype(np.float32)
         ids, counts = np.unique(draws, return_counts=True)
