@@ -74,7 +74,7 @@ enum Command {
         /// Output PNG.
         #[arg(long)]
         out: PathBuf,
-        /// Draw samples stored in this reinforced dataset, captioned with their top-k.
+        /// Draw samples stored in this reinforced dataset, captioned with their top-k (sampled labels: the most drawn classes at count / k).
         #[arg(long, conflicts_with_all = ["config", "image", "pair", "params"])]
         from: Option<PathBuf>,
         /// With --from: image ids to show (default: the first 8 in work order).
@@ -90,7 +90,7 @@ enum Command {
     /// The main job on a generated shape set with a small trained teacher (no network needed).
     #[command(after_help = "Example: dr demo --out dr-demo --device cpu")]
     Demo(cli::demo::DemoArgs),
-    /// Build a reinforced dataset: NS augmentations per image, teacher top-k, shards + manifest.
+    /// Build a reinforced dataset: NS augmentations per image, teacher top-k (or sampled) labels, shards + manifest.
     #[command(after_help = cli::reinforce::AFTER_HELP)]
     Reinforce(cli::reinforce::ReinforceArgs),
     /// Run a teacher (or an ensemble) on images: logits, probabilities, top-k.
@@ -156,7 +156,7 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         #[arg(long)]
         images: Option<PathBuf>,
     },
-    /// Print an image's stored samples: ml-dr's compressed parameters and the top-k.
+    /// Print an image's stored samples: ml-dr's compressed parameters and the top-k (or the sampled draws).
     #[command(
         after_help = "Example: dr show imagenet-plus/ --id 17 --sample 3 --labels classes.txt"
     )]
@@ -172,7 +172,7 @@ Example: dr verify imagenet-plus/ --images imagenet/train"
         /// Class names, one per line.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Print JSON: path, label and each sample's compressed parameters and top-k.
+        /// Print JSON: path, label and each sample's compressed parameters and top-k (probs, classes), or draws for sampled labels.
         #[arg(long)]
         json: bool,
     },

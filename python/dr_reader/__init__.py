@@ -9,6 +9,7 @@ the standard library only.
     ds.compressed(17, 0)              # ml-dr's compressed list (what its .pth.tar files hold)
     ds.probs(17, 0)                   # ([values], [class ids]), largest first
     ds.probs(17, 0, dense=True)       # [num_classes] float32, ml-dr's densify ("smooth" or "zeros")
+                                      # (--label-mode sampled: bincount(draws) / k, unbiased)
 
 Layout (OUT/manifest.json): one fixed-width record per (image, sample),
 an image's NS records together, images in the order of order.npy, split
@@ -66,6 +67,28 @@ def _dtype(descr):
     return np.dtype([(f[0], f[1]) if len(f) == 2 else (f[0], f[1], tuple(f[2])) for f in descr])
 
 
+SAMPLER_VERSION = 1
+
+
+def _label_mode(path, m):
+    """"topk" or "sampled" (settings.labels; absent is topk). A mode or
+    sampler version this reader does not know is refused, never misread."""
+    labels = m["settings"].get("labels")
+    if labels is None:
+        return "topk"
+    fix = "Fix: read it with the dr_reader of the dr that wrote it (manifest 'writer') or a newer one"
+    if labels.get("mode") != "sampled":
+        raise ValueError(f"{path}/manifest.json: label mode {labels.get('mode')!r} is not one this reader "
+                         f"knows (topk, sampled). {fix}")
+    if labels.get("sampler_version") != SAMPLER_VERSION:
+        raise ValueError(f"{path}/manifest.json: sampled labels of sampler version "
+                         f"{labels.get('sampler_version')}; this reader knows version {SAMPLER_VERSION}. {fix}")
+    if labels.get("proposal_t") is not None:
+        raise ValueError(f"{path}/manifest.json: sampled labels with importance weights (proposal_t "
+                         f"{labels['proposal_t']}); this reader reads only unweighted draws. {fix}")
+    return "sampled"
+
+
 class Reinforced:
     def __init__(self, path, allow_incomplete=False):
         self.path = path
@@ -88,6 +111,7 @@ class Reinforced:
             raise ValueError(f"{path}: record dtype is {self.dtype.itemsize} bytes, manifest says {m['record']['size']}")
         self.num_samples = m["record"]["num_samples"]
         self.topk = m["record"]["topk"]
+        self.label_mode = _label_mode(path, m)
         self.num_classes = m["settings"]["num_classes"]
         self.classes = m.get("classes", [])
         self.config = m["settings"]["config"]
@@ -116,8 +140,11 @@ class Reinforced:
 
     def __repr__(self):
         return (f"<dr_reader.Reinforced {self.path!r}: {len(self)} images x {self.num_samples} samples, "
-                f"top-{self.topk} of {self.num_classes} classes, status {self.manifest['status']}, "
+                f"{self._labels_repr()} of {self.num_classes} classes, status {self.manifest['status']}, "
                 f"{len(self) - len(self.usable())} without records (bad or not written)>")
+
+    def _labels_repr(self):
+        return f"top-{self.topk}" if self.label_mode == "topk" else f"{self.topk} sampled draws"
 
     def written(self, image):
         """Whether image `image`'s records are in a shard already written."""
@@ -256,8 +283,12 @@ class Reinforced:
         [num_classes] float32 vector by ml-dr's `densify`: "smooth" spreads
         the remaining mass evenly over the other classes, "zeros" puts the
         softmax of the top-k values on their classes (also used when the
-        top-k sum above 1)."""
+        top-k sum above 1). Sampled labels (`label_mode` "sampled") give the
+        drawn classes with count / k, most drawn first, and `dense` is the
+        unbiased estimate `bincount(draws) / k` whatever `method` says."""
         r = self.record(image, sample)
+        if self.label_mode == "sampled":
+            return self._sampled(r, dense)
         vals = r["probs"].astype(np.float32)
         ids = r["classes"].astype(np.int64)
         if not dense:
@@ -273,3 +304,17 @@ class Reinforced:
         p = np.full(self.num_classes, rest / (self.num_classes - len(vals)), np.float32)
         p[ids] = vals
         return p
+
+    def _sampled(self, r, dense):
+        draws = r["draws"].astype(np.int64)
+        k = len(draws)
+        if k and int(draws.max()) >= self.num_classes:
+            # bincount would return a longer vector without a word.
+            raise ValueError(f"{self.path}: a record draws class {int(draws.max())} of "
+                             f"{self.num_classes}; the shard is damaged. Fix: run `dr verify {self.path}`")
+        if dense:
+            return (np.bincount(draws, minlength=self.num_classes) / k).astype(np.float32)
+        ids, counts = np.unique(draws, return_counts=True)
+        # Most drawn first; equal counts in class order (a stable sort).
+        by = np.argsort(-counts, kind="stable")
+        return (counts[by] / k).astype(np.float32).tolist(), ids[by].tolist()

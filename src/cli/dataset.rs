@@ -183,17 +183,22 @@ pub fn show(
         );
     }
     let bad = d.bad_reason(image);
+    let sampled = d.layout.labels == dr::labels::LabelMode::Sampled;
     if json {
         let samples: Vec<serde_json::Value> = recs
             .iter()
             .enumerate()
             .filter(|(s, _)| sample.is_none_or(|j| j as usize == *s))
             .map(|(_, r)| {
-                serde_json::json!({
-                    "compressed": r.params.as_ref().map(|p| record::compress(&d.config.augment, p)),
-                    "probs": r.probs,
-                    "classes": r.classes,
-                })
+                let compressed = r
+                    .params
+                    .as_ref()
+                    .map(|p| record::compress(&d.config.augment, p));
+                if sampled {
+                    serde_json::json!({"compressed": compressed, "draws": r.draws})
+                } else {
+                    serde_json::json!({"compressed": compressed, "probs": r.probs, "classes": r.classes})
+                }
             })
             .collect();
         out!(
@@ -220,13 +225,29 @@ pub fn show(
             None => out!("  sample {s}: invalid (bad image)"),
             Some(p) => {
                 out!("  sample {s}: {}", record::compress(&d.config.augment, p));
-                let top: Vec<String> = r
-                    .probs
+                let k = d.layout.topk;
+                let labels: Vec<String> = r
+                    .label_values()
                     .iter()
-                    .zip(&r.classes)
-                    .map(|(v, c)| format!("{c}{} {:.1}%", name(*c), 100.0 * v))
+                    .map(|&(c, v)| {
+                        if sampled {
+                            // count/k: the unbiased estimate, not a probability.
+                            let n = (v * k as f32).round();
+                            format!("{c}{} x{n}", name(c))
+                        } else {
+                            format!("{c}{} {:.1}%", name(c), 100.0 * v)
+                        }
+                    })
                     .collect();
-                out!("    top-{}: {}", top.len(), top.join(", "));
+                if sampled {
+                    out!(
+                        "    sampled {k} draws, {} classes: {}",
+                        labels.len(),
+                        labels.join(", ")
+                    );
+                } else {
+                    out!("    top-{}: {}", labels.len(), labels.join(", "));
+                }
             }
         }
     }
@@ -292,6 +313,10 @@ pub fn export_ml_dr(
     allow_incomplete: bool,
 ) -> Result<()> {
     dataset_dir(out)?;
+    // Before `open`, which refuses weighted labels without the ml-dr reason.
+    if let Some(m) = dr::store::manifest::Manifest::read(out)? {
+        dr::store::ml_dr::export::refuse_weighted(&m, &out.join("manifest.json"))?;
+    }
     let d = Reinforced::open(out)?;
     let m = &d.manifest;
     if m.status == dr::store::manifest::Status::Running && !allow_incomplete {

@@ -96,6 +96,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         fail_on_bad: false,
         images_per_shard: 64,
         devices: device.into_iter().collect(),
+        label_mode: Default::default(),
     };
     eprintln!(
         "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), {} backend",

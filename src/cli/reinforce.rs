@@ -44,7 +44,13 @@ pub struct ReinforceArgs {
     /// Samples per image (overrides num_samples).
     #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
     pub samples: Option<u32>,
-    /// Probabilities kept per sample (overrides topk).
+    /// What records keep of the teachers' distribution: `topk` (the k
+    /// largest probabilities, as ml-dr) or `sampled` (k classes drawn from
+    /// the whole distribution: unbiased, 2 B a draw; CPU backend only).
+    #[arg(long, default_value = "topk", value_parser = ["topk", "sampled"])]
+    pub label_mode: String,
+    /// Probabilities kept per sample, or classes drawn with --label-mode
+    /// sampled (overrides topk).
     #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
     pub topk: Option<u32>,
     /// Seed of the augmentation parameters and the work order.
@@ -188,6 +194,8 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
         fail_on_bad: a.on_bad_image == "fail",
         images_per_shard: a.images_per_shard,
         devices,
+        label_mode: dr::labels::LabelMode::from_name(&a.label_mode)
+            .expect("clap admits only the known names"),
     })
 }
 

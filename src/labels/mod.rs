@@ -1,13 +1,17 @@
-//! Soft labels from the teacher's probabilities (issue 32). Today's records
-//! hold top-k probabilities (`teacher::infer::topk`); `sampled` draws k classes
-//! from the whole distribution, so the stored target is unbiased.
+//! Soft labels from the teacher's probabilities (issue 32). `topk` records
+//! (the default) hold the top-k probabilities (`teacher::infer::topk`);
+//! `sampled` draws k classes from the whole distribution, so the stored
+//! target is unbiased.
 //!
-//! # Sampled records (design; not written yet)
+//! # Sampled records
 //!
-//! The record format, CLI and reader are unchanged by this module so far. The
-//! planned fields, replacing `probs` and `classes` when the manifest says
+//! `dr reinforce --label-mode sampled` (CPU backend) writes these fields in
+//! place of `probs` and `classes`, and the manifest's settings say
 //! `"labels": {"mode": "sampled", "sampler_version": 1, "k": 10,
-//! "proposal_t": null}`:
+//! "proposal_t": null}` (absent for `topk`, so top-k manifests keep their
+//! bytes). Written so far: the unweighted draw; the proposal (`weights`) is
+//! designed here but not written, and readers refuse a manifest with a
+//! `proposal_t`.
 //!
 //! - `draws`: k class ids in ascending order with repeats kept, the multiset
 //!   of the k draws (count_c = the length of c's run). `<u2` when the class
@@ -29,15 +33,52 @@
 //! `np.bincount(draws, weights=weights, minlength=C) / k`.
 //! At k = 10 and 1000 classes: 20 B (weighted 40 B) against today's 40 B of
 //! f16 probabilities and u16 ids; ids packed in ceil(log2 C) bits, 13 B.
-//! `dr verify` checks: draws non-decreasing and below C, weights finite > 0.
+//! `dr verify` checks: draws non-decreasing and below C (and, once weights
+//! are written, weights finite > 0).
 //!
 //! ml-dr export: ml-dr's `densify(..., "zeros")` puts the softmax of the
 //! stored values on their ids, so count/k would not come back unbiased;
 //! `"smooth"` (its default) spreads r = 1 - sum over the other classes and
-//! returns count/k exactly when r = 0. Export therefore writes the distinct
-//! ids with count/k rounded toward zero in f32, so the f32 sum cannot pass 1
-//! (r >= 0, at most k ulps). Weighted values do not sum to 1, and ml-dr's
-//! densify cannot return them unbiased either way: export refuses that mode
-//! and says to draw without a proposal for ml-dr.
+//! returns count/k exactly when r = 0 (checked against apple/ml-dr
+//! `dr/utils.py`: `r = 1.0 - sp.sum()`, softmax when `method == "zeros" or
+//! r < 0.0`). Export therefore writes the distinct ids with count/k rounded
+//! toward zero in f32. That alone does not keep the f32 sum at or below 1:
+//! k = 10, counts 5,1,1,1,1,1 summed from the last gives 1.0000001 (the
+//! five 0.1s round down, their partial sums round up), and r < 0 sends
+//! densify to its softmax. So when the exact sum is within n 2^-24 of 1 (the
+//! worst rounding of an n-term f32 sum in any order) the largest value is
+//! lowered by the difference ([`sampled::ml_dr_values`]); r then stays in
+//! [0, about 2n 2^-24], spread over the other classes. Weighted values do
+//! not sum to 1, and ml-dr's densify cannot return them unbiased either
+//! way: export refuses that mode and says to draw without a proposal.
 
 pub mod sampled;
+
+/// What a record keeps of the teacher's distribution. Top-k is the peers'
+/// format (biased: the tail is dropped); sampled is unbiased at the same k
+/// and half the bytes, but each record is a noisier estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LabelMode {
+    /// The k largest probabilities (f16) and their class ids.
+    #[default]
+    TopK,
+    /// k classes drawn from the whole distribution (module comment).
+    Sampled,
+}
+
+impl LabelMode {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "topk" => Some(LabelMode::TopK),
+            "sampled" => Some(LabelMode::Sampled),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelMode::TopK => "topk",
+            LabelMode::Sampled => "sampled",
+        }
+    }
+}

@@ -138,6 +138,50 @@ impl SampledLabels {
     }
 }
 
+/// The values `dr export --format ml-dr` writes for a draw with these
+/// `counts` (of k): count/k rounded toward zero in f32, so that ml-dr's
+/// `densify` ("smooth", its default: r = 1 - the f32 sum of the values,
+/// spread over the other classes) gives back count/k. A sum above 1 would
+/// make it take its softmax branch instead, so when the values' exact sum
+/// is within the worst rounding of an n-term f32 sum (n 2^-24, in any
+/// order: torch's is not sequential) of 1, the largest is lowered by that
+/// margin. Values that are exact (k a power of two) sum exactly and stay.
+/// The cost is a bias under n 2^-24 in all, far below one draw's 1/k.
+pub fn ml_dr_values(counts: &[u16]) -> Vec<f32> {
+    let k = counts.iter().map(|&c| c as u64).sum::<u64>() as f64;
+    // v * k against c is exact in f64 (24-bit v times a <= 32-bit k).
+    let mut v: Vec<f32> = counts
+        .iter()
+        .map(|&c| {
+            let f = (c as f64 / k) as f32;
+            if f as f64 * k > c as f64 {
+                f.next_down()
+            } else {
+                f
+            }
+        })
+        .collect();
+    if v.iter()
+        .zip(counts)
+        .all(|(&f, &c)| f as f64 * k == c as f64)
+    {
+        return v;
+    }
+    // Exact in f64: each value is a multiple of 2^-40 at or below 1.
+    let sum: f64 = v.iter().map(|&f| f as f64).sum();
+    let over = sum + v.len() as f64 * 2f64.powi(-24) - 1.0;
+    if over > 0.0 {
+        let i = (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+        let lowered = (v[i] as f64 - over) as f32;
+        v[i] = if lowered as f64 > v[i] as f64 - over {
+            lowered.next_down()
+        } else {
+            lowered
+        };
+    }
+    v
+}
+
 fn check(p: &[f32], k: u16, t: Option<f32>) -> Result<(), LabelError> {
     if p.is_empty() {
         return Err(LabelError::NoClasses);

@@ -13,6 +13,7 @@ use super::shard::{ShardContext, ShardError, run_shard};
 use crate::augment::params::{MixingGroups, stage_sizes};
 use crate::config::ReinforceConfig;
 use crate::dataset::listing::{self, Listing};
+use crate::labels::LabelMode;
 use crate::store::images;
 use crate::store::layout::{Layout, MAX_SAMPLES};
 use crate::store::manifest::{
@@ -51,6 +52,8 @@ pub struct Options {
     /// CUDA devices for augmentation, teachers and top-k, one worker each
     /// (shards go to whichever worker is free); empty: the CPU backend.
     pub devices: Vec<usize>,
+    /// What records keep of the teachers' distribution (k = the config's topk).
+    pub label_mode: LabelMode,
 }
 
 /// Samples per teacher call on the CPU when --batch-size is not given.
@@ -171,6 +174,17 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             cfg.num_samples
         );
     }
+    if opt.label_mode == LabelMode::Sampled && !opt.devices.is_empty() {
+        // Not a silent CPU fallback: the user asked for the GPU's speed.
+        bail!(
+            "--label-mode sampled with --device {}: the GPU draw kernel is not written yet (issue 32), only the CPU backend draws sampled labels. Fix: --device cpu, or --label-mode topk on the GPU",
+            opt.devices
+                .iter()
+                .map(|d| format!("cuda:{d}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
     let listing: Listing = match &opt.source {
         Source::Folder(d) => listing::image_folder(d).map_err(|e| anyhow::anyhow!("--data {e}"))?,
         Source::List(f) => listing::file_list(f).map_err(|e| anyhow::anyhow!("--list {e}"))?,
@@ -200,13 +214,29 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         );
     }
     let classes = num_classes(&teachers)?;
-    if cfg.topk as usize > classes {
+    if opt.label_mode == LabelMode::Sampled {
+        // Draws are with replacement, so k may pass the class count.
+        if cfg.topk > u16::MAX as u32 {
+            bail!(
+                "topk {} (--topk or the config): sampled labels draw at most {} classes a sample. Fix: --topk {} or fewer",
+                cfg.topk,
+                u16::MAX,
+                u16::MAX
+            );
+        }
+    } else if cfg.topk as usize > classes {
         bail!(
             "topk {} (--topk or the config) is more than the teachers' {classes} classes: records would hold padding. Fix: --topk {classes} or fewer",
             cfg.topk
         );
     }
-    let layout = Layout::new(&cfg.augment, cfg.topk as usize, classes, out_wh);
+    let layout = Layout::with_labels(
+        &cfg.augment,
+        opt.label_mode,
+        cfg.topk as usize,
+        classes,
+        out_wh,
+    );
     // The GPU backend, built before anything is written: a teacher or a
     // config it cannot run stops the job here, naming why.
     let mut gpus = Vec::new();
@@ -331,6 +361,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         images_per_shard: per_shard,
         input_size: [out_wh.0 as u32, out_wh.1 as u32],
         executor,
+        labels: manifest::Labels::of(opt.label_mode, cfg.topk),
     };
     let fresh = || Manifest {
         format: manifest::FORMAT.into(),

@@ -59,12 +59,12 @@ pub fn replay(
                 .cloned()
                 .unwrap_or_else(|| c.to_string())
         };
+        // Top-k probabilities, or the most drawn classes at count / k.
         let top: Vec<String> = r
-            .probs
-            .iter()
-            .zip(&r.classes)
+            .label_values()
+            .into_iter()
             .take(3)
-            .map(|(v, c)| format!("{} {:.0}%", name(*c), 100.0 * v))
+            .map(|(c, v)| format!("{} {:.0}%", name(c), 100.0 * v))
             .collect();
         captions.push(vec![format!("[{id}.{s}] {}", top.join(" "))]);
         params.push((id, p.clone()));

@@ -14,6 +14,8 @@ use crate::augment::image::Rgb8;
 use crate::augment::params::{Draw, SampleParams};
 use crate::augment::pipeline::augment;
 use crate::dataset::decode::decode_rgb_bytes;
+use crate::labels::LabelMode;
+use crate::labels::sampled::{DrawKey, draw};
 use crate::store::images::ImageRow;
 use crate::store::layout::{Layout, MAX_SIDE, Record};
 use crate::store::manifest::BadImage;
@@ -222,11 +224,7 @@ pub fn run_shard(
             let slot0 = (g0 - start + k) * ns;
             if image_of(id).is_none() {
                 for s in 0..ns {
-                    let r = Record {
-                        params: None,
-                        probs: vec![0.0; cx.layout.topk],
-                        classes: vec![0; cx.layout.topk],
-                    };
+                    let r = cx.layout.invalid_record();
                     let o = (slot0 + s) * rec;
                     cx.layout.encode(&r, &mut out[o..o + rec]);
                 }
@@ -277,9 +275,14 @@ fn process_group<'a>(
         );
         next = ahead;
         let probs = probs?;
-        let (vals, classes) = topk(&probs, cx.layout.topk);
-        let classes: Vec<u32> = classes.into_iter().map(|c| c as u32).collect();
-        write_records(cx, chunk, &vals, &classes, out);
+        match cx.layout.labels {
+            LabelMode::TopK => {
+                let (vals, classes) = topk(&probs, cx.layout.topk);
+                let classes: Vec<u32> = classes.into_iter().map(|c| c as u32).collect();
+                write_records(cx, chunk, &vals, &classes, out);
+            }
+            LabelMode::Sampled => write_sampled(cx, chunk, &probs, out)?,
+        }
         tick(0, chunk.len() as u64);
     }
     Ok(())
@@ -304,12 +307,54 @@ pub(super) fn write_records(
             params: Some(p.clone()),
             probs: vals[i * k..(i + 1) * k].to_vec(),
             classes: classes[i * k..(i + 1) * k].to_vec(),
+            draws: Vec::new(),
         };
         r.probs.resize(cx.layout.topk, 0.0);
         r.classes.resize(cx.layout.topk, 0);
         let o = slot * rec;
         cx.layout.encode(&r, &mut out[o..o + rec]);
     }
+}
+
+/// Encodes `chunk`'s records with k classes drawn from each row of `probs`
+/// ([n, classes]): the draw's own counter line (seed, image, sample), so
+/// neither the batch nor the thread that ran it can change a draw.
+fn write_sampled(
+    cx: &ShardContext,
+    chunk: &[(usize, u32, SampleParams)],
+    probs: &Tensor,
+    out: &mut [u8],
+) -> Result<(), ShardError> {
+    let ns = cx.config.num_samples as usize;
+    let rec = cx.layout.size;
+    let rows = probs
+        .as_f32()
+        .expect("the ensemble gives f32 probabilities")
+        .chunks(probs.shape[1]);
+    for ((slot, id, p), row) in chunk.iter().zip(rows) {
+        let key = DrawKey {
+            seed: cx.seed,
+            image: *id,
+            sample: (slot % ns) as u32,
+        };
+        // k fits u16: `reinforce::run` refuses larger k for this mode.
+        let d = draw(row, cx.layout.topk as u16, None, key)
+            .map_err(|e| ShardError::Teacher(format!("image {id} sample {}: {e}", key.sample)))?;
+        let draws = d
+            .ids
+            .iter()
+            .zip(&d.counts)
+            .flat_map(|(&c, &n)| std::iter::repeat_n(c, n as usize))
+            .collect();
+        let r = Record {
+            params: Some(p.clone()),
+            draws,
+            ..Record::default()
+        };
+        let o = slot * rec;
+        cx.layout.encode(&r, &mut out[o..o + rec]);
+    }
+    Ok(())
 }
 
 /// The batch of `chunk`'s augmented samples, [n, 3, h, w].

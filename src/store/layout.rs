@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::augment::params::{CropRecord, PairParams, SampleParams, SideParams};
 use crate::augment::randaug;
 use crate::config::Augmentation;
+use crate::labels::LabelMode;
 
 /// Largest image side the u16 coordinates can hold.
 pub const MAX_SIDE: usize = u16::MAX as usize;
@@ -86,21 +87,54 @@ pub struct Field {
     pub offset: usize,
 }
 
-/// One (image, sample) as stored: its parameters and the teacher's top-k.
-#[derive(Debug, Clone, PartialEq)]
+/// One (image, sample) as stored: its parameters and the teacher's soft
+/// label, top-k (`probs`, `classes`) or sampled (`draws`) by the layout's
+/// mode; the other mode's fields are empty.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Record {
     /// `None` for a bad image (flag INVALID).
     pub params: Option<SampleParams>,
     /// Top-k probabilities, largest first (rounded to f16 when stored).
     pub probs: Vec<f32>,
     pub classes: Vec<u32>,
+    /// Sampled: the k drawn class ids, ascending, repeats kept.
+    pub draws: Vec<u32>,
+}
+
+impl Record {
+    /// The soft label as (class, value) pairs, largest first: the top-k
+    /// probabilities, or each drawn class with count / k (the unbiased
+    /// estimate of its probability). For display.
+    pub fn label_values(&self) -> Vec<(u32, f32)> {
+        if self.draws.is_empty() {
+            return self
+                .classes
+                .iter()
+                .copied()
+                .zip(self.probs.iter().copied())
+                .collect();
+        }
+        let k = self.draws.len() as f32;
+        let mut v: Vec<(u32, f32)> = Vec::new();
+        for &c in &self.draws {
+            match v.last_mut() {
+                Some((id, n)) if *id == c => *n += 1.0,
+                _ => v.push((c, 1.0)),
+            }
+        }
+        // Stable: equal counts stay in class order.
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.into_iter().map(|(c, n)| (c, n / k)).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     pub fields: Vec<Field>,
     pub size: usize,
+    /// k: probabilities kept (top-k) or classes drawn (sampled).
     pub topk: usize,
+    pub labels: LabelMode,
     aug: Augmentation,
     output_wh: (usize, usize),
 }
@@ -109,6 +143,18 @@ impl Layout {
     /// The layout for `aug`, top-`k` and `classes` classes; `output_wh` is
     /// the augmented tensor size (RandAugment magnitudes depend on it).
     pub fn new(aug: &Augmentation, topk: usize, classes: usize, output_wh: (usize, usize)) -> Self {
+        Self::with_labels(aug, LabelMode::TopK, topk, classes, output_wh)
+    }
+
+    /// [`Layout::new`] for the label mode `labels` (k = `topk`): top-k's
+    /// `probs` and `classes`, or sampled's `draws` (`crate::labels`).
+    pub fn with_labels(
+        aug: &Augmentation,
+        labels: LabelMode,
+        topk: usize,
+        classes: usize,
+        output_wh: (usize, usize),
+    ) -> Self {
         let mut fields = Vec::new();
         let mut add = |name, kind, count| fields.push((name, kind, count));
         let mixing = aug.mixing();
@@ -156,13 +202,18 @@ impl Layout {
             add("cutmix_lam", Kind::F32, 1);
             add("cutmix_box", Kind::U16, 4);
         }
-        add("probs", Kind::F16, topk);
         let id = if classes > 1 << 16 {
             Kind::U32
         } else {
             Kind::U16
         };
-        add("classes", id, topk);
+        match labels {
+            LabelMode::TopK => {
+                add("probs", Kind::F16, topk);
+                add("classes", id, topk);
+            }
+            LabelMode::Sampled => add("draws", id, topk),
+        }
         let mut offset = 0;
         let fields: Vec<Field> = fields
             .into_iter()
@@ -181,6 +232,7 @@ impl Layout {
             fields,
             size: offset,
             topk,
+            labels,
             aug: aug.clone(),
             output_wh,
         }
@@ -215,6 +267,9 @@ impl Layout {
         for (i, (&p, &c)) in rec.probs.iter().zip(&rec.classes).enumerate() {
             w.at("probs", i, &f16::from_f32(p).to_le_bytes());
             w.uint("classes", i, c as u64);
+        }
+        for (i, &c) in rec.draws.iter().enumerate() {
+            w.uint("draws", i, c as u64);
         }
         let Some(p) = &rec.params else {
             w.uint("flags", 0, flag::INVALID as u64);
@@ -266,16 +321,22 @@ impl Layout {
     pub fn decode(&self, bytes: &[u8]) -> Record {
         let r = Reader { l: self, b: bytes };
         let k = self.topk;
-        let probs = (0..k)
+        let (k_top, k_drawn) = match self.labels {
+            LabelMode::TopK => (k, 0),
+            LabelMode::Sampled => (0, k),
+        };
+        let probs = (0..k_top)
             .map(|i| f16::from_le_bytes(r.bytes("probs", i).try_into().unwrap()).to_f32())
             .collect();
-        let classes = (0..k).map(|i| r.uint("classes", i) as u32).collect();
+        let classes = (0..k_top).map(|i| r.uint("classes", i) as u32).collect();
+        let draws = (0..k_drawn).map(|i| r.uint("draws", i) as u32).collect();
         let flags = r.uint("flags", 0) as u16;
         if flags & flag::INVALID != 0 {
             return Record {
                 params: None,
                 probs,
                 classes,
+                draws,
             };
         }
         let aug = &self.aug;
@@ -323,6 +384,23 @@ impl Layout {
             }),
             probs,
             classes,
+            draws,
+        }
+    }
+
+    /// The record of a bad image: flag INVALID, every label field zero.
+    pub fn invalid_record(&self) -> Record {
+        let k = self.topk;
+        match self.labels {
+            LabelMode::TopK => Record {
+                probs: vec![0.0; k],
+                classes: vec![0; k],
+                ..Record::default()
+            },
+            LabelMode::Sampled => Record {
+                draws: vec![0; k],
+                ..Record::default()
+            },
         }
     }
 

@@ -8,6 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::labels::LabelMode;
+use crate::labels::sampled::SAMPLER_VERSION;
+
 pub const FORMAT: &str = "dr-reinforced";
 pub const VERSION: u32 = 1;
 pub const FILE: &str = "manifest.json";
@@ -34,6 +37,71 @@ pub struct Settings {
     /// bf16 parity, so a resume must not mix them.
     #[serde(default = "cpu_executor")]
     pub executor: String,
+    /// How records hold the soft labels; `None` is top-k, the format of
+    /// every manifest written before label modes (so theirs keep their bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+}
+
+/// `Settings::labels` of a mode other than top-k (`crate::labels`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Labels {
+    pub mode: String,
+    /// The draw's version (`labels::sampled::SAMPLER_VERSION`): a reader
+    /// refuses one it does not know rather than misread the records.
+    pub sampler_version: u32,
+    pub k: u32,
+    /// The proposal's temperature t (q ∝ p^(1/t), weights stored), or none.
+    pub proposal_t: Option<f64>,
+}
+
+impl Labels {
+    /// The entry `dr reinforce` writes for `mode` at `k` (none for top-k).
+    pub fn of(mode: LabelMode, k: u32) -> Option<Labels> {
+        match mode {
+            LabelMode::TopK => None,
+            LabelMode::Sampled => Some(Labels {
+                mode: mode.name().into(),
+                sampler_version: SAMPLER_VERSION,
+                k,
+                proposal_t: None,
+            }),
+        }
+    }
+}
+
+impl Settings {
+    /// The label mode of these records, or why this dr cannot read them.
+    pub fn label_mode(&self, topk: u32) -> Result<LabelMode, String> {
+        let Some(l) = &self.labels else {
+            return Ok(LabelMode::TopK);
+        };
+        let upgrade = "Fix: read it with the dr that wrote it (manifest `writer`) or a newer one";
+        match LabelMode::from_name(&l.mode) {
+            Some(LabelMode::Sampled) => {}
+            _ => {
+                return Err(format!(
+                    "label mode {:?} is not one this dr knows (topk, sampled). {upgrade}",
+                    l.mode
+                ));
+            }
+        }
+        if l.sampler_version != SAMPLER_VERSION {
+            return Err(format!(
+                "sampled labels of sampler version {}; this dr has version {SAMPLER_VERSION}. {upgrade}",
+                l.sampler_version
+            ));
+        }
+        if let Some(t) = l.proposal_t {
+            return Err(format!(
+                "sampled labels drawn from a proposal (proposal_t {t}, importance weights stored); this dr writes and reads only unweighted draws. {upgrade}"
+            ));
+        }
+        if l.k != topk {
+            return Err(format!("labels.k {} is not record.topk {topk}", l.k));
+        }
+        Ok(LabelMode::Sampled)
+    }
 }
 
 /// `Settings::executor` of the CPU backend (and of manifests written before the field).

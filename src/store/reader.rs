@@ -34,8 +34,13 @@ impl Reinforced {
         let config =
             ReinforceConfig::parse(&text, &format!("{}/manifest.json", dir.display()), false)?;
         let [w, h] = manifest.settings.input_size;
-        let layout = Layout::new(
+        let labels = manifest
+            .settings
+            .label_mode(manifest.record.topk)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", dir.join("manifest.json").display()))?;
+        let layout = Layout::with_labels(
             &config.augment,
+            labels,
             manifest.record.topk as usize,
             manifest.settings.num_classes as usize,
             (w as usize, h as usize),

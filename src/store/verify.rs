@@ -2,7 +2,8 @@
 //! every record's invariants: flags only of configured transforms, boxes
 //! inside the tensor, op indices valid, pairs from the image's own mixing
 //! group with the crop of the pair's own sample, top-k sorted, in range and
-//! summing to at most 1, invalid records all zero and listed as bad.
+//! summing to at most 1 (sampled: draws ascending and in range), invalid
+//! records all zero and listed as bad.
 
 use std::collections::HashSet;
 
@@ -12,8 +13,9 @@ use sha2::{Digest, Sha256};
 use super::layout::Record;
 use super::manifest::ShardInfo;
 use super::reader::Reinforced;
-use crate::augment::params::{CropRecord, MixingGroups};
+use crate::augment::params::{CropRecord, MixingGroups, SampleParams};
 use crate::augment::randaug::OP_NAMES;
+use crate::labels::LabelMode;
 
 /// What was checked and every problem found (file or image, sample, what).
 #[derive(Debug, Default)]
@@ -142,15 +144,33 @@ fn check_record(
         if !bad.contains(&id) {
             p.push("flagged invalid but not listed as a bad image".into());
         }
-        if r.probs.iter().any(|&v| v != 0.0) {
-            p.push("an invalid record holds probabilities".into());
+        if r.probs.iter().any(|&v| v != 0.0) || r.draws.iter().any(|&c| c != 0) {
+            p.push("an invalid record holds a label".into());
         }
         return p;
     };
     if bad.contains(&id) {
         p.push("listed as a bad image but holds a valid record".into());
     }
-    // Top-k: sorted, in [0, 1], summing to at most 1, distinct in-range ids.
+    if d.layout.labels == LabelMode::Sampled {
+        // The multiset of k draws: ascending (repeats kept), each a class.
+        // (No weights: readers refuse the proposal mode that stores them.)
+        if r.draws.windows(2).any(|w| w[0] > w[1]) || r.draws.iter().any(|&c| c >= classes) {
+            p.push(format!(
+                "draws {:?} are not ascending class ids below {classes}",
+                r.draws
+            ));
+        }
+    } else {
+        p.extend(check_topk(r, classes));
+    }
+    p.extend(check_params(d, groups, bad, id, params, crop_of));
+    p
+}
+
+/// Top-k: sorted, in [0, 1], summing to at most 1, distinct in-range ids.
+fn check_topk(r: &Record, classes: u32) -> Vec<String> {
+    let mut p = Vec::new();
     let sum: f32 = r.probs.iter().sum();
     if r.probs.iter().any(|v| !(0.0..=1.0).contains(v)) || sum > 1.0 + 1e-2 {
         p.push(format!(
@@ -169,6 +189,18 @@ fn check_record(
             r.classes
         ));
     }
+    p
+}
+
+fn check_params(
+    d: &Reinforced,
+    groups: &MixingGroups,
+    bad: &HashSet<u32>,
+    id: u32,
+    params: &SampleParams,
+    crop_of: &dyn Fn(u32, u32) -> Result<Option<CropRecord>, String>,
+) -> Vec<String> {
+    let mut p = Vec::new();
     let (w, h) = {
         let [w, h] = d.manifest.settings.input_size;
         (w as i64, h as i64)

@@ -331,3 +331,57 @@ fn fixed_point_is_exact_for_f32_probabilities_and_cannot_overflow() {
         .try_fold(0u64, |a, &b| a.checked_add(b));
     assert!(total.is_some());
 }
+
+/// f32 sums of `v` in three orders: sequential, reversed, pairwise (torch's
+/// CPU sum is neither sequential nor fixed across versions).
+fn f32_sums(v: &[f32]) -> [f32; 3] {
+    fn pairwise(v: &[f32]) -> f32 {
+        match v.len() {
+            0 => 0.0,
+            1 => v[0],
+            n => pairwise(&v[..n / 2]) + pairwise(&v[n / 2..]),
+        }
+    }
+    [v.iter().sum(), v.iter().rev().sum(), pairwise(v)]
+}
+
+#[test]
+fn ml_dr_values_are_count_over_k_rounded_down_and_sum_to_at_most_one() {
+    let mut rng = Philox::new(SEED, 7, 7, 7);
+    let mut exact_powers = 0;
+    for k in (1..=64u16).chain([100, 1000, 4096, 10_000]) {
+        for _ in 0..50 {
+            // k split into a random number of positive counts.
+            let mut counts = Vec::new();
+            let mut left = k;
+            while left > 0 {
+                let c = 1 + below_u64(&mut rng, left as u64) as u16;
+                counts.push(c);
+                left -= c;
+            }
+            let v = ml_dr_values(&counts);
+            let n = counts.len() as f64;
+            for (&f, &c) in v.iter().zip(&counts) {
+                let exact = c as f64 / k as f64;
+                assert!(f as f64 <= exact, "{f} > {c}/{k}");
+                assert!(
+                    exact - f as f64 <= n * 2f64.powi(-24) + 2f64.powi(-23),
+                    "{f} is too far below {c}/{k}"
+                );
+            }
+            for s in f32_sums(&v) {
+                assert!(s <= 1.0, "{counts:?} / {k}: f32 sum {s}");
+            }
+            if k.is_power_of_two() {
+                // Exact fractions are written as they are.
+                assert!(
+                    v.iter()
+                        .zip(&counts)
+                        .all(|(&f, &c)| f as f64 * k as f64 == c as f64)
+                );
+                exact_powers += 1;
+            }
+        }
+    }
+    assert!(exact_powers > 0);
+}

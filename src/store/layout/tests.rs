@@ -2,6 +2,7 @@ use super::*;
 use crate::augment::params::{Draw, MixingGroups};
 use crate::augment::record;
 use crate::config::ReinforceConfig;
+use crate::labels::LabelMode;
 
 pub const CONFIGS: [(&str, &str); 4] = [
     (
@@ -50,6 +51,59 @@ fn imagenet_records_stay_compact() {
 }
 
 #[test]
+fn sampled_records_are_20_bytes_smaller_at_k_10() {
+    // k = 10 draws of 1000 classes: 10 u16 ids (20 B) where top-k keeps 10
+    // f16 probabilities and 10 u16 ids (40 B).
+    let sizes: Vec<(&str, usize, usize)> = CONFIGS
+        .iter()
+        .map(|(name, text)| {
+            let c = config(text);
+            let size = |m| Layout::with_labels(&c.augment, m, 10, 1000, (224, 224)).size;
+            (*name, size(LabelMode::TopK), size(LabelMode::Sampled))
+        })
+        .collect();
+    for (name, topk, sampled) in &sizes {
+        println!("{name}: {sampled} B per record sampled, {topk} B top-k (k = 10, 1000 classes)");
+    }
+    assert_eq!(
+        sizes,
+        [
+            ("cropflip", 50, 30),
+            ("mixing", 84, 64),
+            ("randaug", 60, 40),
+            ("randaug_mixing", 104, 84)
+        ]
+    );
+    let l = Layout::with_labels(
+        &config(CONFIGS[0].1).augment,
+        LabelMode::Sampled,
+        10,
+        1000,
+        (224, 224),
+    );
+    assert_eq!(l.field("draws").unwrap().kind, Kind::U16);
+    assert!(l.field("probs").is_none() && l.field("classes").is_none());
+}
+
+#[test]
+fn sampled_records_round_trip() {
+    let c = config(CONFIGS[3].1);
+    let l = Layout::with_labels(&c.augment, LabelMode::Sampled, 4, 70_000, (224, 224));
+    assert_eq!(l.field("draws").unwrap().kind, Kind::U32);
+    let rec = Record {
+        draws: vec![3, 3, 65_536, 69_999],
+        ..l.invalid_record()
+    };
+    let mut b = vec![0xAA; l.size];
+    l.encode(&rec, &mut b);
+    assert_eq!(l.decode(&b), rec);
+    assert_eq!(
+        rec.label_values(),
+        [(3, 0.5), (65_536, 0.25), (69_999, 0.25)]
+    );
+}
+
+#[test]
 fn class_ids_widen_past_u16() {
     let c = config(CONFIGS[0].1);
     let narrow = Layout::new(&c.augment, 5, 65536, (224, 224));
@@ -60,6 +114,7 @@ fn class_ids_widen_past_u16() {
         params: None,
         probs: vec![0.5, 0.25, 0.0, 0.0, 0.0],
         classes: vec![65536, 7, 0, 0, 0],
+        draws: Vec::new(),
     };
     let mut b = vec![0; wide.size];
     wide.encode(&rec, &mut b);
@@ -143,6 +198,7 @@ fn drawn_params_round_trip() {
                     params: Some(p.clone()),
                     probs: vec![0.5, 0.25, 0.125],
                     classes: vec![3, 999, 0],
+                    draws: Vec::new(),
                 };
                 let mut b = vec![0; l.size];
                 l.encode(&rec, &mut b);
@@ -188,6 +244,7 @@ fn invalid_records_are_zero_but_flagged() {
         params: None,
         probs: vec![0.0; 10],
         classes: vec![0; 10],
+        draws: Vec::new(),
     };
     let mut b = vec![0xAA; l.size];
     l.encode(&rec, &mut b);

@@ -9,6 +9,8 @@
 //! CutMix's `[lam, x1, y1, x2, y2]`, pair entries and the record are lists.
 //! Probabilities are the stored f16 values (ml-dr keeps float32), largest
 //! first (ml-dr's argpartition order is unsorted; its loader does not care).
+//! Sampled labels go as their distinct ids with count/k, which ml-dr's
+//! default `densify(..., "smooth")` returns as they are (`sampled_prob`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +22,9 @@ use serde_pickle::{HashableValue, Value};
 
 use super::torch_file;
 use crate::augment::record::compress;
+use crate::labels::LabelMode;
+use crate::labels::sampled::ml_dr_values;
+use crate::store::manifest::Manifest;
 use crate::store::reader::Reinforced;
 
 pub struct Exported {
@@ -101,9 +106,13 @@ pub fn image_value(d: &Reinforced, id: u32) -> Result<Option<Value>> {
             return Ok(None);
         };
         let params = to_pickle(&compress(&d.config.augment, p), true);
+        let (values, ids) = match d.layout.labels {
+            LabelMode::TopK => (r.probs.clone(), r.classes.clone()),
+            LabelMode::Sampled => sampled_prob(&r.draws),
+        };
         let prob = Value::Tuple(vec![
-            Value::List(r.probs.iter().map(|&v| Value::F64(v as f64)).collect()),
-            Value::List(r.classes.iter().map(|&c| Value::I64(c as i64)).collect()),
+            Value::List(values.iter().map(|&v| Value::F64(v as f64)).collect()),
+            Value::List(ids.iter().map(|&c| Value::I64(c as i64)).collect()),
         ]);
         samples.push(dict(vec![("params", params), ("prob", prob)]));
     }
@@ -111,6 +120,34 @@ pub fn image_value(d: &Reinforced, id: u32) -> Result<Option<Value>> {
         Value::I64(id as i64),
         Value::List(samples),
     ])))
+}
+
+/// Sampled draws as ml-dr's sparse `([values], [ids])`: each distinct id
+/// once, with count/k as `labels::sampled::ml_dr_values` rounds it.
+fn sampled_prob(draws: &[u32]) -> (Vec<f32>, Vec<u32>) {
+    let (mut ids, mut counts) = (Vec::new(), Vec::<u16>::new());
+    for &c in draws {
+        if ids.last() == Some(&c) {
+            *counts.last_mut().unwrap() += 1;
+        } else {
+            ids.push(c);
+            counts.push(1);
+        }
+    }
+    (ml_dr_values(&counts), ids)
+}
+
+/// Refuses labels ml-dr cannot read unbiased: importance-weighted draws
+/// (their values do not sum to 1, and `densify` either spreads 1 - sum over
+/// the other classes or takes a softmax). `manifest` is OUT/manifest.json.
+pub fn refuse_weighted(m: &Manifest, manifest: &Path) -> Result<()> {
+    if let Some(t) = m.settings.labels.as_ref().and_then(|l| l.proposal_t) {
+        anyhow::bail!(
+            "{}: sampled labels with importance weights (proposal_t {t}) cannot be exported for ml-dr: its densify returns neither smooth nor zeros targets unbiased from weighted values. Fix: draw without a proposal (dr reinforce --label-mode sampled) for ml-dr, or read the weighted labels with dr_reader",
+            manifest.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn export(d: &Reinforced, to: &Path) -> Result<Exported> {

@@ -158,6 +158,7 @@ fn parse_image(
                 params: Some(p),
                 probs: pairs.iter().map(|p| p.0).collect(),
                 classes: pairs.iter().map(|p| p.1).collect(),
+                draws: Vec::new(),
             };
             // Representable exactly? (RandAugment magnitudes are rebuilt
             // from the config; boxes must fit u16.)
@@ -372,6 +373,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             params: None,
             probs: vec![0.0; layout.topk],
             classes: vec![0; layout.topk],
+            draws: Vec::new(),
         },
         &mut invalid,
     );
@@ -424,6 +426,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             images_per_shard: IMAGES_PER_SHARD,
             input_size: [out_wh.0 as u32, out_wh.1 as u32],
             executor: "imported from ml-dr (PyTorch teachers)".into(),
+            labels: None,
         },
         record: RecordInfo::new(&layout, &cfg, out_wh),
         shard_count: shards.len() as u32,
