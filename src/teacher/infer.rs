@@ -473,22 +473,21 @@ pub fn inspect(path: &Path, nodes: bool, batch: Option<usize>) -> Result<(String
                 p.steps.len(),
                 p.arena_len as f64 * 2.0 / (1 << 20) as f64
             )?;
-            let (mut convs, mut wgmma, mut macs, mut wgmma_macs) = (0, 0, 0u64, 0u64);
-            for step in &p.steps {
+            let (mut convs, mut wgmma, mut flops, mut wgmma_flops) = (0, 0, 0.0, 0.0);
+            for (i, step) in p.steps.iter().enumerate() {
                 if let super::gpu::lower::Step::Conv { p: c, .. } = step {
-                    let m = c.m as u64 * c.k as u64 * c.ng as u64 * c.groups as u64;
                     convs += 1;
-                    macs += m;
+                    flops += p.step_flops(i);
                     if !super::gpu::conv::wgmma_variants(c).is_empty() {
                         wgmma += 1;
-                        wgmma_macs += m;
+                        wgmma_flops += p.step_flops(i);
                     }
                 }
             }
             writeln!(
                 s,
                 "  on sm_90a: {wgmma} of {convs} convolutions ({:.0}% of their MACs) take the wgmma kernels, the rest mma.sync",
-                100.0 * wgmma_macs as f64 / macs.max(1) as f64
+                100.0 * wgmma_flops / f64::max(flops, 1.0)
             )?;
             if nodes {
                 for step in &p.steps {

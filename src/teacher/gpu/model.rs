@@ -498,6 +498,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Steps of `gm` that launch kernels/conv_sm90.cu.
+    fn on_conv_sm90(gm: &GpuModel) -> usize {
+        (0..gm.plan.steps.len())
+            .filter_map(|i| gm.variant_of(i))
+            .filter(|v| v.family() == crate::cuda::kernels::Family::ConvSm90)
+            .count()
+    }
+
     /// The wgmma path (kernels/conv_sm90.cu for the 1x1 layers it takes,
     /// the rest as mma.sync) on the ResNeXt helper, whose four bottleneck
     /// 1x1 layers it takes: each step's kernel is the path's, the forward
@@ -521,10 +529,7 @@ mod tests {
             let want = plan.run_cpu(&input);
             let classes = plan.classes;
             let mut gm = GpuModel::new(&gpu, plan).unwrap();
-            let sm90 = (0..gm.plan.steps.len())
-                .filter_map(|i| gm.variant_of(i))
-                .filter(|v| v.family() == crate::cuda::kernels::Family::ConvSm90)
-                .count();
+            let sm90 = on_conv_sm90(&gm);
             assert_eq!(sm90, 4, "the helper's 1x1 layers on conv_sm90");
             let eager = gm.run(&input).unwrap();
             gm.capture().unwrap();
@@ -579,10 +584,7 @@ mod tests {
             let want = plan.run_cpu(&input);
             let classes = plan.classes;
             let mut gm = GpuModel::new(&gpu, plan).unwrap();
-            let sm90 = (0..gm.plan.steps.len())
-                .filter_map(|i| gm.variant_of(i))
-                .filter(|v| v.family() == crate::cuda::kernels::Family::ConvSm90)
-                .count();
+            let sm90 = on_conv_sm90(&gm);
             gm.capture().unwrap();
             let got = gm.run(&input).unwrap();
             let (err, agree) = crate::teacher::gpu::lower::tests::compare(&got, &want, classes);

@@ -45,13 +45,12 @@ impl ConvPath {
         match setting.as_str() {
             "" | "auto" if runs => Ok(ConvPath::Wgmma),
             "" | "auto" | "mma-sync" => Ok(ConvPath::MmaSync),
-            "wgmma" if runs => Ok(ConvPath::Wgmma),
-            "wgmma" => Err(CudaError::Unavailable(format!(
-                "{PATH_ENV}=wgmma: device {} ({}) cannot run the wgmma kernels, which need compute capability 9.0 and a build for sm_90a (this one: `{}`). Fix: unset {PATH_ENV}",
-                device.name,
-                device.arch(),
-                KERNEL_TARGETS.unwrap_or("no kernels")
-            ))),
+            "wgmma" => ConvPath::Wgmma
+                .check(device)
+                .map(|()| ConvPath::Wgmma)
+                .map_err(|e| {
+                    CudaError::Unavailable(format!("{PATH_ENV}=wgmma: {e}. Fix: unset {PATH_ENV}"))
+                }),
             other => Err(CudaError::Invalid(format!(
                 "{PATH_ENV}={other:?}: not a kernel set. Fix: auto, mma-sync or wgmma"
             ))),
@@ -62,9 +61,10 @@ impl ConvPath {
     pub fn check(self, device: &DeviceInfo) -> Result<()> {
         if self == ConvPath::Wgmma && !wgmma_runs_on(device) {
             return Err(CudaError::Unavailable(format!(
-                "a plan for the wgmma kernels on device {} ({}): they need compute capability 9.0 and a build for sm_90a",
+                "device {} ({}) cannot run the wgmma kernels, which need compute capability 9.0 and a build for sm_90a (this one: `{}`)",
                 device.name,
-                device.arch()
+                device.arch(),
+                KERNEL_TARGETS.unwrap_or("no kernels")
             )));
         }
         Ok(())
