@@ -23,14 +23,23 @@ the kernel's own (SASS does not show them): `RING`.
 import re
 
 GOAL_NON_MMA_SHARE = 0.10
-# Gating --check: every tile (128x256 where Cout % 256 == 0, else 128x128);
-# none is left open.
-GOAL = re.compile(r"^conv_sm90_128x(128|256)_")
-OPEN = re.compile(r"^$")
+# Gating --check: every GEMM tile (128x256 where Cout % 256 == 0, else
+# 128x128) and the gather tiles of 128 channels and more (ResNeXt-101
+# 32x48d's groups of 192 and 384, ungrouped 3x3s). Open (reported, not
+# gating): the narrow gather tiles (groups of 48, 64, 96), whose wgmmas are
+# too short for the loop's fixed cost. A gather kernel also misses when a
+# scheduler's whole issue load (producer and consumers) exceeds its slots.
+GOAL = re.compile(r"^conv_sm90_128x(128|256)_|^conv_sm90g_(128x192|128x256|256x128)_")
+OPEN = re.compile(r"^conv_sm90g_256x(48|64|96)_")
+GOAL_SCHEDULER_SHARE = 1.0
 SMEM_BYTES_PER_CLK = 128
-# kernels/conv_sm90.cu: SM90_STAGES stages of (128 + BN) rows x 128 bytes,
-# and 1 KB to align the ring (src/cuda/kernels.rs `conv_sm90::shared_bytes`).
-RING = {rf"^conv_sm90_128x{bn}_": dict(stages=4, stage_bytes=(128 + bn) * 128) for bn in (128, 256)}
+# kernels/conv_sm90.cu: SM90_STAGES stages of (BM + BN) rows x 128 bytes,
+# and 1 KB to align the ring (src/cuda/kernels.rs `conv_sm90::shared_bytes`,
+# `gather_shared_bytes`).
+GATHER_TILES = [(256, 48), (256, 64), (256, 96), (256, 128), (128, 192), (128, 256)]
+RING = {rf"^conv_sm90_128x{bn}_": dict(stages=4, stage_bytes=(128 + bn) * 128, bm=128) for bn in (128, 256)}
+RING.update({rf"^conv_sm90g_{bm}x{bn}_": dict(stages=4, stage_bytes=(bm + bn) * 128, bm=bm)
+             for bm, bn in GATHER_TILES})
 DYNAMIC_SMEM = [(re.compile(rx), r["stages"] * r["stage_bytes"] + 1024) for rx, r in RING.items()]
 HGMMA = re.compile(r"^HGMMA\.64x(\d+)x16")
 
@@ -60,6 +69,19 @@ def analyse(name, issued, loops):
     producer = max(([i for i in issued if a <= i[0] <= b] for a, b in loops
                     if any(op.startswith("UTMALDG") for at, op, _ in issued if a <= at <= b)), key=len, default=[])
     ring = next((r for rx, r in RING.items() if re.match(rx, name)), None)
+    # k-tiles a trip of each loop: the consumer's holds 4 k16 steps of MT
+    # wgmmas per k-tile; the producer's, 2 TMA loads (x, w) or, gathering,
+    # BM/16 cp.async (LDGSTS) and one TMA load per k-tile.
+    mt = (ring or {}).get("bm", 128) // 128
+    consumer_ktiles = len(ns) / (4 * mt)
+    gathers = sum(1 for _, op, _ in producer if op.startswith("LDGSTS"))
+    tmas = sum(1 for _, op, _ in producer if op.startswith("UTMALDG"))
+    producer_ktiles = gathers / (16 * mt) if gathers else tmas / 2
+    # The SM's tensor clocks a k-tile takes (both consumer warpgroups), the
+    # issue slots each scheduler has meanwhile; a scheduler hosts one warp
+    # of each warpgroup: a producer warp and two consumer warps.
+    ktile_clocks = 2 * tensor_clocks / consumer_ktiles
+    producer_per_ktile = len(producer) / producer_ktiles if producer_ktiles else 0
     kinds = {}
     for _, op, _ in body:
         if not HGMMA.match(op):
@@ -73,6 +95,9 @@ def analyse(name, issued, loops):
                smem_operand_bytes_per_clk=round(operand_bytes / tensor_clocks, 1),
                smem_ceiling=round(min(1.0, SMEM_BYTES_PER_CLK * tensor_clocks / operand_bytes), 3),
                producer_loop_instructions=len(producer),
+               producer_share_of_issue_slots=round(producer_per_ktile / ktile_clocks, 4),
+               scheduler_share_of_issue_slots=round((2 * other / consumer_ktiles + producer_per_ktile)
+                                                    / ktile_clocks, 4),
                other_opcodes=dict(sorted(kinds.items(), key=lambda kv: -kv[1])))
     if ring:
         out.update(stages=ring["stages"], smem_per_stage=ring["stage_bytes"])
@@ -92,6 +117,9 @@ def misses(rows, pattern):
             out.append(f"{r['arch']} {r['kernel']}: non-MMA instructions at "
                        f"{w['non_mma_share_of_issue_slots']:.1%} of the consumer loop's issue slots "
                        f"(goal <= {GOAL_NON_MMA_SHARE:.0%})")
+        if w is not None and w["scheduler_share_of_issue_slots"] > GOAL_SCHEDULER_SHARE:
+            out.append(f"{r['arch']} {r['kernel']}: a scheduler's issue load (producer and consumers) at "
+                       f"{w['scheduler_share_of_issue_slots']:.1%} of its slots (goal <= {GOAL_SCHEDULER_SHARE:.0%})")
         if r["spill_bytes"]:
             out.append(f"{r['arch']} {r['kernel']}: {r['spill_bytes']} bytes of spills")
     return out
@@ -103,16 +131,20 @@ def table(rows):
         return []
     lines = ["", f"{'arch':7} {'wgmma kernel':28} {'regs':>4} {'smem':>6} {'occ':>5} {'stages':>6} {'B/stage':>7} "
                  f"{'HGMMA':>5} {'other':>5} {'other/slots':>11} {'other/instr':>11} {'smemB/clk':>9} "
-                 f"{'producer':>8}"]
+                 f"{'producer':>8} {'prod/slots':>10} {'sched/slots':>11}"]
     for r in rows:
         w = r["wgmma_loop"]
         lines.append(f"{r['arch']:7} {r['kernel']:28} {r['regs']:>4} {r['smem_static'] + r['smem_dynamic']:>6} "
                      f"{r['occupancy']:>5.0%} {w.get('stages', '?'):>6} {w.get('smem_per_stage', '?'):>7} "
                      f"{w['hgmma']:>5} {w['non_mma']:>5} {w['non_mma_share_of_issue_slots']:>11.1%} "
                      f"{w['non_mma_share_of_instructions']:>11.0%} {w['smem_operand_bytes_per_clk']:>9.0f} "
-                     f"{w['producer_loop_instructions']:>8}")
+                     f"{w['producer_loop_instructions']:>8} {w['producer_share_of_issue_slots']:>10.1%} "
+                     f"{w['scheduler_share_of_issue_slots']:>11.1%}")
     lines.append("other/slots: the consumer loop's non-HGMMA instructions over its HGMMA's tensor clocks "
                  f"(N/2 each), the share of issue slots they take (goal <= {GOAL_NON_MMA_SHARE:.0%}); "
                  "other/instr: over all its instructions; smemB/clk: operand bytes the HGMMA read per "
-                 f"tensor clock (of {SMEM_BYTES_PER_CLK}); producer: the TMA loop's instructions.")
+                 f"tensor clock (of {SMEM_BYTES_PER_CLK}); producer: the TMA (or gather) loop's instructions; "
+                 "prod/slots: its instructions a k-tile over the SM's tensor clocks a k-tile (both consumer "
+                 "warpgroups); sched/slots: a scheduler's whole issue load (its producer warp and two consumer "
+                 "warps) over those clocks.")
     return lines

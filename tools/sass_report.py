@@ -377,7 +377,7 @@ def check(rows):
     if not any(LARGE_TILE.match(r["kernel"]) for r in rows):
         bad.append("no large-tile (conv_tc_128x128_*) variant in the report")
     bad += attention_misses(rows, ATTENTION_GOAL)
-    if any(r["kernel"].startswith("conv_sm90_") for r in rows):
+    if any(r["kernel"].startswith("conv_sm90") for r in rows):
         bad += sass_hopper.misses(rows, sass_hopper.GOAL)
     for r in rows:
         ml = r["main_loop"]

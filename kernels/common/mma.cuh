@@ -7,7 +7,7 @@
 #pragma once
 #include <stdint.h>
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+#include "smem.cuh"
 
 // 16 bytes global -> shared; `valid` false copies nothing and zero-fills
 // (src-size 0), which is the convolution's padding.

@@ -580,8 +580,9 @@ pub mod layout {
     pub const THREADS: u32 = 256;
 }
 
-/// kernels/conv_sm90.cu: the 1x1 convolutions as a wgmma + TMA GEMM,
-/// sm_90a only (a trapping stub on the other targets).
+/// kernels/conv_sm90.cu: the 1x1 convolutions as a wgmma + TMA GEMM and
+/// the others as a wgmma implicit GEMM over gathered pixels, sm_90a only
+/// (a trapping stub on the other targets).
 pub mod conv_sm90 {
     use super::conv::ConvParams;
     use super::*;
@@ -600,6 +601,45 @@ pub mod conv_sm90 {
     pub const CONV_SM90_128X256_RELU: Kernel<Sm90Sig> = k("conv_sm90_128x256_relu");
     pub const CONV_SM90_128X256_RELU_RES: Kernel<Sm90Sig> = k("conv_sm90_128x256_relu_res");
     pub const CONV_SM90_128X256_ANY: Kernel<Sm90Sig> = k("conv_sm90_128x256_any");
+    /// (map of w [N][K_pad], x NHWC, bias, residual, y, params): the
+    /// gather kernels, any convolution with Cin_g and Cout_g multiples of 8.
+    pub type Sm90GatherSig = (TensorMap, In<u16>, In<f32>, In<u16>, Out<u16>, ConvParams);
+    const fn g(name: &'static str) -> Kernel<Sm90GatherSig> {
+        Kernel::new(Family::ConvSm90, name)
+    }
+    pub const CONV_SM90G_256X48_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_256x48_relu");
+    pub const CONV_SM90G_256X48_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_256x48_any");
+    pub const CONV_SM90G_256X64_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_256x64_relu");
+    pub const CONV_SM90G_256X64_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_256x64_any");
+    pub const CONV_SM90G_256X96_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_256x96_relu");
+    pub const CONV_SM90G_256X96_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_256x96_any");
+    pub const CONV_SM90G_256X128_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_256x128_relu");
+    pub const CONV_SM90G_256X128_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_256x128_any");
+    pub const CONV_SM90G_128X192_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_128x192_relu");
+    pub const CONV_SM90G_128X192_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_128x192_any");
+    pub const CONV_SM90G_128X256_RELU: Kernel<Sm90GatherSig> = g("conv_sm90g_128x256_relu");
+    pub const CONV_SM90G_128X256_ANY: Kernel<Sm90GatherSig> = g("conv_sm90g_128x256_any");
+    /// The gather tiles (pixels, channels), `(relu, any)` entry points each.
+    pub const GATHER: &[(u32, u32, [&Kernel<Sm90GatherSig>; 2])] = &[
+        (256, 48, [&CONV_SM90G_256X48_RELU, &CONV_SM90G_256X48_ANY]),
+        (256, 64, [&CONV_SM90G_256X64_RELU, &CONV_SM90G_256X64_ANY]),
+        (256, 96, [&CONV_SM90G_256X96_RELU, &CONV_SM90G_256X96_ANY]),
+        (
+            256,
+            128,
+            [&CONV_SM90G_256X128_RELU, &CONV_SM90G_256X128_ANY],
+        ),
+        (
+            128,
+            192,
+            [&CONV_SM90G_128X192_RELU, &CONV_SM90G_128X192_ANY],
+        ),
+        (
+            128,
+            256,
+            [&CONV_SM90G_128X256_RELU, &CONV_SM90G_128X256_ANY],
+        ),
+    ];
     pub const ALL: &[&str] = &[
         CONV_SM90_128X128_NONE.name,
         CONV_SM90_128X128_RELU.name,
@@ -609,6 +649,18 @@ pub mod conv_sm90 {
         CONV_SM90_128X256_RELU.name,
         CONV_SM90_128X256_RELU_RES.name,
         CONV_SM90_128X256_ANY.name,
+        CONV_SM90G_256X48_RELU.name,
+        CONV_SM90G_256X48_ANY.name,
+        CONV_SM90G_256X64_RELU.name,
+        CONV_SM90G_256X64_ANY.name,
+        CONV_SM90G_256X96_RELU.name,
+        CONV_SM90G_256X96_ANY.name,
+        CONV_SM90G_256X128_RELU.name,
+        CONV_SM90G_256X128_ANY.name,
+        CONV_SM90G_128X192_RELU.name,
+        CONV_SM90G_128X192_ANY.name,
+        CONV_SM90G_128X256_RELU.name,
+        CONV_SM90G_128X256_ANY.name,
     ];
     /// `SM90_THREADS`, `SM90_BM`, `SM90_BK`, `SM90_STAGES` in the .cu.
     pub const THREADS: u32 = 384;
@@ -618,7 +670,11 @@ pub mod conv_sm90 {
     /// Dynamic shared memory of a launch with `bn` output channels a block:
     /// the ring, plus 1 KB to align it to the 128B swizzle's 1024 bytes.
     pub const fn shared_bytes(bn: u32) -> u32 {
-        STAGES * (BM + bn) * BK * 2 + 1024
+        gather_shared_bytes(BM, bn)
+    }
+    /// The same for a gather tile of `bm` pixels (128 or 256).
+    pub const fn gather_shared_bytes(bm: u32, bn: u32) -> u32 {
+        STAGES * (bm + bn) * BK * 2 + 1024
     }
 }
 

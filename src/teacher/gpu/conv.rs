@@ -21,7 +21,7 @@ use crate::cuda::kernels::conv_grouped::{
     CONV_GROUPED_S1_7X16_ANY, CONV_GROUPED_S1_7X16_RELU, CONV_GROUPED_S2_3X16_ANY,
     CONV_GROUPED_S2_3X16_RELU, THREADS as GROUPED_THREADS,
 };
-use crate::cuda::kernels::conv_sm90::Sm90Sig;
+use crate::cuda::kernels::conv_sm90::{Sm90GatherSig, Sm90Sig};
 use crate::cuda::kernels::{Family, Kernel};
 use crate::cuda::{CudaError, DevBuf, LaunchShape, Region, Result, Stream};
 use crate::teacher::cpu::conv::{conv_shape, resolve_pads};
@@ -145,6 +145,8 @@ pub enum Entry {
     Split(&'static Kernel<ConvSplitSig>),
     /// kernels/conv_sm90.cu's wgmma + TMA GEMM (`ConvPath::Wgmma` only).
     Sm90(&'static Kernel<Sm90Sig>),
+    /// kernels/conv_sm90.cu's wgmma gather kernels (`ConvPath::Wgmma` only).
+    Sm90Gather(&'static Kernel<Sm90GatherSig>),
 }
 
 /// How a variant tiles the output, which fixes its grid.
@@ -163,6 +165,8 @@ pub enum Tile {
     Grouped { rows: u32, cols: u32 },
     /// kernels/conv_sm90.cu: 128 pixels x `bn` (128 or 256) channels.
     Sm90 { bn: u32 },
+    /// kernels/conv_sm90.cu's gather kernels: `bm` pixels x `bn` channels.
+    Sm90Gather { bm: u32, bn: u32 },
 }
 
 impl Variant {
@@ -170,7 +174,10 @@ impl Variant {
     pub fn bn(&self) -> u32 {
         match self.tile {
             Tile::Depthwise => 0,
-            Tile::Old { bn } | Tile::Tc { bn, .. } | Tile::Sm90 { bn } => bn,
+            Tile::Old { bn }
+            | Tile::Tc { bn, .. }
+            | Tile::Sm90 { bn }
+            | Tile::Sm90Gather { bn, .. } => bn,
             Tile::Grouped { .. } => GROUPED_CHANNELS,
         }
     }
@@ -181,6 +188,7 @@ impl Variant {
             Entry::Whole(k) => k.name,
             Entry::Split(k) => k.name,
             Entry::Sm90(k) => k.name,
+            Entry::Sm90Gather(k) => k.name,
         }
     }
 
@@ -190,6 +198,7 @@ impl Variant {
             Entry::Whole(k) => k.family,
             Entry::Split(k) => k.family,
             Entry::Sm90(k) => k.family,
+            Entry::Sm90Gather(k) => k.family,
         }
     }
 
@@ -198,7 +207,7 @@ impl Variant {
     fn vector(&self) -> bool {
         matches!(
             self.tile,
-            Tile::Tc { .. } | Tile::Grouped { .. } | Tile::Sm90 { .. }
+            Tile::Tc { .. } | Tile::Grouped { .. } | Tile::Sm90 { .. } | Tile::Sm90Gather { .. }
         )
     }
 }
@@ -635,6 +644,7 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
     let shape = match v.tile {
         // Its own launcher builds the tensor maps (and checks the device).
         Tile::Sm90 { bn } => return super::conv_sm90::conv1x1_sm90(stream, p, bn, io),
+        Tile::Sm90Gather { .. } => return super::conv_sm90::conv_gather_sm90(stream, p, io),
         Tile::Grouped { rows, cols } => {
             if p.n > u16::MAX as u32 {
                 return bad(format!(
@@ -674,6 +684,7 @@ fn launch(stream: &Stream, p: &ConvParams, v: Variant, io: ConvIo) -> Result<()>
     };
     match v.entry {
         Entry::Sm90(k) => bad(format!("{} with a {:?} tile", k.name, v.tile)),
+        Entry::Sm90Gather(k) => bad(format!("{} with a {:?} tile", k.name, v.tile)),
         Entry::Whole(k) => stream.launch(k, shape, (x, w, bias, residual.unwrap_or(x), y, *p)),
         Entry::Split(k) => {
             let slices = split_slices(p);

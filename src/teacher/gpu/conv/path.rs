@@ -1,8 +1,9 @@
 //! The two kernel sets a plan's convolutions are chosen from. The mma.sync
 //! kernels (kernels/conv.cu, conv_grouped.cu) run on every device from
-//! sm_80; on Hopper (compute capability 9.0, with an sm_90a build) the 1x1
-//! layers that kernels/conv_sm90.cu takes run there instead (wgmma + TMA),
-//! the others as before. The two sets sum in different orders, so a plan's
+//! sm_80; on Hopper (compute capability 9.0, with an sm_90a build) the
+//! layers that kernels/conv_sm90.cu takes run there instead (wgmma; the 1x1
+//! ones fed by the TMA, the others by a cp.async gather), the others as
+//! before. The two sets sum in different orders, so a plan's
 //! bits depend on its path: the path is a function of the device (and of
 //! `DR_CONV_KERNELS`), never of the batch, and it is part of the executor's
 //! name in a manifest (pipeline/gpu.rs), so that a resume or a merge never
@@ -20,8 +21,8 @@ pub enum ConvPath {
     /// kernels/conv.cu and conv_grouped.cu only: any device from sm_80.
     #[default]
     MmaSync,
-    /// The 1x1 layers kernels/conv_sm90.cu computes (`wgmma_variants`)
-    /// there, the rest as `MmaSync`: compute capability 9.0 only.
+    /// The layers kernels/conv_sm90.cu computes (`wgmma_variants`) there,
+    /// the rest as `MmaSync`: compute capability 9.0 only.
     Wgmma,
 }
 
@@ -79,15 +80,31 @@ pub fn wgmma_runs_on(device: &DeviceInfo) -> bool {
         && KERNEL_TARGETS.is_some_and(|t| t.split_whitespace().any(|a| a == "sm_90a"))
 }
 
-/// The wgmma kernels that compute `p`, the rule's first: the wide tile
-/// where Cout allows, then the 128-wide one (both give the same bits: a
-/// tile fixes which rows and columns a block computes, not the order of an
-/// element's sum). None for a layer kernels/conv_sm90.cu refuses
-/// (`conv_sm90::refusal`) or that is split along K (a fully connected layer
-/// at a small batch: its slices fill the device, one 128-row tile would not).
+/// The wgmma kernels that compute `p`, the rule's first: for a 1x1 layer
+/// the TMA GEMM takes, the wide tile where Cout allows, then the 128-wide
+/// one (both give the same bits: a tile fixes which rows and columns a
+/// block computes, not the order of an element's sum); else the gather
+/// kernels' tile (`conv_sm90::gather_tile`). None for a layer both refuse
+/// (`conv_sm90::refusal`, `gather_refusal`) or that is split along K (a
+/// fully connected layer at a small batch: its slices fill the device, one
+/// 128-row tile would not).
 pub fn wgmma_variants(p: &ConvParams) -> Vec<Variant> {
-    if conv_sm90::refusal(p).is_some() || split_slices(p) > 1 {
+    if split_slices(p) > 1 {
         return vec![];
+    }
+    if conv_sm90::refusal(p).is_some() {
+        // The gather kernels: one tile (which fixes only the grid, as above).
+        return conv_sm90::gather_tile(p)
+            .filter(|_| conv_sm90::gather_refusal(p).is_none())
+            .and_then(|(bm, bn)| {
+                let k = conv_sm90::gather_kernel(p, bm, bn)?;
+                Some(Variant {
+                    entry: Entry::Sm90Gather(k),
+                    tile: Tile::Sm90Gather { bm, bn },
+                })
+            })
+            .into_iter()
+            .collect();
     }
     let wide = conv_sm90::tile_n(p);
     let tiles: &[u32] = if wide == 128 { &[128] } else { &[wide, 128] };
