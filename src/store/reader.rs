@@ -34,18 +34,25 @@ impl Reinforced {
         let config =
             ReinforceConfig::parse(&text, &format!("{}/manifest.json", dir.display()), false)?;
         let [w, h] = manifest.settings.input_size;
+        let at = |why| anyhow::anyhow!("{}: {why}", dir.join("manifest.json").display());
         let labels = manifest
             .settings
             .label_mode(manifest.record.topk)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", dir.join("manifest.json").display()))?;
-        let layout = Layout::with_labels(
+            .map_err(at)?;
+        let coding = manifest.settings.coding().map_err(at)?;
+        let layout = Layout::coded(
             &config.augment,
             labels,
+            coding,
             manifest.record.topk as usize,
             manifest.settings.num_classes as usize,
             (w as usize, h as usize),
         );
-        if layout.size != manifest.record.size || layout.numpy_descr() != manifest.record.dtype {
+        let bits = (coding.ids == crate::labels::IdFormat::Packed).then_some(layout.id_bits);
+        if layout.size != manifest.record.size
+            || layout.numpy_descr() != manifest.record.dtype
+            || bits != manifest.record.class_id_bits
+        {
             bail!(
                 "{}: the record layout in it is not the one its config gives; the file was edited or written by another dr",
                 dir.join("manifest.json").display()
