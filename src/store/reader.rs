@@ -140,12 +140,25 @@ impl Reinforced {
         Ok(buf)
     }
 
-    /// Image `id`'s NS records.
+    /// Image `id`'s NS records. A class id past the class count (a damaged
+    /// shard: packed ids have room up to 2^bits - 1) is an error naming it,
+    /// so no consumer indexes past the classes; `dr verify` lists them all.
     pub fn records(&self, id: u32) -> Result<Vec<Record>> {
-        Ok(self
-            .raw(id)?
+        let classes = self.manifest.settings.num_classes;
+        self.raw(id)?
             .chunks(self.layout.size)
-            .map(|b| self.layout.decode(b))
-            .collect())
+            .enumerate()
+            .map(|(j, b)| {
+                let r = self.layout.decode(b);
+                if let Some(c) = r.classes.iter().chain(&r.draws).find(|&&c| c >= classes) {
+                    bail!(
+                        "{}: image {id} sample {j} holds class {c} of {classes}; the shard is damaged. Fix: run `dr verify {}`",
+                        self.dir.display(),
+                        self.dir.display()
+                    );
+                }
+                Ok(r)
+            })
+            .collect()
     }
 }
