@@ -38,7 +38,9 @@ fn u8log_packed_topk_round_trips_within_the_bound() {
             serde_json::json!(["classes_packed", "|u1", [4]])
         ]
     );
-    let f16_size = manifest(&root.join("f16"))["record"]["size"].as_u64().unwrap();
+    let f16_size = manifest(&root.join("f16"))["record"]["size"]
+        .as_u64()
+        .unwrap();
     assert_eq!(m["record"]["size"].as_u64().unwrap(), f16_size - 11);
     let v = ok(dr(&["verify", out.to_str().unwrap()]));
     assert!(v.contains(": 0 problems"), "{v}");
@@ -211,7 +213,11 @@ fn merge_and_resume_refuse_other_label_encodings() {
     let mut args = vec!["merge".to_string()];
     for i in 0..2 {
         let part = format!("t{i}");
-        ok(reinforce(&root, &part, &[COMPACT, &["--shard", &format!("{i}/2")]].concat()));
+        ok(reinforce(
+            &root,
+            &part,
+            &[COMPACT, &["--shard", &format!("{i}/2")]].concat(),
+        ));
         args.push(root.join(part).display().to_string());
     }
     ok(reinforce(&root, "t1-f16", &["--shard", "1/2"]));
@@ -289,7 +295,8 @@ fn damaged_packed_ids_and_codes_are_reported_not_panicked_on() {
         "{said}"
     );
     assert!(
-        said.contains(&format!("image {image} sample 2: probabilities")) && said.contains("are not sorted"),
+        said.contains(&format!("image {image} sample 2: probabilities"))
+            && said.contains("are not sorted"),
         "{said}"
     );
     // The readers name the damage and the fix; none panics.

@@ -25,7 +25,10 @@ pub fn pack(ids: &[u32], bits: u32, out: &mut [u8]) {
     debug_assert_eq!(out.len(), packed_bytes(ids.len(), bits));
     out.fill(0);
     for (i, &id) in ids.iter().enumerate() {
-        debug_assert!(bits == 32 || id >> bits == 0, "id {id} does not fit {bits} bits");
+        debug_assert!(
+            bits == 32 || id >> bits == 0,
+            "id {id} does not fit {bits} bits"
+        );
         for j in 0..bits as usize {
             if id >> j & 1 == 1 {
                 let at = i * bits as usize + j;

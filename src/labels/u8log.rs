@@ -68,8 +68,7 @@ pub fn decode(q: u8) -> f32 {
 /// The code of p: the nearest level, ties to the lower one; 0 for p at or
 /// below 0 (and NaN), 255 for p at or above 1.
 pub fn encode(p: f32) -> u8 {
-    // `!(p > 0)` also takes NaN.
-    if !(p > 0.0) {
+    if p.is_nan() || p <= 0.0 {
         return 0;
     }
     if p >= 1.0 {
@@ -80,7 +79,11 @@ pub fn encode(p: f32) -> u8 {
     let i = t.partition_point(|&v| v <= p);
     // Exact in f64: differences of f32 values in [2^-17, 1].
     let (a, b, x) = (t[i - 1] as f64, t[i] as f64, p as f64);
-    if b - x < x - a { i as u8 } else { (i - 1) as u8 }
+    if b - x < x - a {
+        i as u8
+    } else {
+        (i - 1) as u8
+    }
 }
 
 #[cfg(test)]

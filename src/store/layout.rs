@@ -543,7 +543,11 @@ impl Writer<'_> {
                     .l
                     .field(&format!("{name}_packed"))
                     .unwrap_or_else(|| panic!("no field {name}_packed"));
-                pack(ids, self.l.id_bits, &mut self.out[f.offset..f.offset + f.count]);
+                pack(
+                    ids,
+                    self.l.id_bits,
+                    &mut self.out[f.offset..f.offset + f.count],
+                );
             }
         }
     }

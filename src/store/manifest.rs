@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat};
 use crate::labels::sampled::SAMPLER_VERSION;
+use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat};
 
 pub const FORMAT: &str = "dr-reinforced";
 pub const VERSION: u32 = 1;

@@ -169,7 +169,10 @@ fn u8log_and_packed_records_round_trip() {
     for (&v, &p) in back.probs.iter().zip(&p) {
         assert_eq!(v, u8log::decode(u8log::encode(p)));
         if p >= u8log::FLOOR {
-            assert!(((v - p) / p).abs() as f64 <= u8log::MAX_REL_ERROR, "{p} -> {v}");
+            assert!(
+                ((v - p) / p).abs() as f64 <= u8log::MAX_REL_ERROR,
+                "{p} -> {v}"
+            );
         }
     }
     assert_eq!(back.probs[4], 0.0);

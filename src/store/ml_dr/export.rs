@@ -213,3 +213,31 @@ pub fn export(d: &Reinforced, to: &Path) -> Result<Exported> {
         skipped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::u8log_prob;
+    use crate::labels::u8log::{decode, encode};
+
+    #[test]
+    fn u8log_values_reach_ml_dr_summing_to_at_most_one() {
+        // A top-1 of 0.98 decodes to 1.0: the sum passes 1.
+        let p = [0.98f32, 0.012, 0.004, 0.002, 0.001];
+        let v: Vec<f32> = p.iter().map(|&x| decode(encode(x))).collect();
+        assert_eq!(v[0], 1.0);
+        let out = u8log_prob(&v);
+        let sum: f64 = v.iter().map(|&x| x as f64).sum();
+        for order in [out.clone(), out.iter().rev().copied().collect()] {
+            let s = order.iter().fold(0f32, |a, &b| a + b);
+            assert!(s <= 1.0, "{order:?} sums to {s}");
+        }
+        for ((&o, &x), &p) in out.iter().zip(&v).zip(&p) {
+            // Divided by the sum (to 1e-6), and within 4.3% of p.
+            assert!((o as f64 - x as f64 / sum).abs() <= 1e-6, "{o} {x}");
+            assert!(((o - p) / p).abs() <= 0.043, "{o} {p}");
+        }
+        // Values well under 1 stay as decoded.
+        let small = [decode(200), decode(150), decode(3)];
+        assert_eq!(u8log_prob(&small), small);
+    }
+}
