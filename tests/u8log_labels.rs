@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::reinforce::{assert_same, dataset, ok, reinforce};
+use common::reinforce::{assert_same, dataset, export_ml_dr, ok, preview_from, reinforce};
 use common::{dr, repo_root, text};
 use dr::labels::u8log;
 use dr::store::reader::Reinforced;
@@ -86,23 +86,9 @@ fn u8log_packed_topk_round_trips_within_the_bound() {
     let show = ok(dr(&["show", out.to_str().unwrap(), "--id", "0"]));
     assert!(show.contains("top-5"), "{show}");
     let png = root.join("sheet.png");
-    ok(dr(&[
-        "preview",
-        "--from",
-        out.to_str().unwrap(),
-        "--out",
-        png.to_str().unwrap(),
-    ]));
-    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+    preview_from(&out, &png);
     let to = root.join("ml-dr");
-    ok(dr(&[
-        "export",
-        out.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--to",
-        to.to_str().unwrap(),
-    ]));
+    ok(export_ml_dr(&out, &to));
     let Some(py) = common::python_with_numpy() else {
         println!(
             "skipped: no Python with numpy (run scripts/setup-python.sh) for python/dr_reader"
@@ -116,15 +102,16 @@ fn u8log_packed_topk_round_trips_within_the_bound() {
         serde_json::json!({"table_bits": table, "records": expected}).to_string(),
     )
     .unwrap();
-    let p = std::process::Command::new(py)
-        .arg(repo_root().join("tests/python/check_u8log.py"))
-        .arg(&out)
-        .arg(&to)
-        .arg(&want)
-        .output()
-        .unwrap();
-    let said = text(&p.stdout);
-    assert!(p.status.success(), "{said}\n{}", text(&p.stderr));
+    let check = repo_root().join("tests/python/check_u8log.py");
+    let said = common::run_python(
+        &py,
+        &[
+            check.as_os_str(),
+            out.as_os_str(),
+            to.as_os_str(),
+            want.as_os_str(),
+        ],
+    );
     // 21 usable images x 3 samples.
     assert!(said.contains("ok: 63 u8log records of 21 images"), "{said}");
 }
@@ -157,14 +144,7 @@ fn sampled_draws_with_packed_ids_are_the_whole_byte_draws() {
     let show = ok(dr(&["show", out.to_str().unwrap(), "--id", "0"]));
     assert!(show.contains("sampled 5 draws"), "{show}");
     let to = root.join("ml-dr");
-    ok(dr(&[
-        "export",
-        out.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--to",
-        to.to_str().unwrap(),
-    ]));
+    ok(export_ml_dr(&out, &to));
     // Sampled records hold no probabilities to quantise.
     let o = reinforce(
         &root,
@@ -179,31 +159,22 @@ fn sampled_draws_with_packed_ids_are_the_whole_byte_draws() {
     );
     assert!(!root.join("refused").exists());
     if let Some(py) = common::python_with_numpy() {
-        let o = std::process::Command::new(py)
-            .arg("-c")
-            .arg(
-                "import sys; sys.path.insert(0, sys.argv[1]); import dr_reader, numpy as np\n\
-                 a, b = dr_reader.open(sys.argv[2]), dr_reader.open(sys.argv[3])\n\
-                 n = 0\n\
-                 for i in a.usable():\n\
-                 \x20   for s in range(a.num_samples):\n\
-                 \x20       assert np.array_equal(a.probs(i, s, dense=True), b.probs(i, s, dense=True))\n\
-                 \x20       assert a.probs(i, s) == b.probs(i, s)\n\
-                 \x20       assert b.class_ids(i, s).tolist() == a.record(i, s)['draws'].tolist()\n\
-                 \x20       n += 1\n\
-                 print('ok', n)",
-            )
-            .arg(repo_root().join("python"))
-            .arg(root.join("bytes"))
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success() && text(&o.stdout).contains("ok 60"),
-            "{}{}",
-            text(&o.stdout),
-            text(&o.stderr)
+        let bytes = root.join("bytes");
+        let said = common::run_reader_code(
+            &py,
+            "import numpy as np\n\
+             a, b = dr_reader.open(sys.argv[2]), dr_reader.open(sys.argv[3])\n\
+             n = 0\n\
+             for i in a.usable():\n\
+             \x20   for s in range(a.num_samples):\n\
+             \x20       assert np.array_equal(a.probs(i, s, dense=True), b.probs(i, s, dense=True))\n\
+             \x20       assert a.probs(i, s) == b.probs(i, s)\n\
+             \x20       assert b.class_ids(i, s).tolist() == a.record(i, s)['draws'].tolist()\n\
+             \x20       n += 1\n\
+             print('ok', n)",
+            &[bytes.as_os_str(), out.as_os_str()],
         );
+        assert!(said.contains("ok 60"), "{said}");
     }
 }
 
@@ -301,42 +272,26 @@ fn damaged_packed_ids_and_codes_are_reported_not_panicked_on() {
     );
     // The readers name the damage and the fix; none panics.
     let want = format!("image {image} sample 0 holds class 63 of 37");
-    for args in [
-        vec!["show", out.to_str().unwrap(), "--id", &image.to_string()],
-        vec![
-            "export",
-            out.to_str().unwrap(),
-            "--format",
-            "ml-dr",
-            "--to",
-            root.join("ml-dr").to_str().unwrap(),
-        ],
+    let id = image.to_string();
+    for (what, o) in [
+        ("show", dr(&["show", out.to_str().unwrap(), "--id", &id])),
+        ("export", export_ml_dr(&out, &root.join("ml-dr"))),
     ] {
-        let args: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
-        let o = dr(&args);
         let err = text(&o.stderr);
-        assert!(!o.status.success(), "{args:?}");
+        assert!(!o.status.success(), "{what}");
         assert!(
             err.contains(&want) && err.contains("Fix: run `dr verify") && !err.contains("panicked"),
-            "{args:?}: {err}"
+            "{what}: {err}"
         );
     }
     if let Some(py) = common::python_with_numpy() {
-        let o = std::process::Command::new(py)
-            .arg("-c")
-            .arg(
-                "import sys; sys.path.insert(0, sys.argv[1]); import dr_reader\n\
-                 ds = dr_reader.open(sys.argv[2]); i = int(sys.argv[3])\n\
-                 ds.probs(i, 1)\n\
-                 try:\n    ds.probs(i, 0, dense=True)\nexcept ValueError as e:\n    print(e)",
-            )
-            .arg(repo_root().join("python"))
-            .arg(&out)
-            .arg(image.to_string())
-            .output()
-            .unwrap();
-        let said = text(&o.stdout);
-        assert!(o.status.success(), "{said}{}", text(&o.stderr));
+        let said = common::run_reader_code(
+            &py,
+            "ds = dr_reader.open(sys.argv[2]); i = int(sys.argv[3])\n\
+             ds.probs(i, 1)\n\
+             try:\n    ds.probs(i, 0, dense=True)\nexcept ValueError as e:\n    print(e)",
+            &[out.as_os_str(), std::ffi::OsStr::new(&id)],
+        );
         assert!(
             said.contains("holds class 63 of 37") && said.contains("Fix: run `dr verify"),
             "{said}"

@@ -180,33 +180,47 @@ fn u8log_and_packed_records_round_trip() {
     let mut again = vec![0; l.size];
     l.encode(&back, &mut again);
     assert_eq!(again, b);
-    // Sampled draws with packed ids, 17 bits past 65536 classes.
-    let l = Layout::coded(&c.augment, LabelMode::Sampled, both, 4, 70_000, (224, 224));
-    assert_eq!(l.field("draws_packed").unwrap().count, 9);
-    let rec = Record {
-        draws: vec![3, 3, 65_536, 69_999],
-        ..l.invalid_record()
-    };
-    let mut b = vec![0xAA; l.size];
-    l.encode(&rec, &mut b);
-    assert_eq!(l.decode(&b), rec);
-    let f = l.field("draws_packed").unwrap();
-    b[f.offset + f.count - 1] |= 0x80;
-    assert!(!l.id_padding_is_zero(&b));
 }
 
 #[test]
 fn sampled_records_round_trip() {
     let c = config(CONFIGS[3].1);
-    let l = Layout::with_labels(&c.augment, LabelMode::Sampled, 4, 70_000, (224, 224));
-    assert_eq!(l.field("draws").unwrap().kind, Kind::U32);
+    // Whole-byte ids (u32 past 65536 classes), and packed in 17 bits.
+    for ids in [IdFormat::Bytes, IdFormat::Packed] {
+        let coding = Coding {
+            ids,
+            ..Coding::default()
+        };
+        let l = Layout::coded(
+            &c.augment,
+            LabelMode::Sampled,
+            coding,
+            4,
+            70_000,
+            (224, 224),
+        );
+        let rec = Record {
+            draws: vec![3, 3, 65_536, 69_999],
+            ..l.invalid_record()
+        };
+        let mut b = vec![0xAA; l.size];
+        l.encode(&rec, &mut b);
+        assert_eq!(l.decode(&b), rec);
+        match ids {
+            IdFormat::Bytes => assert_eq!(l.field("draws").unwrap().kind, Kind::U32),
+            IdFormat::Packed => {
+                let f = l.field("draws_packed").unwrap();
+                assert_eq!((f.kind, f.count), (Kind::U8, 9));
+                assert!(l.id_padding_is_zero(&b));
+                b[f.offset + f.count - 1] |= 0x80;
+                assert!(!l.id_padding_is_zero(&b));
+            }
+        }
+    }
     let rec = Record {
         draws: vec![3, 3, 65_536, 69_999],
-        ..l.invalid_record()
+        ..Record::default()
     };
-    let mut b = vec![0xAA; l.size];
-    l.encode(&rec, &mut b);
-    assert_eq!(l.decode(&b), rec);
     assert_eq!(
         rec.label_values(),
         [(3, 0.5), (65_536, 0.25), (69_999, 0.25)]
