@@ -38,6 +38,18 @@ fn u8log_packed_topk_round_trips_within_the_bound() {
             serde_json::json!(["classes_packed", "|u1", [4]])
         ]
     );
+    // The default run's manifest has none of the new fields (older readers
+    // and `dr merge` with older tasks see the same settings).
+    let f16_text = std::fs::read_to_string(root.join("f16/manifest.json")).unwrap();
+    for field in [
+        "prob_format",
+        "class_ids",
+        "class_id_bits",
+        "prob_codes",
+        "_packed",
+    ] {
+        assert!(!f16_text.contains(field), "{field}");
+    }
     let f16_size = manifest(&root.join("f16"))["record"]["size"]
         .as_u64()
         .unwrap();
