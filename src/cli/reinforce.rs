@@ -51,7 +51,7 @@ pub struct ReinforceArgs {
     pub label_mode: String,
     /// How top-k probabilities are stored: `f16` (2 B, 0.05% relative
     /// error) or `u8log` (1 B, a code of log p: within 2.183% of p from
-    /// 2^-16 to 1, 0 below half of that).
+    /// 2^-16 to 1, 0 at or below half of that).
     #[arg(long, default_value = "f16", value_parser = ["f16", "u8log"])]
     pub prob_format: String,
     /// How class ids (top-k classes, sampled draws) are stored: `bytes`
