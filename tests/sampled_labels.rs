@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::reinforce::{assert_same, dataset, ok, reinforce};
+use common::reinforce::{assert_same, dataset, export_ml_dr, ok, preview_from, reinforce};
 use common::{dr, repo_root, text};
 
 const SAMPLED: &[&str] = &["--label-mode", "sampled"];
@@ -78,24 +78,10 @@ fn sampled_labels_round_trip_and_do_not_depend_on_batch_or_threads() {
     assert!(text_show.contains("sampled 5 draws"), "{text_show}");
     // The contact sheet captions stored samples with their most drawn classes.
     let png = root.join("sheet.png");
-    ok(dr(&[
-        "preview",
-        "--from",
-        out.to_str().unwrap(),
-        "--out",
-        png.to_str().unwrap(),
-    ]));
-    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+    preview_from(&out, &png);
 
     let to = root.join("ml-dr");
-    let e = ok(dr(&[
-        "export",
-        out.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--to",
-        to.to_str().unwrap(),
-    ]));
+    let e = ok(export_ml_dr(&out, &to));
     assert!(e.contains("4 bad images have no file"), "{e}");
     let Some(py) = common::python_with_numpy() else {
         println!(
@@ -104,14 +90,7 @@ fn sampled_labels_round_trip_and_do_not_depend_on_batch_or_threads() {
         return;
     };
     let check = repo_root().join("tests/python/check_sampled.py");
-    let p = std::process::Command::new(py)
-        .arg(check)
-        .arg(&out)
-        .arg(&to)
-        .output()
-        .unwrap();
-    let said = text(&p.stdout);
-    assert!(p.status.success(), "{said}\n{}", text(&p.stderr));
+    let said = common::run_python(&py, &[check.as_os_str(), out.as_os_str(), to.as_os_str()]);
     // 21 usable images (tiny.png is one) x 3 samples.
     assert!(
         said.contains("ok: 63 sampled records of 21 images"),
@@ -161,20 +140,13 @@ fn verify_and_readers_check_sampled_records() {
     );
     // dr_reader refuses the out-of-range draw rather than return a longer target.
     if let Some(py) = common::python_with_numpy() {
-        let o = std::process::Command::new(py)
-            .arg("-c")
-            .arg(
-                "import sys; sys.path.insert(0, sys.argv[1]); import dr_reader\n\
-                 ds = dr_reader.open(sys.argv[2]); i = int(ds.order[0])\n\
-                 assert len(ds.probs(i, 0, dense=True)) == 37\n\
-                 try:\n    ds.probs(i, 1, dense=True)\nexcept ValueError as e:\n    print(e)",
-            )
-            .arg(repo_root().join("python"))
-            .arg(&out)
-            .output()
-            .unwrap();
-        let said = text(&o.stdout);
-        assert!(o.status.success(), "{said}{}", text(&o.stderr));
+        let said = common::run_reader_code(
+            &py,
+            "ds = dr_reader.open(sys.argv[2]); i = int(ds.order[0])\n\
+             assert len(ds.probs(i, 0, dense=True)) == 37\n\
+             try:\n    ds.probs(i, 1, dense=True)\nexcept ValueError as e:\n    print(e)",
+            &[out.as_os_str()],
+        );
         assert!(
             said.contains("draws class 40 of 37") && said.contains("Fix: run `dr verify"),
             "{said}"
@@ -195,14 +167,7 @@ fn verify_and_readers_check_sampled_records() {
     );
     edit("\"proposal_t\": null", "\"proposal_t\": 2.0");
     let to = root.join("ml-dr");
-    let o = dr(&[
-        "export",
-        out.to_str().unwrap(),
-        "--format",
-        "ml-dr",
-        "--to",
-        to.to_str().unwrap(),
-    ]);
+    let o = export_ml_dr(&out, &to);
     let err = text(&o.stderr);
     assert!(!o.status.success());
     assert!(

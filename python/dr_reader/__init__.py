@@ -10,6 +10,13 @@ the standard library only.
     ds.probs(17, 0)                   # ([values], [class ids]), largest first
     ds.probs(17, 0, dense=True)       # [num_classes] float32, ml-dr's densify ("smooth" or "zeros")
                                       # (--label-mode sampled: bincount(draws) / k, unbiased)
+    ds.class_ids(17, 0)               # the record's class ids (top-k classes or sampled draws), int64
+
+Label encodings (manifest settings, absent = the first): prob_format "f16"
+(`probs`, <f2) or "u8log" (`prob_codes`, one byte: U8LOG[code], 0 or
+2^(-16 (255 - code) / 254), within 2.183% of p from 2^-16 to 1); class_ids
+"bytes" (`classes` / `draws`, <u2 or <u4) or "packed" (`classes_packed` /
+`draws_packed`, record.class_id_bits bits an id, little-endian bit order).
 
 Layout (OUT/manifest.json): one fixed-width record per (image, sample),
 an image's NS records together, images in the order of order.npy, split
@@ -69,6 +76,34 @@ def _dtype(descr):
 
 SAMPLER_VERSION = 1
 
+# --prob-format u8log: what each code stores (dr's labels::u8log::table,
+# equal bit for bit: tests/u8log_labels.rs). 0 is 0; q in 1..255 is
+# 2^(-16 (255 - q) / 254), from 2^-16 to 1 evenly in log p.
+U8LOG = np.array([0.0] + [2.0 ** (-16.0 * (255 - q) / 254.0) for q in range(1, 256)], np.float32)
+U8LOG_MAX_REL_ERROR = 0.02183
+
+
+def _coding(path, m):
+    """(prob_format, class_ids) of the records; absent fields are the
+    formats every older dataset has. Unknown ones are refused, never misread."""
+    s = m["settings"]
+    probs, ids = s.get("prob_format", "f16"), s.get("class_ids", "bytes")
+    fix = "Fix: read it with the dr_reader of the dr that wrote it (manifest 'writer') or a newer one"
+    if probs not in ("f16", "u8log"):
+        raise ValueError(f"{path}/manifest.json: prob_format {probs!r} is not one this reader knows (f16, u8log). {fix}")
+    if ids not in ("bytes", "packed"):
+        raise ValueError(f"{path}/manifest.json: class_ids {ids!r} is not one this reader knows (bytes, packed). {fix}")
+    if ids == "packed" and not m["record"].get("class_id_bits"):
+        raise ValueError(f"{path}/manifest.json: packed class ids without record.class_id_bits. {fix}")
+    return probs, ids
+
+
+def unpack_ids(field, k, bits):
+    """`k` class ids of `bits` bits each from a packed field (uint8 bytes):
+    id i is bits [i bits, (i + 1) bits), bit 0 the low bit of byte 0."""
+    b = np.unpackbits(np.asarray(field, np.uint8), bitorder="little")[:k * bits].reshape(k, bits)
+    return b.astype(np.int64) @ (np.int64(1) << np.arange(bits, dtype=np.int64))
+
 
 def _label_mode(path, m):
     """"topk" or "sampled" (settings.labels; absent is topk). A mode or
@@ -112,6 +147,8 @@ class Reinforced:
         self.num_samples = m["record"]["num_samples"]
         self.topk = m["record"]["topk"]
         self.label_mode = _label_mode(path, m)
+        self.prob_format, self.class_id_format = _coding(path, m)
+        self.class_id_bits = m["record"].get("class_id_bits")
         self.num_classes = m["settings"]["num_classes"]
         self.classes = m.get("classes", [])
         self.config = m["settings"]["config"]
@@ -289,11 +326,17 @@ class Reinforced:
         r = self.record(image, sample)
         if self.label_mode == "sampled":
             return self._sampled(r, dense)
-        vals = r["probs"].astype(np.float32)
-        ids = r["classes"].astype(np.int64)
+        vals = self._prob_values(r)
+        ids = self._ids(r)
         if not dense:
             return vals.tolist(), ids.tolist()
         rest = 1.0 - float(vals.sum(dtype=np.float32))
+        if rest < 0.0 and self.prob_format == "u8log" and method == "smooth":
+            # u8log rounds each value up by at most 2.183%, so the sum can
+            # pass 1: divide by it (each value then within 4.3% of p), as
+            # `dr export --format ml-dr` does, rather than take a softmax.
+            vals = (vals / vals.sum(dtype=np.float64)).astype(np.float32)
+            rest = 0.0
         if method == "zeros" or rest < 0.0:
             e = np.exp(vals - vals.max())
             p = np.zeros(self.num_classes, np.float32)
@@ -305,13 +348,35 @@ class Reinforced:
         p[ids] = vals
         return p
 
-    def _sampled(self, r, dense):
-        draws = r["draws"].astype(np.int64)
-        k = len(draws)
-        if k and int(draws.max()) >= self.num_classes:
-            # bincount would return a longer vector without a word.
-            raise ValueError(f"{self.path}: a record draws class {int(draws.max())} of "
+    def _prob_values(self, r):
+        """The top-k probabilities as float32: f16 values, or u8log codes decoded."""
+        if self.prob_format == "u8log":
+            return U8LOG[r["prob_codes"]]
+        return r["probs"].astype(np.float32)
+
+    def _ids(self, r):
+        """The record's class ids (top-k classes or sampled draws) as int64,
+        each checked against the class count."""
+        name = "draws" if self.label_mode == "sampled" else "classes"
+        if self.class_id_format == "packed":
+            ids = unpack_ids(r[name + "_packed"], self.topk, self.class_id_bits)
+        else:
+            ids = r[name].astype(np.int64)
+        if len(ids) and int(ids.max()) >= self.num_classes:
+            # bincount would return a longer vector, indexing would fail, without a word.
+            what = "draws" if name == "draws" else "holds"
+            raise ValueError(f"{self.path}: a record {what} class {int(ids.max())} of "
                              f"{self.num_classes}; the shard is damaged. Fix: run `dr verify {self.path}`")
+        return ids
+
+    def class_ids(self, image, sample):
+        """Sample `sample` of image `image`: its class ids as stored (top-k
+        classes largest first, or sampled draws ascending), int64."""
+        return self._ids(self.record(image, sample))
+
+    def _sampled(self, r, dense):
+        draws = self._ids(r)
+        k = len(draws)
         if dense:
             return (np.bincount(draws, minlength=self.num_classes) / k).astype(np.float32)
         ids, counts = np.unique(draws, return_counts=True)

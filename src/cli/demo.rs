@@ -97,6 +97,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         images_per_shard: 64,
         devices: device.into_iter().collect(),
         label_mode: Default::default(),
+        coding: Default::default(),
     };
     eprintln!(
         "dr demo: {} images of {} shapes in {}, teacher {} ({} KB), {} backend",

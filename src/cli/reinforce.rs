@@ -49,6 +49,16 @@ pub struct ReinforceArgs {
     /// the whole distribution: unbiased, 2 B a draw; CPU backend only).
     #[arg(long, default_value = "topk", value_parser = ["topk", "sampled"])]
     pub label_mode: String,
+    /// How top-k probabilities are stored: `f16` (2 B, 0.05% relative
+    /// error) or `u8log` (1 B, a code of log p: within 2.183% of p from
+    /// 2^-16 to 1, 0 at or below half of that).
+    #[arg(long, default_value = "f16", value_parser = ["f16", "u8log"])]
+    pub prob_format: String,
+    /// How class ids (top-k classes, sampled draws) are stored: `bytes`
+    /// (u16, u32 past 65536 classes) or `packed` (ceil(log2 classes) bits
+    /// each: 10 for 1000 classes).
+    #[arg(long, default_value = "bytes", value_parser = ["bytes", "packed"])]
+    pub class_ids: String,
     /// Probabilities kept per sample, or classes drawn with --label-mode
     /// sampled (overrides topk).
     #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
@@ -196,6 +206,12 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
         devices,
         label_mode: dr::labels::LabelMode::from_name(&a.label_mode)
             .expect("clap admits only the known names"),
+        coding: dr::labels::Coding {
+            probs: dr::labels::ProbFormat::from_name(&a.prob_format)
+                .expect("clap admits only the known names"),
+            ids: dr::labels::IdFormat::from_name(&a.class_ids)
+                .expect("clap admits only the known names"),
+        },
     })
 }
 

@@ -32,7 +32,8 @@
 //! The dense target is then one numpy call:
 //! `np.bincount(draws, weights=weights, minlength=C) / k`.
 //! At k = 10 and 1000 classes: 20 B (weighted 40 B) against today's 40 B of
-//! f16 probabilities and u16 ids; ids packed in ceil(log2 C) bits, 13 B.
+//! f16 probabilities and u16 ids; ids packed in ceil(log2 C) bits
+//! (`--class-ids packed`, `draws_packed`), 13 B.
 //! `dr verify` checks: draws non-decreasing and below C (and, once weights
 //! are written, weights finite > 0).
 //!
@@ -52,7 +53,9 @@
 //! not sum to 1, and ml-dr's densify cannot return them unbiased either
 //! way: export refuses that mode and says to draw without a proposal.
 
+pub mod packed;
 pub mod sampled;
+pub mod u8log;
 
 /// What a record keeps of the teacher's distribution. Top-k is the peers'
 /// format (biased: the tail is dropped); sampled is unbiased at the same k
@@ -81,4 +84,78 @@ impl LabelMode {
             LabelMode::Sampled => "sampled",
         }
     }
+}
+
+/// How a top-k record stores its probabilities (`--prob-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbFormat {
+    /// f16 (`probs`, `<f2`): 0.05% relative error, 2 B each.
+    #[default]
+    F16,
+    /// One byte, a code of log p (`prob_codes`, `|u1`; [`u8log`]): within
+    /// [`u8log::MAX_REL_ERROR`] above [`u8log::FLOOR`], 1 B each.
+    U8Log,
+}
+
+/// How a record stores class ids (`--class-ids`): `classes` (top-k) or
+/// `draws` (sampled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdFormat {
+    /// Whole bytes: u16, u32 past 65536 classes.
+    #[default]
+    Bytes,
+    /// ceil(log2 C) bits each (`classes_packed` / `draws_packed`, `|u1`;
+    /// [`packed`]).
+    Packed,
+}
+
+impl ProbFormat {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "f16" => Some(ProbFormat::F16),
+            "u8log" => Some(ProbFormat::U8Log),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbFormat::F16 => "f16",
+            ProbFormat::U8Log => "u8log",
+        }
+    }
+
+    /// Largest relative error of a stored probability (above the floor for
+    /// u8log; f16's for its normal range, 2^-11).
+    pub fn max_rel_error(self) -> f64 {
+        match self {
+            ProbFormat::F16 => 2f64.powi(-11),
+            ProbFormat::U8Log => u8log::MAX_REL_ERROR,
+        }
+    }
+}
+
+impl IdFormat {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "bytes" => Some(IdFormat::Bytes),
+            "packed" => Some(IdFormat::Packed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IdFormat::Bytes => "bytes",
+            IdFormat::Packed => "packed",
+        }
+    }
+}
+
+/// The label fields' encodings: the defaults are the format of every
+/// dataset written before these options (manifests without the fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Coding {
+    pub probs: ProbFormat,
+    pub ids: IdFormat,
 }

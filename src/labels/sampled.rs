@@ -167,7 +167,16 @@ pub fn ml_dr_values(counts: &[u16]) -> Vec<f32> {
     {
         return v;
     }
-    // Exact in f64: each value is a multiple of 2^-40 at or below 1.
+    fit_under_one(&mut v);
+    v
+}
+
+/// Lowers the largest of `v` (values at or below their exact share, summing
+/// to at most 1) by the worst rounding of an n-term f32 sum, n 2^-24, when
+/// their sum is within that of 1, so that no summation order of the f32
+/// values passes 1 ([`ml_dr_values`]; u8log export, `store::ml_dr::export`).
+pub fn fit_under_one(v: &mut [f32]) {
+    // Exact in f64 for values that are multiples of 2^-40 at or below 1.
     let sum: f64 = v.iter().map(|&f| f as f64).sum();
     let over = sum + v.len() as f64 * 2f64.powi(-24) - 1.0;
     if over > 0.0 {
@@ -179,7 +188,6 @@ pub fn ml_dr_values(counts: &[u16]) -> Vec<f32> {
             lowered
         };
     }
-    v
 }
 
 fn check(p: &[f32], k: u16, t: Option<f32>) -> Result<(), LabelError> {

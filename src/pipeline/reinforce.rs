@@ -13,7 +13,7 @@ use super::shard::{ShardContext, ShardError, run_shard};
 use crate::augment::params::{MixingGroups, stage_sizes};
 use crate::config::ReinforceConfig;
 use crate::dataset::listing::{self, Listing};
-use crate::labels::LabelMode;
+use crate::labels::{Coding, LabelMode, ProbFormat};
 use crate::store::images;
 use crate::store::layout::{Layout, MAX_SAMPLES};
 use crate::store::manifest::{
@@ -54,6 +54,9 @@ pub struct Options {
     pub devices: Vec<usize>,
     /// What records keep of the teachers' distribution (k = the config's topk).
     pub label_mode: LabelMode,
+    /// How records encode probabilities and class ids (`--prob-format`,
+    /// `--class-ids`).
+    pub coding: Coding,
 }
 
 /// Samples per teacher call on the CPU when --batch-size is not given.
@@ -185,6 +188,12 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                 .join(",")
         );
     }
+    if opt.label_mode == LabelMode::Sampled && opt.coding.probs != ProbFormat::F16 {
+        bail!(
+            "--prob-format {} with --label-mode sampled: sampled records store no probabilities (draws only). Fix: drop --prob-format, and pass --class-ids packed for smaller sampled records",
+            opt.coding.probs.name()
+        );
+    }
     let listing: Listing = match &opt.source {
         Source::Folder(d) => listing::image_folder(d).map_err(|e| anyhow::anyhow!("--data {e}"))?,
         Source::List(f) => listing::file_list(f).map_err(|e| anyhow::anyhow!("--list {e}"))?,
@@ -230,9 +239,10 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
             cfg.topk
         );
     }
-    let layout = Layout::with_labels(
+    let layout = Layout::coded(
         &cfg.augment,
         opt.label_mode,
+        opt.coding,
         cfg.topk as usize,
         classes,
         out_wh,
@@ -362,6 +372,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         input_size: [out_wh.0 as u32, out_wh.1 as u32],
         executor,
         labels: manifest::Labels::of(opt.label_mode, cfg.topk),
+        prob_format: manifest::coding_names(opt.coding).0,
+        class_ids: manifest::coding_names(opt.coding).1,
     };
     let fresh = || Manifest {
         format: manifest::FORMAT.into(),

@@ -13,6 +13,9 @@
 //! Size for ml-dr's ImageNet configs at k = 10: 50 B (crop+flip) to 104 B
 //! (RandAugment+erase+MixUp+CutMix), against ml-dr's released metadata at
 //! about 104 B per sample gzipped (test `imagenet_records_stay_compact`).
+//! The label fields' encodings ([`Coding`]: `--prob-format u8log`,
+//! `--class-ids packed`) take randaug_mixing's 104 B to 87 B (test
+//! `compact_label_records_at_k_10`).
 
 use half::f16;
 use serde_json::{Value, json};
@@ -20,7 +23,8 @@ use serde_json::{Value, json};
 use crate::augment::params::{CropRecord, PairParams, SampleParams, SideParams};
 use crate::augment::randaug;
 use crate::config::Augmentation;
-use crate::labels::LabelMode;
+use crate::labels::packed::{id_bits, pack, packed_bytes, padding_is_zero, unpack};
+use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat, u8log};
 
 /// Largest image side the u16 coordinates can hold.
 pub const MAX_SIDE: usize = u16::MAX as usize;
@@ -135,6 +139,10 @@ pub struct Layout {
     /// k: probabilities kept (top-k) or classes drawn (sampled).
     pub topk: usize,
     pub labels: LabelMode,
+    /// How probabilities and class ids are encoded.
+    pub coding: Coding,
+    /// Bits of a packed class id (`labels::packed::id_bits` of the classes).
+    pub id_bits: u32,
     aug: Augmentation,
     output_wh: (usize, usize),
 }
@@ -151,6 +159,22 @@ impl Layout {
     pub fn with_labels(
         aug: &Augmentation,
         labels: LabelMode,
+        topk: usize,
+        classes: usize,
+        output_wh: (usize, usize),
+    ) -> Self {
+        Self::coded(aug, labels, Coding::default(), topk, classes, output_wh)
+    }
+
+    /// [`Layout::with_labels`] with the label fields encoded as `coding`
+    /// says: `prob_codes` (`|u1`, `labels::u8log`) for f16 `probs`, and
+    /// `classes_packed` / `draws_packed` (`|u1`, `labels::packed`) for
+    /// whole-byte `classes` / `draws`. New names, so a reader that knows only
+    /// the old ones fails rather than misreads.
+    pub fn coded(
+        aug: &Augmentation,
+        labels: LabelMode,
+        coding: Coding,
         topk: usize,
         classes: usize,
         output_wh: (usize, usize),
@@ -207,12 +231,20 @@ impl Layout {
         } else {
             Kind::U16
         };
+        let bits = id_bits(classes);
+        let ids = |add: &mut dyn FnMut(&'static str, Kind, usize), name, packed| match coding.ids {
+            IdFormat::Bytes => add(name, id, topk),
+            IdFormat::Packed => add(packed, Kind::U8, packed_bytes(topk, bits)),
+        };
         match labels {
             LabelMode::TopK => {
-                add("probs", Kind::F16, topk);
-                add("classes", id, topk);
+                match coding.probs {
+                    ProbFormat::F16 => add("probs", Kind::F16, topk),
+                    ProbFormat::U8Log => add("prob_codes", Kind::U8, topk),
+                }
+                ids(&mut add, "classes", "classes_packed");
             }
-            LabelMode::Sampled => add("draws", id, topk),
+            LabelMode::Sampled => ids(&mut add, "draws", "draws_packed"),
         }
         let mut offset = 0;
         let fields: Vec<Field> = fields
@@ -233,6 +265,8 @@ impl Layout {
             size: offset,
             topk,
             labels,
+            coding,
+            id_bits: bits,
             aug: aug.clone(),
             output_wh,
         }
@@ -264,13 +298,14 @@ impl Layout {
         assert_eq!(out.len(), self.size);
         out.fill(0);
         let mut w = Writer { l: self, out };
-        for (i, (&p, &c)) in rec.probs.iter().zip(&rec.classes).enumerate() {
-            w.at("probs", i, &f16::from_f32(p).to_le_bytes());
-            w.uint("classes", i, c as u64);
+        for (i, &p) in rec.probs.iter().enumerate() {
+            match self.coding.probs {
+                ProbFormat::F16 => w.at("probs", i, &f16::from_f32(p).to_le_bytes()),
+                ProbFormat::U8Log => w.at("prob_codes", i, &[u8log::encode(p)]),
+            }
         }
-        for (i, &c) in rec.draws.iter().enumerate() {
-            w.uint("draws", i, c as u64);
-        }
+        w.ids("classes", &rec.classes);
+        w.ids("draws", &rec.draws);
         let Some(p) = &rec.params else {
             w.uint("flags", 0, flag::INVALID as u64);
             if self.aug.mixing() {
@@ -326,10 +361,15 @@ impl Layout {
             LabelMode::Sampled => (0, k),
         };
         let probs = (0..k_top)
-            .map(|i| f16::from_le_bytes(r.bytes("probs", i).try_into().unwrap()).to_f32())
+            .map(|i| match self.coding.probs {
+                ProbFormat::F16 => {
+                    f16::from_le_bytes(r.bytes("probs", i).try_into().unwrap()).to_f32()
+                }
+                ProbFormat::U8Log => u8log::decode(r.bytes("prob_codes", i)[0]),
+            })
             .collect();
-        let classes = (0..k_top).map(|i| r.uint("classes", i) as u32).collect();
-        let draws = (0..k_drawn).map(|i| r.uint("draws", i) as u32).collect();
+        let classes = r.ids("classes", k_top);
+        let draws = r.ids("draws", k_drawn);
         let flags = r.uint("flags", 0) as u16;
         if flags & flag::INVALID != 0 {
             return Record {
@@ -404,6 +444,20 @@ impl Layout {
         }
     }
 
+    /// Whether the bits after the packed class ids of an encoded record are
+    /// zero, as `encode` leaves them (always true for whole-byte ids).
+    pub fn id_padding_is_zero(&self, bytes: &[u8]) -> bool {
+        ["classes_packed", "draws_packed"].iter().all(|name| {
+            self.field(name).is_none_or(|f| {
+                padding_is_zero(
+                    &bytes[f.offset..f.offset + f.count],
+                    self.topk,
+                    self.id_bits,
+                )
+            })
+        })
+    }
+
     /// The flags field of an encoded record.
     pub fn flags(&self, bytes: &[u8]) -> u16 {
         let o = self.field("flags").expect("every layout has flags").offset;
@@ -472,6 +526,32 @@ impl Writer<'_> {
         self.out[o..o + n].copy_from_slice(&v.to_le_bytes()[..n]);
     }
 
+    /// Class ids into `name` (whole bytes) or `{name}_packed`, whichever
+    /// the layout has; nothing when `ids` is empty (the other mode's field).
+    fn ids(&mut self, name: &str, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.l.coding.ids {
+            IdFormat::Bytes => {
+                for (i, &c) in ids.iter().enumerate() {
+                    self.uint(name, i, c as u64);
+                }
+            }
+            IdFormat::Packed => {
+                let f = self
+                    .l
+                    .field(&format!("{name}_packed"))
+                    .unwrap_or_else(|| panic!("no field {name}_packed"));
+                pack(
+                    ids,
+                    self.l.id_bits,
+                    &mut self.out[f.offset..f.offset + f.count],
+                );
+            }
+        }
+    }
+
     fn side(
         &mut self,
         prefix: &str,
@@ -528,6 +608,23 @@ impl Reader<'_> {
         let b = self.bytes(name, i);
         v[..b.len()].copy_from_slice(b);
         u64::from_le_bytes(v)
+    }
+
+    /// `k` class ids from `name` or `{name}_packed` (`Writer::ids`).
+    fn ids(&self, name: &str, k: usize) -> Vec<u32> {
+        if k == 0 {
+            return Vec::new();
+        }
+        match self.l.coding.ids {
+            IdFormat::Bytes => (0..k).map(|i| self.uint(name, i) as u32).collect(),
+            IdFormat::Packed => {
+                let f = self
+                    .l
+                    .field(&format!("{name}_packed"))
+                    .unwrap_or_else(|| panic!("no field {name}_packed"));
+                unpack(&self.b[f.offset..f.offset + f.count], k, self.l.id_bits)
+            }
+        }
     }
 
     fn side(

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::labels::LabelMode;
 use crate::labels::sampled::SAMPLER_VERSION;
+use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat};
 
 pub const FORMAT: &str = "dr-reinforced";
 pub const VERSION: u32 = 1;
@@ -41,6 +41,13 @@ pub struct Settings {
     /// every manifest written before label modes (so theirs keep their bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Labels>,
+    /// `--prob-format`: "u8log", or `None` for f16 (every manifest written
+    /// before the option, which so keeps its bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prob_format: Option<String>,
+    /// `--class-ids`: "packed", or `None` for whole bytes (u16 / u32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_ids: Option<String>,
 }
 
 /// `Settings::labels` of a mode other than top-k (`crate::labels`).
@@ -70,7 +77,33 @@ impl Labels {
     }
 }
 
+/// `Settings::prob_format` and `class_ids` for `coding`: absent for the defaults.
+pub fn coding_names(coding: Coding) -> (Option<String>, Option<String>) {
+    (
+        (coding.probs != ProbFormat::default()).then(|| coding.probs.name().into()),
+        (coding.ids != IdFormat::default()).then(|| coding.ids.name().into()),
+    )
+}
+
 impl Settings {
+    /// How the label fields are encoded, or why this dr cannot read them.
+    pub fn coding(&self) -> Result<Coding, String> {
+        let upgrade = "Fix: read it with the dr that wrote it (manifest `writer`) or a newer one";
+        let probs = match &self.prob_format {
+            None => ProbFormat::default(),
+            Some(n) => ProbFormat::from_name(n).ok_or_else(|| {
+                format!("prob_format {n:?} is not one this dr knows (f16, u8log). {upgrade}")
+            })?,
+        };
+        let ids = match &self.class_ids {
+            None => IdFormat::default(),
+            Some(n) => IdFormat::from_name(n).ok_or_else(|| {
+                format!("class_ids {n:?} is not one this dr knows (bytes, packed). {upgrade}")
+            })?,
+        };
+        Ok(Coding { probs, ids })
+    }
+
     /// The label mode of these records, or why this dr cannot read them.
     pub fn label_mode(&self, topk: u32) -> Result<LabelMode, String> {
         let Some(l) = &self.labels else {
@@ -129,6 +162,9 @@ pub struct RecordInfo {
     /// only the op and the sign), for readers without dr's formula.
     #[serde(default)]
     pub rand_augment_magnitudes: Vec<f64>,
+    /// Bits of each packed class id (`--class-ids packed`; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id_bits: Option<u32>,
 }
 
 impl RecordInfo {
@@ -150,6 +186,7 @@ impl RecordInfo {
                 .map_or_else(Vec::new, |ra| {
                     crate::augment::randaug::magnitude_table(ra, out_wh)
                 }),
+            class_id_bits: (layout.coding.ids == IdFormat::Packed).then_some(layout.id_bits),
         }
     }
 }

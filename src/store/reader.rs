@@ -34,18 +34,25 @@ impl Reinforced {
         let config =
             ReinforceConfig::parse(&text, &format!("{}/manifest.json", dir.display()), false)?;
         let [w, h] = manifest.settings.input_size;
+        let at = |why| anyhow::anyhow!("{}: {why}", dir.join("manifest.json").display());
         let labels = manifest
             .settings
             .label_mode(manifest.record.topk)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", dir.join("manifest.json").display()))?;
-        let layout = Layout::with_labels(
+            .map_err(at)?;
+        let coding = manifest.settings.coding().map_err(at)?;
+        let layout = Layout::coded(
             &config.augment,
             labels,
+            coding,
             manifest.record.topk as usize,
             manifest.settings.num_classes as usize,
             (w as usize, h as usize),
         );
-        if layout.size != manifest.record.size || layout.numpy_descr() != manifest.record.dtype {
+        let bits = (coding.ids == crate::labels::IdFormat::Packed).then_some(layout.id_bits);
+        if layout.size != manifest.record.size
+            || layout.numpy_descr() != manifest.record.dtype
+            || bits != manifest.record.class_id_bits
+        {
             bail!(
                 "{}: the record layout in it is not the one its config gives; the file was edited or written by another dr",
                 dir.join("manifest.json").display()
@@ -133,12 +140,25 @@ impl Reinforced {
         Ok(buf)
     }
 
-    /// Image `id`'s NS records.
+    /// Image `id`'s NS records. A class id past the class count (a damaged
+    /// shard: packed ids have room up to 2^bits - 1) is an error naming it,
+    /// so no consumer indexes past the classes; `dr verify` lists them all.
     pub fn records(&self, id: u32) -> Result<Vec<Record>> {
-        Ok(self
-            .raw(id)?
+        let classes = self.manifest.settings.num_classes;
+        self.raw(id)?
             .chunks(self.layout.size)
-            .map(|b| self.layout.decode(b))
-            .collect())
+            .enumerate()
+            .map(|(j, b)| {
+                let r = self.layout.decode(b);
+                if let Some(c) = r.classes.iter().chain(&r.draws).find(|&&c| c >= classes) {
+                    bail!(
+                        "{}: image {id} sample {j} holds class {c} of {classes}; the shard is damaged. Fix: run `dr verify {}`",
+                        self.dir.display(),
+                        self.dir.display()
+                    );
+                }
+                Ok(r)
+            })
+            .collect()
     }
 }

@@ -2,7 +2,8 @@
 //! every record's invariants: flags only of configured transforms, boxes
 //! inside the tensor, op indices valid, pairs from the image's own mixing
 //! group with the crop of the pair's own sample, top-k sorted, in range and
-//! summing to at most 1 (sampled: draws ascending and in range), invalid
+//! summing to at most 1 (sampled: draws ascending and in range; packed
+//! class ids below the class count with the bits after them zero), invalid
 //! records all zero and listed as bad.
 
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ use super::manifest::ShardInfo;
 use super::reader::Reinforced;
 use crate::augment::params::{CropRecord, MixingGroups, SampleParams};
 use crate::augment::randaug::OP_NAMES;
-use crate::labels::LabelMode;
+use crate::labels::{LabelMode, ProbFormat, u8log};
 
 /// What was checked and every problem found (file or image, sample, what).
 #[derive(Debug, Default)]
@@ -121,6 +122,12 @@ fn check_shard(
                     "image {id} sample {j}: flags {extra:#x} of transforms not configured"
                 ));
             }
+            if !d.layout.id_padding_is_zero(b) {
+                p.push(format!(
+                    "image {id} sample {j}: bits after the {} packed class ids are set",
+                    d.layout.topk
+                ));
+            }
             let r = d.layout.decode(b);
             for why in check_record(d, groups, bad, id, &r, &crop_of) {
                 p.push(format!("image {id} sample {j}: {why}"));
@@ -162,17 +169,23 @@ fn check_record(
             ));
         }
     } else {
-        p.extend(check_topk(r, classes));
+        p.extend(check_topk(r, classes, d.layout.coding.probs));
     }
     p.extend(check_params(d, groups, bad, id, params, crop_of));
     p
 }
 
 /// Top-k: sorted, in [0, 1], summing to at most 1, distinct in-range ids.
-fn check_topk(r: &Record, classes: u32) -> Vec<String> {
+/// u8log rounds each value up by at most its bound, so the sum may pass 1
+/// by that much.
+fn check_topk(r: &Record, classes: u32, probs: ProbFormat) -> Vec<String> {
     let mut p = Vec::new();
     let sum: f32 = r.probs.iter().sum();
-    if r.probs.iter().any(|v| !(0.0..=1.0).contains(v)) || sum > 1.0 + 1e-2 {
+    let over = match probs {
+        ProbFormat::F16 => 1e-2,
+        ProbFormat::U8Log => 1e-2 + u8log::MAX_REL_ERROR as f32,
+    };
+    if r.probs.iter().any(|v| !(0.0..=1.0).contains(v)) || sum > 1.0 + over {
         p.push(format!(
             "probabilities {:?} are not a top-k of a distribution",
             r.probs

@@ -64,3 +64,26 @@ pub fn python_with_numpy() -> Option<PathBuf> {
         .is_ok_and(|o| o.status.success());
     ok.then_some(py)
 }
+
+/// Runs `py` on `args` (a script and its arguments, or `-c` and code):
+/// asserts that it succeeds and returns what it printed.
+pub fn run_python(py: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let o = Command::new(py)
+        .args(args)
+        .output()
+        .expect("running python");
+    let said = text(&o.stdout);
+    assert!(o.status.success(), "{said}\n{}", text(&o.stderr));
+    said
+}
+
+/// [`run_python`] of `code` with python/dr_reader imported (`sys.argv[1]`
+/// is its folder) and `args` as `sys.argv[2:]`.
+pub fn run_reader_code(py: &std::path::Path, code: &str, args: &[&std::ffi::OsStr]) -> String {
+    use std::ffi::OsStr;
+    let code = format!("import sys; sys.path.insert(0, sys.argv[1]); import dr_reader\n{code}");
+    let python = repo_root().join("python");
+    let mut all = vec![OsStr::new("-c"), OsStr::new(&code), python.as_os_str()];
+    all.extend(args);
+    run_python(py, &all)
+}

@@ -152,3 +152,27 @@ pub fn assert_same(a: &Path, b: &Path) {
         );
     }
 }
+
+/// `dr export OUT --format ml-dr --to TO`.
+pub fn export_ml_dr(out: &Path, to: &Path) -> std::process::Output {
+    super::dr(&[
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "ml-dr",
+        "--to",
+        to.to_str().unwrap(),
+    ])
+}
+
+/// `dr preview --from OUT --out PNG`: succeeds and writes the sheet.
+pub fn preview_from(out: &Path, png: &Path) {
+    ok(super::dr(&[
+        "preview",
+        "--from",
+        out.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]));
+    assert!(std::fs::metadata(png).unwrap().len() > 0);
+}

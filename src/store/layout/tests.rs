@@ -2,7 +2,7 @@ use super::*;
 use crate::augment::params::{Draw, MixingGroups};
 use crate::augment::record;
 use crate::config::ReinforceConfig;
-use crate::labels::LabelMode;
+use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat};
 
 pub const CONFIGS: [(&str, &str); 4] = [
     (
@@ -86,17 +86,141 @@ fn sampled_records_are_20_bytes_smaller_at_k_10() {
 }
 
 #[test]
-fn sampled_records_round_trip() {
+fn compact_label_records_at_k_10() {
+    // k = 10 of 1000 classes: u8log probabilities (10 B for 20 B of f16)
+    // and 10-bit class ids (13 B for 20 B of u16).
+    let u8log = Coding {
+        probs: ProbFormat::U8Log,
+        ids: IdFormat::Bytes,
+    };
+    let packed = Coding {
+        probs: ProbFormat::F16,
+        ids: IdFormat::Packed,
+    };
+    let both = Coding {
+        probs: ProbFormat::U8Log,
+        ids: IdFormat::Packed,
+    };
+    let sizes: Vec<[usize; 6]> = CONFIGS
+        .iter()
+        .map(|(_, text)| {
+            let c = config(text);
+            let size = |m, coding| Layout::coded(&c.augment, m, coding, 10, 1000, (224, 224)).size;
+            [
+                size(LabelMode::TopK, Coding::default()),
+                size(LabelMode::TopK, u8log),
+                size(LabelMode::TopK, packed),
+                size(LabelMode::TopK, both),
+                size(LabelMode::Sampled, Coding::default()),
+                size(LabelMode::Sampled, packed),
+            ]
+        })
+        .collect();
+    for ((name, _), s) in CONFIGS.iter().zip(&sizes) {
+        println!(
+            "{name}: B per record at k = 10, 1000 classes: top-k f16 + u16 {}, u8log + u16 {}, f16 + packed {}, u8log + packed {}; sampled u16 {}, packed {}",
+            s[0], s[1], s[2], s[3], s[4], s[5]
+        );
+    }
+    assert_eq!(
+        sizes,
+        [
+            [50, 40, 43, 33, 30, 23],
+            [84, 74, 77, 67, 64, 57],
+            [60, 50, 53, 43, 40, 33],
+            [104, 94, 97, 87, 84, 77],
+        ]
+    );
     let c = config(CONFIGS[3].1);
-    let l = Layout::with_labels(&c.augment, LabelMode::Sampled, 4, 70_000, (224, 224));
-    assert_eq!(l.field("draws").unwrap().kind, Kind::U32);
+    let l = Layout::coded(&c.augment, LabelMode::TopK, both, 10, 1000, (224, 224));
+    let tail: Vec<_> = l.numpy_descr().as_array().unwrap()[12..].to_vec();
+    assert_eq!(
+        tail,
+        [
+            json!(["prob_codes", "|u1", [10]]),
+            json!(["classes_packed", "|u1", [13]])
+        ]
+    );
+    assert_eq!(l.id_bits, 10);
+}
+
+#[test]
+fn u8log_and_packed_records_round_trip() {
+    let c = config(CONFIGS[3].1);
+    let both = Coding {
+        probs: ProbFormat::U8Log,
+        ids: IdFormat::Packed,
+    };
+    let l = Layout::coded(&c.augment, LabelMode::TopK, both, 5, 1000, (224, 224));
+    let p = [0.6f32, 0.25, 0.1, 1e-4, 1e-6];
     let rec = Record {
-        draws: vec![3, 3, 65_536, 69_999],
-        ..l.invalid_record()
+        params: None,
+        probs: p.to_vec(),
+        classes: vec![999, 0, 512, 7, 998],
+        draws: Vec::new(),
     };
     let mut b = vec![0xAA; l.size];
     l.encode(&rec, &mut b);
-    assert_eq!(l.decode(&b), rec);
+    let back = l.decode(&b);
+    assert_eq!(back.classes, rec.classes);
+    assert!(l.id_padding_is_zero(&b));
+    // Each probability as its code decodes it: within the bound above the
+    // floor, 0 below half of it.
+    for (&v, &p) in back.probs.iter().zip(&p) {
+        assert_eq!(v, u8log::decode(u8log::encode(p)));
+        if p >= u8log::FLOOR {
+            assert!(
+                ((v - p) / p).abs() as f64 <= u8log::MAX_REL_ERROR,
+                "{p} -> {v}"
+            );
+        }
+    }
+    assert_eq!(back.probs[4], 0.0);
+    // Decoded values are levels, so they round-trip exactly.
+    let mut again = vec![0; l.size];
+    l.encode(&back, &mut again);
+    assert_eq!(again, b);
+}
+
+#[test]
+fn sampled_records_round_trip() {
+    let c = config(CONFIGS[3].1);
+    // Whole-byte ids (u32 past 65536 classes), and packed in 17 bits.
+    for ids in [IdFormat::Bytes, IdFormat::Packed] {
+        let coding = Coding {
+            ids,
+            ..Coding::default()
+        };
+        let l = Layout::coded(
+            &c.augment,
+            LabelMode::Sampled,
+            coding,
+            4,
+            70_000,
+            (224, 224),
+        );
+        let rec = Record {
+            draws: vec![3, 3, 65_536, 69_999],
+            ..l.invalid_record()
+        };
+        let mut b = vec![0xAA; l.size];
+        l.encode(&rec, &mut b);
+        assert_eq!(l.decode(&b), rec);
+        match ids {
+            IdFormat::Bytes => assert_eq!(l.field("draws").unwrap().kind, Kind::U32),
+            IdFormat::Packed => {
+                let f = l.field("draws_packed").unwrap();
+                assert_eq!((f.kind, f.count), (Kind::U8, 9));
+                assert!(l.id_padding_is_zero(&b));
+                b[f.offset + f.count - 1] |= 0x80;
+                assert!(!l.id_padding_is_zero(&b));
+            }
+        }
+    }
+    let rec = Record {
+        draws: vec![3, 3, 65_536, 69_999],
+        ..Record::default()
+    };
     assert_eq!(
         rec.label_values(),
         [(3, 0.5), (65_536, 0.25), (69_999, 0.25)]

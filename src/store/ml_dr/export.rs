@@ -8,7 +8,9 @@
 //! (crop boxes, erase boxes, RandAugment `(op, magnitude)`) is a tuple;
 //! CutMix's `[lam, x1, y1, x2, y2]`, pair entries and the record are lists.
 //! Probabilities are the stored f16 values (ml-dr keeps float32), largest
-//! first (ml-dr's argpartition order is unsorted; its loader does not care).
+//! first (ml-dr's argpartition order is unsorted; its loader does not care);
+//! u8log values are decoded, and divided by their sum when it passes 1
+//! (`u8log_prob`).
 //! Sampled labels go as their distinct ids with count/k, which ml-dr's
 //! default `densify(..., "smooth")` returns as they are (`sampled_prob`).
 
@@ -22,8 +24,8 @@ use serde_pickle::{HashableValue, Value};
 
 use super::torch_file;
 use crate::augment::record::compress;
-use crate::labels::LabelMode;
-use crate::labels::sampled::ml_dr_values;
+use crate::labels::sampled::{fit_under_one, ml_dr_values};
+use crate::labels::{LabelMode, ProbFormat};
 use crate::store::manifest::Manifest;
 use crate::store::reader::Reinforced;
 
@@ -107,6 +109,9 @@ pub fn image_value(d: &Reinforced, id: u32) -> Result<Option<Value>> {
         };
         let params = to_pickle(&compress(&d.config.augment, p), true);
         let (values, ids) = match d.layout.labels {
+            LabelMode::TopK if d.layout.coding.probs == ProbFormat::U8Log => {
+                (u8log_prob(&r.probs), r.classes.clone())
+            }
             LabelMode::TopK => (r.probs.clone(), r.classes.clone()),
             LabelMode::Sampled => sampled_prob(&r.draws),
         };
@@ -120,6 +125,30 @@ pub fn image_value(d: &Reinforced, id: u32) -> Result<Option<Value>> {
         Value::I64(id as i64),
         Value::List(samples),
     ])))
+}
+
+/// Decoded u8log values as ml-dr's `densify` keeps them: each is within
+/// 2.183% of p, so their sum can pass 1 (a top-1 of 0.98 rounds to 1.0),
+/// and densify would then take the softmax of the values. Such values are
+/// divided by their exact sum, rounded toward zero in f32: each then within
+/// 2e / (1 + e) = 4.3% of p. Either way the largest is lowered by n 2^-24
+/// when the sum is that close to 1, so that no f32 summation order passes 1
+/// (`labels::sampled::fit_under_one`).
+fn u8log_prob(v: &[f32]) -> Vec<f32> {
+    let sum: f64 = v.iter().map(|&x| x as f64).sum();
+    let mut out: Vec<f32> = if sum <= 1.0 {
+        v.to_vec()
+    } else {
+        v.iter()
+            .map(|&x| {
+                let share = x as f64 / sum;
+                let f = share as f32;
+                if f as f64 > share { f.next_down() } else { f }
+            })
+            .collect()
+    };
+    fit_under_one(&mut out);
+    out
 }
 
 /// Sampled draws as ml-dr's sparse `([values], [ids])`: each distinct id
@@ -183,4 +212,32 @@ pub fn export(d: &Reinforced, to: &Path) -> Result<Exported> {
         files: ids.len() - skipped.len(),
         skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::u8log_prob;
+    use crate::labels::u8log::{decode, encode};
+
+    #[test]
+    fn u8log_values_reach_ml_dr_summing_to_at_most_one() {
+        // A top-1 of 0.98 decodes to 1.0: the sum passes 1.
+        let p = [0.98f32, 0.012, 0.004, 0.002, 0.001];
+        let v: Vec<f32> = p.iter().map(|&x| decode(encode(x))).collect();
+        assert_eq!(v[0], 1.0);
+        let out = u8log_prob(&v);
+        let sum: f64 = v.iter().map(|&x| x as f64).sum();
+        for order in [out.clone(), out.iter().rev().copied().collect()] {
+            let s = order.iter().fold(0f32, |a, &b| a + b);
+            assert!(s <= 1.0, "{order:?} sums to {s}");
+        }
+        for ((&o, &x), &p) in out.iter().zip(&v).zip(&p) {
+            // Divided by the sum (to 1e-6), and within 4.3% of p.
+            assert!((o as f64 - x as f64 / sum).abs() <= 1e-6, "{o} {x}");
+            assert!(((o - p) / p).abs() <= 0.043, "{o} {p}");
+        }
+        // Values well under 1 stay as decoded.
+        let small = [decode(200), decode(150), decode(3)];
+        assert_eq!(u8log_prob(&small), small);
+    }
 }

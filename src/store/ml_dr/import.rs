@@ -427,6 +427,8 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             input_size: [out_wh.0 as u32, out_wh.1 as u32],
             executor: "imported from ml-dr (PyTorch teachers)".into(),
             labels: None,
+            prob_format: None,
+            class_ids: None,
         },
         record: RecordInfo::new(&layout, &cfg, out_wh),
         shard_count: shards.len() as u32,
