@@ -23,9 +23,15 @@
 //         the epilogue stores no row past M and no column past N. A gather
 //         k-tile's w columns past its tap's Cin_g channels belong to the next
 //         tap: they meet the zeros gathered past Cin_g, and add exact zeros.
-// Launch: grid ceil(M / BM) * ceil(N / BN) blocks, the output-channel tiles
-//         fastest (blocks sharing x rows run together; a gather tile never
-//         spans two groups: BN divides Cout_g); 384 threads: warpgroup 0 the
+// Launch: ceil(M / BM) * ceil(N / BN) tiles, the output-channel tiles
+//         fastest (tiles sharing x rows run together; a gather tile never
+//         spans two groups: BN divides Cout_g), over persistent blocks, at
+//         most one an SM: block b takes tiles b, b + gridDim.x, ..., its
+//         ring's stages and phases running on from one tile to the next, so
+//         the next tile's loads stream in while the consumers store the last
+//         and the pipeline fills once a block. A tile's bits depend on the
+//         tile alone, never on which block or how many computed it;
+//         384 threads: warpgroup 0 the
 //         producer (the GEMM: one thread issues the TMA loads, setmaxnreg.dec
 //         40; the gather: all 128 threads copy, one also loads w with the
 //         TMA, 56 or 88 registers), warpgroups 1 and 2 the consumers (rows
@@ -46,20 +52,23 @@
 //         clocks each (BM x BN x 64 multiply-adds at 2048 a clock per SM,
 //         H100), during which its scheduler has as many issue slots; the
 //         loop's other work (full wait, fence, descriptors, commit, wait,
-//         empty arrival; the round's count once every 4 k-tiles) is 24
-//         instructions at BM 128: 4.7% of the slots at BN 256, 9.4% at 128
-//         ([gpu-hopper]'s goal <= 10%; tools/sass_report.py), 6.2% for the
-//         gather's 128x192, 7.8% for its 256x128; its narrow tiles miss (256
-//         x 96, 64, 48: 10.4%, 15.6%, 20.8%: the wgmmas are short). Most of
-//         it is the descriptors: ptxas rebuilds each wgmma's (lo, hi) pair, 4
-//         moves a wgmma. Whole rounds carry no bound check, and the ring's and
-//         the barriers' shared addresses are made opaque once (`opaque_u32`),
-//         else ptxas recomputes them every round (31 instructions a k-tile
-//         before). A gather producer thread fills BM/16 rows a k-tile for
-//         about 9 instructions each (a row keeps its pixel's offset and a mask
-//         of its taps inside the image: `GatherRows`): with both consumer
-//         warps, a scheduler's issue load is 26-38% of its slots on the gating
-//         tiles, 99.5% on 256x48.
+//         empty arrival; the round's count once every 4 k-tiles) is 23
+//         instructions at BM 128: 4.5% of the slots at BN 256, 9.0% at 128
+//         ([gpu-hopper]'s goal <= 10%; tools/sass_report.py), 6.0% for the
+//         gather's 128x192, 5.9% for its 256x128, 8.0% for 256x96; its
+//         narrowest tiles miss (256 x 64, 48: 13.0%, 17.8%: the wgmmas are
+//         short). Most of it is the descriptors: ptxas rebuilds each wgmma's
+//         (lo, hi) pair in uniform registers (UIADD3 + UMOV). That needs the
+//         consumer warpgroup's index warp-uniform in ptxas's eyes (read
+//         through a shuffle from lane 0), else the descriptors are built in
+//         vector registers and moved over (R2UR, 31 instructions a k-tile at
+//         BM 128). Whole rounds carry no bound check, and the ring's and the
+//         barriers' shared addresses are made opaque once (`opaque_u32`),
+//         else ptxas recomputes them every round. A gather producer thread
+//         fills BM/16 rows a k-tile for about 9 instructions each (a row
+//         keeps its pixel's offset and a mask of its taps inside the image:
+//         `GatherRows`): with both consumer warps, a scheduler's issue load
+//         is 27-48% of its slots on the gating gather tiles, 99.1% on 256x48.
 // Tolerance vs the CPU twin (teacher/gpu/conv/cpu.rs, the same bf16 products
 //         in f64): Tol::Bf16Accum, as conv.cu. The bits differ from conv.cu's
 //         kernels (another accumulation order), so a layer's kernel is chosen
@@ -104,31 +113,21 @@ struct Ring {
     static_assert(A_BYTES % 1024 == 0 && B_BYTES % 1024 == 0, "stages keep the 1024-byte swizzle alignment");
 };
 
-// One consumer warpgroup: tile rows 64 MT WG to 64 MT (WG + 1) - 1, all BN
-// columns. WG is a template parameter so that every address of the loop is
-// a function of the block alone (uniform registers, as the descriptors must
-// be) and the loop carries only the stage, its phase and the count.
-template <int BM, int BN, int WG>
-__device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t* ring, uint64_t* full,
-                                        uint64_t* empty, uint32_t ktiles) {
+// The consumer loop of one tile, whose first k-tile is the ring's k-tile
+// S0 (mod STAGES) of parity `phase`: S0 a template parameter, so that each
+// step's stage is a constant (descriptor offsets and barrier addresses
+// immediates) whichever stage a tile starts at. A step waits for its
+// k-tile's bytes, issues the wgmmas, then releases the stage before it
+// (its group has completed: wait_group 1), except at the tile's first
+// k-tile (the previous tile released its last stage itself).
+template <int BM, int BN, uint32_t S0>
+__device__ __forceinline__ void consume_from(float (&acc)[BM / 128][BN / 2], uint32_t a_lo, uint32_t a_hi,
+                                             uint32_t b_lo, uint32_t b_hi, uint32_t full0, uint32_t empty0,
+                                             uint32_t ktiles, uint32_t phase) {
     using R = Ring<BM, BN>;
-    // Descriptors of stage 0, k 0: 128B swizzle, 8 rows of 128 bytes 1024 apart
-    // (SBO), LBO unused by a swizzled K-major operand. A stage s, the k16
-    // step kk and the 64-row block mt move the start address (the low 14
-    // bits, in 16 bytes) by s STAGE/16 + 2 kk + 512 mt: never past 2^14
-    // (228 KB of shared memory), so the low word is added to alone.
-    const uint64_t da = wgmma_desc(smem_u32(ring) + WG * R::MT * 64 * 128, 16, 1024, 1);
-    const uint64_t db = wgmma_desc(smem_u32(ring) + R::A_BYTES, 16, 1024, 1);
-    const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
-    const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
-    const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
-    // One k-tile in stage S: wait for its bytes, the wgmmas, then release
-    // the stage before it (its group has completed: wait_group 1), except
-    // before the first k-tile. S is a constant in every copy (descriptor
-    // offsets and barrier addresses immediates).
-    auto step = [&](auto S, uint32_t phase, bool release) {
-        constexpr uint32_t s = decltype(S)::value;
-        mbar_wait(full0 + 8 * s, phase);
+    auto step = [&](auto J, uint32_t phase_j, bool release) {
+        constexpr uint32_t s = (S0 + decltype(J)::value) % SM90_STAGES;
+        mbar_wait(full0 + 8 * s, phase_j);
         wgmma_fence();
 #pragma unroll
         for (uint32_t kk = 0; kk < SM90_BK / 16; kk++) {  // 16 of K are 32 bytes along the swizzled row
@@ -142,23 +141,68 @@ __device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t*
         wgmma_wait<1>();  // the previous k-tile's group has read its stage
         if (release) mbar_arrive_at(empty0 + 8 * ((s + SM90_STAGES - 1) % SM90_STAGES));
     };
+    using J0 = std::integral_constant<uint32_t, 0>;
+    using J1 = std::integral_constant<uint32_t, 1>;
+    using J2 = std::integral_constant<uint32_t, 2>;
+    using J3 = std::integral_constant<uint32_t, 3>;
+    // A step past stage STAGES - 1 is in the ring's next round: the other parity.
+    constexpr uint32_t w1 = S0 + 1 >= SM90_STAGES, w2 = S0 + 2 >= SM90_STAGES, w3 = S0 + 3 >= SM90_STAGES;
     // Whole rounds of the ring with no bound to check (the phase flips once
     // a round), then the last ktiles % STAGES k-tiles: the checks a k-tile
-    // would cost are paid once a layer, not once a k-tile.
+    // would cost are paid once a tile, not once a k-tile.
     static_assert(SM90_STAGES == 4, "a round below is four steps");
-    uint32_t phase = 0, kt = 0;
+    uint32_t kt = 0;
     for (; kt + SM90_STAGES <= ktiles; kt += SM90_STAGES, phase ^= 1) {
-        step(std::integral_constant<uint32_t, 0>{}, phase, kt > 0);
-        step(std::integral_constant<uint32_t, 1>{}, phase, true);
-        step(std::integral_constant<uint32_t, 2>{}, phase, true);
-        step(std::integral_constant<uint32_t, 3>{}, phase, true);
+        step(J0{}, phase, kt > 0);
+        step(J1{}, phase ^ w1, true);
+        step(J2{}, phase ^ w2, true);
+        step(J3{}, phase ^ w3, true);
     }
     const uint32_t left = ktiles - kt;
-    if (left > 0) step(std::integral_constant<uint32_t, 0>{}, phase, kt > 0);
-    if (left > 1) step(std::integral_constant<uint32_t, 1>{}, phase, true);
-    if (left > 2) step(std::integral_constant<uint32_t, 2>{}, phase, true);
+    if (left > 0) step(J0{}, phase, kt > 0);
+    if (left > 1) step(J1{}, phase ^ w1, true);
+    if (left > 2) step(J2{}, phase ^ w2, true);
     wgmma_wait<0>();
+    mbar_arrive_at(empty0 + 8 * ((S0 + ktiles - 1) % SM90_STAGES));  // the tile's last stage
 }
+
+// One consumer warpgroup's part of a tile: rows 64 MT WG to 64 MT (WG + 1)
+// - 1, all BN columns, the tile's k-tiles being the ring's g0 to g0 +
+// ktiles - 1. WG is a template parameter so that every address of the loop
+// is a function of the block alone (uniform registers, as the descriptors
+// must be).
+template <int BM, int BN, int WG>
+__device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t* ring, uint64_t* full,
+                                        uint64_t* empty, uint32_t ktiles, uint32_t g0) {
+    using R = Ring<BM, BN>;
+    // Descriptors of stage 0, k 0: 128B swizzle, 8 rows of 128 bytes 1024 apart
+    // (SBO), LBO unused by a swizzled K-major operand. A stage s, the k16
+    // step kk and the 64-row block mt move the start address (the low 14
+    // bits, in 16 bytes) by s STAGE/16 + 2 kk + 512 mt: never past 2^14
+    // (228 KB of shared memory), so the low word is added to alone.
+    const uint64_t da = wgmma_desc(smem_u32(ring) + WG * R::MT * 64 * 128, 16, 1024, 1);
+    const uint64_t db = wgmma_desc(smem_u32(ring) + R::A_BYTES, 16, 1024, 1);
+    const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
+    const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
+    const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
+    const uint32_t phase = (g0 / SM90_STAGES) & 1;
+    switch (g0 % SM90_STAGES) {
+    case 0: consume_from<BM, BN, 0>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
+    case 1: consume_from<BM, BN, 1>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
+    case 2: consume_from<BM, BN, 2>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
+    default: consume_from<BM, BN, 3>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
+    }
+}
+
+// The block's tiles: blockIdx.x, + gridDim.x, ... of the m_tiles x n_tiles
+// grid, the output-channel tiles fastest (a launch of one block per SM
+// computes the tiles in waves, each wave's tiles adjacent in that order:
+// they share x rows and w columns in L2 as one non-persistent wave would).
+struct Tiles {
+    uint32_t n_tiles, count, bm, bn;
+    __device__ __forceinline__ uint32_t m0(uint32_t tile) const { return tile / n_tiles * bm; }
+    __device__ __forceinline__ uint32_t n0(uint32_t tile) const { return tile % n_tiles * bn; }
+};
 
 // The epilogue of one 64-row wgmma block whose first row is `row0`, from
 // the accumulators: register i of thread t is row 16(t/32) + (t%32)/4 +
@@ -195,25 +239,31 @@ __device__ __forceinline__ void store_block(const float (&acc)[BN / 2], uint32_t
     }
 }
 
-// The consumers' half of a block: setmaxnreg, the k-loop, the epilogue.
+// The consumers' half of a block: setmaxnreg, then for each of the
+// block's tiles the k-loop and the epilogue, the ring's k-tile count
+// running on across tiles as the producer's does.
 template <int BM, int BN, int ACT, int RES, uint32_t REGS>
 __device__ __forceinline__ void consumers(uint8_t* ring, uint64_t* full, uint64_t* empty, uint32_t ktiles,
-                                          uint32_t m0, uint32_t n0, const float* __restrict__ bias,
+                                          const Tiles& tiles, const float* __restrict__ bias,
                                           const uint16_t* __restrict__ residual, uint16_t* __restrict__ y,
                                           const ConvParams& p) {
     constexpr int MT = Ring<BM, BN>::MT;
     setmaxnreg_inc<REGS>();
-    const uint32_t wg = threadIdx.x / 128 - 1;
-    float acc[MT][BN / 2];
+    const uint32_t wg = __shfl_sync(0xffffffffu, threadIdx.x / 128, 0) - 1;  // warp-uniform to ptxas
+    uint32_t g0 = 0;
+    for (uint32_t tile = blockIdx.x; tile < tiles.count; tile += gridDim.x, g0 += ktiles) {
+        float acc[MT][BN / 2];
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int i = 0; i < BN / 2; i++) acc[mt][i] = 0.0f;
-    if (wg == 0) consume<BM, BN, 0>(acc, ring, full, empty, ktiles);
-    else consume<BM, BN, 1>(acc, ring, full, empty, ktiles);
+            for (int i = 0; i < BN / 2; i++) acc[mt][i] = 0.0f;
+        if (wg == 0) consume<BM, BN, 0>(acc, ring, full, empty, ktiles, g0);
+        else consume<BM, BN, 1>(acc, ring, full, empty, ktiles, g0);
+        const uint32_t m0 = tiles.m0(tile), n0 = tiles.n0(tile);
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-        store_block<BN, ACT, RES>(acc[mt], m0 + (wg * MT + mt) * 64, n0, bias, residual, y, p);
+        for (int mt = 0; mt < MT; mt++)
+            store_block<BN, ACT, RES>(acc[mt], m0 + (wg * MT + mt) * 64, n0, bias, residual, y, p);
+    }
 }
 
 // The block's ring (aligned to the 1024 bytes of the 128B swizzle: the
@@ -242,7 +292,7 @@ __device__ __forceinline__ void conv_sm90_body(const CUtensorMap& map_x, const C
     __shared__ __align__(8) uint64_t full[SM90_STAGES], empty[SM90_STAGES];
     uint8_t* ring = ring_init(smem_dynamic, full, empty, 1);
     const uint32_t n_tiles = (p.cout + BN - 1) / BN, ktiles = (p.k + SM90_BK - 1) / SM90_BK;
-    const uint32_t m0 = blockIdx.x / n_tiles * 128, n0 = blockIdx.x % n_tiles * BN;
+    const Tiles tiles{n_tiles, (p.m + 127) / 128 * n_tiles, 128, BN};
 
     if (threadIdx.x < 128) {  // producer warpgroup
         setmaxnreg_dec<40>();
@@ -250,21 +300,24 @@ __device__ __forceinline__ void conv_sm90_body(const CUtensorMap& map_x, const C
             prefetch_map(&map_x);
             prefetch_map(&map_w);
             uint32_t s = 0, phase = 0;
-            for (uint32_t kt = 0; kt < ktiles; kt++) {
-                mbar_wait(&empty[s], phase ^ 1);  // the first round passes at once
-                uint8_t* a = ring + s * R::STAGE;
-                mbar_arrive_expect_tx(&full[s], R::STAGE);
-                tma_load_2d(a, &map_x, (int32_t)(kt * SM90_BK), (int32_t)m0, &full[s]);
-                tma_load_2d(a + R::A_BYTES, &map_w, (int32_t)(kt * SM90_BK), (int32_t)n0, &full[s]);
-                if (++s == SM90_STAGES) {
-                    s = 0;
-                    phase ^= 1;
+            for (uint32_t tile = blockIdx.x; tile < tiles.count; tile += gridDim.x) {
+                const int32_t m0 = (int32_t)tiles.m0(tile), n0 = (int32_t)tiles.n0(tile);
+                for (uint32_t kt = 0; kt < ktiles; kt++) {
+                    mbar_wait(&empty[s], phase ^ 1);  // the first round passes at once
+                    uint8_t* a = ring + s * R::STAGE;
+                    mbar_arrive_expect_tx(&full[s], R::STAGE);
+                    tma_load_2d(a, &map_x, (int32_t)(kt * SM90_BK), m0, &full[s]);
+                    tma_load_2d(a + R::A_BYTES, &map_w, (int32_t)(kt * SM90_BK), n0, &full[s]);
+                    if (++s == SM90_STAGES) {
+                        s = 0;
+                        phase ^= 1;
+                    }
                 }
             }
         }
         return;
     }
-    consumers<128, BN, ACT, RES, 232>(ring, full, empty, ktiles, m0, n0, bias, residual, y, p);
+    consumers<128, BN, ACT, RES, 232>(ring, full, empty, ktiles, tiles, bias, residual, y, p);
 }
 
 // ---- the gather kernels: any convolution (kernel size, stride, padding,
@@ -292,14 +345,11 @@ struct GatherRows {
     uint32_t taps[N];
 };
 
-template <int BM, int BN>
-__device__ __forceinline__ void gather_produce(const CUtensorMap& map_w, const uint16_t* __restrict__ x,
-                                               uint8_t* ring, uint64_t* full, uint64_t* empty, uint32_t ktiles,
-                                               uint32_t m0, uint32_t n0, const ConvParams& p) {
-    using R = Ring<BM, BN>;
-    const uint32_t t = threadIdx.x, chunk = t % 8;
-    GatherRows<BM> g;
-    const uint32_t plane = p.oh * p.ow, channel = (n0 / p.ng) * p.cin_g + 8 * chunk;
+// A producer thread's rows of the tile at output pixel m0, its channels
+// those of the group of output channel n0.
+template <int BM>
+__device__ __forceinline__ void gather_rows(GatherRows<BM>& g, uint32_t m0, uint32_t n0, const ConvParams& p) {
+    const uint32_t t = threadIdx.x, plane = p.oh * p.ow, channel = (n0 / p.ng) * p.cin_g + 8 * (t % 8);
 #pragma unroll
     for (int i = 0; i < GatherRows<BM>::N; i++) {
         const uint32_t m = m0 + t / 8 + 16 * i;
@@ -312,56 +362,71 @@ __device__ __forceinline__ void gather_produce(const CUtensorMap& map_w, const u
         g.taps[i] = m < p.m ? taps : 0;
         g.off[i] = (((int32_t)(img * p.h) + iy0) * (int32_t)p.w + ix0) * (int32_t)p.cin + (int32_t)channel;
     }
+}
+
+template <int BM, int BN>
+__device__ __forceinline__ void gather_produce(const CUtensorMap& map_w, const uint16_t* __restrict__ x,
+                                               uint8_t* ring, uint64_t* full, uint64_t* empty, uint32_t ktiles,
+                                               const Tiles& tiles, const ConvParams& p) {
+    using R = Ring<BM, BN>;
+    const uint32_t t = threadIdx.x, chunk = t % 8;
     // Row t/8 + 16 i, chunk c at chunk c ^ (row % 8) (the 128B swizzle): row % 8 is (t/8) % 8 for every i.
     const uint32_t dst_t = (t / 8) * 128 + ((chunk ^ ((t / 8) % 8)) << 4);
     const uint32_t ring_s = smem_u32(ring);
     if (t == 0) prefetch_map(&map_w);
-    uint32_t s = 0, phase = 0, c0 = 0, tap = 0, tap_col = 0;
-    int32_t dy = 0, dx = 0;
-    for (uint32_t kt = 0; kt < ktiles; kt++) {
-        mbar_wait(&empty[s], phase ^ 1);  // the first round passes at once
-        const uint32_t a = ring_s + s * R::STAGE;
-        if (t == 0) {
-            mbar_arrive_expect_tx(&full[s], R::B_BYTES);
-            tma_load_2d(ring + s * R::STAGE + R::A_BYTES, &map_w, (int32_t)(tap_col + c0), (int32_t)n0, &full[s]);
-        }
-        // This k-tile: tap `tap`, channels c0 + 8 chunk of the group (past
-        // Cin_g: zeros, as the weights' columns there need).
-        const uint32_t live = c0 + 8 * chunk < p.cin_g ? 1u << tap : 0u;
-        const int32_t tap_off = (dy * (int32_t)p.w + dx) * (int32_t)p.cin + (int32_t)c0;
-#pragma unroll
-        for (int i = 0; i < GatherRows<BM>::N; i++) {
-            const bool ok = (g.taps[i] & live) != 0;
-            const uint32_t at = ok ? (uint32_t)(g.off[i] + tap_off) : 0u;
-            cp_async16(a + dst_t + 2048 * i, x + at, ok);
-        }
-        cp_async_commit();
-        if (kt >= SM90_GATHER_LAG) {
-            cp_async_wait<SM90_GATHER_LAG>();  // k-tile kt - LAG has landed
-            fence_proxy_async_smem();
-            mbar_arrive(&full[(kt - SM90_GATHER_LAG) % SM90_STAGES]);
-        }
-        // The next k-tile: the next 64 channels, else the next tap.
-        c0 += SM90_BK;
-        if (c0 >= p.cin_g) {
-            c0 = 0;
-            tap++;
-            tap_col += p.cin_g;
-            dx += (int32_t)p.dw;
-            if (dx == (int32_t)(p.kw * p.dw)) {
-                dx = 0;
-                dy += (int32_t)p.dh;
+    // g: the ring's k-tile, running on across the block's tiles.
+    uint32_t s = 0, phase = 0, g = 0;
+    for (uint32_t tile = blockIdx.x; tile < tiles.count; tile += gridDim.x) {
+        const uint32_t n0 = tiles.n0(tile);
+        GatherRows<BM> rows;
+        gather_rows<BM>(rows, tiles.m0(tile), n0, p);
+        uint32_t c0 = 0, tap = 0, tap_col = 0;
+        int32_t dy = 0, dx = 0;
+        for (uint32_t kt = 0; kt < ktiles; kt++, g++) {
+            mbar_wait(&empty[s], phase ^ 1);  // the first round passes at once
+            const uint32_t a = ring_s + s * R::STAGE;
+            if (t == 0) {
+                mbar_arrive_expect_tx(&full[s], R::B_BYTES);
+                tma_load_2d(ring + s * R::STAGE + R::A_BYTES, &map_w, (int32_t)(tap_col + c0), (int32_t)n0,
+                            &full[s]);
             }
-        }
-        if (++s == SM90_STAGES) {
-            s = 0;
-            phase ^= 1;
+            // This k-tile: tap `tap`, channels c0 + 8 chunk of the group (past
+            // Cin_g: zeros, as the weights' columns there need).
+            const uint32_t live = c0 + 8 * chunk < p.cin_g ? 1u << tap : 0u;
+            const int32_t tap_off = (dy * (int32_t)p.w + dx) * (int32_t)p.cin + (int32_t)c0;
+#pragma unroll
+            for (int i = 0; i < GatherRows<BM>::N; i++) {
+                const bool ok = (rows.taps[i] & live) != 0;
+                const uint32_t at = ok ? (uint32_t)(rows.off[i] + tap_off) : 0u;
+                cp_async16(a + dst_t + 2048 * i, x + at, ok);
+            }
+            cp_async_commit();
+            if (g >= SM90_GATHER_LAG) {
+                cp_async_wait<SM90_GATHER_LAG>();  // the ring's k-tile g - LAG has landed
+                fence_proxy_async_smem();
+                mbar_arrive(&full[(g - SM90_GATHER_LAG) % SM90_STAGES]);
+            }
+            // The next k-tile: the next 64 channels, else the next tap.
+            c0 += SM90_BK;
+            if (c0 >= p.cin_g) {
+                c0 = 0;
+                tap++;
+                tap_col += p.cin_g;
+                dx += (int32_t)p.dw;
+                if (dx == (int32_t)(p.kw * p.dw)) {
+                    dx = 0;
+                    dy += (int32_t)p.dh;
+                }
+            }
+            if (++s == SM90_STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
         }
     }
     cp_async_wait<0>();
     fence_proxy_async_smem();
-    for (uint32_t kt = ktiles > SM90_GATHER_LAG ? ktiles - SM90_GATHER_LAG : 0; kt < ktiles; kt++)
-        mbar_arrive(&full[kt % SM90_STAGES]);
+    for (uint32_t k = g > SM90_GATHER_LAG ? g - SM90_GATHER_LAG : 0; k < g; k++) mbar_arrive(&full[k % SM90_STAGES]);
 }
 
 template <int BM, int BN, int ACT, int RES>
@@ -374,16 +439,16 @@ __device__ __forceinline__ void conv_sm90_gather_body(const CUtensorMap& map_w, 
     uint8_t* ring = ring_init(smem_dynamic, full, empty, 129);
     const uint32_t n_tiles = (p.cout + BN - 1) / BN;
     const uint32_t ktiles = p.kh * p.kw * ((p.cin_g + SM90_BK - 1) / SM90_BK);
-    const uint32_t m0 = blockIdx.x / n_tiles * BM, n0 = blockIdx.x % n_tiles * BN;
+    const Tiles tiles{n_tiles, (p.m + BM - 1) / BM * n_tiles, BM, BN};
     // Registers: 168 a thread at launch (384 threads); the producers give
     // theirs to the consumers, 64512 of the 65536 in all either way.
     constexpr uint32_t PRODUCER_REGS = BM == 256 ? 88 : 56, CONSUMER_REGS = BM == 256 ? 208 : 224;
     if (threadIdx.x < 128) {
         setmaxnreg_dec<PRODUCER_REGS>();
-        gather_produce<BM, BN>(map_w, x, ring, full, empty, ktiles, m0, n0, p);
+        gather_produce<BM, BN>(map_w, x, ring, full, empty, ktiles, tiles, p);
         return;
     }
-    consumers<BM, BN, ACT, RES, CONSUMER_REGS>(ring, full, empty, ktiles, m0, n0, bias, residual, y, p);
+    consumers<BM, BN, ACT, RES, CONSUMER_REGS>(ring, full, empty, ktiles, tiles, bias, residual, y, p);
 }
 #define SM90_BODY(BN, ACT, RES) conv_sm90_body<BN, ACT, RES>(map_x, map_w, bias, residual, y, p)
 #define SM90_GATHER_BODY(BM, BN, ACT, RES) conv_sm90_gather_body<BM, BN, ACT, RES>(map_w, x, bias, residual, y, p)

@@ -24,13 +24,13 @@ import re
 
 GOAL_NON_MMA_SHARE = 0.10
 # Gating --check: every GEMM tile (128x256 where Cout % 256 == 0, else
-# 128x128) and the gather tiles of 128 channels and more (ResNeXt-101
-# 32x48d's groups of 192 and 384, ungrouped 3x3s). Open (reported, not
-# gating): the narrow gather tiles (groups of 48, 64, 96), whose wgmmas are
-# too short for the loop's fixed cost. A gather kernel also misses when a
-# scheduler's whole issue load (producer and consumers) exceeds its slots.
-GOAL = re.compile(r"^conv_sm90_128x(128|256)_|^conv_sm90g_(128x192|128x256|256x128)_")
-OPEN = re.compile(r"^conv_sm90g_256x(48|64|96)_")
+# 128x128) and the gather tiles of 96 channels and more (ResNeXt-101
+# 32x{24,48}d's groups of 96, 192 and 384, ungrouped 3x3s). Open (reported,
+# not gating): the narrow gather tiles (groups of 48 and 64), whose wgmmas
+# are too short for the loop's fixed cost. A gather kernel also misses when
+# a scheduler's whole issue load (producer and consumers) exceeds its slots.
+GOAL = re.compile(r"^conv_sm90_128x(128|256)_|^conv_sm90g_(128x192|128x256|256x128|256x96)_")
+OPEN = re.compile(r"^conv_sm90g_256x(48|64)_")
 GOAL_SCHEDULER_SHARE = 1.0
 SMEM_BYTES_PER_CLK = 128
 # kernels/conv_sm90.cu: SM90_STAGES stages of (BM + BN) rows x 128 bytes,
@@ -53,21 +53,39 @@ def analyse(name, issued, loops):
     # consumers' loops.
     closing = {at: text for at, _, text in issued}
     loops = [(lo, hi) for lo, hi in loops if closing.get(hi, "").startswith("@")]
+    # The innermost loops with HGMMA: a persistent kernel's tile loop holds
+    # the k-loops (one copy for each stage a tile can start at) and the
+    # epilogue. Of those, the one with the most HGMMA, the worst share among
+    # equals (every copy runs, one a tile).
+    def holding(pred):
+        return [(lo, hi) for lo, hi in loops if any(pred(op) for at, op, _ in issued if lo <= at <= hi)]
+
+    def innermost(ls):
+        return [l for l in ls if not any(o != l and l[0] <= o[0] and o[1] <= l[1] for o in ls)]
+
     best = None
-    for lo, hi in loops:
+    for lo, hi in innermost(holding(HGMMA.match)):
         body = [i for i in issued if lo <= i[0] <= hi]
         h = [int(HGMMA.match(op).group(1)) for _, op, _ in body if HGMMA.match(op)]
-        if h and (best is None or len(h) > len(best[2])):
-            best = (lo, hi, h, body)
+        key = (len(h), (len(body) - len(h)) / sum(n / 2 for n in h))
+        if best is None or key > best[0]:
+            best = (key, lo, hi, h, body)
     if best is None:
         return None
-    lo, hi, ns, body = best
+    _, lo, hi, ns, body = best
     tensor_clocks = sum(n / 2 for n in ns)
     other = len(body) - len(ns)
     operand_bytes = sum((64 + n) * 16 * 2 for n in ns)
-    # The producer's loop: the longest holding the TMA loads.
-    producer = max(([i for i in issued if a <= i[0] <= b] for a, b in loops
-                    if any(op.startswith("UTMALDG") for at, op, _ in issued if a <= at <= b)), key=len, default=[])
+    # The producer's k-loop: the innermost holding a k-tile's loads (the
+    # gather's cp.async, else both TMA loads: not the one-load retry loops
+    # ptxas wraps a TMA issue in, BRA.U.ANY).
+    def count(lo, hi, prefix):
+        return sum(1 for at, op, _ in issued if lo <= at <= hi and op.startswith(prefix))
+
+    gathering = any(op.startswith("LDGSTS") for _, op, _ in issued)
+    feeding = [(a, b) for a, b in loops
+               if (count(a, b, "LDGSTS") if gathering else count(a, b, "UTMALDG") >= 2)]
+    producer = max(([i for i in issued if a <= i[0] <= b] for a, b in innermost(feeding)), key=len, default=[])
     ring = next((r for rx, r in RING.items() if re.match(rx, name)), None)
     # k-tiles a trip of each loop: the consumer's holds 4 k16 steps of MT
     # wgmmas per k-tile; the producer's, 2 TMA loads (x, w) or, gathering,

@@ -246,8 +246,8 @@ fn prefix(who: &str, e: CudaError) -> CudaError {
 }
 
 /// The checks both launchers share (the device, the output, bias and
-/// residual regions, 16-byte alignment) and the grid of `bm` x `bn` tiles,
-/// the output-channel tiles fastest.
+/// residual regions, 16-byte alignment) and the launch over the `bm` x `bn`
+/// tiles (the output-channel tiles fastest).
 fn launch_shape(
     stream: &Stream,
     p: &ConvParams,
@@ -296,8 +296,13 @@ fn launch_shape(
                     "{p:?} needs more blocks than one launch takes: lower the batch size"
                 ))
             })?;
+    // Persistent blocks, one an SM (their shared memory and 384 threads of
+    // 168 registers take a whole SM), each looping over the tiles
+    // blockIdx.x, + gridDim.x, ...: a block's next tile streams into the
+    // ring while it stores the last, and no block pays the launch and the
+    // pipeline's fill more than once.
     Ok(LaunchShape {
-        grid: (blocks, 1, 1),
+        grid: (blocks.min(info.sm_count.max(1)), 1, 1),
         block: (THREADS, 1, 1),
         shared_bytes: shared_bytes(bn),
     })
