@@ -214,7 +214,9 @@ fn another_sampler_version_or_params_mode_is_refused() {
     let said = text(&o.stdout);
     assert!(!o.status.success());
     assert!(
-        said.contains("image 0: images.tsv lacks a decoded size, but the image is not listed as bad"),
+        said.contains(
+            "image 0: images.tsv lacks a decoded size, but the image is not listed as bad"
+        ),
         "{said}"
     );
     let err = text(&dr(&["show", out.to_str().unwrap(), "--id", "0"]).stderr);
