@@ -25,6 +25,16 @@ const PAIR_SIDE: u32 = 16;
 /// Counter word 2 of the listing permutation (its own line: c0 = u32::MAX).
 const S_GROUPS: u32 = 0x4752_5053;
 
+/// The version of this sampler: what `Draw::sample` and `MixingGroups`
+/// compute from (seed, listing size, image, sample, decoded sizes),
+/// including `crate::rng`'s draws. `--params derived` datasets store no
+/// parameters and record this number; a reader regenerates them only with
+/// the same version (`store::derived`). Bump it with any change that can
+/// alter a drawn value (a stream number, a draw's order or formula, a float
+/// operation), never otherwise; `params::tests::sampler_version_pins_draws`
+/// fails until it is bumped.
+pub const PARAMS_SAMPLER_VERSION: u32 = 1;
+
 /// The before-collate crop records of one (image, sample).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CropRecord {

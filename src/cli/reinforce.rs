@@ -59,6 +59,11 @@ pub struct ReinforceArgs {
     /// each: 10 for 1000 classes).
     #[arg(long, default_value = "bytes", value_parser = ["bytes", "packed"])]
     pub class_ids: String,
+    /// Augmentation parameters in the records (`stored`, as ml-dr) or
+    /// `derived`: none stored, readers regenerate them from the seed with
+    /// the same sampler version (randaug_mixing: 62 B less a record).
+    #[arg(long, default_value = "stored", value_parser = ["stored", "derived"])]
+    pub params: String,
     /// Probabilities kept per sample, or classes drawn with --label-mode
     /// sampled (overrides topk).
     #[arg(long, value_parser = crate::cli::values::at_least_one_u32)]
@@ -210,6 +215,8 @@ pub fn options(a: &ReinforceArgs) -> Result<Options> {
             probs: dr::labels::ProbFormat::from_name(&a.prob_format)
                 .expect("clap admits only the known names"),
             ids: dr::labels::IdFormat::from_name(&a.class_ids)
+                .expect("clap admits only the known names"),
+            params: dr::labels::ParamsFormat::from_name(&a.params)
                 .expect("clap admits only the known names"),
         },
     })

@@ -47,11 +47,16 @@ pub fn accuracy(d: &Reinforced) -> Result<Accuracy> {
     let (mut n, mut t1, mut t5) = (0u64, 0u64, 0u64);
     for id in 0..d.rows.len() as u32 {
         let label = d.rows[id as usize].label;
-        for raw in d.raw(id)?.chunks(d.layout.size) {
-            if d.layout.flags(raw) & (flag::INVALID | flag::MIXUP | flag::CUTMIX) != 0 {
+        for (j, raw) in d.raw(id)?.chunks(d.layout.size).enumerate() {
+            if d.layout.flags(raw) & flag::INVALID != 0 {
                 continue;
             }
-            let r = d.layout.decode(raw);
+            // Derived parameters (`--params derived`) are in no flag: decode them.
+            let r = d.decode(id, j as u32, raw)?;
+            let p = r.params.as_ref().expect("a usable record has parameters");
+            if matches!(p.mixup, Some(Some(_))) || matches!(p.cutmix, Some(Some(_))) {
+                continue;
+            }
             n += 1;
             t1 += (r.classes.first() == Some(&label)) as u64;
             t5 += r.classes.iter().take(5).any(|&c| c == label) as u64;

@@ -152,10 +152,42 @@ impl IdFormat {
     }
 }
 
-/// The label fields' encodings: the defaults are the format of every
-/// dataset written before these options (manifests without the fields).
+/// Whether a record holds its augmentation parameters (`--params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParamsFormat {
+    /// Every enabled transform's fields, as ml-dr's records hold them.
+    #[default]
+    Stored,
+    /// None but the flags word (whether the image was usable): readers
+    /// regenerate the parameters from (seed, listing, image, sample) with
+    /// the sampler of `augment::params::PARAMS_SAMPLER_VERSION`
+    /// (`store::derived`).
+    Derived,
+}
+
+impl ParamsFormat {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "stored" => Some(ParamsFormat::Stored),
+            "derived" => Some(ParamsFormat::Derived),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamsFormat::Stored => "stored",
+            ParamsFormat::Derived => "derived",
+        }
+    }
+}
+
+/// The record's encodings (label fields, parameters): the defaults are the
+/// format of every dataset written before these options (manifests without
+/// the fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Coding {
     pub probs: ProbFormat,
     pub ids: IdFormat,
+    pub params: ParamsFormat,
 }

@@ -13,7 +13,7 @@ use super::shard::{ShardContext, ShardError, run_shard};
 use crate::augment::params::{MixingGroups, stage_sizes};
 use crate::config::ReinforceConfig;
 use crate::dataset::listing::{self, Listing};
-use crate::labels::{Coding, LabelMode, ProbFormat};
+use crate::labels::{Coding, LabelMode, ParamsFormat, ProbFormat};
 use crate::store::images;
 use crate::store::layout::{Layout, MAX_SAMPLES};
 use crate::store::manifest::{
@@ -355,6 +355,8 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     };
     let existing = Manifest::read(&opt.out)?;
     let tsv = opt.out.join("images.tsv");
+    // Derived parameters depend on each image's decoded size: images.tsv keeps it.
+    let sized = opt.coding.params == ParamsFormat::Derived;
     let listed = images::unhashed_rows(&listing)?;
     let settings = Settings {
         config: cfg.to_json(),
@@ -374,6 +376,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         labels: manifest::Labels::of(opt.label_mode, cfg.topk),
         prob_format: manifest::coding_names(opt.coding).0,
         class_ids: manifest::coding_names(opt.coding).1,
+        params: manifest::ParamsSetting::of(opt.coding.params),
     };
     let fresh = || Manifest {
         format: manifest::FORMAT.into(),
@@ -440,7 +443,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
         }
     };
     images::fill_from_shards(&mut rows, &opt.out, &m.shard_files())?;
-    images::write(&tsv, &rows)?;
+    images::write(&tsv, &rows, sized)?;
     if m.shards.len() < (last - first) as usize {
         m.status = Status::Running;
     }
@@ -538,7 +541,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
                     let bytes = done.records;
                     // The hashes first: a shard file on disk always has them.
                     let hashes = out.join(images::shard_hashes_file(&file));
-                    if let Err(e) = images::write_hashes(&hashes, &done.hashes)
+                    if let Err(e) = images::write_hashes(&hashes, &done.hashes, sized)
                         .map_err(anyhow::Error::new)
                         .and_then(|_| {
                             crate::store::atomic_write(&out.join(&file), &bytes).map_err(|e| {
@@ -590,7 +593,7 @@ pub fn run(opt: &Options, progress: &Progress) -> Result<Summary> {
     // Complete: every hash into images.tsv, then the status, then the
     // hashes files go (a crash between leaves them, harmlessly, for a rerun).
     images::fill_from_shards(&mut rows, &opt.out, &m.shard_files())?;
-    images::write(&tsv, &rows)?;
+    images::write(&tsv, &rows, sized)?;
     m.status = Status::Complete;
     m.write_bad_images(&opt.out, &rows)?;
     m.write(&opt.out)

@@ -134,11 +134,12 @@ pub fn decode_checked(bytes: &[u8], path: &str) -> Result<Rgb8, String> {
 }
 
 /// One shard's output: its records, the bad images met, and the size and
-/// SHA-256 of every image of it that could be read (id, bytes, sha256).
+/// SHA-256 of every image of it that could be read (id, bytes, sha256, and
+/// for derived parameters the decoded size).
 pub struct ShardOutput {
     pub records: Vec<u8>,
     pub bad: Vec<BadImage>,
-    pub hashes: Vec<(u32, u64, String)>,
+    pub hashes: Vec<crate::store::images::Hash>,
 }
 
 /// Progress callback: (images, samples) finished since the last call.
@@ -173,7 +174,14 @@ pub fn run_shard(
         let group_bad = bad.len();
         for (&id, l) in ids.iter().zip(&loaded) {
             if let Some((n, sha)) = &l.hash {
-                hashes.push((id, *n, sha.clone()));
+                // Derived parameters are drawn from the decoded size: keep it.
+                let size = l
+                    .image
+                    .as_ref()
+                    .ok()
+                    .filter(|_| !cx.layout.stores_params())
+                    .map(|i| (i.width as u32, i.height as u32));
+                hashes.push((id, *n, sha.clone(), size));
             }
             if let Err(reason) = &l.image {
                 let reason = match cx.list_lines {

@@ -2,7 +2,10 @@
 //! size and SHA-256 as read, so `dr verify` can tell when a copy of the
 //! dataset has drifted (re-downloaded web datasets lose or change files).
 //!
-//! One header line, then `index<TAB>path<TAB>label<TAB>bytes<TAB>sha256`.
+//! One header line, then `index<TAB>path<TAB>label<TAB>bytes<TAB>sha256`;
+//! a `--params derived` dataset adds `<TAB>width<TAB>height`, each usable
+//! image's decoded size (`-` for a bad one), which the regenerated crops
+//! depend on (`store::derived`).
 
 use std::io::Read;
 use std::path::Path;
@@ -13,6 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::dataset::listing::Listing;
 
 pub const HEADER: &str = "index\tpath\tlabel\tbytes\tsha256";
+/// [`HEADER`] of a dataset whose rows carry the decoded size.
+pub const HEADER_SIZED: &str = "index\tpath\tlabel\tbytes\tsha256\twidth\theight";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRow {
@@ -23,6 +28,9 @@ pub struct ImageRow {
     /// hashes (`dr merge` fills them in).
     pub bytes: Option<u64>,
     pub sha256: Option<String>,
+    /// Decoded (width, height), kept only by `--params derived` datasets
+    /// (and only for usable images).
+    pub size: Option<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +101,7 @@ pub fn unhashed_rows(listing: &Listing) -> Result<Vec<ImageRow>, ImagesError> {
                 label: e.label,
                 bytes: None,
                 sha256: None,
+                size: None,
             })
         })
         .collect()
@@ -106,16 +115,50 @@ pub fn shard_hashes_file(shard_file: &str) -> String {
 }
 
 const HASHES_HEADER: &str = "index\tbytes\tsha256";
+const HASHES_HEADER_SIZED: &str = "index\tbytes\tsha256\twidth\theight";
 
-/// (image id, size, SHA-256) of each image of a shard that could be read.
-pub type Hashes = [(u32, u64, String)];
+/// One image of a shard that could be read: its id, file size, SHA-256 and,
+/// for `--params derived` datasets, its decoded (width, height) when usable.
+pub type Hash = (u32, u64, String, Option<(u32, u32)>);
+pub type Hashes = [Hash];
 
-pub fn write_hashes(path: &Path, hashes: &Hashes) -> Result<(), ImagesError> {
+/// `-` or the number.
+fn dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+/// `-` as `None`, else the number (`Err` when it is neither).
+fn undash<T: std::str::FromStr>(s: &str) -> Result<Option<T>, ()> {
+    match s {
+        "-" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| ()),
+    }
+}
+
+/// Both or neither of (width, height).
+fn size_cols(w: &str, h: &str) -> Result<Option<(u32, u32)>, ()> {
+    match (undash(w)?, undash(h)?) {
+        (Some(w), Some(h)) => Ok(Some((w, h))),
+        (None, None) => Ok(None),
+        _ => Err(()),
+    }
+}
+
+pub fn write_hashes(path: &Path, hashes: &Hashes, sized: bool) -> Result<(), ImagesError> {
     let mut s = String::with_capacity(hashes.len() * 80 + 20);
-    s.push_str(HASHES_HEADER);
+    s.push_str(if sized {
+        HASHES_HEADER_SIZED
+    } else {
+        HASHES_HEADER
+    });
     s.push('\n');
-    for (i, n, sha) in hashes {
-        s.push_str(&format!("{i}\t{n}\t{sha}\n"));
+    for (i, n, sha, size) in hashes {
+        s.push_str(&format!("{i}\t{n}\t{sha}"));
+        if sized {
+            let (w, h) = (dash(size.map(|s| s.0)), dash(size.map(|s| s.1)));
+            s.push_str(&format!("\t{w}\t{h}"));
+        }
+        s.push('\n');
     }
     super::atomic_write(path, s.as_bytes()).map_err(|e| io_err(path, "write", &e))
 }
@@ -135,7 +178,8 @@ pub fn fill_from_shards(
             Err(e) => return Err(io_err(&path, "read", &e)),
         };
         let mut lines = text.lines();
-        if lines.next() != Some(HASHES_HEADER) {
+        let head = lines.next();
+        if head != Some(HASHES_HEADER) && head != Some(HASHES_HEADER_SIZED) {
             return Err(file_err(
                 &path,
                 format!(
@@ -154,12 +198,15 @@ pub fn fill_from_shards(
                 )
             };
             let f: Vec<&str> = line.split('\t').collect();
-            let [i, n, sha] = f[..] else {
-                return Err(bad());
+            let (i, n, sha, size) = match f[..] {
+                [i, n, sha] => (i, n, sha, None),
+                [i, n, sha, w, h] => (i, n, sha, size_cols(w, h).map_err(|_| bad())?),
+                _ => return Err(bad()),
             };
             let i: usize = i.parse().map_err(|_| bad())?;
             let row = rows.get_mut(i).ok_or_else(bad)?;
             (row.bytes, row.sha256) = (Some(n.parse().map_err(|_| bad())?), Some(sha.to_owned()));
+            row.size = size;
         }
     }
     Ok(())
@@ -233,17 +280,24 @@ pub fn changes(old: &[ImageRow], new: &[ImageRow]) -> Vec<String> {
     out
 }
 
-pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
+/// Writes the rows; `sized` (a `--params derived` dataset) adds the
+/// width and height columns.
+pub fn write(path: &Path, rows: &[ImageRow], sized: bool) -> Result<(), ImagesError> {
     let mut s = String::with_capacity(rows.len() * 100);
-    s.push_str(HEADER);
+    s.push_str(if sized { HEADER_SIZED } else { HEADER });
     s.push('\n');
     for r in rows {
-        let bytes = r.bytes.map_or("-".to_string(), |b| b.to_string());
+        let bytes = dash(r.bytes);
         let sha = r.sha256.as_deref().unwrap_or("-");
         s.push_str(&format!(
-            "{}\t{}\t{}\t{bytes}\t{sha}\n",
+            "{}\t{}\t{}\t{bytes}\t{sha}",
             r.index, r.path, r.label
         ));
+        if sized {
+            let (w, h) = (dash(r.size.map(|s| s.0)), dash(r.size.map(|s| s.1)));
+            s.push_str(&format!("\t{w}\t{h}"));
+        }
+        s.push('\n');
     }
     super::atomic_write(path, s.as_bytes()).map_err(|e| io_err(path, "write", &e))
 }
@@ -251,23 +305,27 @@ pub fn write(path: &Path, rows: &[ImageRow]) -> Result<(), ImagesError> {
 pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, "read", &e))?;
     let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
-        return Err(file_err(
-            path,
-            format!("not a dr images.tsv (the first line must be `{HEADER}`)"),
-        ));
-    }
+    let cols = match lines.next() {
+        Some(HEADER) => 5,
+        Some(HEADER_SIZED) => 7,
+        _ => {
+            return Err(file_err(
+                path,
+                format!("not a dr images.tsv (the first line must be `{HEADER}`)"),
+            ));
+        }
+    };
     lines
         .enumerate()
         .map(|(i, line)| {
             let bad = || {
                 file_err(
                     path,
-                    format!("line {}: expected 5 tab-separated fields", i + 2),
+                    format!("line {}: expected {cols} tab-separated fields", i + 2),
                 )
             };
             let f: Vec<&str> = line.split('\t').collect();
-            if f.len() != 5 {
+            if f.len() != cols {
                 return Err(bad());
             }
             Ok(ImageRow {
@@ -279,6 +337,11 @@ pub fn read(path: &Path) -> Result<Vec<ImageRow>, ImagesError> {
                     b => Some(b.parse().map_err(|_| bad())?),
                 },
                 sha256: (f[4] != "-").then(|| f[4].to_owned()),
+                size: if cols == 7 {
+                    size_cols(f[5], f[6]).map_err(|_| bad())?
+                } else {
+                    None
+                },
             })
         })
         .collect()
@@ -342,8 +405,13 @@ mod tests {
             Some(format!("{:x}", Sha256::digest(b"one")))
         );
         let tsv = root.join("images.tsv");
-        write(&tsv, &rows).unwrap();
+        write(&tsv, &rows, false).unwrap();
         assert_eq!(read(&tsv).unwrap(), rows);
+        // A derived-parameter dataset's rows carry the decoded size.
+        let mut sized = rows.clone();
+        sized[0].size = Some((640, 480));
+        write(&tsv, &sized, true).unwrap();
+        assert_eq!(read(&tsv).unwrap(), sized);
         assert_eq!(
             verify(&rows, &root),
             Drift {
@@ -361,7 +429,7 @@ mod tests {
         // Rows of another task's share are written as `-` and not checked.
         let mut partial = rows.clone();
         (partial[2].bytes, partial[2].sha256) = (None, None);
-        write(&tsv, &partial).unwrap();
+        write(&tsv, &partial, false).unwrap();
         assert_eq!(read(&tsv).unwrap(), partial);
         let d = verify(&partial, &root);
         assert_eq!((d.checked, d.unhashed, d.missing.len()), (2, 1, 0));

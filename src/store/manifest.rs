@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::augment::params::PARAMS_SAMPLER_VERSION;
 use crate::labels::sampled::SAMPLER_VERSION;
-use crate::labels::{Coding, IdFormat, LabelMode, ProbFormat};
+use crate::labels::{Coding, IdFormat, LabelMode, ParamsFormat, ProbFormat};
 
 pub const FORMAT: &str = "dr-reinforced";
 pub const VERSION: u32 = 1;
@@ -48,6 +49,30 @@ pub struct Settings {
     /// `--class-ids`: "packed", or `None` for whole bytes (u16 / u32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_ids: Option<String>,
+    /// `--params derived`: records hold no parameters, readers regenerate
+    /// them with this sampler version; `None` for stored parameters (every
+    /// manifest written before the option, which so keeps its bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<ParamsSetting>,
+}
+
+/// `Settings::params` of a derived-parameter dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamsSetting {
+    /// "derived".
+    pub mode: String,
+    /// `augment::params::PARAMS_SAMPLER_VERSION` of the dr that wrote it.
+    pub sampler_version: u32,
+}
+
+impl ParamsSetting {
+    /// The entry `dr reinforce` writes for `params` (none when stored).
+    pub fn of(params: ParamsFormat) -> Option<ParamsSetting> {
+        (params == ParamsFormat::Derived).then(|| ParamsSetting {
+            mode: params.name().into(),
+            sampler_version: PARAMS_SAMPLER_VERSION,
+        })
+    }
 }
 
 /// `Settings::labels` of a mode other than top-k (`crate::labels`).
@@ -101,7 +126,23 @@ impl Settings {
                 format!("class_ids {n:?} is not one this dr knows (bytes, packed). {upgrade}")
             })?,
         };
-        Ok(Coding { probs, ids })
+        let params = match &self.params {
+            None => ParamsFormat::Stored,
+            Some(p) if p.mode != ParamsFormat::Derived.name() => {
+                return Err(format!(
+                    "params mode {:?} is not one this dr knows (stored, derived). {upgrade}",
+                    p.mode
+                ));
+            }
+            Some(p) if p.sampler_version != PARAMS_SAMPLER_VERSION => {
+                return Err(format!(
+                    "its augmentation parameters are derived from the seed by params sampler version {}, but this dr has params sampler version {PARAMS_SAMPLER_VERSION}, which draws other values: reading them would give other parameters than the teachers saw. Fix: read it with a dr of params sampler version {} (the manifest's `writer` is one), or rerun `dr reinforce --params stored` (or `--params derived` with this dr) into a new --out",
+                    p.sampler_version, p.sampler_version
+                ));
+            }
+            Some(_) => ParamsFormat::Derived,
+        };
+        Ok(Coding { probs, ids, params })
     }
 
     /// The label mode of these records, or why this dr cannot read them.

@@ -106,7 +106,7 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Merged> {
         }
         for (r, o) in rows.iter_mut().zip(images::read(&p.join("images.tsv"))?) {
             if r.sha256.is_none() {
-                (r.bytes, r.sha256) = (o.bytes, o.sha256);
+                (r.bytes, r.sha256, r.size) = (o.bytes, o.sha256, o.size);
             }
         }
         for s in &m.shards {
@@ -130,7 +130,8 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Merged> {
         );
     }
     merged.shards = shards.len();
-    images::write(&out.join("images.tsv"), &rows)?;
+    let sized = first.settings.params.is_some();
+    images::write(&out.join("images.tsv"), &rows, sized)?;
     super::atomic_write(&out.join("order.npy"), &order0)?;
     let m = Manifest {
         status: Status::Complete,

@@ -2,6 +2,7 @@
 //! the record layout (`layout`), shard files and the manifest. Knows nothing
 //! of GPUs.
 
+pub mod derived;
 pub mod images;
 pub mod layout;
 pub mod manifest;

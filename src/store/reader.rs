@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::derived::Deriver;
 use super::images::{self, ImageRow};
 use super::layout::{Layout, Record};
 use super::manifest::{Manifest, ShardInfo};
@@ -20,6 +21,8 @@ pub struct Reinforced {
     /// Image ids in work order, and each image's position in it.
     pub order: Vec<u32>,
     pub position: Vec<u32>,
+    /// `--params derived`: what regenerates the parameters records omit.
+    pub derived: Option<Deriver>,
 }
 
 impl Reinforced {
@@ -82,6 +85,14 @@ impl Reinforced {
                 dir.display()
             );
         }
+        let derived = (!layout.stores_params()).then(|| {
+            Deriver::new(
+                &config,
+                manifest.settings.seed,
+                &rows,
+                (w as usize, h as usize),
+            )
+        });
         Ok(Reinforced {
             dir: dir.to_path_buf(),
             manifest,
@@ -90,6 +101,7 @@ impl Reinforced {
             rows,
             order,
             position,
+            derived,
         })
     }
 
@@ -140,6 +152,21 @@ impl Reinforced {
         Ok(buf)
     }
 
+    /// Record `sample` of image `id` from its bytes: as stored, or with the
+    /// parameters regenerated (`--params derived`) when it is usable.
+    pub fn decode(&self, id: u32, sample: u32, bytes: &[u8]) -> Result<Record> {
+        let mut r = self.layout.decode(bytes);
+        if let Some(d) = &self.derived
+            && self.layout.flags(bytes) & super::layout::flag::INVALID == 0
+        {
+            r.params = Some(
+                d.params(id, sample)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", self.dir.display()))?,
+            );
+        }
+        Ok(r)
+    }
+
     /// Image `id`'s NS records. A class id past the class count (a damaged
     /// shard: packed ids have room up to 2^bits - 1) is an error naming it,
     /// so no consumer indexes past the classes; `dr verify` lists them all.
@@ -149,7 +176,7 @@ impl Reinforced {
             .chunks(self.layout.size)
             .enumerate()
             .map(|(j, b)| {
-                let r = self.layout.decode(b);
+                let r = self.decode(id, j as u32, b)?;
                 if let Some(c) = r.classes.iter().chain(&r.draws).find(|&&c| c >= classes) {
                     bail!(
                         "{}: image {id} sample {j} holds class {c} of {classes}; the shard is damaged. Fix: run `dr verify {}`",

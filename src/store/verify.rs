@@ -4,7 +4,9 @@
 //! group with the crop of the pair's own sample, top-k sorted, in range and
 //! summing to at most 1 (sampled: draws ascending and in range; packed
 //! class ids below the class count with the bits after them zero), invalid
-//! records all zero and listed as bad.
+//! records all zero and listed as bad. `--params derived`: records hold
+//! flags alone (INVALID or 0), usable images and only they have a decoded
+//! size in images.tsv, and the regenerated parameters pass the same checks.
 
 use std::collections::HashSet;
 
@@ -97,7 +99,9 @@ fn check_shard(
         let r = if (s.positions[0]..s.positions[1]).contains(&pos) {
             image_bytes(pos)
                 .and_then(|b| b.chunks(d.layout.size).nth(sample as usize))
-                .map(|r| d.layout.decode(r))
+                .map(|r| d.decode(id, sample, r))
+                .transpose()
+                .map_err(|e| format!("{e:#}"))?
         } else {
             d.records(id)
                 .map_err(|e| format!("{e:#}"))?
@@ -115,6 +119,13 @@ fn check_shard(
             ));
             continue;
         };
+        if d.derived.is_some() && bad.contains(&id) == d.rows[id as usize].size.is_some() {
+            p.push(format!(
+                "image {id}: images.tsv {} a decoded size, but the image is {}listed as bad (derived parameters draw from the sizes of the usable images)",
+                if bad.contains(&id) { "has" } else { "lacks" },
+                if bad.contains(&id) { "" } else { "not " }
+            ));
+        }
         for (j, b) in raw.chunks(d.layout.size).enumerate() {
             let extra = d.layout.flags(b) & !d.layout.allowed_flags();
             if extra != 0 {
@@ -128,7 +139,13 @@ fn check_shard(
                     d.layout.topk
                 ));
             }
-            let r = d.layout.decode(b);
+            let r = match d.decode(id, j as u32, b) {
+                Ok(r) => r,
+                Err(e) => {
+                    p.push(format!("image {id} sample {j}: {e:#}"));
+                    continue;
+                }
+            };
             for why in check_record(d, groups, bad, id, &r, &crop_of) {
                 p.push(format!("image {id} sample {j}: {why}"));
             }

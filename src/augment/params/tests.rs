@@ -214,3 +214,39 @@ fn mixing_groups_partition_the_listing() {
     assert!(seen.iter().all(|&s| s));
     assert_eq!(g.group_of(g.order()[99]).len(), 4);
 }
+
+#[test]
+fn sampler_version_pins_draws() {
+    // A digest of draws over every transform (Beta below shape 1 too, and
+    // the mixing groups): a change to any drawn value changes it. Then bump
+    // PARAMS_SAMPLER_VERSION (derived-parameter datasets record it) and pin
+    // the new digest with it.
+    use sha2::{Digest, Sha256};
+    let mut aug = config("    random_crop: {size: 256, padding: 4, pad_if_needed: true}\n");
+    aug.mixup.as_mut().unwrap().alpha = 0.2;
+    let groups = MixingGroups::new(21, 1000, 16);
+    let size = |i: u32| {
+        (
+            1 + (i as usize * 7919) % 900,
+            1 + (i as usize * 104_729) % 700,
+        )
+    };
+    let d = Draw {
+        aug: &aug,
+        seed: 21,
+        num_samples: 50,
+        size_of: &size,
+    };
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", groups.order()));
+    for i in 0..4000u32 {
+        let id = (i * 37) % 1000;
+        h.update(format!("{:?}", d.sample(id, i % 50, groups.group_of(id))));
+    }
+    let digest = format!("{:x}", h.finalize());
+    assert_eq!(
+        (PARAMS_SAMPLER_VERSION, &digest[..16]),
+        (1, "2c8f743580d806b7"),
+        "the sampler draws other values: bump PARAMS_SAMPLER_VERSION and pin this digest"
+    );
+}

@@ -344,7 +344,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
         );
     }
     let rows = images::rows(listing)?;
-    images::write(&out.join("images.tsv"), &rows)?;
+    images::write(&out.join("images.tsv"), &rows, false)?;
     let order: Vec<u32> = (0..n).collect();
     crate::npy::write(&out.join("order.npy"), &[order.len()], &order)?;
     let ns = cfg.num_samples as usize;
@@ -429,6 +429,7 @@ pub fn import(dir: &Path, listing: &Listing, out: &Path) -> Result<Imported> {
             labels: None,
             prob_format: None,
             class_ids: None,
+            params: None,
         },
         record: RecordInfo::new(&layout, &cfg, out_wh),
         shard_count: shards.len() as u32,
