@@ -187,7 +187,19 @@ fn last_candidates(teacher: &Path, device: &dr::cuda::DeviceInfo, dir: &Path) {
     // The kernel set `dr reinforce` takes on this device (its tuning file's name).
     plan.conv_path = dr::teacher::gpu::conv::ConvPath::for_device(device).unwrap();
     let layers = tuning::off_the_rule(&plan);
-    assert!(layers.len() >= 4, "{} layers with a choice", layers.len());
+    // On the wgmma path (compute capability 9.0) only the GEMM layers (the
+    // stride-1 1x1s and the fc) have two tiles to choose from: the gather
+    // kernels, which take ResNet-18's other convolutions, offer one tile a
+    // layer.
+    let least = match plan.conv_path {
+        dr::teacher::gpu::conv::ConvPath::Wgmma => 2,
+        _ => 4,
+    };
+    assert!(
+        layers.len() >= least,
+        "{} layers with a choice",
+        layers.len()
+    );
     let t = Tuning::new(device, teacher, &plan, 1, layers);
     t.save(&tuning::file_in(dir, device, &plan)).unwrap();
 }
