@@ -53,10 +53,10 @@
 //         H100), during which its scheduler has as many issue slots; the
 //         loop's other work (full wait, fence, descriptors, commit, wait,
 //         empty arrival; the round's count once every 4 k-tiles) is 23
-//         instructions at BM 128: 4.5% of the slots at BN 256, 9.0% at 128
+//         instructions at BM 128: 4.5% of the slots at BN 256, 8.9% at 128
 //         ([gpu-hopper]'s goal <= 10%; tools/sass_report.py), 6.0% for the
 //         gather's 128x192, 5.9% for its 256x128, 8.0% for 256x96; its
-//         narrowest tiles miss (256 x 64, 48: 13.0%, 17.8%: the wgmmas are
+//         narrowest tiles miss (256 x 64, 48: 13.3%, 18.0%: the wgmmas are
 //         short). Most of it is the descriptors: ptxas rebuilds each wgmma's
 //         (lo, hi) pair in uniform registers (UIADD3 + UMOV). That needs the
 //         consumer warpgroup's index warp-uniform in ptxas's eyes (read
@@ -68,15 +68,13 @@
 //         fills BM/16 rows a k-tile for about 9 instructions each (a row
 //         keeps its pixel's offset and a mask of its taps inside the image:
 //         `GatherRows`): with both consumer warps, a scheduler's issue load
-//         is 27-48% of its slots on the gating gather tiles, 99.1% on 256x48.
+//         is 27-49% of its slots on the gating gather tiles, 99.7% on 256x48.
 // Tolerance vs the CPU twin (teacher/gpu/conv/cpu.rs, the same bf16 products
 //         in f64): Tol::Bf16Accum, as conv.cu. The bits differ from conv.cu's
 //         kernels (another accumulation order), so a layer's kernel is chosen
 //         by the device alone, never by the batch.
 #include <cuda.h>
 #include <stdint.h>
-
-#include <type_traits>
 
 #include "common/bf16.cuh"
 #include "common/conv_params.cuh"
@@ -113,21 +111,24 @@ struct Ring {
     static_assert(A_BYTES % 1024 == 0 && B_BYTES % 1024 == 0, "stages keep the 1024-byte swizzle alignment");
 };
 
-// The consumer loop of one tile, whose first k-tile is the ring's k-tile
-// S0 (mod STAGES) of parity `phase`: S0 a template parameter, so that each
-// step's stage is a constant (descriptor offsets and barrier addresses
-// immediates) whichever stage a tile starts at. A step waits for its
-// k-tile's bytes, issues the wgmmas, then releases the stage before it
-// (its group has completed: wait_group 1), except at the tile's first
-// k-tile (the previous tile released its last stage itself).
-template <int BM, int BN, uint32_t S0>
-__device__ __forceinline__ void consume_from(float (&acc)[BM / 128][BN / 2], uint32_t a_lo, uint32_t a_hi,
+// The consumer loop of one tile, whose k-tiles are the ring's g0 to g0 +
+// ktiles - 1, a k-tile's stage its index mod STAGES and its parity the
+// round's. A step waits for its k-tile's bytes, issues the wgmmas, then
+// releases the stage before it (its group has completed: wait_group 1),
+// except at the tile's first k-tile (the previous tile released its last
+// stage itself). Whole rounds start at stage 0, so each of their steps'
+// stages is a constant (descriptor offsets and barrier addresses
+// immediates); a tile that starts mid-ring (persistent blocks) takes its
+// first k-tiles up to the round's end with the stage in a register, at
+// most STAGES - 1 a tile. One copy of the round: the kernels compile in a
+// quarter of the time four copies, one for each starting stage, took.
+template <int BM, int BN>
+__device__ __forceinline__ void consume_tile(float (&acc)[BM / 128][BN / 2], uint32_t a_lo, uint32_t a_hi,
                                              uint32_t b_lo, uint32_t b_hi, uint32_t full0, uint32_t empty0,
-                                             uint32_t ktiles, uint32_t phase) {
+                                             uint32_t ktiles, uint32_t g0) {
     using R = Ring<BM, BN>;
-    auto step = [&](auto J, uint32_t phase_j, bool release) {
-        constexpr uint32_t s = (S0 + decltype(J)::value) % SM90_STAGES;
-        mbar_wait(full0 + 8 * s, phase_j);
+    auto step = [&](uint32_t s, uint32_t phase, bool release) {
+        mbar_wait(full0 + 8 * s, phase);
         wgmma_fence();
 #pragma unroll
         for (uint32_t kk = 0; kk < SM90_BK / 16; kk++) {  // 16 of K are 32 bytes along the swizzled row
@@ -141,29 +142,26 @@ __device__ __forceinline__ void consume_from(float (&acc)[BM / 128][BN / 2], uin
         wgmma_wait<1>();  // the previous k-tile's group has read its stage
         if (release) mbar_arrive_at(empty0 + 8 * ((s + SM90_STAGES - 1) % SM90_STAGES));
     };
-    using J0 = std::integral_constant<uint32_t, 0>;
-    using J1 = std::integral_constant<uint32_t, 1>;
-    using J2 = std::integral_constant<uint32_t, 2>;
-    using J3 = std::integral_constant<uint32_t, 3>;
-    // A step past stage STAGES - 1 is in the ring's next round: the other parity.
-    constexpr uint32_t w1 = S0 + 1 >= SM90_STAGES, w2 = S0 + 2 >= SM90_STAGES, w3 = S0 + 3 >= SM90_STAGES;
-    // Whole rounds of the ring with no bound to check (the phase flips once
-    // a round), then the last ktiles % STAGES k-tiles: the checks a k-tile
-    // would cost are paid once a tile, not once a k-tile.
-    static_assert(SM90_STAGES == 4, "a round below is four steps");
+    const uint32_t head = min((SM90_STAGES - g0 % SM90_STAGES) % SM90_STAGES, ktiles);
     uint32_t kt = 0;
+    for (; kt < head; kt++) step((g0 + kt) % SM90_STAGES, ((g0 + kt) / SM90_STAGES) & 1, kt > 0);
+    // Whole rounds of the ring with no bound to check (the phase flips once
+    // a round), then the last k-tiles: the checks a k-tile would cost are
+    // paid once a tile, not once a k-tile.
+    static_assert(SM90_STAGES == 4, "a round below is four steps");
+    uint32_t phase = ((g0 + kt) / SM90_STAGES) & 1;
     for (; kt + SM90_STAGES <= ktiles; kt += SM90_STAGES, phase ^= 1) {
-        step(J0{}, phase, kt > 0);
-        step(J1{}, phase ^ w1, true);
-        step(J2{}, phase ^ w2, true);
-        step(J3{}, phase ^ w3, true);
+        step(0, phase, kt > 0);
+        step(1, phase, true);
+        step(2, phase, true);
+        step(3, phase, true);
     }
     const uint32_t left = ktiles - kt;
-    if (left > 0) step(J0{}, phase, kt > 0);
-    if (left > 1) step(J1{}, phase ^ w1, true);
-    if (left > 2) step(J2{}, phase ^ w2, true);
+    if (left > 0) step(0, phase, kt > 0);
+    if (left > 1) step(1, phase, true);
+    if (left > 2) step(2, phase, true);
     wgmma_wait<0>();
-    mbar_arrive_at(empty0 + 8 * ((S0 + ktiles - 1) % SM90_STAGES));  // the tile's last stage
+    mbar_arrive_at(empty0 + 8 * ((g0 + ktiles - 1) % SM90_STAGES));  // the tile's last stage
 }
 
 // One consumer warpgroup's part of a tile: rows 64 MT WG to 64 MT (WG + 1)
@@ -185,13 +183,7 @@ __device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t*
     const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
     const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
     const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
-    const uint32_t phase = (g0 / SM90_STAGES) & 1;
-    switch (g0 % SM90_STAGES) {
-    case 0: consume_from<BM, BN, 0>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
-    case 1: consume_from<BM, BN, 1>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
-    case 2: consume_from<BM, BN, 2>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
-    default: consume_from<BM, BN, 3>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, phase); break;
-    }
+    consume_tile<BM, BN>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, g0);
 }
 
 // The block's tiles: blockIdx.x, + gridDim.x, ... of the m_tiles x n_tiles

@@ -54,9 +54,9 @@ def analyse(name, issued, loops):
     closing = {at: text for at, _, text in issued}
     loops = [(lo, hi) for lo, hi in loops if closing.get(hi, "").startswith("@")]
     # The innermost loops with HGMMA: a persistent kernel's tile loop holds
-    # the k-loops (one copy for each stage a tile can start at) and the
-    # epilogue. Of those, the one with the most HGMMA, the worst share among
-    # equals (every copy runs, one a tile).
+    # the k-loops (the whole rounds', and the few k-tiles before a tile's
+    # first round) and the epilogue. Of those, the one with the most HGMMA
+    # (the rounds'), the worst share among equals.
     def holding(pred):
         return [(lo, hi) for lo, hi in loops if any(pred(op) for at, op, _ in issued if lo <= at <= hi)]
 
