@@ -527,8 +527,9 @@ def main():
               f"{GOAL_SMEM_CEILING:.0%} of the mma.sync peak; every narrow-group kernel within "
               f"{NARROW_FACTOR:g}x of them per useful HMMA; attention (d64_x2, d96, d128) at <= "
               f"{GOAL_ATTENTION_ISSUE_PER_HMMA} per product HMMA on its common path; every wgmma tile "
-              f"(conv_sm90, 128x128 and 128x256) at <= {sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in "
-              f"non-MMA instructions; no spills")
+              f"(conv_sm90 128x128 and 128x256; conv_sm90g 128x192, 128x256, 256x128, 256x96) at <= "
+              f"{sass_hopper.GOAL_NON_MMA_SHARE:.0%} of their consumer loop's issue slots in non-MMA instructions, "
+              f"the gather kernels' schedulers at <= {sass_hopper.GOAL_SCHEDULER_SHARE:.0%} of theirs; no spills")
 
 
 if __name__ == "__main__":
