@@ -111,9 +111,12 @@ struct Ring {
     static_assert(A_BYTES % 1024 == 0 && B_BYTES % 1024 == 0, "stages keep the 1024-byte swizzle alignment");
 };
 
-// The consumer loop of one tile, whose k-tiles are the ring's g0 to g0 +
-// ktiles - 1, a k-tile's stage its index mod STAGES and its parity the
-// round's. A step waits for its k-tile's bytes, issues the wgmmas, then
+// One consumer warpgroup's loop over one tile: rows 64 MT WG to 64 MT (WG
+// + 1) - 1, all BN columns, the tile's k-tiles being the ring's g0 to g0 +
+// ktiles - 1 (a k-tile's stage its index mod STAGES, its parity the
+// round's). WG is a template parameter so that every address of the loop
+// is a function of the block alone (uniform registers, as the descriptors
+// must be). A step waits for its k-tile's bytes, issues the wgmmas, then
 // releases the stage before it (its group has completed: wait_group 1),
 // except at the tile's first k-tile (the previous tile released its last
 // stage itself). Whole rounds start at stage 0, so each of their steps'
@@ -122,11 +125,20 @@ struct Ring {
 // first k-tiles up to the round's end with the stage in a register, at
 // most STAGES - 1 a tile. One copy of the round: the kernels compile in a
 // quarter of the time four copies, one for each starting stage, took.
-template <int BM, int BN>
-__device__ __forceinline__ void consume_tile(float (&acc)[BM / 128][BN / 2], uint32_t a_lo, uint32_t a_hi,
-                                             uint32_t b_lo, uint32_t b_hi, uint32_t full0, uint32_t empty0,
-                                             uint32_t ktiles, uint32_t g0) {
+template <int BM, int BN, int WG>
+__device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t* ring, uint64_t* full,
+                                        uint64_t* empty, uint32_t ktiles, uint32_t g0) {
     using R = Ring<BM, BN>;
+    // Descriptors of stage 0, k 0: 128B swizzle, 8 rows of 128 bytes 1024 apart
+    // (SBO), LBO unused by a swizzled K-major operand. A stage s, the k16
+    // step kk and the 64-row block mt move the start address (the low 14
+    // bits, in 16 bytes) by s STAGE/16 + 2 kk + 512 mt: never past 2^14
+    // (228 KB of shared memory), so the low word is added to alone.
+    const uint64_t da = wgmma_desc(smem_u32(ring) + WG * R::MT * 64 * 128, 16, 1024, 1);
+    const uint64_t db = wgmma_desc(smem_u32(ring) + R::A_BYTES, 16, 1024, 1);
+    const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
+    const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
+    const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
     auto step = [&](uint32_t s, uint32_t phase, bool release) {
         mbar_wait(full0 + 8 * s, phase);
         wgmma_fence();
@@ -162,28 +174,6 @@ __device__ __forceinline__ void consume_tile(float (&acc)[BM / 128][BN / 2], uin
     if (left > 2) step(2, phase, true);
     wgmma_wait<0>();
     mbar_arrive_at(empty0 + 8 * ((g0 + ktiles - 1) % SM90_STAGES));  // the tile's last stage
-}
-
-// One consumer warpgroup's part of a tile: rows 64 MT WG to 64 MT (WG + 1)
-// - 1, all BN columns, the tile's k-tiles being the ring's g0 to g0 +
-// ktiles - 1. WG is a template parameter so that every address of the loop
-// is a function of the block alone (uniform registers, as the descriptors
-// must be).
-template <int BM, int BN, int WG>
-__device__ __forceinline__ void consume(float (&acc)[BM / 128][BN / 2], uint8_t* ring, uint64_t* full,
-                                        uint64_t* empty, uint32_t ktiles, uint32_t g0) {
-    using R = Ring<BM, BN>;
-    // Descriptors of stage 0, k 0: 128B swizzle, 8 rows of 128 bytes 1024 apart
-    // (SBO), LBO unused by a swizzled K-major operand. A stage s, the k16
-    // step kk and the 64-row block mt move the start address (the low 14
-    // bits, in 16 bytes) by s STAGE/16 + 2 kk + 512 mt: never past 2^14
-    // (228 KB of shared memory), so the low word is added to alone.
-    const uint64_t da = wgmma_desc(smem_u32(ring) + WG * R::MT * 64 * 128, 16, 1024, 1);
-    const uint64_t db = wgmma_desc(smem_u32(ring) + R::A_BYTES, 16, 1024, 1);
-    const uint32_t a_lo = opaque_u32((uint32_t)da), b_lo = opaque_u32((uint32_t)db);
-    const uint32_t a_hi = (uint32_t)(da >> 32), b_hi = (uint32_t)(db >> 32);
-    const uint32_t full0 = opaque_u32(smem_u32(full)), empty0 = opaque_u32(smem_u32(empty));
-    consume_tile<BM, BN>(acc, a_lo, a_hi, b_lo, b_hi, full0, empty0, ktiles, g0);
 }
 
 // The block's tiles: blockIdx.x, + gridDim.x, ... of the m_tiles x n_tiles
